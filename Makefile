@@ -1,0 +1,38 @@
+# Thin wrapper around CMake/CTest. See README.md.
+BUILD    ?= build
+ASAN_BUILD ?= build-asan
+POLICY   ?= policy.yaml.example
+JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+
+# Debian packages: build, run, test.
+PKGS = gcc make cmake pkg-config libgmime-3.0-dev libgpgme-dev libssl-dev \
+       libmilter-dev libyaml-dev gnupg gpgsm gpg-agent libcmocka-dev postfix swaks \
+       miltertest python3 openssl
+
+.PHONY: all deps build run test test-asan bench clean
+
+all: build
+
+deps:
+	@./scripts/deps.sh $(PKGS)
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@./scripts/run-example.sh $(BUILD)/sealgate $(POLICY)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+test-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSEALGATE_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan
+
+bench: build
+	@./bench/run.sh $(BUILD)/sealgate
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,127 @@
+/* Keystore directory handling; see include/sealgate/keystore.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <glib.h>
+
+#include "sealgate/keystore.h"
+
+/* GnuPG options of the gateway's own home: never touch the network. */
+static const char gpg_conf[] =
+	"# Written by sealgate. The gateway's keyring works offline:\n"
+	"# keys arrive only through `sealgate keys import`.\n"
+	"no-auto-key-retrieve\n"
+	"no-auto-key-import\n"
+	"auto-key-locate local\n"
+	"disable-dirmngr\n"
+	"trust-model always\n"
+	"no-greeting\n";
+
+/* Checks that path is a directory only its owner can use. */
+static int
+check_private_dir(const char *path, struct sg_err *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return sg_err_set(err, SG_EKEYSTORE, "keystore %s: %s", path,
+		    strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return sg_err_set(err, SG_EKEYSTORE,
+		    "keystore %s is not a directory", path);
+	if ((st.st_mode & 077) != 0)
+		return sg_err_set(err, SG_EKEYSTORE,
+		    "keystore %s can be used by other users (mode %04o); "
+		    "fix it with: chmod 700 %s", path,
+		    (unsigned)(st.st_mode & 07777), path);
+	return SG_OK;
+}
+
+static int
+make_private_dir(const char *path, struct sg_err *err)
+{
+	if (g_mkdir_with_parents(path, 0700) < 0)
+		return sg_err_set(err, SG_EKEYSTORE, "cannot create %s: %s", path,
+		    strerror(errno));
+	return SG_OK;
+}
+
+/* Writes gpg.conf unless it already has our content. */
+static int
+write_gpg_conf(const char *home, struct sg_err *err)
+{
+	char *path = g_build_filename(home, "gpg.conf", NULL);
+	char *cur = NULL;
+	GError *gerr = NULL;
+	int rc = SG_OK;
+
+	if (g_file_get_contents(path, &cur, NULL, NULL) &&
+	    strcmp(cur, gpg_conf) == 0)
+		goto out;
+	if (!g_file_set_contents(path, gpg_conf, -1, &gerr)) {
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot write %s: %s", path,
+		    gerr->message);
+		g_error_free(gerr);
+		goto out;
+	}
+	chmod(path, 0600);
+out:
+	g_free(cur);
+	g_free(path);
+	return rc;
+}
+
+int
+sg_keystore_open(const char *dir, int flags, struct sg_err *err,
+		 struct sg_keystore **out)
+{
+	struct sg_keystore *ks;
+	int rc;
+
+	if ((flags & SG_KS_CREATE) && access(dir, F_OK) < 0) {
+		rc = make_private_dir(dir, err);
+		if (rc < 0)
+			return rc;
+	}
+	rc = check_private_dir(dir, err);
+	if (rc < 0)
+		return rc;
+
+	ks = calloc(1, sizeof(*ks));
+	if (ks == NULL)
+		return sg_err_set(err, SG_ENOMEM, "out of memory");
+	ks->dir = g_strdup(dir);
+	ks->gnupg_home = g_build_filename(dir, "openpgp", NULL);
+
+	/* An existing, private, empty keystore is initialised on first use. */
+	if (access(ks->gnupg_home, F_OK) < 0) {
+		rc = make_private_dir(ks->gnupg_home, err);
+		if (rc < 0)
+			goto fail;
+	}
+	rc = check_private_dir(ks->gnupg_home, err);
+	if (rc == 0)
+		rc = write_gpg_conf(ks->gnupg_home, err);
+	if (rc < 0)
+		goto fail;
+	*out = ks;
+	return SG_OK;
+fail:
+	sg_keystore_free(ks);
+	return rc;
+}
+
+void
+sg_keystore_free(struct sg_keystore *ks)
+{
+	if (ks == NULL)
+		return;
+	g_free(ks->dir);
+	g_free(ks->gnupg_home);
+	free(ks);
+}

@@ -1,0 +1,217 @@
+/* MIME inspection and construction helpers; see include/sealgate/mime.h. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "sealgate/mime.h"
+
+struct inspect {
+	const char *problem;  /* first critical parser finding */
+	unsigned depth;
+	unsigned parts;
+	bool too_deep;
+};
+
+static void
+on_warning(gint64 offset, GMimeParserWarning code, const gchar *item,
+	   gpointer user_data)
+{
+	struct inspect *st = user_data;
+	const char *what = NULL;
+
+	(void)offset;
+	(void)item;
+	switch (code) {
+	case GMIME_CRIT_INVALID_HEADER_NAME:
+		what = "invalid header field name";
+		break;
+	case GMIME_CRIT_CONFLICTING_HEADER:
+		what = "conflicting header fields";
+		break;
+	case GMIME_CRIT_CONFLICTING_PARAMETER:
+		what = "conflicting header parameters";
+		break;
+	case GMIME_CRIT_MULTIPART_WITHOUT_BOUNDARY:
+		what = "multipart without boundary";
+		break;
+	case GMIME_CRIT_NESTING_OVERFLOW:
+		what = "MIME nesting too deep";
+		break;
+	case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
+		what = "MIME part without headers or content";
+		break;
+	default:
+		break;
+	}
+	if (what != NULL && st->problem == NULL)
+		st->problem = what;
+}
+
+static void
+walk(GMimeObject *obj, unsigned level, struct inspect *st)
+{
+	if (obj == NULL)
+		return;
+	st->parts++;
+	if (level > st->depth)
+		st->depth = level;
+	if (level > SG_MIME_MAX_DEPTH || st->parts > SG_MIME_MAX_PARTS) {
+		st->too_deep = true;
+		return;
+	}
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		int n = g_mime_multipart_get_count(mp);
+
+		for (int i = 0; i < n && !st->too_deep; i++)
+			walk(g_mime_multipart_get_part(mp, i), level + 1, st);
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *inner = g_mime_message_part_get_message(
+		    GMIME_MESSAGE_PART(obj));
+
+		if (inner != NULL)
+			walk(g_mime_message_get_mime_part(inner), level + 1, st);
+	}
+}
+
+static bool
+param_is(GMimeContentType *ct, const char *name, const char *value)
+{
+	const char *v = g_mime_content_type_get_parameter(ct, name);
+
+	return v != NULL && g_ascii_strcasecmp(v, value) == 0;
+}
+
+static enum sg_protection
+protection_of(GMimeObject *top)
+{
+	GMimeContentType *ct;
+
+	if (top == NULL)
+		return SG_PROT_NONE;
+	ct = g_mime_object_get_content_type(top);
+	if (g_mime_content_type_is_type(ct, "multipart", "encrypted")) {
+		if (param_is(ct, "protocol", "application/pgp-encrypted"))
+			return SG_PROT_PGP_MIME;
+		return SG_PROT_ENCRYPTED;
+	}
+	if (g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
+	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) {
+		/* Signed-only and certs-only S/MIME still need encryption. */
+		if (param_is(ct, "smime-type", "signed-data") ||
+		    param_is(ct, "smime-type", "certs-only"))
+			return SG_PROT_NONE;
+		return SG_PROT_SMIME;
+	}
+	if (g_mime_content_type_is_type(ct, "application", "pgp-encrypted"))
+		return SG_PROT_PGP_INLINE;
+	if (GMIME_IS_PART(top) &&
+	    g_mime_content_type_is_type(ct, "text", "plain") &&
+	    g_mime_part_get_openpgp_data(GMIME_PART(top)) ==
+	    GMIME_OPENPGP_DATA_ENCRYPTED)
+		return SG_PROT_PGP_INLINE;
+	return SG_PROT_NONE;
+}
+
+int
+sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
+		struct sg_err *err)
+{
+	GMimeParserOptions *opts;
+	GMimeParser *parser;
+	GMimeMessage *msg;
+	struct inspect st = { 0 };
+	int rc = SG_OK;
+
+	opts = g_mime_parser_options_new();
+	g_mime_parser_options_set_warning_callback(opts, on_warning, &st);
+	parser = g_mime_parser_new_with_stream(stream);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	g_mime_parser_set_persist_stream(parser, TRUE);
+	msg = g_mime_parser_construct_message(parser, opts);
+	if (msg == NULL) {
+		rc = sg_err_set(err, SG_EMALFORMED, "not a MIME message");
+		goto out;
+	}
+	walk(g_mime_message_get_mime_part(msg), 1, &st);
+	if (st.too_deep) {
+		rc = sg_err_set(err, SG_EMALFORMED,
+		    "MIME nesting deeper than %d levels or more than %d parts",
+		    SG_MIME_MAX_DEPTH, SG_MIME_MAX_PARTS);
+		goto out;
+	}
+	if (st.problem != NULL) {
+		rc = sg_err_set(err, SG_EMALFORMED, "%s", st.problem);
+		goto out;
+	}
+	out->protection = protection_of(g_mime_message_get_mime_part(msg));
+	out->depth = st.depth;
+	out->parts = st.parts;
+out:
+	if (msg != NULL)
+		g_object_unref(msg);
+	g_object_unref(parser);
+	g_mime_parser_options_free(opts);
+	return rc;
+}
+
+const char *
+sg_mime_protection_name(enum sg_protection prot)
+{
+	switch (prot) {
+	case SG_PROT_PGP_MIME:		return "PGP/MIME";
+	case SG_PROT_PGP_INLINE:	return "inline PGP";
+	case SG_PROT_SMIME:		return "S/MIME";
+	case SG_PROT_ENCRYPTED:		return "multipart/encrypted";
+	default:			return "none";
+	}
+}
+
+void
+sg_mime_boundary(char *buf, size_t len)
+{
+	unsigned char rnd[12];
+
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			rnd[i] = (unsigned char)g_random_int();
+	}
+	/* "=_" never occurs in base64 or in ASCII armor lines. */
+	snprintf(buf, len, "=_sealgate_%02x%02x%02x%02x%02x%02x%02x%02x%02x%02x"
+	    "%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
+	    rnd[7], rnd[8], rnd[9], rnd[10], rnd[11]);
+}
+
+char *
+sg_mime_pgp_encrypted_type(const char *boundary)
+{
+	return g_strdup_printf("multipart/encrypted;\n"
+	    "\tprotocol=\"application/pgp-encrypted\";\n"
+	    "\tboundary=\"%s\"", boundary);
+}
+
+char *
+sg_mime_pgp_encrypted_head(const char *boundary)
+{
+	return g_strdup_printf(
+	    "This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
+	    "--%s\r\n"
+	    "Content-Type: application/pgp-encrypted\r\n"
+	    "Content-Description: PGP/MIME version identification\r\n"
+	    "\r\n"
+	    "Version: 1\r\n"
+	    "\r\n"
+	    "--%s\r\n"
+	    "Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n"
+	    "Content-Description: OpenPGP encrypted message\r\n"
+	    "Content-Disposition: inline; filename=\"encrypted.asc\"\r\n"
+	    "\r\n", boundary, boundary);
+}
+
+char *
+sg_mime_pgp_encrypted_tail(const char *boundary)
+{
+	return g_strdup_printf("\r\n--%s--\r\n", boundary);
+}

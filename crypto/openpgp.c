@@ -1,0 +1,416 @@
+/* OpenPGP operations with GPGME; see include/sealgate/openpgp.h. */
+#include <errno.h>
+#include <locale.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+#include <gpgme.h>
+
+#include "sealgate/openpgp.h"
+
+static const char *gpgme_version_str;
+static char engine_version_str[64] = "unknown";
+
+static int
+gpg_fail(struct sg_err *err, const char *what, gpgme_error_t gerr)
+{
+	char buf[256];
+
+	gpgme_strerror_r(gerr, buf, sizeof(buf));
+	return sg_err_set(err, SG_ECRYPTO, "%s: %s", what, buf);
+}
+
+int
+sg_openpgp_init(struct sg_err *err)
+{
+	gpgme_engine_info_t info;
+	gpgme_error_t gerr;
+
+	gpgme_version_str = gpgme_check_version(NULL);
+	if (gpgme_version_str == NULL)
+		return sg_err_set(err, SG_ECRYPTO, "GPGME initialisation failed");
+	gpgme_set_locale(NULL, LC_CTYPE, setlocale(LC_CTYPE, NULL));
+	gerr = gpgme_engine_check_version(GPGME_PROTOCOL_OpenPGP);
+	if (gerr)
+		return gpg_fail(err, "gpg engine not usable", gerr);
+	if (gpgme_get_engine_info(&info) == 0) {
+		for (; info != NULL; info = info->next)
+			if (info->protocol == GPGME_PROTOCOL_OpenPGP &&
+			    info->version != NULL)
+				g_strlcpy(engine_version_str, info->version,
+				    sizeof(engine_version_str));
+	}
+	return SG_OK;
+}
+
+const char *
+sg_openpgp_gpgme_version(void)
+{
+	return gpgme_version_str ? gpgme_version_str : gpgme_check_version(NULL);
+}
+
+const char *
+sg_openpgp_engine_version(void)
+{
+	return engine_version_str;
+}
+
+/* A context bound to the keystore's GnuPG home, offline. */
+static int
+new_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_error_t gerr;
+
+	gerr = gpgme_new(&ctx);
+	if (gerr)
+		return gpg_fail(err, "gpgme_new", gerr);
+	gerr = gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP);
+	if (!gerr)
+		gerr = gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP,
+		    NULL, ks->gnupg_home);
+	if (gerr) {
+		gpgme_release(ctx);
+		return gpg_fail(err, "cannot use the keystore's GnuPG home", gerr);
+	}
+	gpgme_set_offline(ctx, 1);
+	gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL);
+	*out = ctx;
+	return SG_OK;
+}
+
+static bool
+key_usable(gpgme_key_t key)
+{
+	return !key->revoked && !key->expired && !key->disabled &&
+	    !key->invalid;
+}
+
+static bool
+uid_matches(gpgme_key_t key, const char *addr)
+{
+	for (gpgme_user_id_t uid = key->uids; uid != NULL; uid = uid->next) {
+		if (uid->revoked || uid->invalid || uid->email == NULL)
+			continue;
+		if (g_ascii_strcasecmp(uid->email, addr) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Creation time of the newest usable encryption subkey, 0 if none. */
+static long
+best_encryption_subkey(gpgme_key_t key)
+{
+	long best = 0;
+
+	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
+		if (!sk->can_encrypt || sk->revoked || sk->expired ||
+		    sk->disabled || sk->invalid)
+			continue;
+		if (sk->timestamp > best)
+			best = sk->timestamp;
+	}
+	return best;
+}
+
+/* Addresses become gpg search patterns: refuse anything odd. */
+static bool
+addr_ok(const char *addr)
+{
+	if (*addr == '\0' || strlen(addr) > 254 || strchr(addr, '@') == NULL)
+		return false;
+	for (const char *p = addr; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == '<' || *p == '>' ||
+		    (unsigned char)*p == 0x7f)
+			return false;
+	return true;
+}
+
+int
+sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
+		    char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_key_t key;
+	gpgme_error_t gerr;
+	char *pattern;
+	long best = 0, created;
+	unsigned seen = 0;
+	int rc;
+
+	if (!addr_ok(addr))
+		return sg_err_set(err, SG_ENOKEY, "not a usable address");
+	rc = new_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	pattern = g_strdup_printf("<%s>", addr);
+	gerr = gpgme_op_keylist_start(ctx, pattern, 0);
+	while (!gerr) {
+		gerr = gpgme_op_keylist_next(ctx, &key);
+		if (gerr)
+			break;
+		seen++;
+		if (key_usable(key) && key->can_encrypt && uid_matches(key, addr)) {
+			created = best_encryption_subkey(key);
+			if (created > best && key->fpr != NULL) {
+				best = created;
+				g_strlcpy(fpr, key->fpr, SG_FPR_MAX);
+			}
+		}
+		gpgme_key_unref(key);
+	}
+	g_free(pattern);
+	if (gpg_err_code(gerr) != GPG_ERR_EOF) {
+		rc = gpg_fail(err, "key listing failed", gerr);
+	} else if (best == 0) {
+		rc = sg_err_set(err, SG_ENOKEY, seen == 0 ? "no OpenPGP key"
+		    : "no usable OpenPGP key (expired, revoked or cannot encrypt)");
+	}
+	gpgme_op_keylist_end(ctx);
+	gpgme_release(ctx);
+	return rc;
+}
+
+/* GPGME data callbacks over sg_reader / sg_writer. */
+static ssize_t
+cb_read(void *handle, void *buf, size_t len)
+{
+	struct sg_reader *r = handle;
+	size_t n;
+
+	if (r->read(r->ctx, buf, len, &n) < 0) {
+		errno = EIO;
+		return -1;
+	}
+	return (ssize_t)n;
+}
+
+static ssize_t
+cb_write(void *handle, const void *buf, size_t len)
+{
+	struct sg_writer *w = handle;
+
+	if (w->write(w->ctx, buf, len) < 0) {
+		errno = EIO;
+		return -1;
+	}
+	return (ssize_t)len;
+}
+
+int
+sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
+		   size_t nfprs, int flags, struct sg_reader *in,
+		   struct sg_writer *out, struct sg_err *err)
+{
+	struct gpgme_data_cbs in_cbs = { .read = cb_read };
+	struct gpgme_data_cbs out_cbs = { .write = cb_write };
+	gpgme_ctx_t ctx = NULL;
+	gpgme_data_t plain = NULL, cipher = NULL;
+	gpgme_key_t *keys;
+	gpgme_encrypt_result_t res;
+	gpgme_encrypt_flags_t eflags;
+	gpgme_error_t gerr;
+	int rc;
+
+	keys = g_new0(gpgme_key_t, nfprs + 1);
+	rc = new_ctx(ks, &ctx, err);
+	if (rc < 0)
+		goto out;
+	gpgme_set_armor(ctx, 1);
+	for (size_t i = 0; i < nfprs; i++) {
+		gerr = gpgme_get_key(ctx, fprs[i], &keys[i], 0);
+		if (gerr) {
+			rc = gpg_fail(err, "recipient key vanished", gerr);
+			goto out;
+		}
+	}
+	if (gpgme_data_new_from_cbs(&plain, &in_cbs, in) ||
+	    gpgme_data_new_from_cbs(&cipher, &out_cbs, out)) {
+		rc = sg_err_set(err, SG_ENOMEM, "gpgme data setup failed");
+		goto out;
+	}
+	/* Trust comes from the administrator's import, not the web of trust. */
+	eflags = GPGME_ENCRYPT_ALWAYS_TRUST | GPGME_ENCRYPT_NO_ENCRYPT_TO;
+	if (flags & SG_PGP_HIDE_RECIPIENTS)
+		eflags |= GPGME_ENCRYPT_THROW_KEYIDS;
+	gerr = gpgme_op_encrypt(ctx, keys, eflags, plain, cipher);
+	res = gpgme_op_encrypt_result(ctx);
+	if (res != NULL && res->invalid_recipients != NULL) {
+		char buf[128];
+
+		gpgme_strerror_r(res->invalid_recipients->reason, buf, sizeof(buf));
+		rc = sg_err_set(err, SG_ECRYPTO, "recipient %s refused: %s",
+		    res->invalid_recipients->fpr ? res->invalid_recipients->fpr
+		    : "?", buf);
+		goto out;
+	}
+	if (gerr) {
+		rc = gpg_fail(err, "encryption failed", gerr);
+		goto out;
+	}
+out:
+	gpgme_data_release(plain);
+	gpgme_data_release(cipher);
+	for (size_t i = 0; i < nfprs; i++)
+		if (keys[i] != NULL)
+			gpgme_key_unref(keys[i]);
+	g_free(keys);
+	if (ctx != NULL)
+		gpgme_release(ctx);
+	return rc;
+}
+
+int
+sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
+		  struct sg_openpgp_import *res, struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_data_t dh = NULL;
+	gpgme_import_result_t ir;
+	gpgme_error_t gerr;
+	GPtrArray *fprs;
+	GArray *changed;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	rc = new_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	gerr = gpgme_data_new_from_mem(&dh, data, len, 0);
+	if (!gerr)
+		gerr = gpgme_op_import(ctx, dh);
+	if (gerr) {
+		rc = gpg_fail(err, "import failed", gerr);
+		goto out;
+	}
+	ir = gpgme_op_import_result(ctx);
+	if (ir == NULL || ir->considered == 0) {
+		rc = sg_err_set(err, SG_EINVAL, "no OpenPGP key found");
+		goto out;
+	}
+	res->considered = (unsigned)ir->considered;
+	res->imported = (unsigned)ir->imported;
+	res->unchanged = (unsigned)ir->unchanged;
+	res->secret_imported = (unsigned)ir->secret_imported;
+	fprs = g_ptr_array_new();
+	changed = g_array_new(FALSE, TRUE, sizeof(gboolean));
+	for (gpgme_import_status_t st = ir->imports; st != NULL; st = st->next) {
+		gboolean is_new = st->status != 0;
+		guint i;
+
+		if (st->fpr == NULL || st->result != 0)
+			continue;
+		for (i = 0; i < fprs->len; i++)
+			if (strcmp(g_ptr_array_index(fprs, i), st->fpr) == 0)
+				break;
+		if (i == fprs->len) {
+			g_ptr_array_add(fprs, g_strdup(st->fpr));
+			g_array_append_val(changed, is_new);
+		} else if (is_new) {
+			g_array_index(changed, gboolean, i) = TRUE;
+		}
+	}
+	g_ptr_array_add(fprs, NULL);
+	res->fprs = (char **)g_ptr_array_free(fprs, FALSE);
+	res->changed = (int *)(void *)g_array_free(changed, FALSE);
+	if (ir->not_imported > 0 && ir->imported == 0 && ir->unchanged == 0 &&
+	    ir->secret_imported == 0 && ir->secret_unchanged == 0)
+		rc = sg_err_set(err, SG_EINVAL, "no key could be imported");
+out:
+	gpgme_data_release(dh);
+	gpgme_release(ctx);
+	return rc;
+}
+
+void
+sg_openpgp_import_clear(struct sg_openpgp_import *res)
+{
+	g_strfreev(res->fprs);
+	g_free(res->changed);
+	res->fprs = NULL;
+	res->changed = NULL;
+}
+
+static const char *
+key_state(gpgme_key_t key)
+{
+	if (key->revoked)
+		return "revoked";
+	if (key->expired)
+		return "expired";
+	if (key->disabled)
+		return "disabled";
+	if (key->invalid)
+		return "invalid";
+	return "active";
+}
+
+/* Expiry of the key: its primary key's, 0 when it never expires. */
+static time_t
+key_expiry(gpgme_key_t key)
+{
+	return key->subkeys != NULL ? (time_t)key->subkeys->expires : 0;
+}
+
+static int
+list_pass(const struct sg_keystore *ks, const char *pattern, int secret,
+	  GHashTable *secret_fprs, sg_openpgp_list_cb cb, void *arg,
+	  struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_key_t key;
+	gpgme_error_t gerr;
+	int rc;
+
+	rc = new_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	gerr = gpgme_op_keylist_start(ctx, pattern, secret);
+	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
+		if (secret) {
+			if (key->fpr != NULL)
+				g_hash_table_add(secret_fprs, g_strdup(key->fpr));
+			gpgme_key_unref(key);
+			continue;
+		}
+		for (gpgme_user_id_t uid = key->uids; uid; uid = uid->next) {
+			struct sg_openpgp_identity id = {
+				.addr = uid->email,
+				.fpr = key->fpr,
+				.state = uid->revoked ? "revoked" : key_state(key),
+				.expires = key_expiry(key),
+				.can_encrypt = key->can_encrypt &&
+				    best_encryption_subkey(key) != 0,
+				.secret = key->fpr != NULL &&
+				    g_hash_table_contains(secret_fprs, key->fpr),
+			};
+
+			if (uid->email == NULL || *uid->email == '\0')
+				continue;
+			cb(&id, arg);
+		}
+		gpgme_key_unref(key);
+	}
+	if (gpg_err_code(gerr) != GPG_ERR_EOF)
+		rc = gpg_fail(err, "key listing failed", gerr);
+	gpgme_op_keylist_end(ctx);
+	gpgme_release(ctx);
+	return rc;
+}
+
+int
+sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
+		sg_openpgp_list_cb cb, void *arg, struct sg_err *err)
+{
+	GHashTable *secret = g_hash_table_new_full(g_str_hash, g_str_equal,
+	    g_free, NULL);
+	int rc;
+
+	rc = list_pass(ks, pattern, 1, secret, cb, arg, err);
+	if (rc == 0)
+		rc = list_pass(ks, pattern, 0, secret, cb, arg, err);
+	g_hash_table_destroy(secret);
+	return rc;
+}

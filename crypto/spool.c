@@ -1,0 +1,205 @@
+/* Memory-then-file byte spool; see include/sealgate/spool.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sealgate/spool.h"
+
+struct sg_spool {
+	char *dir;
+	size_t mem_limit;
+	GByteArray *mem; /* NULL once on disk */
+	int fd;          /* -1 while in memory */
+	size_t size;
+	int last_cr;     /* for sg_spool_write_crlf */
+};
+
+int
+sg_spool_new(const char *dir, size_t mem_limit, struct sg_spool **out)
+{
+	struct sg_spool *sp;
+
+	sp = calloc(1, sizeof(*sp));
+	if (sp == NULL)
+		return SG_ENOMEM;
+	sp->dir = strdup(dir != NULL ? dir : "/tmp");
+	sp->mem = g_byte_array_new();
+	sp->mem_limit = mem_limit;
+	sp->fd = -1;
+	if (sp->dir == NULL) {
+		sg_spool_free(sp);
+		return SG_ENOMEM;
+	}
+	*out = sp;
+	return SG_OK;
+}
+
+static int
+full_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return SG_EIO;
+		}
+		p += n;
+		off += n;
+		len -= (size_t)n;
+	}
+	return SG_OK;
+}
+
+/* Moves the in-memory bytes to a fresh, already unlinked 0600 temp file. */
+static int
+spool_to_disk(struct sg_spool *sp)
+{
+	char *path;
+	int fd, rc;
+
+	path = g_strdup_printf("%s/sealgate.XXXXXX", sp->dir);
+	fd = mkstemp(path); /* creates the file with mode 0600 */
+	if (fd < 0) {
+		g_free(path);
+		return SG_EIO;
+	}
+	unlink(path);
+	g_free(path);
+	rc = full_pwrite(fd, sp->mem->data, sp->mem->len, 0);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	g_byte_array_free(sp->mem, TRUE);
+	sp->mem = NULL;
+	sp->fd = fd;
+	return SG_OK;
+}
+
+int
+sg_spool_write(struct sg_spool *sp, const void *buf, size_t len)
+{
+	int rc;
+
+	if (len == 0)
+		return SG_OK;
+	if (sp->mem != NULL && sp->mem->len + len > sp->mem_limit) {
+		rc = spool_to_disk(sp);
+		if (rc < 0)
+			return rc;
+	}
+	if (sp->mem != NULL) {
+		g_byte_array_append(sp->mem, buf, (guint)len);
+	} else {
+		rc = full_pwrite(sp->fd, buf, len, (off_t)sp->size);
+		if (rc < 0)
+			return rc;
+	}
+	sp->size += len;
+	return SG_OK;
+}
+
+int
+sg_spool_puts(struct sg_spool *sp, const char *s)
+{
+	return sg_spool_write(sp, s, strlen(s));
+}
+
+int
+sg_spool_write_crlf(struct sg_spool *sp, const void *buf, size_t len)
+{
+	const char *p = buf, *end = p + len, *start = p;
+	int rc;
+
+	for (; p < end; p++) {
+		if (*p == '\n' && !(p > start ? p[-1] == '\r' : sp->last_cr)) {
+			rc = sg_spool_write(sp, start, (size_t)(p - start));
+			if (rc == 0)
+				rc = sg_spool_write(sp, "\r\n", 2);
+			if (rc < 0)
+				return rc;
+			start = p + 1;
+		}
+	}
+	rc = sg_spool_write(sp, start, (size_t)(end - start));
+	if (len > 0)
+		sp->last_cr = end[-1] == '\r';
+	return rc;
+}
+
+size_t
+sg_spool_size(const struct sg_spool *sp)
+{
+	return sp->size;
+}
+
+int
+sg_spool_on_disk(const struct sg_spool *sp)
+{
+	return sp->fd >= 0;
+}
+
+int
+sg_spool_read_at(struct sg_spool *sp, off_t off, void *buf, size_t len,
+		 size_t *nread)
+{
+	ssize_t n;
+
+	*nread = 0;
+	if (off < 0 || (size_t)off >= sp->size)
+		return SG_OK;
+	if (len > sp->size - (size_t)off)
+		len = sp->size - (size_t)off;
+	if (sp->mem != NULL) {
+		memcpy(buf, sp->mem->data + off, len);
+		*nread = len;
+		return SG_OK;
+	}
+	do {
+		n = pread(sp->fd, buf, len, off);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return SG_EIO;
+	*nread = (size_t)n;
+	return SG_OK;
+}
+
+GMimeStream *
+sg_spool_stream(struct sg_spool *sp, off_t start, off_t end)
+{
+	GMimeStream *base, *sub;
+	int fd;
+
+	if (end < 0)
+		end = (off_t)sp->size;
+	if (sp->mem != NULL) {
+		base = g_mime_stream_mem_new_with_byte_array(sp->mem);
+		g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(base), FALSE);
+	} else {
+		fd = dup(sp->fd);
+		if (fd < 0)
+			return NULL;
+		base = g_mime_stream_fs_new(fd);
+	}
+	sub = g_mime_stream_substream(base, start, end);
+	g_object_unref(base);
+	return sub;
+}
+
+void
+sg_spool_free(struct sg_spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->mem != NULL)
+		g_byte_array_free(sp->mem, TRUE);
+	if (sp->fd >= 0)
+		close(sp->fd);
+	free(sp->dir);
+	free(sp);
+}

@@ -1,0 +1,56 @@
+/* Logging for the daemon and the commands. Every line starts with the
+ * queue id. Callers never pass message content or key material. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <glib.h>
+
+#include "sealgate.h"
+
+static bool log_stderr = true;
+
+void
+sg_log_open(bool to_stderr)
+{
+	log_stderr = to_stderr;
+	if (!to_stderr)
+		openlog("sealgate", LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+static int
+syslog_level(enum sg_log_level level)
+{
+	switch (level) {
+	case SG_LOG_ERR:	return LOG_ERR;
+	case SG_LOG_WARNING:	return LOG_WARNING;
+	case SG_LOG_INFO:	return LOG_INFO;
+	default:		return LOG_DEBUG;
+	}
+}
+
+void
+sg_log(enum sg_log_level level, const char *qid, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg, stamp[32];
+	struct tm tm;
+	time_t now;
+
+	va_start(ap, fmt);
+	msg = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	/* One physical line per entry, whatever a value contained. */
+	g_strdelimit(msg, "\r\n", ' ');
+	if (log_stderr) {
+		now = time(NULL);
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		fprintf(stderr, "%s sealgate: %s: %s\n", stamp,
+		    qid != NULL ? qid : "-", msg);
+	} else {
+		syslog(syslog_level(level), "%s: %s", qid != NULL ? qid : "-", msg);
+	}
+	g_free(msg);
+}

@@ -1,0 +1,79 @@
+/* sealgate: one binary, several verbs (DESIGN.md §3). */
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <gmime/gmime.h>
+#include <libmilter/mfapi.h>
+#include <openssl/crypto.h>
+
+#include "sealgate/openpgp.h"
+#include "sealgate.h"
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: sealgate VERB [options]\n"
+	    "\n"
+	    "  milter  [-c FILE] [-s SOCKET] [-f]        run the milter\n"
+	    "  process [-c FILE] --from ADDR --to ADDR... [--client-ip IP]\n"
+	    "          [--auth USER] [-i IN] [-o OUT]    run one message through the pipeline\n"
+	    "  policy check [-c FILE]                    validate the policy file\n"
+	    "  policy keys                               list every policy key\n"
+	    "  keys [-c FILE] import FILE...             import OpenPGP keys\n"
+	    "  keys [-c FILE] list                       list the keystore's identities\n"
+	    "  version                                   print versions\n"
+	    "\n"
+	    "The policy file is -c FILE, else $SEALGATE_CONFIG, else %s.\n",
+	    SG_DEFAULT_CONFIG);
+}
+
+static int
+cmd_version(void)
+{
+	unsigned int major, minor, patch;
+	struct sg_err err = { 0 };
+
+	smfi_version(&major, &minor, &patch);
+	sg_openpgp_init(&err);
+	printf("sealgate %s\n", SEALGATE_VERSION);
+	printf("GMime %u.%u.%u\n", gmime_major_version, gmime_minor_version,
+	    gmime_micro_version);
+	printf("GPGME %s\n", sg_openpgp_gpgme_version());
+	printf("gpg %s\n", sg_openpgp_engine_version());
+	printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+	printf("libmilter %u.%u.%u\n", major, minor, patch);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *verb;
+
+	setlocale(LC_ALL, "");
+	if (argc < 2) {
+		usage(stderr);
+		return SG_EXIT_USAGE;
+	}
+	verb = argv[1];
+	if (strcmp(verb, "milter") == 0)
+		return sg_cmd_milter(argc - 1, argv + 1);
+	if (strcmp(verb, "process") == 0)
+		return sg_cmd_process(argc - 1, argv + 1);
+	if (strcmp(verb, "policy") == 0)
+		return sg_cmd_policy(argc - 1, argv + 1);
+	if (strcmp(verb, "keys") == 0)
+		return sg_cmd_keys(argc - 1, argv + 1);
+	if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0)
+		return cmd_version();
+	if (strcmp(verb, "help") == 0 || strcmp(verb, "--help") == 0 ||
+	    strcmp(verb, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "sealgate: unknown verb \"%s\"\n", verb);
+	usage(stderr);
+	return SG_EXIT_USAGE;
+}

@@ -1,0 +1,506 @@
+/* `sealgate milter`: libmilter callbacks. Each callback only moves data
+ * into the transaction or calls the pipeline; every unexpected condition
+ * answers SMFIS_TEMPFAIL so that the MTA keeps the mail (DESIGN.md §4). */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <libmilter/mfapi.h>
+
+#include "sealgate/msg.h"
+#include "sealgate/pipeline.h"
+#include "sealgate.h"
+
+#define BODY_CHUNK 65535
+
+/* The current policy snapshot; a message keeps the one it started with. */
+static struct {
+	pthread_mutex_t lock;
+	struct sg_policy *pol;
+	const char *path;
+} current = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL };
+
+struct conn {
+	char *client_ip;
+	struct sg_policy *pol;      /* snapshot of the current message */
+	struct sg_keystore *ks;
+	struct sg_msg *msg;
+	enum sg_class cls;          /* class of the accepted recipients */
+	struct timespec start;
+};
+
+static struct sg_policy *
+policy_snapshot(void)
+{
+	struct sg_policy *pol;
+
+	pthread_mutex_lock(&current.lock);
+	pol = sg_policy_ref(current.pol);
+	pthread_mutex_unlock(&current.lock);
+	return pol;
+}
+
+static void
+message_end(struct conn *c)
+{
+	sg_msg_free(c->msg);
+	c->msg = NULL;
+	sg_keystore_free(c->ks);
+	c->ks = NULL;
+	sg_policy_unref(c->pol);
+	c->pol = NULL;
+	c->cls = SG_CLASS_NONE;
+}
+
+static const char *
+qid(const struct conn *c)
+{
+	return c != NULL && c->msg != NULL ? c->msg->queue_id : "NOQUEUE";
+}
+
+/* Sets an SMTP reply; libmilter rejects text with CR, LF or '%'. */
+static void
+set_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *text)
+{
+	char *clean = g_strdup(text);
+
+	g_strdelimit(clean, "\r\n%", ' ');
+	if (smfi_setreply(ctx, (char *)rcode, (char *)xcode, clean) != MI_SUCCESS)
+		sg_log(SG_LOG_WARNING, NULL, "smfi_setreply failed");
+	g_free(clean);
+}
+
+/* The one place internal failures turn into an answer. */
+static sfsistat
+tempfail(SMFICTX *ctx, struct conn *c, const char *why)
+{
+	sg_log(SG_LOG_ERR, qid(c), "temporary failure: %s", why);
+	set_reply(ctx, "451", "4.3.0", "sealgate: temporary failure, try again later");
+	return SMFIS_TEMPFAIL;
+}
+
+static struct conn *
+conn_of(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+static sfsistat
+cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+{
+	struct conn *c = g_new0(struct conn, 1);
+	char buf[INET6_ADDRSTRLEN];
+
+	(void)hostname;
+	if (sa != NULL && sa->sa_family == AF_INET &&
+	    inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)sa)->sin_addr, buf,
+	    sizeof(buf)) != NULL)
+		c->client_ip = g_strdup(buf);
+	else if (sa != NULL && sa->sa_family == AF_INET6 &&
+	    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)sa)->sin6_addr,
+	    buf, sizeof(buf)) != NULL)
+		c->client_ip = g_strdup(buf);
+	if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
+		g_free(c->client_ip);
+		g_free(c);
+		return tempfail(ctx, NULL, "smfi_setpriv failed");
+	}
+	return SMFIS_CONTINUE;
+}
+
+static void
+refresh_queue_id(SMFICTX *ctx, struct conn *c)
+{
+	const char *id = smfi_getsymval(ctx, "i");
+
+	if (id != NULL && *id && c->msg != NULL) {
+		g_free(c->msg->queue_id);
+		c->msg->queue_id = g_strdup(id);
+	}
+}
+
+static sfsistat
+cb_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct conn *c = conn_of(ctx);
+	struct sg_err err = { 0 };
+	const char *auth;
+	char *from;
+
+	if (c == NULL)
+		return tempfail(ctx, NULL, "no connection context");
+	message_end(c);
+	clock_gettime(CLOCK_MONOTONIC, &c->start);
+	c->pol = policy_snapshot();
+	if (sg_msg_new(c->pol->gateway.spool_dir, &c->msg) < 0)
+		return tempfail(ctx, c, "cannot create message state");
+	refresh_queue_id(ctx, c);
+	if (sg_keystore_open(c->pol->gateway.keystore, 0, &err, &c->ks) < 0)
+		return tempfail(ctx, c, err.msg);
+	from = sg_addr_bare(argv[0]);
+	sg_msg_set_sender(c->msg, from);
+	g_free(from);
+	c->msg->client_ip = g_strdup(c->client_ip);
+	auth = smfi_getsymval(ctx, "{auth_authen}");
+	c->msg->auth_user = auth != NULL && *auth ? g_strdup(auth) : NULL;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct conn *c = conn_of(ctx);
+	enum sg_class cls;
+	char *rcpt, *text;
+	sfsistat st = SMFIS_CONTINUE;
+
+	if (c == NULL || c->msg == NULL)
+		return tempfail(ctx, c, "RCPT without MAIL");
+	rcpt = sg_addr_bare(argv[0]);
+	if (sg_pipeline_classify(c->pol, c->ks, c->msg->mail_from, rcpt, &cls,
+	    NULL, NULL) < 0) {
+		st = tempfail(ctx, c, "recipient classification failed");
+	} else if (c->cls != SG_CLASS_NONE && cls != c->cls) {
+		/* DESIGN.md §4 rule 6: the sending MTA retries it alone. */
+		text = g_strdup_printf("<%s> needs a different treatment (%s); "
+		    "it will be delivered in a separate transaction", rcpt,
+		    sg_class_name(cls));
+		set_reply(ctx, "452", "4.5.3", text);
+		sg_log(SG_LOG_INFO, qid(c), "rcpt=<%s> class=%s deferred: "
+		    "transaction class is %s", rcpt, sg_class_name(cls),
+		    sg_class_name(c->cls));
+		g_free(text);
+		st = SMFIS_TEMPFAIL;
+	} else if (sg_msg_add_rcpt(c->msg, rcpt, cls) < 0) {
+		set_reply(ctx, "452", "4.5.3", "too many recipients");
+		st = SMFIS_TEMPFAIL;
+	} else {
+		c->cls = cls;
+	}
+	g_free(rcpt);
+	return st;
+}
+
+static sfsistat
+cb_data(SMFICTX *ctx)
+{
+	/* Registered so that the MTA does not wait on Nagle's algorithm
+	 * between RCPT and the header (DESIGN.md §5). */
+	(void)ctx;
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct conn *c = conn_of(ctx);
+	int rc;
+
+	if (c == NULL || c->msg == NULL)
+		return tempfail(ctx, c, "header without MAIL");
+	rc = sg_msg_add_header(c->msg, name, value);
+	if (rc < 0 && rc != SG_ELIMIT) /* a limit is judged at end of message */
+		return tempfail(ctx, c, "cannot spool header");
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_eoh(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c == NULL || c->msg == NULL || sg_msg_end_headers(c->msg) < 0)
+		return tempfail(ctx, c, "cannot spool header");
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+{
+	struct conn *c = conn_of(ctx);
+	char *text;
+
+	if (c == NULL || c->msg == NULL)
+		return tempfail(ctx, c, "body without MAIL");
+	if ((long long)(sg_spool_size(c->msg->spool) + len) >
+	    c->pol->gateway.max_message_size) {
+		text = g_strdup_printf("message size exceeds the limit of %lld "
+		    "bytes", c->pol->gateway.max_message_size);
+		set_reply(ctx, "552", "5.3.4", text);
+		sg_log(SG_LOG_INFO, qid(c), "from=<%s> verdict=reject "
+		    "reason=\"message too large\"", c->msg->mail_from);
+		g_free(text);
+		message_end(c);
+		return SMFIS_REJECT;
+	}
+	if (sg_msg_add_body(c->msg, buf, len) < 0)
+		return tempfail(ctx, c, "cannot spool body");
+	return SMFIS_CONTINUE;
+}
+
+/* Applies the pipeline's edits; false if the MTA refused one of them. */
+static bool
+apply_edits(SMFICTX *ctx, const struct sg_edits *ed)
+{
+	unsigned char buf[BODY_CHUNK];
+	size_t n;
+	off_t off;
+
+	for (guint i = 0; i < ed->hdr->len; i++) {
+		const struct sg_hdr_edit *e = g_ptr_array_index(ed->hdr, i);
+		int r;
+
+		switch (e->op) {
+		case SG_HDR_ADD:
+			r = smfi_addheader(ctx, e->name, e->value);
+			break;
+		case SG_HDR_CHANGE:
+			r = smfi_chgheader(ctx, e->name, (int)e->index, e->value);
+			break;
+		default:
+			r = smfi_chgheader(ctx, e->name, (int)e->index, NULL);
+			break;
+		}
+		if (r != MI_SUCCESS)
+			return false;
+	}
+	if (ed->body == NULL)
+		return true;
+	for (off = 0;; off += (off_t)n) {
+		if (sg_spool_read_at(ed->body, off, buf, sizeof(buf), &n) < 0)
+			return false;
+		if (n == 0)
+			break;
+		if (smfi_replacebody(ctx, buf, (int)n) != MI_SUCCESS)
+			return false;
+	}
+	return true;
+}
+
+static long
+elapsed_ms(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - start->tv_sec) * 1000 +
+	    (now.tv_nsec - start->tv_nsec) / 1000000;
+}
+
+static void
+log_summary(struct conn *c, const struct sg_result *res)
+{
+	GString *keys = g_string_new(NULL);
+
+	for (guint i = 0; i < res->fprs->len; i++)
+		g_string_append_printf(keys, "%s%s", i ? "," : "",
+		    (char *)g_ptr_array_index(res->fprs, i));
+	sg_log(SG_LOG_INFO, qid(c), "from=<%s> rcpts=%u class=%s verdict=%s "
+	    "action=%s method=%s keys=%s reason=\"%s\" time=%ldms",
+	    c->msg->mail_from, c->msg->rcpts->len, sg_class_name(c->cls),
+	    sg_verdict_name(res->verdict), res->action,
+	    res->method ? res->method : "-", keys->len ? keys->str : "-",
+	    res->reason ? res->reason : "", elapsed_ms(&c->start));
+	g_string_free(keys, TRUE);
+}
+
+static sfsistat
+cb_eom(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+	struct sg_result res;
+	sfsistat st;
+
+	if (c == NULL || c->msg == NULL)
+		return tempfail(ctx, c, "end of message without MAIL");
+	refresh_queue_id(ctx, c);
+	if (!c->msg->in_body && sg_msg_end_headers(c->msg) < 0)
+		return tempfail(ctx, c, "cannot spool header");
+	smfi_progress(ctx);
+	sg_result_init(&res);
+	sg_pipeline_run(c->msg, c->pol, c->ks, &res);
+	switch (res.verdict) {
+	case SG_VERDICT_ACCEPT:
+		st = apply_edits(ctx, &res.edits) ? SMFIS_ACCEPT : SMFIS_TEMPFAIL;
+		if (st == SMFIS_TEMPFAIL) {
+			res.verdict = SG_VERDICT_TEMPFAIL;
+			g_free(res.reason);
+			res.reason = g_strdup("the MTA refused an edit");
+			set_reply(ctx, "451", "4.3.0",
+			    "sealgate: temporary failure, try again later");
+		}
+		break;
+	case SG_VERDICT_REJECT:
+		set_reply(ctx, res.rcode, res.xcode, res.text);
+		st = SMFIS_REJECT;
+		break;
+	default:
+		set_reply(ctx, res.rcode[0] ? res.rcode : "451",
+		    res.xcode[0] ? res.xcode : "4.3.0",
+		    res.text ? res.text : "sealgate: temporary failure");
+		st = SMFIS_TEMPFAIL;
+		break;
+	}
+	log_summary(c, &res);
+	sg_result_clear(&res);
+	message_end(c);
+	return st;
+}
+
+static sfsistat
+cb_abort(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c != NULL)
+		message_end(c);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+cb_close(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c != NULL) {
+		message_end(c);
+		g_free(c->client_ip);
+		g_free(c);
+		smfi_setpriv(ctx, NULL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+static struct smfiDesc milter_desc = {
+	.xxfi_name = "sealgate",
+	.xxfi_version = SMFI_VERSION,
+	.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY,
+	.xxfi_connect = cb_connect,
+	.xxfi_envfrom = cb_envfrom,
+	.xxfi_envrcpt = cb_envrcpt,
+	.xxfi_header = cb_header,
+	.xxfi_eoh = cb_eoh,
+	.xxfi_body = cb_body,
+	.xxfi_eom = cb_eom,
+	.xxfi_abort = cb_abort,
+	.xxfi_close = cb_close,
+	.xxfi_data = cb_data,
+};
+
+/* SIGUSR1: build a new snapshot; keep the old one if the file is bad. */
+static void *
+reload_thread(void *arg)
+{
+	sigset_t *set = arg;
+	GPtrArray *errors;
+	struct sg_policy *pol, *old;
+	int sig;
+
+	for (;;) {
+		if (sigwait(set, &sig) != 0 || sig != SIGUSR1)
+			continue;
+		errors = g_ptr_array_new_with_free_func(g_free);
+		if (sg_policy_load(current.path, errors, &pol) < 0) {
+			for (guint i = 0; i < errors->len; i++)
+				sg_log(SG_LOG_ERR, NULL, "reload: %s",
+				    (char *)g_ptr_array_index(errors, i));
+			sg_log(SG_LOG_ERR, NULL, "reload failed; the previous "
+			    "policy stays in force");
+		} else {
+			pthread_mutex_lock(&current.lock);
+			old = current.pol;
+			current.pol = pol;
+			pthread_mutex_unlock(&current.lock);
+			sg_policy_unref(old);
+			sg_log(SG_LOG_INFO, NULL, "policy %s reloaded", current.path);
+		}
+		g_ptr_array_free(errors, TRUE);
+	}
+	return NULL;
+}
+
+static bool
+start_reload_thread(void)
+{
+	static sigset_t set;
+	pthread_t tid;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	/* Blocked here, so in every thread libmilter starts later. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
+	    pthread_create(&tid, NULL, reload_thread, &set) != 0)
+		return false;
+	pthread_detach(tid);
+	return true;
+}
+
+int
+sg_cmd_milter(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "foreground-log", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *sock = NULL;
+	struct sg_keystore *ks;
+	bool log_stderr = false;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:s:f", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 's': sock = optarg; break;
+		case 'f': log_stderr = true; break;
+		default: return SG_EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: sealgate milter [-c FILE] [-s SOCKET] [-f]\n");
+		return SG_EXIT_USAGE;
+	}
+	current.path = config != NULL ? config : sg_policy_default_path();
+	current.pol = sg_load_policy_or_report(current.path);
+	if (current.pol == NULL || !sg_ensure_spool_dir(current.pol))
+		return SG_EXIT_USAGE;
+	ks = sg_open_keystore_or_report(current.pol, 0);
+	if (ks == NULL)
+		return SG_EXIT_USAGE;
+	sg_keystore_free(ks);
+	if (sock == NULL)
+		sock = current.pol->gateway.socket;
+	if (!sg_init_libraries())
+		return SG_EXIT_USAGE;
+
+	umask(0007); /* unix socket: owner and group (the MTA's) only */
+	if (smfi_setconn((char *)sock) != MI_SUCCESS ||
+	    smfi_register(milter_desc) != MI_SUCCESS) {
+		fprintf(stderr, "sealgate: cannot set up milter socket %s\n", sock);
+		return SG_EXIT_USAGE;
+	}
+	if (smfi_opensocket(true) != MI_SUCCESS) {
+		fprintf(stderr, "sealgate: cannot listen on %s\n", sock);
+		return SG_EXIT_USAGE;
+	}
+	if (!start_reload_thread()) {
+		fprintf(stderr, "sealgate: cannot start the reload thread\n");
+		return SG_EXIT_USAGE;
+	}
+	sg_log_open(log_stderr);
+	sg_log(SG_LOG_INFO, NULL, "listening on %s, policy %s", sock,
+	    current.path);
+	rc = smfi_main();
+	sg_log(SG_LOG_INFO, NULL, "stopped");
+	return rc == MI_SUCCESS ? 0 : SG_EXIT_USAGE;
+}

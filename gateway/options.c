@@ -1,0 +1,77 @@
+/* Start-up helpers shared by the verbs. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <gmime/gmime.h>
+#include <openssl/crypto.h>
+
+#include "sealgate/openpgp.h"
+#include "sealgate.h"
+
+struct sg_policy *
+sg_load_policy_or_report(const char *path)
+{
+	GPtrArray *errors = g_ptr_array_new_with_free_func(g_free);
+	struct sg_policy *pol = NULL;
+
+	if (path == NULL)
+		path = sg_policy_default_path();
+	if (sg_policy_load(path, errors, &pol) < 0) {
+		for (guint i = 0; i < errors->len; i++)
+			fprintf(stderr, "%s\n", (char *)g_ptr_array_index(errors, i));
+		pol = NULL;
+	}
+	g_ptr_array_free(errors, TRUE);
+	return pol;
+}
+
+struct sg_keystore *
+sg_open_keystore_or_report(const struct sg_policy *pol, int flags)
+{
+	struct sg_keystore *ks = NULL;
+	struct sg_err err = { 0 };
+
+	if (sg_keystore_open(pol->gateway.keystore, flags, &err, &ks) < 0) {
+		fprintf(stderr, "sealgate: %s\n", err.msg);
+		return NULL;
+	}
+	return ks;
+}
+
+bool
+sg_ensure_spool_dir(const struct sg_policy *pol)
+{
+	const char *dir = pol->gateway.spool_dir;
+	struct stat st;
+
+	if (g_mkdir_with_parents(dir, 0700) < 0 || stat(dir, &st) < 0) {
+		fprintf(stderr, "sealgate: spool directory %s: %s\n", dir,
+		    strerror(errno));
+		return false;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "sealgate: spool directory %s is not a directory\n",
+		    dir);
+		return false;
+	}
+	return true;
+}
+
+bool
+sg_init_libraries(void)
+{
+	struct sg_err err = { 0 };
+
+	g_mime_init();
+	if (OPENSSL_init_crypto(0, NULL) != 1) {
+		fprintf(stderr, "sealgate: OpenSSL initialisation failed\n");
+		return false;
+	}
+	if (sg_openpgp_init(&err) < 0) {
+		fprintf(stderr, "sealgate: %s\n", err.msg);
+		return false;
+	}
+	return true;
+}

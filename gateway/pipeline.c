@@ -1,0 +1,463 @@
+/* Message pipeline: classify, inspect, encrypt, and describe the result as
+ * edits. Knows nothing of libmilter or syslog. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <gmime/gmime.h>
+
+#include "sealgate/mime.h"
+#include "sealgate/openpgp.h"
+#include "sealgate/pipeline.h"
+
+void
+sg_result_init(struct sg_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	res->verdict = SG_VERDICT_ACCEPT;
+	res->action = "pass";
+	res->fprs = g_ptr_array_new_with_free_func(g_free);
+	sg_edits_init(&res->edits);
+}
+
+void
+sg_result_clear(struct sg_result *res)
+{
+	g_free(res->text);
+	g_free(res->reason);
+	if (res->fprs != NULL)
+		g_ptr_array_free(res->fprs, TRUE);
+	sg_edits_clear(&res->edits);
+	memset(res, 0, sizeof(*res));
+}
+
+const char *
+sg_verdict_name(enum sg_verdict v)
+{
+	switch (v) {
+	case SG_VERDICT_ACCEPT:		return "accept";
+	case SG_VERDICT_REJECT:		return "reject";
+	case SG_VERDICT_TEMPFAIL:	return "tempfail";
+	case SG_VERDICT_QUARANTINE:	return "quarantine";
+	}
+	return "tempfail";
+}
+
+const char *
+sg_class_name(enum sg_class cls)
+{
+	switch (cls) {
+	case SG_CLASS_PLAIN:	return "plain";
+	case SG_CLASS_OPENPGP:	return "openpgp";
+	default:		return "unclassified";
+	}
+}
+
+void
+sg_result_reply(struct sg_result *res, enum sg_verdict v, const char *rcode,
+		const char *xcode, const char *fmt, ...)
+{
+	va_list ap;
+
+	res->verdict = v;
+	g_strlcpy(res->rcode, rcode, sizeof(res->rcode));
+	g_strlcpy(res->xcode, xcode, sizeof(res->xcode));
+	g_free(res->text);
+	va_start(ap, fmt);
+	res->text = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+	/* Edits never apply to a refused message. */
+	sg_edits_clear(&res->edits);
+	sg_edits_init(&res->edits);
+}
+
+static void
+set_reason(struct sg_result *res, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void
+set_reason(struct sg_result *res, const char *fmt, ...)
+{
+	va_list ap;
+
+	g_free(res->reason);
+	va_start(ap, fmt);
+	res->reason = g_strdup_vprintf(fmt, ap);
+	va_end(ap);
+}
+
+/* Internal error: keep the mail at the MTA (DESIGN.md §4 rule 2). */
+static int
+internal_error(struct sg_result *res, int rc, const char *what,
+	       const struct sg_err *err)
+{
+	sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.3.0",
+	    "sealgate: temporary failure, try again later");
+	set_reason(res, "%s: %s", what, err != NULL && *err->msg ? err->msg
+	    : sg_strerror(rc));
+	return rc < 0 ? rc : SG_EIO;
+}
+
+static bool
+is_outbound(const struct sg_policy *pol, const char *sender)
+{
+	return *sender != '\0' && sg_policy_is_internal(pol, sender) &&
+	    pol->out_default.action != SG_ACTION_NONE;
+}
+
+int
+sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
+		     const char *sender, const char *rcpt, enum sg_class *out,
+		     char *key_fpr, char **why)
+{
+	char fpr[SG_FPR_MAX];
+	struct sg_err err = { 0 };
+	int rc;
+
+	if (!is_outbound(pol, sender)) {
+		*out = SG_CLASS_PLAIN;
+		if (why != NULL)
+			*why = g_strdup(pol->out_default.action == SG_ACTION_NONE
+			    ? "outbound action is none" : "sender is not internal");
+		return SG_OK;
+	}
+	if (sg_policy_is_internal(pol, rcpt)) {
+		*out = SG_CLASS_PLAIN;
+		if (why != NULL)
+			*why = g_strdup("internal recipient");
+		return SG_OK;
+	}
+	if (!sg_policy_allows_method(&pol->out_default.methods,
+	    SG_METHOD_OPENPGP)) {
+		*out = SG_CLASS_PLAIN;
+		if (why != NULL)
+			*why = g_strdup("openpgp not among the allowed methods");
+		return SG_OK;
+	}
+	rc = sg_openpgp_find_key(ks, rcpt, fpr, &err);
+	if (rc == SG_ENOKEY) {
+		*out = SG_CLASS_PLAIN;
+		if (why != NULL)
+			*why = g_strdup(err.msg);
+		return SG_OK;
+	}
+	if (rc < 0) {
+		if (why != NULL)
+			*why = g_strdup(err.msg);
+		return rc;
+	}
+	*out = SG_CLASS_OPENPGP;
+	if (key_fpr != NULL)
+		g_strlcpy(key_fpr, fpr, SG_FPR_MAX);
+	if (why != NULL)
+		*why = g_strdup_printf("OpenPGP key %s", fpr);
+	return SG_OK;
+}
+
+/* Reader over the encrypted entity: the Content-* header fields, an empty
+ * line, then the body straight from the spool. */
+struct entity_reader {
+	GString *head;
+	size_t head_pos;
+	struct sg_spool *spool;
+	off_t pos;
+};
+
+static int
+entity_read(void *ctx, void *buf, size_t len, size_t *nread)
+{
+	struct entity_reader *er = ctx;
+	size_t n;
+	int rc;
+
+	if (er->head_pos < er->head->len) {
+		n = MIN(len, er->head->len - er->head_pos);
+		memcpy(buf, er->head->str + er->head_pos, n);
+		er->head_pos += n;
+		*nread = n;
+		return SG_OK;
+	}
+	rc = sg_spool_read_at(er->spool, er->pos, buf, len, nread);
+	if (rc == 0)
+		er->pos += (off_t)*nread;
+	return rc;
+}
+
+static int
+spool_write_crlf(void *ctx, const void *buf, size_t len)
+{
+	return sg_spool_write_crlf(ctx, buf, len);
+}
+
+static bool
+is_content_header(const char *name)
+{
+	return g_ascii_strncasecmp(name, "Content-", 8) == 0;
+}
+
+static void
+append_header(GString *s, const struct sg_header *h)
+{
+	g_string_append_printf(s, "%s: ", h->name);
+	for (const char *p = h->value; *p; p++) {
+		if (*p == '\n' && (p == h->value || p[-1] != '\r'))
+			g_string_append_c(s, '\r');
+		g_string_append_c(s, *p);
+	}
+	g_string_append(s, "\r\n");
+}
+
+/* The Content-* header block of the message, CRLF, ending in an empty line. */
+static GString *
+content_headers(const struct sg_msg *msg)
+{
+	GString *s = g_string_new(NULL);
+
+	for (guint i = 0; i < msg->headers->len; i++) {
+		const struct sg_header *h = g_ptr_array_index(msg->headers, i);
+
+		if (is_content_header(h->name))
+			append_header(s, h);
+	}
+	g_string_append(s, "\r\n");
+	return s;
+}
+
+static void
+collect_addresses(InternetAddressList *list, GHashTable *set)
+{
+	int n = list != NULL ? internet_address_list_length(list) : 0;
+
+	for (int i = 0; i < n; i++) {
+		InternetAddress *ia = internet_address_list_get_address(list, i);
+
+		if (INTERNET_ADDRESS_IS_GROUP(ia)) {
+			collect_addresses(internet_address_group_get_members(
+			    INTERNET_ADDRESS_GROUP(ia)), set);
+		} else if (INTERNET_ADDRESS_IS_MAILBOX(ia)) {
+			const char *a = internet_address_mailbox_get_idn_addr(
+			    INTERNET_ADDRESS_MAILBOX(ia));
+
+			if (a != NULL)
+				g_hash_table_add(set, g_ascii_strdown(a, -1));
+		}
+	}
+}
+
+/* True when some envelope recipient is not named in To or Cc (a Bcc):
+ * then nobody may learn the other recipients from the key ids. */
+static bool
+has_hidden_recipient(const struct sg_msg *msg)
+{
+	GHashTable *named = g_hash_table_new_full(g_str_hash, g_str_equal,
+	    g_free, NULL);
+	bool hidden = false;
+
+	for (guint i = 0; i < msg->headers->len; i++) {
+		const struct sg_header *h = g_ptr_array_index(msg->headers, i);
+		InternetAddressList *list;
+
+		if (g_ascii_strcasecmp(h->name, "To") != 0 &&
+		    g_ascii_strcasecmp(h->name, "Cc") != 0)
+			continue;
+		list = internet_address_list_parse(NULL, h->value);
+		collect_addresses(list, named);
+		if (list != NULL)
+			g_object_unref(list);
+	}
+	for (guint i = 0; i < msg->rcpts->len && !hidden; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+		char *lower = g_ascii_strdown(r->addr, -1);
+
+		hidden = !g_hash_table_contains(named, lower);
+		g_free(lower);
+	}
+	g_hash_table_destroy(named);
+	return hidden;
+}
+
+/* Header edits turning the message into the multipart/encrypted one: the
+ * Content-* fields move inside, a new Content-Type replaces them. */
+static void
+pgp_mime_header_edits(const struct sg_msg *msg, const char *boundary,
+		      struct sg_edits *ed)
+{
+	GHashTable *done = g_hash_table_new_full(g_str_hash, g_str_equal,
+	    g_free, NULL);
+	char *ctype = sg_mime_pgp_encrypted_type(boundary);
+
+	for (guint i = 0; i < msg->headers->len; i++) {
+		const struct sg_header *h = g_ptr_array_index(msg->headers, i);
+		char *lower;
+		unsigned n;
+
+		if (!is_content_header(h->name) ||
+		    g_ascii_strcasecmp(h->name, "Content-Type") == 0)
+			continue;
+		lower = g_ascii_strdown(h->name, -1);
+		if (g_hash_table_contains(done, lower)) {
+			g_free(lower);
+			continue;
+		}
+		g_hash_table_add(done, lower);
+		/* Highest index first: the others keep their numbers. */
+		for (n = sg_msg_header_count(msg, h->name); n > 0; n--)
+			sg_edits_add(ed, SG_HDR_DELETE, h->name, n, NULL);
+	}
+	if (sg_msg_header(msg, "Content-Type") != NULL)
+		sg_edits_add(ed, SG_HDR_CHANGE, "Content-Type", 1, ctype);
+	else
+		sg_edits_add(ed, SG_HDR_ADD, "Content-Type", 0, ctype);
+	if (sg_msg_header(msg, "MIME-Version") == NULL)
+		sg_edits_add(ed, SG_HDR_ADD, "MIME-Version", 0, "1.0");
+	g_hash_table_destroy(done);
+	g_free(ctype);
+}
+
+/* Encrypts the message to fprs and records the edits in res. */
+static int
+encrypt_openpgp(struct sg_msg *msg, const struct sg_policy *pol,
+		const struct sg_keystore *ks, struct sg_result *res)
+{
+	struct entity_reader er = { 0 };
+	struct sg_reader in = { entity_read, &er };
+	struct sg_writer out = { spool_write_crlf, NULL };
+	struct sg_spool *body = NULL;
+	struct sg_err err = { 0 };
+	char boundary[64];
+	char *head = NULL, *tail = NULL;
+	int rc, flags = 0;
+
+	rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &body);
+	if (rc < 0)
+		return internal_error(res, rc, "spool", NULL);
+	sg_mime_boundary(boundary, sizeof(boundary));
+	head = sg_mime_pgp_encrypted_head(boundary);
+	tail = sg_mime_pgp_encrypted_tail(boundary);
+
+	er.head = content_headers(msg);
+	er.spool = msg->spool;
+	er.pos = msg->body_offset;
+	out.ctx = body;
+	if (has_hidden_recipient(msg))
+		flags |= SG_PGP_HIDE_RECIPIENTS;
+
+	rc = sg_spool_puts(body, head);
+	if (rc == 0)
+		rc = sg_openpgp_encrypt(ks, (const char *const *)res->fprs->pdata,
+		    res->fprs->len, flags, &in, &out, &err);
+	if (rc == 0)
+		rc = sg_spool_puts(body, tail);
+	if (rc < 0) {
+		internal_error(res, rc, "OpenPGP encryption", &err);
+		sg_spool_free(body);
+		goto out;
+	}
+	pgp_mime_header_edits(msg, boundary, &res->edits);
+	res->edits.body = body;
+	res->action = "encrypt";
+	res->method = "openpgp";
+	set_reason(res, "%u recipient(s)%s", msg->rcpts->len,
+	    (flags & SG_PGP_HIDE_RECIPIENTS) ? ", key ids hidden" : "");
+out:
+	g_string_free(er.head, TRUE);
+	g_free(head);
+	g_free(tail);
+	return rc;
+}
+
+/* Classifies every recipient again with the current keystore; the
+ * transaction must still be of one class. */
+static int
+transaction_class(const struct sg_msg *msg, const struct sg_policy *pol,
+		  const struct sg_keystore *ks, struct sg_result *res,
+		  enum sg_class *out)
+{
+	enum sg_class first = SG_CLASS_NONE, cls;
+	char fpr[SG_FPR_MAX];
+	int rc;
+
+	for (guint i = 0; i < msg->rcpts->len; i++) {
+		struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+
+		rc = sg_pipeline_classify(pol, ks, msg->mail_from, r->addr, &cls,
+		    fpr, NULL);
+		if (rc < 0)
+			return internal_error(res, rc, "key lookup", NULL);
+		if (first == SG_CLASS_NONE)
+			first = cls;
+		if (cls != first) {
+			sg_result_reply(res, SG_VERDICT_TEMPFAIL, "452", "4.5.3",
+			    "recipient <%s> needs a different treatment "
+			    "(%s, not %s); deliver it in a separate transaction",
+			    r->addr, sg_class_name(cls), sg_class_name(first));
+			set_reason(res, "mixed recipient classes");
+			return SG_OK;
+		}
+		if (cls == SG_CLASS_OPENPGP)
+			g_ptr_array_add(res->fprs, g_strdup(fpr));
+	}
+	*out = first;
+	return SG_OK;
+}
+
+int
+sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
+		const struct sg_keystore *ks, struct sg_result *res)
+{
+	struct sg_mime_info info = { 0 };
+	struct sg_err err = { 0 };
+	GMimeStream *stream;
+	enum sg_class cls = SG_CLASS_PLAIN;
+	int rc;
+
+	if (msg->limit_error) {
+		sg_result_reply(res, SG_VERDICT_REJECT, "552", "5.3.4",
+		    "message refused: %s", msg->limit_what);
+		set_reason(res, "%s", msg->limit_what);
+		return SG_OK;
+	}
+	if ((long long)sg_spool_size(msg->spool) > pol->gateway.max_message_size) {
+		sg_result_reply(res, SG_VERDICT_REJECT, "552", "5.3.4",
+		    "message size exceeds the limit of %lld bytes",
+		    pol->gateway.max_message_size);
+		set_reason(res, "message too large");
+		return SG_OK;
+	}
+	if (!is_outbound(pol, msg->mail_from)) {
+		set_reason(res, "%s", pol->out_default.action == SG_ACTION_NONE
+		    ? "outbound action none" : "not outbound");
+		return SG_OK;
+	}
+	if (msg->rcpts->len == 0)
+		return SG_OK;
+	rc = transaction_class(msg, pol, ks, res, &cls);
+	if (rc < 0 || res->verdict != SG_VERDICT_ACCEPT)
+		return rc;
+	if (cls != SG_CLASS_OPENPGP) {
+		set_reason(res, "no encryption needed or possible");
+		return SG_OK;
+	}
+
+	stream = sg_spool_stream(msg->spool, 0, -1);
+	if (stream == NULL)
+		return internal_error(res, SG_EIO, "spool", NULL);
+	rc = sg_mime_inspect(stream, &info, &err);
+	g_object_unref(stream);
+	if (rc == SG_EMALFORMED) {
+		sg_result_reply(res, SG_VERDICT_REJECT, "554", "5.6.0",
+		    "malformed MIME message (%s); it was not sent", err.msg);
+		set_reason(res, "malformed: %s", err.msg);
+		g_ptr_array_set_size(res->fprs, 0);
+		return SG_OK;
+	}
+	if (rc < 0)
+		return internal_error(res, rc, "MIME parser", &err);
+	if (info.protection != SG_PROT_NONE) {
+		set_reason(res, "already protected (%s)",
+		    sg_mime_protection_name(info.protection));
+		g_ptr_array_set_size(res->fprs, 0);
+		return SG_OK;
+	}
+	return encrypt_openpgp(msg, pol, ks, res);
+}

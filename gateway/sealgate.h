@@ -1,0 +1,46 @@
+/* Declarations shared by the files of the sealgate binary (gateway/).
+ * Not part of the library interface in include/. */
+#ifndef SEALGATE_GATEWAY_H
+#define SEALGATE_GATEWAY_H
+
+#include <stdbool.h>
+
+#include "sealgate/keystore.h"
+#include "sealgate/policy.h"
+
+/* Exit codes of `sealgate process` (DESIGN.md §3). */
+enum {
+	SG_EXIT_ACCEPT = 0,
+	SG_EXIT_USAGE = 1,
+	SG_EXIT_REJECT = 2,
+	SG_EXIT_TEMPFAIL = 3,
+	SG_EXIT_QUARANTINE = 4,
+};
+
+/* Verbs. argv[0] is the verb itself. Each returns the process exit code. */
+int sg_cmd_milter(int argc, char **argv);
+int sg_cmd_process(int argc, char **argv);
+int sg_cmd_policy(int argc, char **argv);
+int sg_cmd_keys(int argc, char **argv);
+
+/* Loads the policy (path NULL: the default file) and prints every problem
+ * on stderr. Returns NULL on failure. (transfer full) */
+struct sg_policy *sg_load_policy_or_report(const char *path);
+
+/* Opens the policy's keystore, printing the reason on stderr on failure. */
+struct sg_keystore *sg_open_keystore_or_report(const struct sg_policy *pol,
+					       int flags);
+
+/* Creates gateway.spool_dir (0700) when missing; prints why on failure. */
+bool sg_ensure_spool_dir(const struct sg_policy *pol);
+
+/* GMime, GPGME and OpenSSL initialisation, once, before any thread. */
+bool sg_init_libraries(void);
+
+/* Logging: stderr when foreground, syslog (LOG_MAIL) otherwise. */
+enum sg_log_level { SG_LOG_ERR, SG_LOG_WARNING, SG_LOG_INFO, SG_LOG_DEBUG };
+void sg_log_open(bool to_stderr);
+void sg_log(enum sg_log_level level, const char *qid, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

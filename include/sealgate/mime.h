@@ -1,0 +1,48 @@
+/* MIME helpers on top of GMime: inspecting a message before it is
+ * processed, and the fixed parts of the structures sealgate writes. */
+#ifndef SEALGATE_MIME_H
+#define SEALGATE_MIME_H
+
+#include <stddef.h>
+
+#include <gmime/gmime.h>
+
+#include "sealgate/error.h"
+
+#define SG_MIME_MAX_DEPTH 32
+#define SG_MIME_MAX_PARTS 10000
+
+/* How the whole message is already protected. */
+enum sg_protection {
+	SG_PROT_NONE = 0,
+	SG_PROT_PGP_MIME,     /* multipart/encrypted, application/pgp-encrypted */
+	SG_PROT_PGP_INLINE,   /* text/plain that is an armored PGP message */
+	SG_PROT_SMIME,        /* application/pkcs7-mime enveloped or authEnveloped */
+	SG_PROT_ENCRYPTED,    /* another multipart/encrypted protocol */
+};
+
+struct sg_mime_info {
+	enum sg_protection protection;
+	unsigned depth;       /* deepest nesting level, top level = 1 */
+	unsigned parts;       /* number of MIME entities */
+};
+
+/* Parses the message in stream (headers and body) and describes it.
+ * SG_EMALFORMED when GMime finds a structural problem that makes the
+ * message's meaning uncertain (conflicting headers, multipart without
+ * boundary, ...) or nesting beyond SG_MIME_MAX_DEPTH; err says which. */
+int sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
+		    struct sg_err *err);
+
+const char *sg_mime_protection_name(enum sg_protection prot);
+
+/* A fresh random boundary that cannot occur in base64 or armor. */
+void sg_mime_boundary(char *buf, size_t len);
+
+/* RFC 3156 multipart/encrypted: the Content-Type value, and the text that
+ * goes before and after the ASCII armor. (transfer full, g_free) */
+char *sg_mime_pgp_encrypted_type(const char *boundary);
+char *sg_mime_pgp_encrypted_head(const char *boundary);
+char *sg_mime_pgp_encrypted_tail(const char *boundary);
+
+#endif

@@ -1,0 +1,74 @@
+/* OpenPGP with GPGME on the keystore's own GnuPG home. Every function makes
+ * its own GPGME context, so they may run on several threads at once;
+ * sg_openpgp_init() must have run first. */
+#ifndef SEALGATE_OPENPGP_H
+#define SEALGATE_OPENPGP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "sealgate/error.h"
+#include "sealgate/io.h"
+#include "sealgate/keystore.h"
+
+#define SG_FPR_MAX 64
+
+/* Once per process, before any thread uses GPGME. */
+int sg_openpgp_init(struct sg_err *err);
+
+/* Version string of GPGME and of the gpg engine (static storage). */
+const char *sg_openpgp_gpgme_version(void);
+const char *sg_openpgp_engine_version(void);
+
+/* Finds the best usable encryption key for addr: not expired, revoked,
+ * disabled or invalid, with a valid user id whose address is addr and an
+ * encryption-capable subkey. Writes its fingerprint to fpr.
+ * SG_ENOKEY when there is none (err says why). */
+int sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
+			char fpr[SG_FPR_MAX], struct sg_err *err);
+
+enum {
+	SG_PGP_HIDE_RECIPIENTS = 1 << 0, /* throw-keyids: anonymous recipients */
+};
+
+/* Encrypts everything in to the keys with the given fingerprints, writing
+ * ASCII armor to out. */
+int sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
+		       size_t nfprs, int flags, struct sg_reader *in,
+		       struct sg_writer *out, struct sg_err *err);
+
+struct sg_openpgp_import {
+	unsigned considered;
+	unsigned imported;
+	unsigned unchanged;
+	unsigned secret_imported;
+	char **fprs;            /* NULL-terminated; every key in the file */
+	int *changed;           /* per fprs entry: new or updated */
+};
+
+/* Imports keys (armored or binary). SG_EINVAL when data holds no key. */
+int sg_openpgp_import(const struct sg_keystore *ks, const void *data,
+		      size_t len, struct sg_openpgp_import *res,
+		      struct sg_err *err);
+void sg_openpgp_import_clear(struct sg_openpgp_import *res);
+
+/* One identity (user id with an address) of a key. */
+struct sg_openpgp_identity {
+	const char *addr;
+	const char *fpr;
+	const char *state;      /* active, expired, revoked, disabled, invalid */
+	time_t expires;         /* 0: never */
+	bool can_encrypt;
+	bool secret;
+};
+
+typedef void (*sg_openpgp_list_cb)(const struct sg_openpgp_identity *id,
+				   void *arg);
+
+/* Calls cb for every identity of every key, or of the keys matching
+ * pattern (NULL: all). */
+int sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
+		    sg_openpgp_list_cb cb, void *arg, struct sg_err *err);
+
+#endif

@@ -1,0 +1,57 @@
+/* The one pipeline behind both front ends (milter and `sealgate process`):
+ * given a message and a policy snapshot, decide and compute the edits. */
+#ifndef SEALGATE_PIPELINE_H
+#define SEALGATE_PIPELINE_H
+
+#include <glib.h>
+
+#include "sealgate/edits.h"
+#include "sealgate/keystore.h"
+#include "sealgate/msg.h"
+#include "sealgate/policy.h"
+
+enum sg_verdict {
+	SG_VERDICT_ACCEPT = 0,
+	SG_VERDICT_REJECT,
+	SG_VERDICT_TEMPFAIL,
+	SG_VERDICT_QUARANTINE,
+};
+
+struct sg_result {
+	enum sg_verdict verdict;
+	char rcode[4];          /* SMTP reply for reject/tempfail, e.g. "550" */
+	char xcode[16];         /* enhanced status code, e.g. "5.7.1" */
+	char *text;             /* reply text */
+	const char *action;     /* what was done: "pass", "encrypt", ... */
+	const char *method;     /* "openpgp" or NULL */
+	char *reason;           /* why, for the log (never message content) */
+	GPtrArray *fprs;        /* char *: keys used */
+	struct sg_edits edits;
+};
+
+void sg_result_init(struct sg_result *res);
+void sg_result_clear(struct sg_result *res);
+const char *sg_verdict_name(enum sg_verdict v);
+
+/* Sets a reject/tempfail verdict with its SMTP reply. */
+void sg_result_reply(struct sg_result *res, enum sg_verdict v,
+		     const char *rcode, const char *xcode, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* The class of one recipient as far as it is known at RCPT time. For
+ * SG_CLASS_OPENPGP, key_fpr (SG_FPR_MAX bytes, may be NULL) receives the
+ * key's fingerprint. When why is not NULL it receives a short explanation
+ * (transfer full). */
+int sg_pipeline_classify(const struct sg_policy *pol,
+			 const struct sg_keystore *ks, const char *sender,
+			 const char *rcpt, enum sg_class *out, char *key_fpr,
+			 char **why);
+
+const char *sg_class_name(enum sg_class cls);
+
+/* Runs the message through the policy. Always leaves a verdict in res; a
+ * negative return means an internal error, and res then says tempfail. */
+int sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
+		    const struct sg_keystore *ks, struct sg_result *res);
+
+#endif
