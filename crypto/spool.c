@@ -113,11 +113,11 @@ sg_spool_puts(struct sg_spool *sp, const char *s)
 int
 sg_spool_write_crlf(struct sg_spool *sp, const void *buf, size_t len)
 {
-	const char *p = buf, *end = p + len, *start = p;
+	const char *begin = buf, *end = begin + len, *start = begin, *p;
 	int rc;
 
-	for (; p < end; p++) {
-		if (*p == '\n' && !(p > start ? p[-1] == '\r' : sp->last_cr)) {
+	for (p = begin; p < end; p++) {
+		if (*p == '\n' && !(p > begin ? p[-1] == '\r' : sp->last_cr)) {
 			rc = sg_spool_write(sp, start, (size_t)(p - start));
 			if (rc == 0)
 				rc = sg_spool_write(sp, "\r\n", 2);

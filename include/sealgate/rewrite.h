@@ -1,0 +1,28 @@
+/* Rewriting a message into its protected form, as data: the entity that
+ * gets encrypted and the header edits that go with the new body. */
+#ifndef SEALGATE_REWRITE_H
+#define SEALGATE_REWRITE_H
+
+#include <stdbool.h>
+
+#include <glib.h>
+
+#include "sealgate/edits.h"
+#include "sealgate/msg.h"
+
+/* The top-level Content-* header fields in their order, CRLF line ends,
+ * followed by the empty line: with the body, the entity that gets
+ * encrypted. (transfer full) */
+GString *sg_rewrite_content_headers(const struct sg_msg *msg);
+
+/* True when an envelope recipient is not named in To or Cc (a Bcc), so
+ * recipients' key ids must not be visible. */
+bool sg_rewrite_has_hidden_recipient(const struct sg_msg *msg);
+
+/* Appends the header edits for an RFC 3156 multipart/encrypted body with
+ * this boundary: every Content-* field but Content-Type is deleted,
+ * Content-Type is replaced (or added), MIME-Version added when missing. */
+void sg_rewrite_pgp_mime_edits(const struct sg_msg *msg, const char *boundary,
+			       struct sg_edits *ed);
+
+#endif

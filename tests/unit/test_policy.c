@@ -1,0 +1,261 @@
+/* Policy loader: values, defaults, and the exact text and position of
+ * every kind of error. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <glib.h>
+
+#include "sealgate/policy.h"
+
+static char *tmpdir;
+
+/* Writes text to DIR/policy.yaml, loads it, and returns the errors joined
+ * by "\n" with the directory replaced by "DIR" ("" when it loaded). */
+static char *
+load_text(const char *text, struct sg_policy **out)
+{
+	char *path = g_build_filename(tmpdir, "policy.yaml", NULL);
+	GPtrArray *errors = g_ptr_array_new_with_free_func(g_free);
+	GString *joined = g_string_new(NULL);
+	struct sg_policy *pol = NULL;
+
+	assert_true(g_file_set_contents(path, text, -1, NULL));
+	if (sg_policy_load(path, errors, &pol) == 0) {
+		assert_int_equal(errors->len, 0);
+		if (out != NULL)
+			*out = pol;
+		else
+			sg_policy_unref(pol);
+	} else {
+		assert_null(pol);
+	}
+	for (guint i = 0; i < errors->len; i++) {
+		char *e = g_ptr_array_index(errors, i);
+
+		assert_true(g_str_has_prefix(e, tmpdir));
+		g_string_append_printf(joined, "%sDIR%s", i ? "\n" : "",
+		    e + strlen(tmpdir));
+	}
+	g_ptr_array_free(errors, TRUE);
+	g_free(path);
+	return g_string_free(joined, FALSE);
+}
+
+static void
+test_valid_policy_and_defaults(void **state)
+{
+	struct sg_policy *pol = NULL;
+	char *errs, *ks;
+
+	(void)state;
+	errs = load_text(
+	    "version: 1\n"
+	    "gateway:\n"
+	    "  keystore: store\n"
+	    "internal_domains: [Example.COM, example.org]\n", &pol);
+	assert_string_equal(errs, "");
+	assert_non_null(pol);
+	assert_int_equal(pol->version, 1);
+	ks = g_build_filename(tmpdir, "store", NULL);
+	assert_string_equal(pol->gateway.keystore, ks);
+	assert_string_equal(pol->gateway.socket, "inet:8891@127.0.0.1");
+	assert_string_equal(pol->gateway.spool_dir, "/var/spool/sealgate");
+	assert_int_equal(pol->gateway.max_message_size, 50LL * 1024 * 1024);
+	assert_int_equal(pol->out_default.action, SG_ACTION_ENCRYPT_IF_KEY);
+	assert_int_equal(pol->out_default.methods.n, 2);
+	assert_int_equal(pol->out_default.methods.v[0], SG_METHOD_OPENPGP);
+	assert_true(sg_policy_is_internal(pol, "alice@EXAMPLE.com"));
+	assert_true(sg_policy_is_internal(pol, "bob@example.org"));
+	assert_false(sg_policy_is_internal(pol, "carol@partner.example"));
+	assert_false(sg_policy_is_internal(pol, "carol@sub.example.com"));
+	assert_false(sg_policy_is_internal(pol, "no-domain"));
+	sg_policy_unref(pol);
+	g_free(ks);
+	g_free(errs);
+}
+
+static void
+test_explicit_values(void **state)
+{
+	struct sg_policy *pol = NULL;
+	char *errs;
+
+	(void)state;
+	errs = load_text(
+	    "version: 1\n"
+	    "gateway:\n"
+	    "  socket: \"unix:/run/sealgate/milter.sock\"\n"
+	    "  keystore: /var/lib/sealgate/keys\n"
+	    "  spool_dir: spool\n"
+	    "  max_message_size: 10K\n"
+	    "outbound:\n"
+	    "  default: { action: none, methods: [smime, openpgp] }\n", &pol);
+	assert_string_equal(errs, "");
+	assert_string_equal(pol->gateway.socket, "unix:/run/sealgate/milter.sock");
+	assert_string_equal(pol->gateway.keystore, "/var/lib/sealgate/keys");
+	assert_int_equal(pol->gateway.max_message_size, 10240);
+	assert_int_equal(pol->out_default.action, SG_ACTION_NONE);
+	assert_int_equal(pol->out_default.methods.n, 2);
+	assert_int_equal(pol->out_default.methods.v[0], SG_METHOD_SMIME);
+	assert_int_equal(pol->out_default.methods.v[1], SG_METHOD_OPENPGP);
+	assert_int_equal(pol->internal_domains->len, 0);
+	sg_policy_unref(pol);
+	g_free(errs);
+}
+
+struct error_case {
+	const char *name;
+	const char *yaml;
+	const char *errors;
+};
+
+static const struct error_case error_cases[] = {
+	{ "unknown top-level key",
+	  "version: 1\ngateway: { keystore: s }\nbogus: 1\n",
+	  "DIR/policy.yaml:3:1: unknown key \"bogus\"" },
+	{ "unknown nested key",
+	  "version: 1\ngateway:\n  keystore: s\n  sokcet: x\n",
+	  "DIR/policy.yaml:4:3: unknown key \"sokcet\" in \"gateway\"" },
+	{ "duplicate key",
+	  "version: 1\ngateway: { keystore: s }\nversion: 1\n",
+	  "DIR/policy.yaml:3:1: duplicate key \"version\"" },
+	{ "missing required keys",
+	  "internal_domains: [example.com]\n",
+	  "DIR/policy.yaml:1:1: missing required key \"version\"\n"
+	  "DIR/policy.yaml:1:1: missing required key \"gateway\"" },
+	{ "missing nested required key",
+	  "version: 1\ngateway:\n  socket: x\n",
+	  "DIR/policy.yaml:3:3: missing required key \"keystore\" in \"gateway\"" },
+	{ "wrong type: integer",
+	  "version: one\ngateway: { keystore: s }\n",
+	  "DIR/policy.yaml:1:10: \"version\" must be an integer" },
+	{ "wrong type: mapping",
+	  "version: 1\ngateway: [a, b]\n",
+	  "DIR/policy.yaml:2:10: \"gateway\" must be a mapping" },
+	{ "wrong type: list",
+	  "version: 1\ngateway: { keystore: s }\ninternal_domains: example.com\n",
+	  "DIR/policy.yaml:3:19: \"internal_domains\" must be a list of domains" },
+	{ "wrong type: scalar expected",
+	  "version: 1\ngateway: { keystore: [a] }\n",
+	  "DIR/policy.yaml:2:22: \"keystore\" must be a string" },
+	{ "unknown action",
+	  "version: 1\ngateway: { keystore: s }\n"
+	  "outbound:\n  default: { action: encrypt-always }\n",
+	  "DIR/policy.yaml:4:22: unknown action \"encrypt-always\" "
+	  "(expected one of: none, encrypt-if-key)" },
+	{ "unknown method",
+	  "version: 1\ngateway: { keystore: s }\n"
+	  "outbound:\n  default: { methods: [openpgp, pem] }\n",
+	  "DIR/policy.yaml:4:33: unknown method \"pem\" "
+	  "(expected one of: openpgp, smime)" },
+	{ "method twice",
+	  "version: 1\ngateway: { keystore: s }\n"
+	  "outbound:\n  default: { methods: [smime, smime] }\n",
+	  "DIR/policy.yaml:4:31: method \"smime\" listed twice" },
+	{ "invalid domain",
+	  "version: 1\ngateway: { keystore: s }\n"
+	  "internal_domains: [example.com, \"bad domain\"]\n",
+	  "DIR/policy.yaml:3:33: invalid domain \"bad domain\" in \"internal_domains\"" },
+	{ "invalid size",
+	  "version: 1\ngateway: { keystore: s, max_message_size: 12X }\n",
+	  "DIR/policy.yaml:2:43: \"max_message_size\": invalid size \"12X\" "
+	  "(expected a number with optional K, M or G)" },
+	{ "unsupported version",
+	  "version: 2\ngateway: { keystore: s }\n",
+	  "DIR/policy.yaml:1:1: unsupported policy version 2 (expected 1)" },
+	{ "YAML syntax error",
+	  "version: 1\ngateway: { keystore: s\n",
+	  "DIR/policy.yaml:3:1: YAML: did not find expected ',' or '}' "
+	  "while parsing a flow mapping" },
+	{ "empty file",
+	  "",
+	  "DIR/policy.yaml:1:1: the policy file is empty" },
+	{ "not a mapping",
+	  "- a\n- b\n",
+	  "DIR/policy.yaml:1:1: the policy must be a mapping of keys" },
+	{ "alias",
+	  "version: 1\ngateway: &g { keystore: s }\noutbound: *g\n",
+	  "DIR/policy.yaml:2:10: YAML aliases are not allowed in the policy" },
+	{ "several errors at once",
+	  "version: 1\ngateway: { keystore: s, foo: 1 }\nbar: 2\n",
+	  "DIR/policy.yaml:2:25: unknown key \"foo\" in \"gateway\"\n"
+	  "DIR/policy.yaml:3:1: unknown key \"bar\"" },
+};
+
+static void
+test_error_texts(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < G_N_ELEMENTS(error_cases); i++) {
+		char *errs = load_text(error_cases[i].yaml, NULL);
+
+		if (strcmp(errs, error_cases[i].errors) != 0)
+			fail_msg("case \"%s\":\n got: %s\nwant: %s",
+			    error_cases[i].name, errs, error_cases[i].errors);
+		g_free(errs);
+	}
+}
+
+static void
+test_missing_file(void **state)
+{
+	GPtrArray *errors = g_ptr_array_new_with_free_func(g_free);
+	struct sg_policy *pol = NULL;
+
+	(void)state;
+	assert_int_equal(sg_policy_load("/nonexistent/policy.yaml", errors, &pol),
+	    SG_ECONFIG);
+	assert_null(pol);
+	assert_int_equal(errors->len, 1);
+	assert_string_equal(g_ptr_array_index(errors, 0),
+	    "/nonexistent/policy.yaml: cannot open: No such file or directory");
+	g_ptr_array_free(errors, TRUE);
+}
+
+static void
+test_refcount(void **state)
+{
+	struct sg_policy *pol = NULL;
+	char *errs;
+
+	(void)state;
+	errs = load_text("version: 1\ngateway: { keystore: s }\n", &pol);
+	assert_string_equal(errs, "");
+	assert_ptr_equal(sg_policy_ref(pol), pol);
+	assert_int_equal(pol->refcount, 2);
+	sg_policy_unref(pol);
+	assert_int_equal(pol->refcount, 1);
+	sg_policy_unref(pol);
+	sg_policy_unref(NULL);
+	g_free(errs);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_policy_and_defaults),
+		cmocka_unit_test(test_explicit_values),
+		cmocka_unit_test(test_error_texts),
+		cmocka_unit_test(test_missing_file),
+		cmocka_unit_test(test_refcount),
+	};
+	char *path;
+	int rc;
+
+	tmpdir = g_dir_make_tmp("sgpol.XXXXXX", NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	path = g_build_filename(tmpdir, "policy.yaml", NULL);
+	unlink(path);
+	rmdir(tmpdir);
+	g_free(path);
+	g_free(tmpdir);
+	return rc;
+}
