@@ -431,12 +431,20 @@ static bool
 start_reload_thread(void)
 {
 	static sigset_t set;
+	sigset_t stop;
 	pthread_t tid;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
-	/* Blocked here, so in every thread libmilter starts later. */
+	/* libmilter's own signal thread waits for these: no other thread may
+	 * take them with the default (fatal) action. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGHUP);
+	sigaddset(&stop, SIGINT);
+	sigaddset(&stop, SIGTERM);
+	/* Blocked here, so in every thread started later. */
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
+	    pthread_sigmask(SIG_BLOCK, &stop, NULL) != 0 ||
 	    pthread_create(&tid, NULL, reload_thread, &set) != 0)
 		return false;
 	pthread_detach(tid);
