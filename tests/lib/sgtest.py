@@ -1,0 +1,583 @@
+"""Shared helpers for sealgate's end-to-end tests (tests/pipeline, tests/milter).
+
+Standard library only; run with Debian's /usr/bin/python3.
+
+The helpers drive the real `sealgate` binary and use GnuPG as an independent
+checker: messages are decrypted with `gpg` in a separate GnuPG home, never with
+sealgate's own code.
+"""
+
+import atexit
+import email.message
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+SKIP = 77                      # ctest SKIP_RETURN_CODE
+CMD_TIMEOUT = 120              # seconds; no single command of a test may hang
+SMTP_REJECT_RE = re.compile(r"^5\d\d 5\.\d{1,3}\.\d{1,3} ", re.M)
+SMTP_TEMPFAIL_RE = re.compile(r"^4\d\d 4\.\d{1,3}\.\d{1,3} ", re.M)
+
+
+# --------------------------------------------------------------------------
+# Locating things, skipping
+
+
+def src_dir():
+    """Repository root: $SEALGATE_SRC, else two levels above this file."""
+    env = os.environ.get("SEALGATE_SRC")
+    if env:
+        return env
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def sealgate_bin():
+    """Path of the sealgate binary: $SEALGATE_BIN, else $SEALGATE_SRC/build/sealgate."""
+    env = os.environ.get("SEALGATE_BIN")
+    if env:
+        return env
+    return os.path.join(src_dir(), "build", "sealgate")
+
+
+def skip_file(reason):
+    """Skip a whole test file: print why and exit with ctest's skip code."""
+    print("SKIP: %s" % reason, flush=True)
+    sys.exit(SKIP)
+
+
+def require_binary():
+    """The sealgate binary's path. A missing binary is an error when
+    SEALGATE_BIN names it (as under ctest), else the file is skipped."""
+    path = sealgate_bin()
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        if os.environ.get("SEALGATE_BIN"):
+            print("ERROR: SEALGATE_BIN=%s is not an executable file" % path, flush=True)
+            sys.exit(1)
+        skip_file("sealgate binary not found at %s (build first or set SEALGATE_BIN)" % path)
+    return path
+
+
+def require_program(name):
+    path = shutil.which(name)
+    if not path:
+        skip_file("%s is not installed" % name)
+    return path
+
+
+# --------------------------------------------------------------------------
+# Temporary directories (short, under /tmp) with GnuPG agents stopped at exit
+
+_TMPDIRS = []
+
+
+def _looks_like_gnupg_home(path):
+    for marker in ("pubring.kbx", "pubring.gpg", "private-keys-v1.d",
+                   "trustdb.gpg", "S.gpg-agent"):
+        if os.path.exists(os.path.join(path, marker)):
+            return True
+    return False
+
+
+def kill_agents_under(root):
+    """Stop every gpg-agent/keyboxd/dirmngr whose GnuPG home is inside root."""
+    if not os.path.isdir(root):
+        return
+    for dirpath, _dirnames, _files in os.walk(root):
+        if _looks_like_gnupg_home(dirpath):
+            subprocess.run(["gpgconf", "--homedir", dirpath, "--kill", "all"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=30, check=False)
+
+
+def _cleanup_tmpdirs():
+    for path in reversed(_TMPDIRS):
+        try:
+            kill_agents_under(path)
+        except Exception:          # cleanup must never hide the test result
+            pass
+        shutil.rmtree(path, ignore_errors=True)
+
+
+atexit.register(_cleanup_tmpdirs)
+
+
+def tmpdir(prefix="sg"):
+    """A new, short directory under /tmp (0700), removed when the process exits.
+
+    GnuPG homes inside it get their agents killed first. Set SGTEST_KEEP=1 to
+    keep the directories for debugging.
+    """
+    path = tempfile.mkdtemp(prefix=prefix + ".", dir="/tmp")
+    os.chmod(path, 0o700)
+    if not os.environ.get("SGTEST_KEEP"):
+        _TMPDIRS.append(path)
+    return path
+
+
+def run(argv, input_bytes=None, env=None, timeout=CMD_TIMEOUT):
+    """Run a command; returns CompletedProcess with bytes stdout/stderr."""
+    return subprocess.run(argv, input=input_bytes,
+                          stdin=None if input_bytes is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=env, timeout=timeout, check=False)
+
+
+def _text(b):
+    return b.decode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------
+# GnuPG home used as an independent checker
+
+
+class GpgHome:
+    """A throwaway GnuPG home (0700, no network lookups)."""
+
+    def __init__(self, path):
+        self.path = path
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+        with open(os.path.join(path, "gpg.conf"), "w") as f:
+            f.write("no-auto-key-retrieve\n"
+                    "disable-dirmngr\n"
+                    "trust-model always\n")
+        with open(os.path.join(path, "gpg-agent.conf"), "w") as f:
+            f.write("allow-loopback-pinentry\n"
+                    "disable-scdaemon\n")
+
+    def gpg(self, *args, input_bytes=None, check=True):
+        argv = ["gpg", "--homedir", self.path, "--batch", "--no-tty",
+                "--pinentry-mode", "loopback", "--passphrase", ""] + list(args)
+        cp = run(argv, input_bytes=input_bytes)
+        if check and cp.returncode != 0:
+            raise RuntimeError("gpg %s failed (%d): %s"
+                               % (" ".join(args), cp.returncode, _text(cp.stderr)))
+        return cp
+
+    def gen_key(self, name, addr):
+        """Create an ed25519/cv25519 key without passphrase; returns its fingerprint."""
+        self.gpg("--quick-gen-key", "%s <%s>" % (name, addr),
+                 "future-default", "default", "never")
+        return self.fingerprint(addr)
+
+    def _colons(self, pattern):
+        cp = self.gpg("--with-colons", "--fixed-list-mode", "--list-keys", pattern)
+        return [line.split(":") for line in _text(cp.stdout).splitlines()]
+
+    def fingerprint(self, addr):
+        """Fingerprint of the primary key for addr (the first one listed)."""
+        rows = self._colons(self._uid_match(addr))
+        seen_primary = False
+        for r in rows:
+            if r[0] == "pub":
+                seen_primary = True
+            elif r[0] == "fpr" and seen_primary:
+                return r[9]
+        raise RuntimeError("no key for %s" % addr)
+
+    def encryption_keyids(self, addr):
+        """Long key ids (16 hex digits, upper case) of the usable encryption (sub)keys."""
+        rows = self._colons(self._uid_match(addr))
+        ids = []
+        for r in rows:
+            if r[0] in ("pub", "sub") and "e" in r[11] and r[1] not in ("r", "e", "d", "i"):
+                ids.append(r[4].upper())
+        return ids
+
+    @staticmethod
+    def _uid_match(addr):
+        # "<addr>" matches the mail address exactly (gpg's '<' search mode).
+        return "<%s>" % addr if "@" in addr and not addr.startswith("<") else addr
+
+    def export_public(self, addr, armor=True):
+        args = ["--export"]
+        if armor:
+            args.insert(0, "--armor")
+        cp = self.gpg(*args, self._uid_match(addr))
+        if not cp.stdout:
+            raise RuntimeError("nothing exported for %s" % addr)
+        return cp.stdout
+
+    def export_secret(self, addr):
+        cp = self.gpg("--armor", "--export-secret-keys", self._uid_match(addr))
+        if not cp.stdout:
+            raise RuntimeError("no secret key exported for %s" % addr)
+        return cp.stdout
+
+    def import_keys(self, data):
+        return self.gpg("--import", input_bytes=data)
+
+    def encrypt(self, data, recipients, armor=True, extra=()):
+        """Encrypt with this home's gpg (used to build already-encrypted input)."""
+        args = ["--trust-model", "always", "--encrypt"]
+        if armor:
+            args.append("--armor")
+        for r in recipients:
+            args += ["--recipient", self._uid_match(r)]
+        args += list(extra)
+        return self.gpg(*args, input_bytes=data).stdout
+
+    def decrypt(self, data):
+        """(returncode, plaintext bytes, stderr text) of `gpg --decrypt`.
+
+        The stderr text includes gpg's status lines ("[GNUPG:] ..."). With
+        hidden recipients, gpg 2.2 exits 2 after it first tried a session key
+        packet meant for someone else, even though it then decrypted: see
+        decryption_succeeded().
+        """
+        cp = self.gpg("--status-fd", "2", "--decrypt", input_bytes=data, check=False)
+        return cp.returncode, cp.stdout, _text(cp.stderr)
+
+    def list_packets(self, data):
+        """Text of `gpg --list-packets` (stdout and stderr; return code ignored)."""
+        cp = self.gpg("--list-packets", input_bytes=data, check=False)
+        return _text(cp.stdout) + _text(cp.stderr)
+
+    def kill(self):
+        subprocess.run(["gpgconf", "--homedir", self.path, "--kill", "all"],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30, check=False)
+
+
+def decryption_succeeded(returncode, stderr_text):
+    """True when gpg decrypted an integrity-protected message.
+
+    Exit code 0, or -- for gpg 2.2's exit code 2 after trying a hidden
+    recipient's packet with the wrong key -- the status lines DECRYPTION_OKAY,
+    GOODMDC and END_DECRYPTION without DECRYPTION_FAILED or BADMDC.
+    """
+    status = set(re.findall(r"^\[GNUPG:\] (\S+)", stderr_text, re.M))
+    if status & {"DECRYPTION_FAILED", "BADMDC"}:
+        return False
+    if returncode == 0:
+        return True
+    return {"DECRYPTION_OKAY", "GOODMDC", "END_DECRYPTION"} <= status
+
+
+PKESK_RE = re.compile(r"pubkey enc packet: version \d+, algo \d+, keyid ([0-9A-Fa-f]{16})")
+
+
+def pkesk_keyids(list_packets_text):
+    """Key ids (upper case) of the public-key encrypted session key packets."""
+    return [k.upper() for k in PKESK_RE.findall(list_packets_text)]
+
+
+# --------------------------------------------------------------------------
+# The gateway under test
+
+
+POLICY_TEMPLATE = """\
+version: 1
+gateway:
+  socket: "{socket}"
+  keystore: "store"
+  spool_dir: "spool"
+internal_domains: [{domains}]
+outbound:
+  default: {{ action: {action} }}
+"""
+
+
+class Gateway:
+    """A sealgate configuration in a directory: policy.yaml, keystore, spool.
+
+    `socket` is the milter socket written to the policy (libmilter syntax);
+    `extra_yaml` is appended to the policy as is (further top-level keys).
+    """
+
+    def __init__(self, tmp, internal_domains=("example.com",),
+                 default_action="encrypt-if-key", socket="inet:8891@127.0.0.1",
+                 extra_yaml=""):
+        self.dir = tmp
+        os.makedirs(tmp, exist_ok=True)
+        self.policy = os.path.join(tmp, "policy.yaml")
+        self.keystore = os.path.join(tmp, "store")
+        self.spool = os.path.join(tmp, "spool")
+        self.socket = socket
+        with open(self.policy, "w") as f:
+            f.write(POLICY_TEMPLATE.format(domains=", ".join(internal_domains),
+                                           action=default_action, socket=socket))
+            f.write(extra_yaml)
+        os.makedirs(self.spool, mode=0o700, exist_ok=True)
+        os.chmod(self.spool, 0o700)
+        self.bin = sealgate_bin()
+        self._n = 0
+
+    def run(self, *args, input_bytes=None):
+        """Run `sealgate ARGS...`; CompletedProcess with stdout/stderr as text."""
+        cp = run([self.bin] + list(args), input_bytes=input_bytes)
+        return subprocess.CompletedProcess(cp.args, cp.returncode,
+                                           _text(cp.stdout), _text(cp.stderr))
+
+    def import_keys(self, *paths):
+        return self.run("keys", "-c", self.policy, "import", *paths)
+
+    def list_keys(self):
+        return self.run("keys", "-c", self.policy, "list")
+
+    def process(self, msg_bytes, sender, rcpts, client_ip="127.0.0.1", extra_args=()):
+        """Run one message through `sealgate process`.
+
+        Returns (returncode, output bytes or None, stderr text); the output is
+        None when the file was not created or is empty.
+        """
+        if isinstance(rcpts, str):
+            rcpts = [rcpts]
+        self._n += 1
+        inp = os.path.join(self.dir, "in%d.eml" % self._n)
+        out = os.path.join(self.dir, "out%d.eml" % self._n)
+        with open(inp, "wb") as f:
+            f.write(msg_bytes)
+        argv = ["process", "-c", self.policy, "--from", sender]
+        for r in rcpts:
+            argv += ["--to", r]
+        if client_ip is not None:
+            argv += ["--client-ip", client_ip]
+        argv += list(extra_args)
+        argv += ["-i", inp, "-o", out]
+        cp = self.run(*argv)
+        data = None
+        if os.path.exists(out):
+            with open(out, "rb") as f:
+                data = f.read() or None
+            os.unlink(out)
+        os.unlink(inp)
+        return cp.returncode, data, cp.stderr
+
+    def spool_entries(self):
+        return sorted(os.listdir(self.spool)) if os.path.isdir(self.spool) else []
+
+
+def verdict(stderr_text):
+    """The word of the `verdict: ...` line on stderr, or None."""
+    m = re.search(r"^verdict: (\S+)", stderr_text, re.M)
+    return m.group(1) if m else None
+
+
+# --------------------------------------------------------------------------
+# MIME helpers (on bytes; no re-serialisation by the email package)
+
+_EOL_RE = re.compile(rb"\r\n|\r|\n")
+
+
+def canon(b):
+    """Normalise every line ending (CRLF, LF, lone CR) to CRLF."""
+    return _EOL_RE.sub(b"\r\n", b)
+
+
+def split_header_body(msg):
+    """Split a message or MIME entity into its header fields and body.
+
+    Returns ([(name, value), ...], body_bytes). Names and values are str
+    (decoded as UTF-8 with surrogate escapes for odd bytes); a value is the
+    text after the colon, unfolded (line breaks before continuation lines
+    removed, the whitespace kept), without leading whitespace and line ending.
+    The body is everything after the blank line, byte for byte (b"" when
+    there is no blank line).
+    """
+    lines = msg.splitlines(keepends=True)
+    fields = []
+    i = 0
+    body = b""
+    while i < len(lines):
+        line = lines[i]
+        if line in (b"\r\n", b"\n", b"\r"):
+            body = b"".join(lines[i + 1:])
+            break
+        stripped = line.rstrip(b"\r\n")
+        if stripped[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + stripped.decode("utf-8", "surrogateescape"))
+        else:
+            name, sep, value = stripped.partition(b":")
+            if not sep:
+                raise ValueError("not a header line: %r" % stripped[:80])
+            fields.append((name.decode("utf-8", "surrogateescape"),
+                           value.decode("utf-8", "surrogateescape").lstrip(" \t")))
+        i += 1
+    return fields, body
+
+
+def norm_value(value):
+    """Header value compared modulo folding whitespace."""
+    return re.sub(r"[ \t]+", " ", value).strip()
+
+
+def norm_fields(fields):
+    return [(n.lower(), norm_value(v)) for n, v in fields]
+
+
+def is_content_field(name):
+    return name.lower().startswith("content-")
+
+
+def header_values(fields, name):
+    return [v for n, v in fields if n.lower() == name.lower()]
+
+
+def parse_content_type(value):
+    """(lower-case type/subtype, email.message.Message for get_param)."""
+    m = email.message.Message()
+    m["Content-Type"] = value
+    return m.get_content_type(), m
+
+
+def split_multipart(body, boundary):
+    """Body parts (bytes, CRLF-canonical) of a multipart body.
+
+    Follows RFC 2046: the CRLF before a delimiter line belongs to the delimiter;
+    text before the first and after the close delimiter is dropped.
+    """
+    body = canon(body)
+    delim = b"--" + boundary.encode("ascii")
+    lines = body.split(b"\r\n")
+    parts, cur, started, closed = [], None, False, False
+    for line in lines:
+        bare = line.rstrip(b" \t")
+        if bare == delim + b"--":
+            if cur is not None:
+                parts.append(b"\r\n".join(cur))
+            closed = True
+            break
+        if bare == delim:
+            if cur is not None:
+                parts.append(b"\r\n".join(cur))
+            cur, started = [], True
+            continue
+        if started:
+            cur.append(line)
+    if not closed:
+        raise AssertionError("multipart body has no close delimiter for boundary %r" % boundary)
+    return parts
+
+
+def pgp_mime_parts(msg):
+    """Check msg is RFC 3156 PGP/MIME; return (control_part_bytes, armored_bytes).
+
+    Asserts: the top-level Content-Type is multipart/encrypted with
+    protocol="application/pgp-encrypted" and a boundary; there are exactly two
+    body parts; the first is application/pgp-encrypted holding "Version: 1";
+    the second is application/octet-stream holding an ASCII-armored OpenPGP
+    message. control_part_bytes is the whole first part (header and body),
+    armored_bytes the body of the second part.
+    """
+    fields, body = split_header_body(msg)
+    cts = header_values(fields, "Content-Type")
+    if len(cts) != 1:
+        raise AssertionError("expected one top-level Content-Type, got %r" % cts)
+    ctype, ct = parse_content_type(cts[0])
+    if ctype != "multipart/encrypted":
+        raise AssertionError("top-level Content-Type is %r, not multipart/encrypted" % cts[0])
+    protocol = ct.get_param("protocol")
+    if (protocol or "").lower() != "application/pgp-encrypted":
+        raise AssertionError("protocol parameter is %r" % protocol)
+    boundary = ct.get_param("boundary")
+    if not boundary:
+        raise AssertionError("multipart/encrypted without boundary")
+    parts = split_multipart(body, boundary)
+    if len(parts) != 2:
+        raise AssertionError("multipart/encrypted has %d parts, expected 2" % len(parts))
+
+    f1, b1 = split_header_body(parts[0])
+    t1 = [parse_content_type(v)[0] for v in header_values(f1, "Content-Type")]
+    if t1 != ["application/pgp-encrypted"]:
+        raise AssertionError("first part Content-Type %r" % t1)
+    if not re.search(rb"^Version: ?1[ \t]*\r?$", canon(b1), re.M):
+        raise AssertionError("control part lacks 'Version: 1': %r" % b1[:200])
+
+    f2, b2 = split_header_body(parts[1])
+    t2 = [parse_content_type(v)[0] for v in header_values(f2, "Content-Type")]
+    if t2 != ["application/octet-stream"]:
+        raise AssertionError("second part Content-Type %r" % t2)
+    if b"-----BEGIN PGP MESSAGE-----" not in b2 or b"-----END PGP MESSAGE-----" not in b2:
+        raise AssertionError("second part is not an armored OpenPGP message")
+    return parts[0], b2
+
+
+def expected_entity(original):
+    """What the encrypted entity of `original` must be, CRLF-canonical:
+    its top-level Content-* fields (order and values) + blank line + body."""
+    fields, body = split_header_body(canon(original))
+    out = [("%s: %s\r\n" % (n, v)).encode("utf-8", "surrogateescape")
+           for n, v in fields if is_content_field(n)]
+    return b"".join(out) + b"\r\n" + body
+
+
+# --------------------------------------------------------------------------
+# Building test messages
+
+
+def make_message(headers, body, eol=b"\r\n"):
+    """Bytes of a message from [(name, value), ...] and a body (bytes or str)."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    out = b"".join(canon(("%s: %s" % (n, v)).encode("utf-8")).replace(b"\r\n", eol) + eol
+                   for n, v in headers)
+    return out + eol + body
+
+
+def std_headers(sender="Alice Example <alice@example.com>",
+                to="Carol Partner <carol@partner.example>", subject="Test message",
+                extra=()):
+    """Typical non-MIME top-level fields, in the order a mail program writes them."""
+    h = [("Received", "from client.example.com (client.example.com [192.0.2.10])\r\n"
+                      "\tby mx.example.com (Postfix) with ESMTPS id 4ABCD123;\r\n"
+                      "\tMon,  2 Jan 2023 10:00:00 +0000 (UTC)"),
+         ("From", sender),
+         ("To", to)]
+    h += list(extra)
+    h += [("Subject", subject),
+          ("Date", "Mon, 2 Jan 2023 10:00:00 +0000"),
+          ("Message-ID", "<%s@example.com>" % os.urandom(8).hex()),
+          ("X-Mailer", "sgtest 1.0"),
+          ("MIME-Version", "1.0")]
+    return h
+
+
+# --------------------------------------------------------------------------
+# Checking an encrypted result (assertions through a unittest.TestCase)
+
+
+def assert_outer_headers_kept(tc, original, out):
+    """The result's top-level fields other than Content-* are the original's,
+    same order and values; MIME-Version: 1.0 is present; the only Content-*
+    fields left are the new multipart/encrypted Content-Type and, optionally,
+    Content-Transfer-Encoding: 7bit."""
+    of, _ = split_header_body(canon(original))
+    nf, _ = split_header_body(canon(out))
+    orig_other = [(n.lower(), v) for n, v in of if not is_content_field(n)]
+    new_other = [(n.lower(), v) for n, v in nf if not is_content_field(n)]
+    if not header_values(of, "MIME-Version") and ("mime-version", "1.0") in new_other:
+        new_other.remove(("mime-version", "1.0"))
+    tc.assertEqual(new_other, orig_other,
+                   "outer header fields other than Content-* changed")
+    tc.assertEqual([norm_value(v) for v in header_values(nf, "MIME-Version")], ["1.0"])
+    new_content = [(n.lower(), norm_value(v)) for n, v in nf if is_content_field(n)]
+    names = [n for n, _v in new_content]
+    tc.assertEqual(names.count("content-type"), 1, "outer Content-* fields: %r" % new_content)
+    extra = [(n, v) for n, v in new_content if n != "content-type"]
+    for n, v in extra:
+        tc.assertTrue(n == "content-transfer-encoding" and v.lower() == "7bit",
+                      "original or unexpected Content-* field left in the outer header: "
+                      "%s: %s" % (n, v))
+    ctype, _ = parse_content_type(header_values(nf, "Content-Type")[0])
+    tc.assertEqual(ctype, "multipart/encrypted")
+
+
+def assert_decrypts_to_original(tc, home, original, out):
+    """Decrypt the result with gpg in `home` and compare the entity with the
+    original's Content-* fields and body. Returns the plaintext bytes."""
+    _control, armored = pgp_mime_parts(out)
+    rc, plain, err = home.decrypt(armored)
+    tc.assertTrue(decryption_succeeded(rc, err), "gpg --decrypt failed (%d): %s" % (rc, err))
+    tc.assertEqual(plain, canon(plain), "encrypted entity is not CRLF-canonical")
+    pf, pb = split_header_body(plain)
+    of, ob = split_header_body(canon(original))
+    tc.assertEqual(norm_fields(pf), norm_fields([f for f in of if is_content_field(f[0])]),
+                   "Content-* fields of the encrypted entity differ from the original")
+    tc.assertTrue(pb == ob, "encrypted entity body differs from the original body "
+                  "(%d vs %d bytes)" % (len(pb), len(ob)))
+    return plain
