@@ -23,8 +23,11 @@ build: deps
 run: build
 	@./scripts/run-example.sh $(BUILD)/sealgate $(POLICY)
 
+# Every test on the normal build, then the unit and pipeline tests again
+# under AddressSanitizer/UBSan.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	@$(MAKE) --no-print-directory test-asan
 
 test-asan: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSEALGATE_SANITIZE=ON >/dev/null
