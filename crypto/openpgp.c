@@ -12,6 +12,11 @@
 static const char *gpgme_version_str;
 static char engine_version_str[64] = "unknown";
 
+/* The GnuPG home set as GPGME's process-wide default: contexts for it need
+ * no gpgme_ctx_set_engine_info, which would run `gpg --version` each time. */
+static GMutex home_lock;
+static char *default_home;
+
 static int
 gpg_fail(struct sg_err *err, const char *what, gpgme_error_t gerr)
 {
@@ -56,18 +61,23 @@ sg_openpgp_engine_version(void)
 	return engine_version_str;
 }
 
+static bool use_default_home(const char *home);
+
 /* A context bound to the keystore's GnuPG home, offline. */
 static int
 new_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_error_t gerr;
+	bool is_default;
 
+	/* A new context copies the default engine info: set it first. */
+	is_default = use_default_home(ks->gnupg_home);
 	gerr = gpgme_new(&ctx);
 	if (gerr)
 		return gpg_fail(err, "gpgme_new", gerr);
 	gerr = gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP);
-	if (!gerr)
+	if (!gerr && !is_default)
 		gerr = gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP,
 		    NULL, ks->gnupg_home);
 	if (gerr) {
@@ -78,6 +88,21 @@ new_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
 	gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL);
 	*out = ctx;
 	return SG_OK;
+}
+
+/* Makes home GPGME's default for new contexts when nothing else is. */
+static bool
+use_default_home(const char *home)
+{
+	bool ok;
+
+	g_mutex_lock(&home_lock);
+	if (default_home == NULL &&
+	    gpgme_set_engine_info(GPGME_PROTOCOL_OpenPGP, NULL, home) == 0)
+		default_home = g_strdup(home);
+	ok = default_home != NULL && strcmp(default_home, home) == 0;
+	g_mutex_unlock(&home_lock);
+	return ok;
 }
 
 static bool
@@ -199,6 +224,38 @@ cb_write(void *handle, const void *buf, size_t len)
 	return (ssize_t)len;
 }
 
+/* Looks up all keys with one gpg run; keys[i] belongs to fprs[i]. */
+static int
+get_keys(gpgme_ctx_t ctx, const char *const *fprs, size_t n, gpgme_key_t *keys,
+	 struct sg_err *err)
+{
+	const char **patterns = g_new0(const char *, n + 1);
+	gpgme_key_t key;
+	gpgme_error_t gerr;
+	int rc = SG_OK;
+
+	memcpy(patterns, fprs, n * sizeof(*patterns));
+	gerr = gpgme_op_keylist_ext_start(ctx, patterns, 0, 0);
+	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
+		for (size_t i = 0; i < n && key->fpr != NULL; i++) {
+			if (keys[i] == NULL && strcmp(fprs[i], key->fpr) == 0) {
+				gpgme_key_ref(key);
+				keys[i] = key;
+			}
+		}
+		gpgme_key_unref(key);
+	}
+	gpgme_op_keylist_end(ctx);
+	g_free(patterns);
+	if (gpg_err_code(gerr) != GPG_ERR_EOF)
+		return gpg_fail(err, "key listing failed", gerr);
+	for (size_t i = 0; i < n; i++)
+		if (keys[i] == NULL)
+			rc = sg_err_set(err, SG_ENOKEY, "recipient key %s vanished",
+			    fprs[i]);
+	return rc;
+}
+
 int
 sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		   size_t nfprs, int flags, struct sg_reader *in,
@@ -219,13 +276,9 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	if (rc < 0)
 		goto out;
 	gpgme_set_armor(ctx, 1);
-	for (size_t i = 0; i < nfprs; i++) {
-		gerr = gpgme_get_key(ctx, fprs[i], &keys[i], 0);
-		if (gerr) {
-			rc = gpg_fail(err, "recipient key vanished", gerr);
-			goto out;
-		}
-	}
+	rc = get_keys(ctx, fprs, nfprs, keys, err);
+	if (rc < 0)
+		goto out;
 	if (gpgme_data_new_from_cbs(&plain, &in_cbs, in) ||
 	    gpgme_data_new_from_cbs(&cipher, &out_cbs, out)) {
 		rc = sg_err_set(err, SG_ENOMEM, "gpgme data setup failed");

@@ -10,6 +10,7 @@
 #include <glib.h>
 
 #include "sealgate/msg.h"
+#include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
 #include "sealgate.h"
 
@@ -202,7 +203,7 @@ build_msg(struct input *in, const struct sg_policy *pol,
 	sg_msg_set_sender(msg, o->from);
 	for (guint i = 0; i < o->to->len && rc == 0; i++)
 		rc = sg_msg_add_rcpt(msg, g_ptr_array_index(o->to, i),
-		    SG_CLASS_NONE);
+		    SG_CLASS_NONE, NULL);
 	if (in->header_overflow)
 		msg->limit_error = SG_ELIMIT;
 	for (guint i = 0; i < in->fields->len && rc == 0; i++) {
@@ -405,16 +406,19 @@ classes_agree(struct sg_msg *msg, const struct sg_policy *pol,
 	      const struct sg_keystore *ks)
 {
 	enum sg_class first = SG_CLASS_NONE;
+	char fpr[SG_FPR_MAX];
 	bool agree = true;
 
 	for (guint i = 0; i < msg->rcpts->len; i++) {
 		struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
 		if (sg_pipeline_classify(pol, ks, msg->mail_from, r->addr, &r->cls,
-		    NULL, NULL) < 0) {
+		    fpr, NULL) < 0) {
 			fprintf(stderr, "451 4.3.0 <%s>: key lookup failed\n", r->addr);
 			return false;
 		}
+		if (r->cls == SG_CLASS_OPENPGP)
+			r->key_fpr = g_strdup(fpr);
 		if (first == SG_CLASS_NONE)
 			first = r->cls;
 		if (r->cls != first) {

@@ -16,6 +16,7 @@
 #include <libmilter/mfapi.h>
 
 #include "sealgate/msg.h"
+#include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
 #include "sealgate.h"
 
@@ -159,14 +160,14 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct conn *c = conn_of(ctx);
 	enum sg_class cls;
-	char *rcpt, *text;
+	char *rcpt, *text, fpr[SG_FPR_MAX] = "";
 	sfsistat st = SMFIS_CONTINUE;
 
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "RCPT without MAIL");
 	rcpt = sg_addr_bare(argv[0]);
 	if (sg_pipeline_classify(c->pol, c->ks, c->msg->mail_from, rcpt, &cls,
-	    NULL, NULL) < 0) {
+	    fpr, NULL) < 0) {
 		st = tempfail(ctx, c, "recipient classification failed");
 	} else if (c->cls != SG_CLASS_NONE && cls != c->cls) {
 		/* DESIGN.md §4 rule 6: the sending MTA retries it alone. */
@@ -179,7 +180,8 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 		    sg_class_name(c->cls));
 		g_free(text);
 		st = SMFIS_TEMPFAIL;
-	} else if (sg_msg_add_rcpt(c->msg, rcpt, cls) < 0) {
+	} else if (sg_msg_add_rcpt(c->msg, rcpt, cls,
+	    cls == SG_CLASS_OPENPGP ? fpr : NULL) < 0) {
 		set_reply(ctx, "452", "4.5.3", "too many recipients");
 		st = SMFIS_TEMPFAIL;
 	} else {

@@ -20,6 +20,7 @@ rcpt_free(gpointer p)
 	struct sg_rcpt *r = p;
 
 	g_free(r->addr);
+	g_free(r->key_fpr);
 	g_free(r);
 }
 
@@ -70,7 +71,8 @@ sg_msg_set_sender(struct sg_msg *msg, const char *addr)
 }
 
 int
-sg_msg_add_rcpt(struct sg_msg *msg, const char *addr, enum sg_class cls)
+sg_msg_add_rcpt(struct sg_msg *msg, const char *addr, enum sg_class cls,
+		const char *key_fpr)
 {
 	struct sg_rcpt *r;
 
@@ -79,6 +81,7 @@ sg_msg_add_rcpt(struct sg_msg *msg, const char *addr, enum sg_class cls)
 	r = g_new0(struct sg_rcpt, 1);
 	r->addr = g_strdup(addr);
 	r->cls = cls;
+	r->key_fpr = g_strdup(key_fpr);
 	g_ptr_array_add(msg->rcpts, r);
 	return SG_OK;
 }

@@ -242,36 +242,43 @@ out:
 	return rc;
 }
 
-/* Classifies every recipient again with the current keystore; the
- * transaction must still be of one class. */
+/* The class of the transaction. Recipients classified at RCPT time keep
+ * that class (and key); the others are classified now. All must agree. */
 static int
-transaction_class(const struct sg_msg *msg, const struct sg_policy *pol,
+transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 		  const struct sg_keystore *ks, struct sg_result *res,
 		  enum sg_class *out)
 {
-	enum sg_class first = SG_CLASS_NONE, cls;
+	enum sg_class first = SG_CLASS_NONE;
 	char fpr[SG_FPR_MAX];
 	int rc;
 
 	for (guint i = 0; i < msg->rcpts->len; i++) {
 		struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
-		rc = sg_pipeline_classify(pol, ks, msg->mail_from, r->addr, &cls,
-		    fpr, NULL);
-		if (rc < 0)
-			return internal_error(res, rc, "key lookup", NULL);
+		if (r->cls == SG_CLASS_NONE) {
+			rc = sg_pipeline_classify(pol, ks, msg->mail_from, r->addr,
+			    &r->cls, fpr, NULL);
+			if (rc < 0)
+				return internal_error(res, rc, "key lookup", NULL);
+			if (r->cls == SG_CLASS_OPENPGP)
+				r->key_fpr = g_strdup(fpr);
+		}
 		if (first == SG_CLASS_NONE)
-			first = cls;
-		if (cls != first) {
+			first = r->cls;
+		if (r->cls != first) {
 			sg_result_reply(res, SG_VERDICT_TEMPFAIL, "452", "4.5.3",
 			    "recipient <%s> needs a different treatment "
 			    "(%s, not %s); deliver it in a separate transaction",
-			    r->addr, sg_class_name(cls), sg_class_name(first));
+			    r->addr, sg_class_name(r->cls), sg_class_name(first));
 			set_reason(res, "mixed recipient classes");
 			return SG_OK;
 		}
-		if (cls == SG_CLASS_OPENPGP)
-			g_ptr_array_add(res->fprs, g_strdup(fpr));
+		if (r->cls == SG_CLASS_OPENPGP) {
+			if (r->key_fpr == NULL)
+				return internal_error(res, SG_ENOKEY, "key lookup", NULL);
+			g_ptr_array_add(res->fprs, g_strdup(r->key_fpr));
+		}
 	}
 	*out = first;
 	return SG_OK;

@@ -34,7 +34,8 @@ enum sg_class {
 
 struct sg_rcpt {
 	char *addr;         /* bare address, no angle brackets */
-	enum sg_class cls;
+	enum sg_class cls;  /* decided at RCPT time, SG_CLASS_NONE if not */
+	char *key_fpr;      /* the key found for SG_CLASS_OPENPGP */
 };
 
 struct sg_msg {
@@ -59,7 +60,9 @@ int sg_msg_new(const char *spool_dir, struct sg_msg **out);
 char *sg_addr_bare(const char *arg);
 
 int sg_msg_set_sender(struct sg_msg *msg, const char *addr);
-int sg_msg_add_rcpt(struct sg_msg *msg, const char *addr, enum sg_class cls);
+/* Adds a recipient with its class and key (key_fpr may be NULL). */
+int sg_msg_add_rcpt(struct sg_msg *msg, const char *addr, enum sg_class cls,
+		    const char *key_fpr);
 
 /* Appends a header field; SG_ELIMIT (and msg->limit_error) past the bounds. */
 int sg_msg_add_header(struct sg_msg *msg, const char *name, const char *value);

@@ -25,7 +25,7 @@ make_msg(const char *const *hdrs, const char *body, const char *const *rcpts)
 	assert_int_equal(sg_msg_end_headers(msg), 0);
 	assert_int_equal(sg_msg_add_body(msg, body, strlen(body)), 0);
 	for (; rcpts != NULL && *rcpts != NULL; rcpts++)
-		assert_int_equal(sg_msg_add_rcpt(msg, *rcpts, SG_CLASS_OPENPGP), 0);
+		assert_int_equal(sg_msg_add_rcpt(msg, *rcpts, SG_CLASS_OPENPGP, NULL), 0);
 	return msg;
 }
 
