@@ -165,6 +165,7 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "RCPT without MAIL");
+	refresh_queue_id(ctx, c); /* Postfix assigns it at the first RCPT */
 	rcpt = sg_addr_bare(argv[0]);
 	if (sg_pipeline_classify(c->pol, c->ks, c->msg->mail_from, rcpt, &cls,
 	    fpr, NULL) < 0) {
