@@ -99,25 +99,13 @@ cmd_list(const struct sg_keystore *ks)
 int
 sg_cmd_keys(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *config = NULL, *sub;
 	struct sg_policy *pol = NULL;
 	struct sg_keystore *ks = NULL;
-	int c, rc = SG_EXIT_USAGE;
+	int rc = SG_EXIT_USAGE;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config = optarg;
-			break;
-		default:
-			return SG_EXIT_USAGE;
-		}
-	}
+	if (sg_parse_config_option(argc, argv, &config) < 0)
+		return SG_EXIT_USAGE;
 	if (optind >= argc) {
 		fprintf(stderr, "usage: sealgate keys [-c FILE] import FILE... | "
 		    "list\n");

@@ -8,24 +8,11 @@
 int
 sg_cmd_policy(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "config", required_argument, NULL, 'c' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *config = NULL, *sub;
 	struct sg_policy *pol;
-	int c;
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			config = optarg;
-			break;
-		default:
-			return SG_EXIT_USAGE;
-		}
-	}
+	if (sg_parse_config_option(argc, argv, &config) < 0)
+		return SG_EXIT_USAGE;
 	if (optind >= argc) {
 		fprintf(stderr, "usage: sealgate policy check [-c FILE] | "
 		    "sealgate policy keys\n");

@@ -1,5 +1,6 @@
 /* Start-up helpers shared by the verbs. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -74,4 +75,22 @@ sg_init_libraries(void)
 		return false;
 	}
 	return true;
+}
+
+int
+sg_parse_config_option(int argc, char **argv, const char **config)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		if (c != 'c')
+			return -1;
+		*config = optarg;
+	}
+	return optind;
 }

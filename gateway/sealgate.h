@@ -23,6 +23,10 @@ int sg_cmd_process(int argc, char **argv);
 int sg_cmd_policy(int argc, char **argv);
 int sg_cmd_keys(int argc, char **argv);
 
+/* Parses the options of a verb that takes only -c/--config (anywhere
+ * among its arguments); returns optind, or -1 after a usage error. */
+int sg_parse_config_option(int argc, char **argv, const char **config);
+
 /* Loads the policy (path NULL: the default file) and prints every problem
  * on stderr. Returns NULL on failure. (transfer full) */
 struct sg_policy *sg_load_policy_or_report(const char *path);
