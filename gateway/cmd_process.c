@@ -412,7 +412,7 @@ classes_agree(struct sg_msg *msg, const struct sg_policy *pol,
 	for (guint i = 0; i < msg->rcpts->len; i++) {
 		struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
-		if (sg_pipeline_classify(pol, ks, msg->mail_from, r->addr, &r->cls,
+		if (sg_pipeline_classify(pol, ks, msg, r->addr, &r->cls,
 		    fpr, NULL) < 0) {
 			fprintf(stderr, "451 4.3.0 <%s>: key lookup failed\n", r->addr);
 			return false;
@@ -519,6 +519,8 @@ sg_cmd_process(int argc, char **argv)
 	}
 	sg_pipeline_run(msg, pol, ks, &res);
 	fprintf(stderr, "verdict: %s\n", sg_verdict_name(res.verdict));
+	if (res.rule != NULL)
+		fprintf(stderr, "rule: %s\n", res.rule);
 	fprintf(stderr, "action: %s%s%s\n", res.action,
 	    res.method ? " method=" : "", res.method ? res.method : "");
 	if (res.reason != NULL)

@@ -167,7 +167,7 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 		return tempfail(ctx, c, "RCPT without MAIL");
 	refresh_queue_id(ctx, c); /* Postfix assigns it at the first RCPT */
 	rcpt = sg_addr_bare(argv[0]);
-	if (sg_pipeline_classify(c->pol, c->ks, c->msg->mail_from, rcpt, &cls,
+	if (sg_pipeline_classify(c->pol, c->ks, c->msg, rcpt, &cls,
 	    fpr, NULL) < 0) {
 		st = tempfail(ctx, c, "recipient classification failed");
 	} else if (c->cls != SG_CLASS_NONE && cls != c->cls) {
@@ -307,9 +307,10 @@ log_summary(struct conn *c, const struct sg_result *res)
 		g_string_append_printf(keys, "%s%s", i ? "," : "",
 		    (char *)g_ptr_array_index(res->fprs, i));
 	sg_log(SG_LOG_INFO, qid(c), "from=<%s> rcpts=%u class=%s verdict=%s "
-	    "action=%s method=%s keys=%s reason=\"%s\" time=%ldms",
+	    "rule=%s action=%s method=%s keys=%s reason=\"%s\" time=%ldms",
 	    c->msg->mail_from, c->msg->rcpts->len, sg_class_name(c->cls),
-	    sg_verdict_name(res->verdict), res->action,
+	    sg_verdict_name(res->verdict), res->rule ? res->rule : "-",
+	    res->action,
 	    res->method ? res->method : "-", keys->len ? keys->str : "-",
 	    res->reason ? res->reason : "", elapsed_ms(&c->start));
 	g_string_free(keys, TRUE);

@@ -10,6 +10,7 @@
 #include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
 #include "sealgate/rewrite.h"
+#include "sealgate/rules.h"
 
 void
 sg_result_init(struct sg_result *res)
@@ -48,6 +49,8 @@ const char *
 sg_class_name(enum sg_class cls)
 {
 	switch (cls) {
+	case SG_CLASS_PASS:	return "pass";
+	case SG_CLASS_INTERNAL:	return "internal";
 	case SG_CLASS_PLAIN:	return "plain";
 	case SG_CLASS_OPENPGP:	return "openpgp";
 	default:		return "unclassified";
@@ -99,59 +102,71 @@ internal_error(struct sg_result *res, int rc, const char *what,
 	return rc < 0 ? rc : SG_EIO;
 }
 
-static bool
-is_outbound(const struct sg_policy *pol, const char *sender)
+bool
+sg_pipeline_outbound(const struct sg_policy *pol, const struct sg_msg *msg)
 {
-	return *sender != '\0' && sg_policy_is_internal(pol, sender) &&
-	    pol->out_default.action != SG_ACTION_NONE;
+	if (*msg->mail_from == '\0' || !sg_policy_is_internal(pol, msg->mail_from))
+		return false;
+	return msg->auth_user != NULL ||
+	    sg_policy_trusted_ip(pol, msg->client_ip);
+}
+
+static char *
+why_not_outbound(const struct sg_policy *pol, const struct sg_msg *msg)
+{
+	if (*msg->mail_from == '\0')
+		return g_strdup("null sender");
+	if (!sg_policy_is_internal(pol, msg->mail_from))
+		return g_strdup("sender is not in internal_domains");
+	return g_strdup_printf("client %s is neither authenticated nor in "
+	    "trusted_networks", msg->client_ip ? msg->client_ip : "(unknown)");
 }
 
 int
 sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
-		     const char *sender, const char *rcpt, enum sg_class *out,
-		     char *key_fpr, char **why)
+		     const struct sg_msg *msg, const char *rcpt,
+		     enum sg_class *out, char *key_fpr, char **why)
 {
+	const struct sg_methods *methods;
 	char fpr[SG_FPR_MAX];
 	struct sg_err err = { 0 };
 	int rc;
 
-	if (!is_outbound(pol, sender)) {
-		*out = SG_CLASS_PLAIN;
+	if (!sg_pipeline_outbound(pol, msg)) {
+		*out = SG_CLASS_PASS;
 		if (why != NULL)
-			*why = g_strdup(pol->out_default.action == SG_ACTION_NONE
-			    ? "outbound action is none" : "sender is not internal");
+			*why = why_not_outbound(pol, msg);
 		return SG_OK;
 	}
 	if (sg_policy_is_internal(pol, rcpt)) {
-		*out = SG_CLASS_PLAIN;
+		*out = SG_CLASS_INTERNAL;
 		if (why != NULL)
 			*why = g_strdup("internal recipient");
 		return SG_OK;
 	}
-	if (!sg_policy_allows_method(&pol->out_default.methods,
-	    SG_METHOD_OPENPGP)) {
-		*out = SG_CLASS_PLAIN;
+	methods = sg_policy_envelope_methods(pol, msg->mail_from, rcpt);
+	*out = SG_CLASS_PLAIN;
+	for (unsigned i = 0; i < methods->n; i++) {
+		if (methods->v[i] != SG_METHOD_OPENPGP)
+			continue; /* S/MIME keys: not in this version */
+		rc = sg_openpgp_find_key(ks, rcpt, fpr, &err);
+		if (rc == SG_ENOKEY)
+			continue;
+		if (rc < 0) {
+			if (why != NULL)
+				*why = g_strdup(err.msg);
+			return rc;
+		}
+		*out = SG_CLASS_OPENPGP;
+		if (key_fpr != NULL)
+			g_strlcpy(key_fpr, fpr, SG_FPR_MAX);
 		if (why != NULL)
-			*why = g_strdup("openpgp not among the allowed methods");
+			*why = g_strdup_printf("OpenPGP key %s", fpr);
 		return SG_OK;
 	}
-	rc = sg_openpgp_find_key(ks, rcpt, fpr, &err);
-	if (rc == SG_ENOKEY) {
-		*out = SG_CLASS_PLAIN;
-		if (why != NULL)
-			*why = g_strdup(err.msg);
-		return SG_OK;
-	}
-	if (rc < 0) {
-		if (why != NULL)
-			*why = g_strdup(err.msg);
-		return rc;
-	}
-	*out = SG_CLASS_OPENPGP;
-	if (key_fpr != NULL)
-		g_strlcpy(key_fpr, fpr, SG_FPR_MAX);
 	if (why != NULL)
-		*why = g_strdup_printf("OpenPGP key %s", fpr);
+		*why = g_strdup(sg_policy_allows_method(methods, SG_METHOD_OPENPGP)
+		    ? err.msg : "no usable key for the allowed methods");
 	return SG_OK;
 }
 
@@ -257,8 +272,8 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 		struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
 		if (r->cls == SG_CLASS_NONE) {
-			rc = sg_pipeline_classify(pol, ks, msg->mail_from, r->addr,
-			    &r->cls, fpr, NULL);
+			rc = sg_pipeline_classify(pol, ks, msg, r->addr, &r->cls,
+			    fpr, NULL);
 			if (rc < 0)
 				return internal_error(res, rc, "key lookup", NULL);
 			if (r->cls == SG_CLASS_OPENPGP)
@@ -274,24 +289,227 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 			set_reason(res, "mixed recipient classes");
 			return SG_OK;
 		}
-		if (r->cls == SG_CLASS_OPENPGP) {
-			if (r->key_fpr == NULL)
-				return internal_error(res, SG_ENOKEY, "key lookup", NULL);
-			g_ptr_array_add(res->fprs, g_strdup(r->key_fpr));
-		}
+		if (r->cls == SG_CLASS_OPENPGP && r->key_fpr == NULL)
+			return internal_error(res, SG_ENOKEY, "key lookup", NULL);
 	}
 	*out = first;
 	return SG_OK;
+}
+
+/* What the policy asks for each recipient of an outbound transaction. */
+enum want { WANT_PLAIN, WANT_ENCRYPT, WANT_MISSING };
+
+struct outcome {
+	unsigned n_encrypt, n_plain, n_plain_keyless;
+	GString *missing[3];       /* by on_missing_key: addresses */
+	const char *missing_rule[3];
+	const char *rule;          /* a deciding rule, for the log */
+	const char *strip_tag;     /* tag to remove from the Subject */
+};
+
+static enum want
+want_of(const struct sg_decision *d, bool has_key)
+{
+	switch (d->action) {
+	case SG_ACTION_NONE:
+		return WANT_PLAIN;
+	case SG_ACTION_ENCRYPT_IF_KEY:
+		return has_key ? WANT_ENCRYPT : WANT_PLAIN;
+	default:
+		return has_key ? WANT_ENCRYPT : WANT_MISSING;
+	}
+}
+
+static void
+decide_recipients(const struct sg_msg *msg, const struct sg_policy *pol,
+		  enum sg_class cls, const struct sg_facts *facts,
+		  struct outcome *oc)
+{
+	for (guint i = 0; i < msg->rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+		struct sg_decision d;
+		bool has_key;
+		int m;
+
+		sg_policy_decide(pol, facts, r->addr, &d);
+		has_key = cls == SG_CLASS_OPENPGP &&
+		    sg_policy_allows_method(d.methods, SG_METHOD_OPENPGP);
+		if (d.rule != NULL && oc->rule == NULL)
+			oc->rule = d.rule;
+		if (d.strip_tag && oc->strip_tag == NULL)
+			oc->strip_tag = d.subject_tag;
+		switch (want_of(&d, has_key)) {
+		case WANT_ENCRYPT:
+			oc->n_encrypt++;
+			break;
+		case WANT_PLAIN:
+			oc->n_plain++;
+			oc->n_plain_keyless += !has_key;
+			break;
+		case WANT_MISSING:
+			m = d.on_missing_key;
+			if (m == SG_MISSING_SEND_PLAIN) {
+				oc->n_plain++;
+				oc->n_plain_keyless++;
+				break;
+			}
+			if (oc->missing[m] == NULL) {
+				oc->missing[m] = g_string_new(NULL);
+				oc->missing_rule[m] = d.rule;
+			}
+			g_string_append_printf(oc->missing[m], "%s%s",
+			    oc->missing[m]->len ? ", " : "", r->addr);
+			break;
+		}
+	}
+}
+
+/* Removes the rule's tag from the Subject. */
+static void
+strip_subject_tag(const struct sg_msg *msg, const struct sg_facts *facts,
+		  const char *tag, struct sg_result *res)
+{
+	char *stripped, *value;
+
+	if (facts->subject == NULL)
+		return;
+	stripped = sg_subject_strip_tag(facts->subject, tag);
+	if (stripped == NULL)
+		return;
+	value = sg_subject_encode(stripped);
+	if (sg_msg_header(msg, "Subject") != NULL)
+		sg_edits_add(&res->edits, SG_HDR_CHANGE, "Subject", 1, value);
+	g_free(value);
+	g_free(stripped);
+}
+
+static const char *
+rule_label(const char *rule)
+{
+	return rule != NULL ? rule : "outbound.default";
+}
+
+/* Refusals for recipients without a usable key; true when one was set. */
+static bool
+refuse_missing(const struct outcome *oc, struct sg_result *res)
+{
+	const GString *rej = oc->missing[SG_MISSING_REJECT];
+	const GString *tmp = oc->missing[SG_MISSING_TEMPFAIL];
+
+	if (rej != NULL) {
+		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		    "encryption required by rule \"%s\"; no usable key for: %s",
+		    rule_label(oc->missing_rule[SG_MISSING_REJECT]), rej->str);
+		set_reason(res, "no usable key (rule %s)",
+		    rule_label(oc->missing_rule[SG_MISSING_REJECT]));
+		return true;
+	}
+	if (tmp != NULL) {
+		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.7.1",
+		    "encryption required by rule \"%s\"; no usable key for: %s; "
+		    "try again later", rule_label(oc->missing_rule[SG_MISSING_TEMPFAIL]),
+		    tmp->str);
+		set_reason(res, "no usable key (rule %s)",
+		    rule_label(oc->missing_rule[SG_MISSING_TEMPFAIL]));
+		return true;
+	}
+	return false;
+}
+
+/* Parses the message; false (with a refusal in res) when it is malformed
+ * or already protected is reported in *prot. */
+static int
+inspect_message(struct sg_msg *msg, struct sg_result *res,
+		enum sg_protection *prot)
+{
+	struct sg_mime_info info = { 0 };
+	struct sg_err err = { 0 };
+	GMimeStream *stream;
+	int rc;
+
+	stream = sg_spool_stream(msg->spool, 0, -1);
+	if (stream == NULL)
+		return internal_error(res, SG_EIO, "spool", NULL);
+	rc = sg_mime_inspect(stream, &info, &err);
+	g_object_unref(stream);
+	if (rc == SG_EMALFORMED) {
+		sg_result_reply(res, SG_VERDICT_REJECT, "554", "5.6.0",
+		    "malformed MIME message (%s); it was not sent", err.msg);
+		set_reason(res, "malformed: %s", err.msg);
+		return SG_OK;
+	}
+	if (rc < 0)
+		return internal_error(res, rc, "MIME parser", &err);
+	*prot = info.protection;
+	return SG_OK;
+}
+
+static void
+outcome_clear(struct outcome *oc)
+{
+	for (int i = 0; i < 3; i++)
+		if (oc->missing[i] != NULL)
+			g_string_free(oc->missing[i], TRUE);
+}
+
+/* An outbound transaction of one class: apply the rules, then encrypt or
+ * pass, or refuse. */
+static int
+run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
+	     const struct sg_keystore *ks, enum sg_class cls,
+	     struct sg_result *res)
+{
+	struct outcome oc = { 0 };
+	struct sg_facts facts;
+	enum sg_protection prot = SG_PROT_NONE;
+	int rc = SG_OK;
+
+	sg_facts_from_msg(&facts, msg);
+	decide_recipients(msg, pol, cls, &facts, &oc);
+	res->rule = oc.rule;
+	if (refuse_missing(&oc, res))
+		goto out;
+	if (oc.n_encrypt > 0 && oc.n_plain_keyless > 0) {
+		/* Cannot happen with one class unless rules pick methods the
+		 * recipients have no key for; never fall back to plain. */
+		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		    "the policy asks for encryption for some recipients of this "
+		    "message and not for others; send to them separately");
+		set_reason(res, "conflicting outcomes in one transaction");
+		goto out;
+	}
+	if (oc.strip_tag != NULL)
+		strip_subject_tag(msg, &facts, oc.strip_tag, res);
+	if (oc.n_encrypt == 0) {
+		set_reason(res, "%s", cls == SG_CLASS_PLAIN
+		    ? "no usable key; policy allows plain" : "policy: no encryption");
+		goto out;
+	}
+	rc = inspect_message(msg, res, &prot);
+	if (rc < 0 || res->verdict != SG_VERDICT_ACCEPT)
+		goto out;
+	if (prot != SG_PROT_NONE) {
+		set_reason(res, "already protected (%s)",
+		    sg_mime_protection_name(prot));
+		goto out;
+	}
+	for (guint i = 0; i < msg->rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+
+		g_ptr_array_add(res->fprs, g_strdup(r->key_fpr));
+	}
+	rc = encrypt_openpgp(msg, pol, ks, res);
+out:
+	outcome_clear(&oc);
+	sg_facts_clear(&facts);
+	return rc;
 }
 
 int
 sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		const struct sg_keystore *ks, struct sg_result *res)
 {
-	struct sg_mime_info info = { 0 };
-	struct sg_err err = { 0 };
-	GMimeStream *stream;
-	enum sg_class cls = SG_CLASS_PLAIN;
+	enum sg_class cls = SG_CLASS_PASS;
 	int rc;
 
 	if (msg->limit_error) {
@@ -307,40 +525,19 @@ sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		set_reason(res, "message too large");
 		return SG_OK;
 	}
-	if (!is_outbound(pol, msg->mail_from)) {
-		set_reason(res, "%s", pol->out_default.action == SG_ACTION_NONE
-		    ? "outbound action none" : "not outbound");
-		return SG_OK;
-	}
 	if (msg->rcpts->len == 0)
 		return SG_OK;
 	rc = transaction_class(msg, pol, ks, res, &cls);
 	if (rc < 0 || res->verdict != SG_VERDICT_ACCEPT)
 		return rc;
-	if (cls != SG_CLASS_OPENPGP) {
-		set_reason(res, "no encryption needed or possible");
+	switch (cls) {
+	case SG_CLASS_PASS:
+		set_reason(res, "not outbound");
 		return SG_OK;
-	}
-
-	stream = sg_spool_stream(msg->spool, 0, -1);
-	if (stream == NULL)
-		return internal_error(res, SG_EIO, "spool", NULL);
-	rc = sg_mime_inspect(stream, &info, &err);
-	g_object_unref(stream);
-	if (rc == SG_EMALFORMED) {
-		sg_result_reply(res, SG_VERDICT_REJECT, "554", "5.6.0",
-		    "malformed MIME message (%s); it was not sent", err.msg);
-		set_reason(res, "malformed: %s", err.msg);
-		g_ptr_array_set_size(res->fprs, 0);
+	case SG_CLASS_INTERNAL:
+		set_reason(res, "internal recipients");
 		return SG_OK;
+	default:
+		return run_outbound(msg, pol, ks, cls, res);
 	}
-	if (rc < 0)
-		return internal_error(res, rc, "MIME parser", &err);
-	if (info.protection != SG_PROT_NONE) {
-		set_reason(res, "already protected (%s)",
-		    sg_mime_protection_name(info.protection));
-		g_ptr_array_set_size(res->fprs, 0);
-		return SG_OK;
-	}
-	return encrypt_openpgp(msg, pol, ks, res);
 }

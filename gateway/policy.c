@@ -1,121 +1,19 @@
-/* Policy file loader and validator.
- *
- * One table (sg_schema below) describes every key: its type, default,
- * allowed values and help text. The loader walks the YAML document against
- * it, reporting every problem as FILE:LINE:COL: message, and fills a
- * struct sg_policy. Defaults are the table's default strings, parsed by the
- * same code as the file's values. */
+/* Policy file loader: walks the YAML document against the key tables of
+ * policy_schema.c, reporting every problem as FILE:LINE:COL: message, and
+ * fills a struct sg_policy. Defaults are the tables' default strings,
+ * parsed by the same code as the file's values. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
-#include <yaml.h>
+#include "policy_int.h"
 
-#include "sealgate/policy.h"
-
-enum key_type {
-	KT_MAP,
-	KT_INT,
-	KT_STRING,
-	KT_PATH,     /* string; relative paths resolved against the file's dir */
-	KT_SIZE,     /* integer with optional K/M/G suffix */
-	KT_ENUM,
-	KT_DOMAINS,  /* list of domain names */
-	KT_METHODS,  /* list of method names */
-};
-
-struct enum_value {
-	const char *name;
-	int value;
-};
-
-struct key {
-	const char *name;
-	enum key_type type;
-	size_t offset;               /* into struct sg_policy; scalars only */
-	const struct key *children;  /* KT_MAP */
-	const struct enum_value *values; /* KT_ENUM, KT_METHODS */
-	const char *dflt;            /* NULL: no default */
-	bool required;
-	const char *help;
-};
-
-static const struct enum_value action_values[] = {
-	{ "none", SG_ACTION_NONE },
-	{ "encrypt-if-key", SG_ACTION_ENCRYPT_IF_KEY },
-	{ NULL, 0 },
-};
-
-static const struct enum_value method_values[] = {
-	{ "openpgp", SG_METHOD_OPENPGP },
-	{ "smime", SG_METHOD_SMIME },
-	{ NULL, 0 },
-};
-
-#define OFF(field) offsetof(struct sg_policy, field)
-
-static const struct key gateway_keys[] = {
-	{ "socket", KT_STRING, OFF(gateway.socket), NULL, NULL,
-	  "inet:8891@127.0.0.1", false,
-	  "milter socket: inet:PORT@HOST or unix:/path" },
-	{ "keystore", KT_PATH, OFF(gateway.keystore), NULL, NULL, NULL, true,
-	  "directory with the OpenPGP and S/MIME keys (created by `sealgate keys import`)" },
-	{ "spool_dir", KT_PATH, OFF(gateway.spool_dir), NULL, NULL,
-	  "/var/spool/sealgate", false,
-	  "directory for temporary 0600 files holding large messages" },
-	{ "max_message_size", KT_SIZE, OFF(gateway.max_message_size), NULL, NULL,
-	  "50M", false,
-	  "largest message accepted (bytes, or with K/M/G suffix)" },
-	{ NULL, 0, 0, NULL, NULL, NULL, false, NULL },
-};
-
-static const struct key default_keys[] = {
-	{ "action", KT_ENUM, OFF(out_default.action), NULL, action_values,
-	  "encrypt-if-key", false,
-	  "what to do with outbound mail: none | encrypt-if-key" },
-	{ "methods", KT_METHODS, OFF(out_default.methods), NULL, method_values,
-	  "openpgp,smime", false,
-	  "methods in order of preference: openpgp, smime" },
-	{ NULL, 0, 0, NULL, NULL, NULL, false, NULL },
-};
-
-static const struct key outbound_keys[] = {
-	{ "default", KT_MAP, 0, default_keys, NULL, NULL, false,
-	  "the decision for outbound mail" },
-	{ NULL, 0, 0, NULL, NULL, NULL, false, NULL },
-};
-
-static const struct key root_keys[] = {
-	{ "version", KT_INT, OFF(version), NULL, NULL, NULL, true,
-	  "policy file format version; must be 1" },
-	{ "gateway", KT_MAP, 0, gateway_keys, NULL, NULL, true,
-	  "daemon settings" },
-	{ "internal_domains", KT_DOMAINS, OFF(internal_domains), NULL, NULL, "",
-	  false, "mail domains of the organisation" },
-	{ "outbound", KT_MAP, 0, outbound_keys, NULL, NULL, false,
-	  "mail from internal senders to external recipients" },
-	{ NULL, 0, 0, NULL, NULL, NULL, false, NULL },
-};
-
-/* Parser state while one file is read. */
-struct loader {
-	const char *path;
-	char *dir;
-	yaml_document_t doc;
-	GPtrArray *errors;
-	guint8 *seen;       /* node ids already visited (alias detection) */
-	int nnodes;
-	struct sg_policy *pol;
-};
-
-static void
-report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
+void
+sg_policy_report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg;
@@ -128,23 +26,30 @@ report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
 	g_free(msg);
 }
 
+#define report sg_policy_report
+
 static const char *
 type_name(enum key_type t)
 {
 	switch (t) {
 	case KT_MAP:		return "a mapping";
 	case KT_INT:		return "an integer";
+	case KT_BOOL:		return "true or false";
 	case KT_SIZE:		return "a size";
+	case KT_REGEX:		return "a regular expression";
 	case KT_DOMAINS:	return "a list of domains";
+	case KT_STRINGS:	return "a list of strings";
 	case KT_METHODS:	return "a list of methods";
+	case KT_CIDRS:		return "a list of networks";
+	case KT_RULES:		return "a list of rules";
 	default:		return "a string";
 	}
 }
 
 static void *
-field(struct sg_policy *pol, const struct key *k)
+field(void *base, const struct key *k)
 {
-	return (char *)pol + k->offset;
+	return (char *)base + k->offset;
 }
 
 static char *
@@ -200,15 +105,53 @@ valid_domain(const char *d)
 	return d[0] != '.' && d[strlen(d) - 1] != '.';
 }
 
+/* "10.0.0.0/8", "2001:db8::/32" or a single address. */
+static bool
+parse_cidr(const char *text, struct sg_cidr *out)
+{
+	char *addr = g_strdup(text), *slash = strchr(addr, '/'), *end;
+	unsigned max;
+	long prefix;
+	bool ok = false;
+
+	if (slash != NULL)
+		*slash = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		goto out;
+	}
+	out->prefix = max;
+	if (slash != NULL) {
+		errno = 0;
+		prefix = strtol(slash + 1, &end, 10);
+		if (slash[1] == '\0' || *end != '\0' || errno || prefix < 0 ||
+		    prefix > (long)max)
+			goto out;
+		out->prefix = (unsigned)prefix;
+	}
+	ok = true;
+out:
+	g_free(addr);
+	return ok;
+}
+
 /* Sets a scalar key from its text. Returns false (after reporting) when
  * the text is not a valid value. */
 static bool
-set_scalar(struct loader *ld, const struct key *k, const char *text,
-	   yaml_mark_t mark)
+set_scalar(struct loader *ld, const struct key *k, void *base,
+	   const char *text, yaml_mark_t mark)
 {
 	const struct enum_value *ev;
+	GError *gerr = NULL;
 	long long size;
 	char *end, *names;
+	GRegex *re;
 	long v;
 
 	switch (k->type) {
@@ -220,7 +163,17 @@ set_scalar(struct loader *ld, const struct key *k, const char *text,
 			report(ld, mark, "\"%s\" must be an integer", k->name);
 			return false;
 		}
-		*(int *)field(ld->pol, k) = (int)v;
+		*(int *)field(base, k) = (int)v;
+		return true;
+	case KT_BOOL:
+		if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0) {
+			*(bool *)field(base, k) = true;
+		} else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0) {
+			*(bool *)field(base, k) = false;
+		} else {
+			report(ld, mark, "\"%s\" must be true or false", k->name);
+			return false;
+		}
 		return true;
 	case KT_STRING:
 	case KT_PATH:
@@ -228,12 +181,27 @@ set_scalar(struct loader *ld, const struct key *k, const char *text,
 			report(ld, mark, "\"%s\" must not be empty", k->name);
 			return false;
 		}
-		g_free(*(char **)field(ld->pol, k));
+		g_free(*(char **)field(base, k));
 		if (k->type == KT_PATH && !g_path_is_absolute(text))
-			*(char **)field(ld->pol, k) =
-			    g_build_filename(ld->dir, text, NULL);
+			*(char **)field(base, k) = g_build_filename(ld->dir, text, NULL);
 		else
-			*(char **)field(ld->pol, k) = g_strdup(text);
+			*(char **)field(base, k) = g_strdup(text);
+		return true;
+	case KT_REGEX:
+		re = g_regex_new(text, G_REGEX_CASELESS | G_REGEX_OPTIMIZE, 0, &gerr);
+		if (re == NULL) {
+			report(ld, mark, "invalid regular expression \"%s\": %s", text,
+			    gerr->message);
+			g_error_free(gerr);
+			return false;
+		}
+		/* The pattern text sits at offset, the compiled one right after. */
+		g_free(*(char **)field(base, k));
+		*(char **)field(base, k) = g_strdup(text);
+		if (*(GRegex **)((char *)field(base, k) + sizeof(char *)) != NULL)
+			g_regex_unref(*(GRegex **)((char *)field(base, k) +
+			    sizeof(char *)));
+		*(GRegex **)((char *)field(base, k) + sizeof(char *)) = re;
 		return true;
 	case KT_SIZE:
 		if (parse_size(text, &size) < 0 || size == 0) {
@@ -242,7 +210,7 @@ set_scalar(struct loader *ld, const struct key *k, const char *text,
 			    k->name, text);
 			return false;
 		}
-		*(long long *)field(ld->pol, k) = size;
+		*(long long *)field(base, k) = size;
 		return true;
 	case KT_ENUM:
 		ev = enum_find(k->values, text);
@@ -253,33 +221,61 @@ set_scalar(struct loader *ld, const struct key *k, const char *text,
 			g_free(names);
 			return false;
 		}
-		*(int *)field(ld->pol, k) = ev->value;
+		*(int *)field(base, k) = ev->value;
 		return true;
 	default:
 		return false;
 	}
 }
 
-/* Adds one list item of a KT_DOMAINS or KT_METHODS key. */
 static bool
-add_item(struct loader *ld, const struct key *k, const char *text,
+is_list(enum key_type t)
+{
+	return t == KT_DOMAINS || t == KT_STRINGS || t == KT_METHODS ||
+	    t == KT_CIDRS;
+}
+
+/* Adds one item of a list key. */
+static bool
+add_item(struct loader *ld, const struct key *k, void *base, const char *text,
 	 yaml_mark_t mark)
 {
-	struct sg_methods *m;
 	const struct enum_value *ev;
+	struct sg_methods *m;
+	struct sg_cidr cidr;
+	GPtrArray **list;
 	char *names;
 
-	if (k->type == KT_DOMAINS) {
-		if (!valid_domain(text)) {
+	switch (k->type) {
+	case KT_DOMAINS:
+	case KT_STRINGS:
+		if (k->type == KT_DOMAINS && !valid_domain(text)) {
 			report(ld, mark, "invalid domain \"%s\" in \"%s\"", text,
 			    k->name);
 			return false;
 		}
-		g_ptr_array_add(*(GPtrArray **)field(ld->pol, k),
-		    g_ascii_strdown(text, -1));
+		if (*text == '\0') {
+			report(ld, mark, "empty item in \"%s\"", k->name);
+			return false;
+		}
+		list = field(base, k);
+		if (*list == NULL)
+			*list = g_ptr_array_new_with_free_func(g_free);
+		g_ptr_array_add(*list, k->type == KT_DOMAINS
+		    ? g_ascii_strdown(text, -1) : g_strdup(text));
 		return true;
+	case KT_CIDRS:
+		if (!parse_cidr(text, &cidr)) {
+			report(ld, mark, "invalid network \"%s\" in \"%s\" (expected "
+			    "an address or ADDRESS/PREFIX)", text, k->name);
+			return false;
+		}
+		g_array_append_val(*(GArray **)field(base, k), cidr);
+		return true;
+	default:
+		break;
 	}
-	m = field(ld->pol, k);
+	m = field(base, k);
 	ev = enum_find(k->values, text);
 	if (ev == NULL) {
 		names = enum_names(k->values);
@@ -299,12 +295,24 @@ add_item(struct loader *ld, const struct key *k, const char *text,
 }
 
 static void
-clear_list(struct sg_policy *pol, const struct key *k)
+clear_list(void *base, const struct key *k)
 {
-	if (k->type == KT_DOMAINS)
-		g_ptr_array_set_size(*(GPtrArray **)field(pol, k), 0);
-	else
-		((struct sg_methods *)field(pol, k))->n = 0;
+	GPtrArray **list;
+
+	switch (k->type) {
+	case KT_DOMAINS:
+	case KT_STRINGS:
+		list = field(base, k);
+		if (*list != NULL)
+			g_ptr_array_set_size(*list, 0);
+		break;
+	case KT_CIDRS:
+		g_array_set_size(*(GArray **)field(base, k), 0);
+		break;
+	default:
+		((struct sg_methods *)field(base, k))->n = 0;
+		break;
+	}
 }
 
 static yaml_node_t *
@@ -328,18 +336,22 @@ visit(struct loader *ld, int id, yaml_node_t *n)
 	return true;
 }
 
-static void load_map(struct loader *ld, const struct key *keys, int id,
-		     const char *where);
-
 static void
-load_list(struct loader *ld, const struct key *k, yaml_node_t *n)
+load_list(struct loader *ld, const struct key *k, void *base, int id,
+	  yaml_node_t *n)
 {
-	clear_list(ld->pol, k);
+	clear_list(base, k);
+	if (n->type == YAML_SCALAR_NODE && k->type != KT_METHODS) {
+		add_item(ld, k, base, (const char *)n->data.scalar.value,
+		    n->start_mark);
+		return;
+	}
 	if (n->type != YAML_SEQUENCE_NODE) {
 		report(ld, n->start_mark, "\"%s\" must be %s", k->name,
 		    type_name(k->type));
 		return;
 	}
+	(void)id;
 	for (yaml_node_item_t *it = n->data.sequence.items.start;
 	     it < n->data.sequence.items.top; it++) {
 		yaml_node_t *item = node(ld, *it);
@@ -351,41 +363,58 @@ load_list(struct loader *ld, const struct key *k, yaml_node_t *n)
 			    k->name);
 			continue;
 		}
-		add_item(ld, k, (const char *)item->data.scalar.value,
+		add_item(ld, k, base, (const char *)item->data.scalar.value,
 		    item->start_mark);
+	}
+	if (k->type == KT_METHODS && ((struct sg_methods *)field(base, k))->n == 0)
+		report(ld, n->start_mark, "\"%s\" must not be empty", k->name);
+}
+
+static void
+load_rules(struct loader *ld, const struct key *k, yaml_node_t *n)
+{
+	unsigned index = 0;
+
+	if (n->type != YAML_SEQUENCE_NODE) {
+		report(ld, n->start_mark, "\"%s\" must be %s", k->name,
+		    type_name(k->type));
+		return;
+	}
+	for (yaml_node_item_t *it = n->data.sequence.items.start;
+	     it < n->data.sequence.items.top; it++) {
+		if (!visit(ld, *it, node(ld, *it)))
+			continue;
+		sg_policy_load_rule(ld, *it, ++index);
 	}
 }
 
 static void
-load_value(struct loader *ld, const struct key *k, int id, const char *where)
+load_value(struct loader *ld, const struct key *k, int id, const char *where,
+	   void *base)
 {
 	yaml_node_t *n = node(ld, id);
 	char *sub;
 
 	if (!visit(ld, id, n))
 		return;
-	switch (k->type) {
-	case KT_MAP:
+	if (k->type == KT_MAP) {
 		if (n->type != YAML_MAPPING_NODE) {
 			report(ld, n->start_mark, "\"%s\" must be a mapping", k->name);
 			return;
 		}
 		sub = *where ? g_strdup_printf("%s.%s", where, k->name)
 		    : g_strdup(k->name);
-		load_map(ld, k->children, id, sub);
+		sg_policy_load_map(ld, k->children, id, sub, base, NULL);
 		g_free(sub);
-		return;
-	case KT_DOMAINS:
-	case KT_METHODS:
-		load_list(ld, k, n);
-		return;
-	default:
-		if (n->type != YAML_SCALAR_NODE) {
-			report(ld, n->start_mark, "\"%s\" must be %s", k->name,
-			    type_name(k->type));
-			return;
-		}
-		set_scalar(ld, k, (const char *)n->data.scalar.value,
+	} else if (k->type == KT_RULES) {
+		load_rules(ld, k, n);
+	} else if (is_list(k->type)) {
+		load_list(ld, k, base, id, n);
+	} else if (n->type != YAML_SCALAR_NODE) {
+		report(ld, n->start_mark, "\"%s\" must be %s", k->name,
+		    type_name(k->type));
+	} else {
+		set_scalar(ld, k, base, (const char *)n->data.scalar.value,
 		    n->start_mark);
 	}
 }
@@ -399,8 +428,9 @@ key_find(const struct key *keys, const char *name)
 	return NULL;
 }
 
-static void
-load_map(struct loader *ld, const struct key *keys, int id, const char *where)
+void
+sg_policy_load_map(struct loader *ld, const struct key *keys, int id,
+		   const char *where, void *base, GHashTable *present)
 {
 	yaml_node_t *map = node(ld, id);
 	GHashTable *seen = g_hash_table_new(g_str_hash, g_str_equal);
@@ -422,17 +452,18 @@ load_map(struct loader *ld, const struct key *keys, int id, const char *where)
 			continue;
 		}
 		g_hash_table_add(seen, (gpointer)name);
+		if (present != NULL)
+			g_hash_table_add(present, g_strdup(name));
 		k = key_find(keys, name);
 		if (k == NULL) {
 			if (*where)
 				report(ld, kn->start_mark,
 				    "unknown key \"%s\" in \"%s\"", name, where);
 			else
-				report(ld, kn->start_mark, "unknown key \"%s\"",
-				    name);
+				report(ld, kn->start_mark, "unknown key \"%s\"", name);
 			continue;
 		}
-		load_value(ld, k, p->value, where);
+		load_value(ld, k, p->value, where, base);
 	}
 	for (const struct key *k = keys; k->name != NULL; k++) {
 		if (k->required && !g_hash_table_contains(seen, k->name)) {
@@ -448,24 +479,26 @@ load_map(struct loader *ld, const struct key *keys, int id, const char *where)
 	g_hash_table_destroy(seen);
 }
 
-/* Applies the table's defaults, parsed like values from the file. */
-static void
-apply_defaults(struct loader *ld, const struct key *keys)
+void
+sg_policy_apply_defaults(struct loader *ld, const struct key *keys, void *base)
 {
 	yaml_mark_t none = { 0, 0, 0 };
 
 	for (const struct key *k = keys; k->name != NULL; k++) {
 		if (k->type == KT_MAP) {
-			apply_defaults(ld, k->children);
-		} else if (k->type == KT_DOMAINS || k->type == KT_METHODS) {
-			char **items = g_strsplit(k->dflt ? k->dflt : "", ",", -1);
+			sg_policy_apply_defaults(ld, k->children, base);
+		} else if (is_list(k->type)) {
+			char **items;
 
+			if (k->dflt == NULL)
+				continue;
+			items = g_strsplit(k->dflt, ",", -1);
 			for (char **it = items; *it != NULL; it++)
 				if (**it)
-					add_item(ld, k, *it, none);
+					add_item(ld, k, base, *it, none);
 			g_strfreev(items);
 		} else if (k->dflt != NULL) {
-			set_scalar(ld, k, k->dflt, none);
+			set_scalar(ld, k, base, k->dflt, none);
 		}
 	}
 }
@@ -478,6 +511,9 @@ policy_new(const char *path)
 	pol->refcount = 1;
 	pol->path = g_strdup(path);
 	pol->internal_domains = g_ptr_array_new_with_free_func(g_free);
+	pol->gateway.trusted_networks = g_array_new(FALSE, TRUE,
+	    sizeof(struct sg_cidr));
+	pol->rules = g_ptr_array_new_with_free_func((GDestroyNotify)sg_rule_free);
 	return pol;
 }
 
@@ -488,7 +524,9 @@ policy_free(struct sg_policy *pol)
 	g_free(pol->gateway.socket);
 	g_free(pol->gateway.keystore);
 	g_free(pol->gateway.spool_dir);
+	g_array_free(pol->gateway.trusted_networks, TRUE);
 	g_ptr_array_free(pol->internal_domains, TRUE);
+	g_ptr_array_free(pol->rules, TRUE);
 	g_free(pol);
 }
 
@@ -539,7 +577,9 @@ sg_policy_load(const char *path, GPtrArray *errors, struct sg_policy **out)
 	ld.errors = errors;
 	ld.dir = g_path_get_dirname(path);
 	ld.pol = policy_new(path);
-	apply_defaults(&ld, root_keys);
+	ld.rule_names = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+	    NULL);
+	sg_policy_apply_defaults(&ld, sg_policy_root_keys, ld.pol);
 
 	if (parse_file(&ld)) {
 		root = yaml_document_get_root_node(&ld.doc);
@@ -550,7 +590,9 @@ sg_policy_load(const char *path, GPtrArray *errors, struct sg_policy **out)
 			    "the policy must be a mapping of keys");
 		} else {
 			visit(&ld, 1, root);
-			load_map(&ld, root_keys, 1, "");
+			sg_policy_load_map(&ld, sg_policy_root_keys, 1, "", ld.pol,
+			    NULL);
+			sg_policy_check_default(&ld, root->start_mark);
 		}
 		if (errors->len == nerr && ld.pol->version != 1)
 			report(&ld, root->start_mark,
@@ -560,6 +602,7 @@ sg_policy_load(const char *path, GPtrArray *errors, struct sg_policy **out)
 		yaml_document_delete(&ld.doc);
 	}
 	g_free(ld.dir);
+	g_hash_table_destroy(ld.rule_names);
 	if (errors->len > nerr) {
 		policy_free(ld.pol);
 		return SG_ECONFIG;
@@ -615,28 +658,43 @@ sg_policy_allows_method(const struct sg_methods *m, enum sg_method method)
 	return false;
 }
 
-static void
-describe(FILE *fp, const struct key *keys, const char *prefix)
+static bool
+cidr_contains(const struct sg_cidr *c, int family, const unsigned char *addr)
 {
-	for (const struct key *k = keys; k->name != NULL; k++) {
-		char *name = *prefix ? g_strdup_printf("%s.%s", prefix, k->name)
-		    : g_strdup(k->name);
+	unsigned full = c->prefix / 8, rest = c->prefix % 8;
 
-		if (k->type == KT_MAP) {
-			fprintf(fp, "%-34s %s\n", name, k->help);
-			describe(fp, k->children, name);
-		} else {
-			fprintf(fp, "%-34s %s; %s%s%s%s\n", name, type_name(k->type),
-			    k->help, k->required ? " (required)" : "",
-			    k->dflt && *k->dflt ? "; default: " : "",
-			    k->dflt && *k->dflt ? k->dflt : "");
-		}
-		g_free(name);
-	}
+	if (c->family != family)
+		return false;
+	if (memcmp(c->addr, addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return ((c->addr[full] ^ addr[full]) & (0xff << (8 - rest))) == 0;
 }
 
-void
-sg_policy_describe(FILE *fp)
+bool
+sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
 {
-	describe(fp, root_keys, "");
+	unsigned char addr[16];
+	int family;
+
+	if (ip == NULL)
+		return false;
+	if (inet_pton(AF_INET, ip, addr) == 1) {
+		family = AF_INET;
+	} else if (inet_pton(AF_INET6, ip, addr) == 1) {
+		family = AF_INET6;
+		/* An IPv4-mapped address is judged as IPv4. */
+		if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)(void *)addr)) {
+			memmove(addr, addr + 12, 4);
+			family = AF_INET;
+		}
+	} else {
+		return false;
+	}
+	for (guint i = 0; i < pol->gateway.trusted_networks->len; i++)
+		if (cidr_contains(&g_array_index(pol->gateway.trusted_networks,
+		    struct sg_cidr, i), family, addr))
+			return true;
+	return false;
 }

@@ -28,8 +28,10 @@ struct sg_header {
  * served from one transaction (DESIGN.md §4 rule 6). */
 enum sg_class {
 	SG_CLASS_NONE = 0,  /* not classified yet */
-	SG_CLASS_PLAIN,     /* delivered as it is */
-	SG_CLASS_OPENPGP,   /* encrypted with OpenPGP */
+	SG_CLASS_PASS,      /* not outbound mail: passed on as it is */
+	SG_CLASS_INTERNAL,  /* outbound mail, internal recipient */
+	SG_CLASS_PLAIN,     /* external recipient without a usable key */
+	SG_CLASS_OPENPGP,   /* external recipient with an OpenPGP key */
 };
 
 struct sg_rcpt {

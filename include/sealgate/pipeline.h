@@ -24,6 +24,7 @@ struct sg_result {
 	char *text;             /* reply text */
 	const char *action;     /* what was done: "pass", "encrypt", ... */
 	const char *method;     /* "openpgp" or NULL */
+	const char *rule;       /* the deciding rule (policy's storage) */
 	char *reason;           /* why, for the log (never message content) */
 	GPtrArray *fprs;        /* char *: keys used */
 	struct sg_edits edits;
@@ -38,12 +39,17 @@ void sg_result_reply(struct sg_result *res, enum sg_verdict v,
 		     const char *rcode, const char *xcode, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
-/* The class of one recipient as far as it is known at RCPT time. For
- * SG_CLASS_OPENPGP, key_fpr (SG_FPR_MAX bytes, may be NULL) receives the
- * key's fingerprint. When why is not NULL it receives a short explanation
- * (transfer full). */
+/* True when the transaction is outbound: the envelope sender's domain is
+ * internal and the client is trusted (SMTP AUTH, or an address in
+ * gateway.trusted_networks). */
+bool sg_pipeline_outbound(const struct sg_policy *pol, const struct sg_msg *msg);
+
+/* The class of one recipient of msg as far as the envelope tells (RCPT
+ * time). For SG_CLASS_OPENPGP, key_fpr (SG_FPR_MAX bytes, may be NULL)
+ * receives the key's fingerprint. When why is not NULL it receives a short
+ * explanation (transfer full). */
 int sg_pipeline_classify(const struct sg_policy *pol,
-			 const struct sg_keystore *ks, const char *sender,
+			 const struct sg_keystore *ks, const struct sg_msg *msg,
 			 const char *rcpt, enum sg_class *out, char *key_fpr,
 			 char **why);
 

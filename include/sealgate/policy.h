@@ -16,6 +16,9 @@
 
 enum sg_action {
 	SG_ACTION_NONE = 0,
+	SG_ACTION_SIGN,
+	SG_ACTION_ENCRYPT,
+	SG_ACTION_SIGN_ENCRYPT,
 	SG_ACTION_ENCRYPT_IF_KEY,
 };
 
@@ -24,11 +27,60 @@ enum sg_method {
 	SG_METHOD_SMIME,
 };
 
+/* What a mandatory action does when a recipient has no usable key. */
+enum sg_on_missing {
+	SG_MISSING_REJECT = 0,
+	SG_MISSING_TEMPFAIL,
+	SG_MISSING_SEND_PLAIN,
+};
+
 #define SG_MAX_METHODS 2
 
 struct sg_methods {
 	int v[SG_MAX_METHODS]; /* enum sg_method, in order of preference */
 	unsigned n;
+};
+
+/* An IPv4 or IPv6 network. */
+struct sg_cidr {
+	int family;             /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
+/* The conditions of a rule; every one that is set must hold. */
+struct sg_cond {
+	GPtrArray *sender;           /* char *: address or domain globs */
+	GPtrArray *recipient;        /* char *: address or domain globs */
+	GPtrArray *recipient_domain; /* char *: domains, lower case */
+	char *subject_tag;
+	struct {
+		char *name;
+		char *matches;       /* the pattern as written */
+		GRegex *re;          /* compiled, case-insensitive */
+	} header;
+	GPtrArray *label;            /* char *: MIP label names */
+	long long size_over;         /* bytes; 0: not set */
+};
+
+struct sg_rule {
+	char *name;
+	struct sg_cond when;
+	int action;                  /* enum sg_action */
+	struct sg_methods methods;   /* n == 0: the default's */
+	int on_missing_key;          /* enum sg_on_missing */
+	bool strip_tag;
+	unsigned line;               /* where it starts in the file, from 1 */
+};
+
+/* The decision a rule or the default yields. */
+struct sg_decision {
+	const char *rule;            /* rule name, NULL for the default */
+	int action;
+	const struct sg_methods *methods;
+	int on_missing_key;
+	bool strip_tag;
+	const char *subject_tag;     /* the rule's tag, to strip */
 };
 
 struct sg_policy {
@@ -40,12 +92,19 @@ struct sg_policy {
 		char *keystore;         /* absolute */
 		char *spool_dir;        /* absolute */
 		long long max_message_size; /* bytes */
+		GArray *trusted_networks;   /* struct sg_cidr */
 	} gateway;
 	GPtrArray *internal_domains; /* char *, lower case */
 	struct {
 		int action;             /* enum sg_action */
 		struct sg_methods methods;
+		int on_missing_key;
 	} out_default;
+	GPtrArray *rules;            /* struct sg_rule *, first match wins */
+	struct {
+		bool decrypt;
+		bool verify;
+	} inbound;
 };
 
 /* Reads and validates path. On success *out holds a snapshot with one
@@ -64,8 +123,19 @@ void sg_policy_unref(struct sg_policy *pol);
 /* True when addr's domain is one of internal_domains (case-insensitive). */
 bool sg_policy_is_internal(const struct sg_policy *pol, const char *addr);
 
-/* True when method is among the methods allowed by the default action. */
+/* True when method is in the list. */
 bool sg_policy_allows_method(const struct sg_methods *m, enum sg_method method);
+
+/* True when ip (text form) is in gateway.trusted_networks. */
+bool sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip);
+
+/* True for sign, encrypt and sign-encrypt: a missing key is not tolerated
+ * silently. */
+bool sg_action_mandatory(int action);
+
+const char *sg_action_name(int action);
+const char *sg_method_name(int method);
+const char *sg_on_missing_name(int on_missing);
 
 /* Writes every key with its type, default and help text. */
 void sg_policy_describe(FILE *fp);

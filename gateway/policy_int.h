@@ -1,0 +1,81 @@
+/* Internals shared by the policy loader (policy.c) and the schema
+ * (policy_schema.c). Not used elsewhere. */
+#ifndef SEALGATE_POLICY_INT_H
+#define SEALGATE_POLICY_INT_H
+
+#include <stddef.h>
+
+#include <yaml.h>
+
+#include "sealgate/policy.h"
+
+enum key_type {
+	KT_MAP,
+	KT_INT,
+	KT_BOOL,
+	KT_STRING,
+	KT_PATH,     /* string; relative paths resolved against the file's dir */
+	KT_SIZE,     /* integer with optional K/M/G suffix */
+	KT_ENUM,
+	KT_REGEX,    /* string compiled with GRegex, case-insensitive */
+	KT_DOMAINS,  /* list of domain names (a single one may stand alone) */
+	KT_STRINGS,  /* list of strings (a single one may stand alone) */
+	KT_METHODS,  /* list of method names */
+	KT_CIDRS,    /* list of networks */
+	KT_RULES,    /* list of rules */
+};
+
+struct enum_value {
+	const char *name;
+	int value;
+};
+
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t offset;               /* into the struct being filled */
+	const struct key *children;  /* KT_MAP (same struct), KT_RULES (rule) */
+	const struct enum_value *values; /* KT_ENUM, KT_METHODS */
+	const char *dflt;            /* NULL: no default */
+	bool required;
+	const char *help;
+};
+
+/* Parser state while one file is read. */
+struct loader {
+	const char *path;
+	char *dir;
+	yaml_document_t doc;
+	GPtrArray *errors;
+	guint8 *seen;       /* node ids already visited (alias detection) */
+	int nnodes;
+	struct sg_policy *pol;
+	GHashTable *rule_names;
+};
+
+extern const struct key sg_policy_root_keys[];
+extern const struct enum_value sg_action_values[];
+extern const struct enum_value sg_method_values[];
+extern const struct enum_value sg_on_missing_values[];
+
+void sg_policy_report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Fills base (a struct described by keys) from the mapping node id; the
+ * names of the keys present go to present when not NULL. */
+void sg_policy_load_map(struct loader *ld, const struct key *keys, int id,
+			const char *where, void *base, GHashTable *present);
+
+/* Applies the defaults of keys to base. */
+void sg_policy_apply_defaults(struct loader *ld, const struct key *keys,
+			      void *base);
+
+/* Loads one item of outbound.rules (node id), checking it as a whole. */
+void sg_policy_load_rule(struct loader *ld, int id, unsigned index);
+
+/* Checks that need the whole policy (after loading). */
+void sg_policy_check_default(struct loader *ld, yaml_mark_t mark);
+
+void sg_rule_free(struct sg_rule *rule);
+
+#endif
