@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <glib.h>
+
 #include "sealgate.h"
 
 int
@@ -11,11 +13,28 @@ sg_cmd_policy(int argc, char **argv)
 	const char *config = NULL, *sub;
 	struct sg_policy *pol;
 
+	/* explain has options of its own: hand it everything else. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "explain") == 0 &&
+		    strcmp(argv[i - 1], "-c") != 0 &&
+		    strcmp(argv[i - 1], "--config") != 0) {
+			char **args = g_new0(char *, argc + 1);
+			int n = 0, rc;
+
+			args[n++] = argv[i];
+			for (int j = 1; j < argc; j++)
+				if (j != i)
+					args[n++] = argv[j];
+			rc = sg_cmd_explain(n, args);
+			g_free(args);
+			return rc;
+		}
+	}
 	if (sg_parse_config_option(argc, argv, &config) < 0)
 		return SG_EXIT_USAGE;
 	if (optind >= argc) {
 		fprintf(stderr, "usage: sealgate policy check [-c FILE] | "
-		    "sealgate policy keys\n");
+		    "explain [-c FILE] --from ADDR --to ADDR... | keys\n");
 		return SG_EXIT_USAGE;
 	}
 	sub = argv[optind];

@@ -20,6 +20,8 @@ usage(FILE *fp)
 	    "  process [-c FILE] --from ADDR --to ADDR... [--client-ip IP]\n"
 	    "          [--auth USER] [-i IN] [-o OUT]    run one message through the pipeline\n"
 	    "  policy check [-c FILE]                    validate the policy file\n"
+	    "  policy explain [-c FILE] --from ADDR --to ADDR... [-i IN] [--json]\n"
+	    "                                            say per recipient what the policy does\n"
 	    "  policy keys                               list every policy key\n"
 	    "  keys [-c FILE] import FILE...             import OpenPGP keys\n"
 	    "  keys [-c FILE] list                       list the keystore's identities\n"

@@ -8,6 +8,7 @@
 #include <gmime/gmime.h>
 #include <openssl/crypto.h>
 
+#include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
 #include "sealgate.h"
 
@@ -93,4 +94,62 @@ sg_parse_config_option(int argc, char **argv, const char **config)
 		*config = optarg;
 	}
 	return optind;
+}
+
+int
+sg_parse_message_options(int argc, char **argv, int flags, struct sg_cli *cli)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "from", required_argument, NULL, 'F' },
+		{ "to", required_argument, NULL, 'T' },
+		{ "client-ip", required_argument, NULL, 'I' },
+		{ "auth", required_argument, NULL, 'A' },
+		{ "input", required_argument, NULL, 'i' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	cli->env.to = g_ptr_array_new_with_free_func(g_free);
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:i:o:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': cli->config = optarg; break;
+		case 'F': cli->env.from = optarg; break;
+		case 'T': g_ptr_array_add(cli->env.to, sg_addr_bare(optarg)); break;
+		case 'I': cli->env.client_ip = optarg; break;
+		case 'A': cli->env.auth = optarg; break;
+		case 'i': cli->in = optarg; break;
+		case 'o':
+			if (!(flags & SG_CLI_OUTPUT))
+				goto usage;
+			cli->out = optarg;
+			break;
+		case 'j':
+			if (!(flags & SG_CLI_JSON))
+				goto usage;
+			cli->json = true;
+			break;
+		default:
+			goto usage;
+		}
+	}
+	if (cli->env.from != NULL && cli->env.to->len > 0 && optind == argc)
+		return 0;
+usage:
+	fprintf(stderr, "usage: sealgate %s [-c FILE] --from ADDR --to ADDR "
+	    "[--to ADDR ...] [--client-ip IP] [--auth USER] [-i IN]%s\n",
+	    (flags & SG_CLI_OUTPUT) ? "process" : "policy explain",
+	    (flags & SG_CLI_OUTPUT) ? " [-o OUT]" : " [--json]");
+	return -1;
+}
+
+void
+sg_cli_clear(struct sg_cli *cli)
+{
+	if (cli->env.to != NULL)
+		g_ptr_array_free(cli->env.to, TRUE);
+	cli->env.to = NULL;
 }

@@ -111,9 +111,13 @@ sg_pipeline_outbound(const struct sg_policy *pol, const struct sg_msg *msg)
 	    sg_policy_trusted_ip(pol, msg->client_ip);
 }
 
-static char *
-why_not_outbound(const struct sg_policy *pol, const struct sg_msg *msg)
+char *
+sg_pipeline_direction(const struct sg_policy *pol, const struct sg_msg *msg)
 {
+	if (sg_pipeline_outbound(pol, msg))
+		return g_strdup_printf("internal sender, %s",
+		    msg->auth_user ? "authenticated client"
+		    : "client in trusted_networks");
 	if (*msg->mail_from == '\0')
 		return g_strdup("null sender");
 	if (!sg_policy_is_internal(pol, msg->mail_from))
@@ -135,7 +139,7 @@ sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
 	if (!sg_pipeline_outbound(pol, msg)) {
 		*out = SG_CLASS_PASS;
 		if (why != NULL)
-			*why = why_not_outbound(pol, msg);
+			*why = sg_pipeline_direction(pol, msg);
 		return SG_OK;
 	}
 	if (sg_policy_is_internal(pol, rcpt)) {
@@ -296,9 +300,6 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 	return SG_OK;
 }
 
-/* What the policy asks for each recipient of an outbound transaction. */
-enum want { WANT_PLAIN, WANT_ENCRYPT, WANT_MISSING };
-
 struct outcome {
 	unsigned n_encrypt, n_plain, n_plain_keyless;
 	GString *missing[3];       /* by on_missing_key: addresses */
@@ -307,16 +308,34 @@ struct outcome {
 	const char *strip_tag;     /* tag to remove from the Subject */
 };
 
-static enum want
-want_of(const struct sg_decision *d, bool has_key)
+enum sg_outcome
+sg_pipeline_outcome(const struct sg_decision *d, bool has_key)
 {
 	switch (d->action) {
 	case SG_ACTION_NONE:
-		return WANT_PLAIN;
+		return SG_OUTCOME_PLAIN;
 	case SG_ACTION_ENCRYPT_IF_KEY:
-		return has_key ? WANT_ENCRYPT : WANT_PLAIN;
+		return has_key ? SG_OUTCOME_ENCRYPT : SG_OUTCOME_PLAIN;
 	default:
-		return has_key ? WANT_ENCRYPT : WANT_MISSING;
+		if (has_key)
+			return SG_OUTCOME_ENCRYPT;
+		switch (d->on_missing_key) {
+		case SG_MISSING_SEND_PLAIN:	return SG_OUTCOME_PLAIN;
+		case SG_MISSING_TEMPFAIL:	return SG_OUTCOME_TEMPFAIL;
+		default:			return SG_OUTCOME_REJECT;
+		}
+	}
+}
+
+const char *
+sg_outcome_name(enum sg_outcome o)
+{
+	switch (o) {
+	case SG_OUTCOME_PASS:		return "pass";
+	case SG_OUTCOME_PLAIN:		return "plain";
+	case SG_OUTCOME_ENCRYPT:	return "encrypt";
+	case SG_OUTCOME_REJECT:		return "reject";
+	default:			return "tempfail";
 	}
 }
 
@@ -338,21 +357,17 @@ decide_recipients(const struct sg_msg *msg, const struct sg_policy *pol,
 			oc->rule = d.rule;
 		if (d.strip_tag && oc->strip_tag == NULL)
 			oc->strip_tag = d.subject_tag;
-		switch (want_of(&d, has_key)) {
-		case WANT_ENCRYPT:
+		switch (sg_pipeline_outcome(&d, has_key)) {
+		case SG_OUTCOME_ENCRYPT:
 			oc->n_encrypt++;
 			break;
-		case WANT_PLAIN:
+		case SG_OUTCOME_PLAIN:
+		case SG_OUTCOME_PASS:
 			oc->n_plain++;
 			oc->n_plain_keyless += !has_key;
 			break;
-		case WANT_MISSING:
+		default:
 			m = d.on_missing_key;
-			if (m == SG_MISSING_SEND_PLAIN) {
-				oc->n_plain++;
-				oc->n_plain_keyless++;
-				break;
-			}
 			if (oc->missing[m] == NULL) {
 				oc->missing[m] = g_string_new(NULL);
 				oc->missing_rule[m] = d.rule;

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 
+#include "msgfile.h"
 #include "sealgate/keystore.h"
 #include "sealgate/policy.h"
 
@@ -22,10 +23,29 @@ int sg_cmd_milter(int argc, char **argv);
 int sg_cmd_process(int argc, char **argv);
 int sg_cmd_policy(int argc, char **argv);
 int sg_cmd_keys(int argc, char **argv);
+int sg_cmd_explain(int argc, char **argv);
 
 /* Parses the options of a verb that takes only -c/--config (anywhere
  * among its arguments); returns optind, or -1 after a usage error. */
 int sg_parse_config_option(int argc, char **argv, const char **config);
+
+/* Options of the verbs that take a message: process and policy explain. */
+struct sg_cli {
+	const char *config, *in, *out;
+	bool json;
+	struct sg_envelope env;
+};
+
+enum {
+	SG_CLI_OUTPUT = 1 << 0, /* accepts -o */
+	SG_CLI_JSON = 1 << 1,   /* accepts --json */
+};
+
+/* Parses --from, --to..., --client-ip, --auth, -c, -i and, as flags allow,
+ * -o and --json; -1 after printing the usage. */
+int sg_parse_message_options(int argc, char **argv, int flags,
+			     struct sg_cli *cli);
+void sg_cli_clear(struct sg_cli *cli);
 
 /* Loads the policy (path NULL: the default file) and prints every problem
  * on stderr. Returns NULL on failure. (transfer full) */

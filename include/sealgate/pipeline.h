@@ -44,6 +44,10 @@ void sg_result_reply(struct sg_result *res, enum sg_verdict v,
  * gateway.trusted_networks). */
 bool sg_pipeline_outbound(const struct sg_policy *pol, const struct sg_msg *msg);
 
+/* Why the transaction is or is not outbound. (transfer full) */
+char *sg_pipeline_direction(const struct sg_policy *pol,
+			    const struct sg_msg *msg);
+
 /* The class of one recipient of msg as far as the envelope tells (RCPT
  * time). For SG_CLASS_OPENPGP, key_fpr (SG_FPR_MAX bytes, may be NULL)
  * receives the key's fingerprint. When why is not NULL it receives a short
@@ -54,6 +58,18 @@ int sg_pipeline_classify(const struct sg_policy *pol,
 			 char **why);
 
 const char *sg_class_name(enum sg_class cls);
+
+/* What a decision means for one recipient of an outbound transaction. */
+enum sg_outcome {
+	SG_OUTCOME_PASS,        /* not outbound, or internal */
+	SG_OUTCOME_PLAIN,
+	SG_OUTCOME_ENCRYPT,
+	SG_OUTCOME_REJECT,      /* mandatory, no key, on_missing_key reject */
+	SG_OUTCOME_TEMPFAIL,    /* mandatory, no key, on_missing_key tempfail */
+};
+
+enum sg_outcome sg_pipeline_outcome(const struct sg_decision *d, bool has_key);
+const char *sg_outcome_name(enum sg_outcome o);
 
 /* Runs the message through the policy. Always leaves a verdict in res; a
  * negative return means an internal error, and res then says tempfail. */

@@ -1,0 +1,263 @@
+/* `sealgate policy explain`: for each recipient, which class, which rule,
+ * which action and key, and why the rules before it did not match. */
+#include <stdio.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "msgfile.h"
+#include "sealgate/openpgp.h"
+#include "sealgate/pipeline.h"
+#include "sealgate/rules.h"
+#include "sealgate.h"
+
+struct skipped {
+	const char *rule;
+	char *why;
+};
+
+struct explained {
+	const char *addr;
+	enum sg_class cls;
+	char *class_reason;
+	char fpr[SG_FPR_MAX];
+	struct sg_decision d;
+	bool decided;           /* rules were evaluated */
+	const char *method;
+	enum sg_outcome outcome;
+	GArray *skipped;        /* struct skipped */
+};
+
+static void
+explain_rules(const struct sg_policy *pol, const struct sg_facts *f,
+	      struct explained *e)
+{
+	GString *why = g_string_new(NULL);
+
+	e->decided = true;
+	sg_policy_decide(pol, f, e->addr, &e->d);
+	for (guint i = 0; i < pol->rules->len; i++) {
+		const struct sg_rule *r = g_ptr_array_index(pol->rules, i);
+		struct skipped s = { r->name, NULL };
+
+		if (e->d.rule != NULL && strcmp(r->name, e->d.rule) == 0)
+			break;
+		g_string_truncate(why, 0);
+		sg_rule_matches(r, f, e->addr, why);
+		s.why = g_strdup(why->str);
+		g_array_append_val(e->skipped, s);
+	}
+	g_string_free(why, TRUE);
+}
+
+static int
+explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
+	    const struct sg_msg *msg, const struct sg_facts *f,
+	    struct explained *e)
+{
+	bool has_key;
+	int rc;
+
+	rc = sg_pipeline_classify(pol, ks, msg, e->addr, &e->cls, e->fpr,
+	    &e->class_reason);
+	if (rc < 0)
+		return rc;
+	if (e->cls == SG_CLASS_PASS || e->cls == SG_CLASS_INTERNAL) {
+		e->outcome = SG_OUTCOME_PASS;
+		return SG_OK;
+	}
+	explain_rules(pol, f, e);
+	has_key = e->cls == SG_CLASS_OPENPGP &&
+	    sg_policy_allows_method(e->d.methods, SG_METHOD_OPENPGP);
+	e->outcome = sg_pipeline_outcome(&e->d, has_key);
+	if (e->outcome == SG_OUTCOME_ENCRYPT)
+		e->method = "openpgp";
+	return SG_OK;
+}
+
+static void
+print_text(const struct explained *e)
+{
+	printf("recipient: %s\n", e->addr);
+	printf("  class: %s (%s)\n", sg_class_name(e->cls),
+	    e->class_reason ? e->class_reason : "");
+	if (e->decided) {
+		for (guint i = 0; i < e->skipped->len; i++) {
+			const struct skipped *s = &g_array_index(e->skipped,
+			    struct skipped, i);
+
+			printf("  skipped %s: %s\n", s->rule, s->why);
+		}
+		printf("  rule: %s\n", e->d.rule ? e->d.rule : "outbound.default");
+		printf("  action: %s\n", sg_action_name(e->d.action));
+		if (sg_action_mandatory(e->d.action))
+			printf("  on_missing_key: %s\n",
+			    sg_on_missing_name(e->d.on_missing_key));
+	} else {
+		printf("  rule: -\n  action: none\n");
+	}
+	printf("  method: %s\n", e->method ? e->method : "-");
+	printf("  key: %s\n", e->method ? e->fpr : "-");
+	printf("  outcome: %s\n", sg_outcome_name(e->outcome));
+}
+
+static void
+json_string(GString *out, const char *s)
+{
+	if (s == NULL) {
+		g_string_append(out, "null");
+		return;
+	}
+	g_string_append_c(out, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			g_string_append_printf(out, "\\u%04x", *p);
+		else
+			g_string_append_c(out, (char)*p);
+	}
+	g_string_append_c(out, '"');
+}
+
+static void
+json_field(GString *out, const char *name, const char *value, bool comma)
+{
+	json_string(out, name);
+	g_string_append_c(out, ':');
+	json_string(out, value);
+	if (comma)
+		g_string_append_c(out, ',');
+}
+
+static void
+append_json(GString *out, const struct explained *e)
+{
+	g_string_append_c(out, '{');
+	json_field(out, "address", e->addr, true);
+	json_field(out, "class", sg_class_name(e->cls), true);
+	json_field(out, "class_reason", e->class_reason, true);
+	json_field(out, "rule", e->decided ? e->d.rule : NULL, true);
+	json_field(out, "action", sg_action_name(e->decided ? e->d.action
+	    : SG_ACTION_NONE), true);
+	json_field(out, "method", e->method, true);
+	json_field(out, "key", e->method ? e->fpr : NULL, true);
+	json_field(out, "on_missing_key", e->decided &&
+	    sg_action_mandatory(e->d.action) ?
+	    sg_on_missing_name(e->d.on_missing_key) : NULL, true);
+	json_field(out, "outcome", sg_outcome_name(e->outcome), true);
+	g_string_append(out, "\"skipped\":[");
+	for (guint i = 0; i < e->skipped->len; i++) {
+		const struct skipped *s = &g_array_index(e->skipped,
+		    struct skipped, i);
+
+		g_string_append(out, i ? ",{" : "{");
+		json_field(out, "rule", s->rule, true);
+		json_field(out, "why", s->why, false);
+		g_string_append_c(out, '}');
+	}
+	g_string_append(out, "]}");
+}
+
+static void
+explained_clear(struct explained *e)
+{
+	g_free(e->class_reason);
+	for (guint i = 0; e->skipped && i < e->skipped->len; i++)
+		g_free(g_array_index(e->skipped, struct skipped, i).why);
+	if (e->skipped)
+		g_array_free(e->skipped, TRUE);
+}
+
+/* Explains every recipient; prints text or one JSON object. */
+static int
+explain(const struct sg_policy *pol, const struct sg_keystore *ks,
+	struct sg_msg *msg, const struct sg_facts *f, bool json)
+{
+	GString *out = g_string_new(NULL);
+	bool outbound = sg_pipeline_outbound(pol, msg);
+	char *reason = sg_pipeline_direction(pol, msg);
+	int rc = SG_OK;
+
+	if (json) {
+		g_string_append_printf(out, "{\"outbound\":%s,",
+		    outbound ? "true" : "false");
+		json_field(out, "reason", reason, true);
+		json_field(out, "content", f->have_content ? "given" : "not given",
+		    true);
+		g_string_append(out, "\"recipients\":[");
+	} else {
+		printf("outbound: %s (%s)\nmessage content: %s\n",
+		    outbound ? "yes" : "no", reason, f->have_content ? "given"
+		    : "not given (content conditions do not match)");
+	}
+	g_free(reason);
+	for (guint i = 0; i < msg->rcpts->len && rc == 0; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+		struct explained e = { .addr = r->addr };
+
+		e.skipped = g_array_new(FALSE, TRUE, sizeof(struct skipped));
+		rc = explain_one(pol, ks, msg, f, &e);
+		if (rc < 0) {
+			fprintf(stderr, "sealgate: %s: %s\n", r->addr,
+			    e.class_reason ? e.class_reason : sg_strerror(rc));
+		} else if (json) {
+			if (i > 0)
+				g_string_append_c(out, ',');
+			append_json(out, &e);
+		} else {
+			print_text(&e);
+		}
+		explained_clear(&e);
+	}
+	if (json && rc == 0)
+		printf("%s]}\n", out->str);
+	g_string_free(out, TRUE);
+	return rc;
+}
+
+int
+sg_cmd_explain(int argc, char **argv)
+{
+	struct sg_cli cli = { 0 };
+	struct sg_input *in = NULL;
+	struct sg_policy *pol = NULL;
+	struct sg_keystore *ks = NULL;
+	struct sg_msg *msg = NULL;
+	struct sg_facts facts = { 0 };
+	int rc, code = SG_EXIT_USAGE;
+
+	if (sg_parse_message_options(argc, argv, SG_CLI_JSON, &cli) < 0)
+		goto out;
+	pol = sg_load_policy_or_report(cli.config);
+	if (pol == NULL || !sg_ensure_spool_dir(pol) || !sg_init_libraries())
+		goto out;
+	ks = sg_open_keystore_or_report(pol, 0);
+	if (ks == NULL)
+		goto out;
+	if (cli.in != NULL) {
+		if (sg_input_read(cli.in, pol->gateway.spool_dir, &in) < 0)
+			goto out;
+		rc = sg_input_to_msg(in, pol->gateway.spool_dir, &cli.env, &msg);
+	} else {
+		rc = sg_envelope_to_msg(&cli.env, pol->gateway.spool_dir, &msg);
+	}
+	if (rc < 0) {
+		fprintf(stderr, "sealgate: %s\n", sg_strerror(rc));
+		goto out;
+	}
+	if (cli.in != NULL)
+		sg_facts_from_msg(&facts, msg);
+	else
+		sg_facts_init(&facts, msg->mail_from);
+	if (explain(pol, ks, msg, &facts, cli.json) == 0)
+		code = 0;
+	sg_facts_clear(&facts);
+out:
+	sg_msg_free(msg);
+	sg_input_free(in);
+	sg_keystore_free(ks);
+	sg_policy_unref(pol);
+	sg_cli_clear(&cli);
+	return code;
+}
