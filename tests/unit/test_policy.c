@@ -183,6 +183,69 @@ static const struct error_case error_cases[] = {
 	{ "alias",
 	  "version: 1\ngateway: &g { keystore: s }\noutbound: *g\n",
 	  "DIR/policy.yaml:2:10: YAML aliases are not allowed in the policy" },
+	{ "rule without name",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - when: { subject_tag: x }\n      action: encrypt\n",
+	  "DIR/policy.yaml:5:7: missing required key \"name\" in \"outbound.rules[1]\"" },
+	{ "duplicate rule names",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - { name: a, when: { subject_tag: x }, action: encrypt }\n"
+	  "    - { name: a, when: { subject_tag: y }, action: encrypt }\n",
+	  "DIR/policy.yaml:6:7: duplicate rule name \"a\"" },
+	{ "invalid regular expression",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - name: r\n      when: { header: { name: X, matches: \"(\" } }\n"
+	  "      action: encrypt\n",
+	  /* The rest is GLib's (localised) text. */
+	  "DIR/policy.yaml:6:43: invalid regular expression \"(\": *" },
+	{ "header without matches",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - name: r\n      when: { header: { name: X } }\n      action: encrypt\n",
+	  "DIR/policy.yaml:6:23: missing required key \"matches\" in "
+	  "\"outbound.rules[1].when.header\"" },
+	{ "rule without conditions",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - { name: all, when: {}, action: encrypt }\n",
+	  "DIR/policy.yaml:5:7: rule \"all\" has no conditions: it would match "
+	  "every message and make the rules after it and outbound.default "
+	  "unreachable (set outbound.default instead)" },
+	{ "on_missing_key without a mandatory action",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - { name: r, when: { sender: a@b.c }, action: encrypt-if-key,"
+	  " on_missing_key: reject }\n",
+	  "DIR/policy.yaml:5:7: rule \"r\": on_missing_key has no effect with "
+	  "action \"encrypt-if-key\"" },
+	{ "strip_tag without subject_tag",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - { name: r, when: { sender: a@b.c }, action: encrypt, strip_tag: false }\n",
+	  "DIR/policy.yaml:5:7: rule \"r\": strip_tag needs a subject_tag condition" },
+	{ "signing not available",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - { name: r, when: { sender: a@b.c }, action: sign }\n",
+	  "DIR/policy.yaml:5:7: rule \"r\": action \"sign\" is not available in "
+	  "this version (signing is not supported yet)" },
+	{ "wrong boolean",
+	  "version: 1\ngateway: { keystore: s }\ninbound: { decrypt: maybe }\n",
+	  "DIR/policy.yaml:3:21: \"decrypt\" must be true or false" },
+	{ "invalid network",
+	  "version: 1\ngateway: { keystore: s, trusted_networks: [10.0.0.0/33] }\n",
+	  "DIR/policy.yaml:2:44: invalid network \"10.0.0.0/33\" in "
+	  "\"trusted_networks\" (expected an address or ADDRESS/PREFIX)" },
+	{ "rules not a list",
+	  "version: 1\ngateway: { keystore: s }\noutbound: { rules: { a: 1 } }\n",
+	  "DIR/policy.yaml:3:20: \"rules\" must be a list of rules" },
+	{ "unknown condition",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - { name: r, when: { subjct_tag: x }, action: encrypt }\n",
+	  "DIR/policy.yaml:5:26: unknown key \"subjct_tag\" in \"outbound.rules[1].when\"\n"
+	  "DIR/policy.yaml:5:7: rule \"r\" has no conditions: it would match every "
+	  "message and make the rules after it and outbound.default unreachable "
+	  "(set outbound.default instead)" },
+	{ "unknown on_missing_key",
+	  "version: 1\ngateway: { keystore: s }\n"
+	  "outbound: { default: { action: encrypt, on_missing_key: drop } }\n",
+	  "DIR/policy.yaml:3:57: unknown on_missing_key \"drop\" "
+	  "(expected one of: reject, tempfail, send-plain)" },
 	{ "several errors at once",
 	  "version: 1\ngateway: { keystore: s, foo: 1 }\nbar: 2\n",
 	  "DIR/policy.yaml:2:25: unknown key \"foo\" in \"gateway\"\n"
@@ -196,9 +259,14 @@ test_error_texts(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < G_N_ELEMENTS(error_cases); i++) {
+		const char *want = error_cases[i].errors;
 		char *errs = load_text(error_cases[i].yaml, NULL);
+		size_t n = strlen(want);
+		bool prefix = n > 0 && want[n - 1] == '*';
 
-		if (strcmp(errs, error_cases[i].errors) != 0) {
+		/* A trailing '*' in the table: the rest of the text is not ours. */
+		if (prefix ? strncmp(errs, want, n - 1) != 0 || strlen(errs) < n
+		    : strcmp(errs, want) != 0) {
 			print_error("case \"%s\":\n got: %s\nwant: %s\n",
 			    error_cases[i].name, errs, error_cases[i].errors);
 			failed++;
