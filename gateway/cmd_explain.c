@@ -220,44 +220,19 @@ int
 sg_cmd_explain(int argc, char **argv)
 {
 	struct sg_cli cli = { 0 };
-	struct sg_input *in = NULL;
-	struct sg_policy *pol = NULL;
-	struct sg_keystore *ks = NULL;
-	struct sg_msg *msg = NULL;
 	struct sg_facts facts = { 0 };
-	int rc, code = SG_EXIT_USAGE;
+	int code = SG_EXIT_USAGE;
 
-	if (sg_parse_message_options(argc, argv, SG_CLI_JSON, &cli) < 0)
+	if (sg_cli_open(argc, argv, SG_CLI_JSON | SG_CLI_INPUT_OPTIONAL, &cli) < 0)
 		goto out;
-	pol = sg_load_policy_or_report(cli.config);
-	if (pol == NULL || !sg_ensure_spool_dir(pol) || !sg_init_libraries())
-		goto out;
-	ks = sg_open_keystore_or_report(pol, 0);
-	if (ks == NULL)
-		goto out;
-	if (cli.in != NULL) {
-		if (sg_input_read(cli.in, pol->gateway.spool_dir, &in) < 0)
-			goto out;
-		rc = sg_input_to_msg(in, pol->gateway.spool_dir, &cli.env, &msg);
-	} else {
-		rc = sg_envelope_to_msg(&cli.env, pol->gateway.spool_dir, &msg);
-	}
-	if (rc < 0) {
-		fprintf(stderr, "sealgate: %s\n", sg_strerror(rc));
-		goto out;
-	}
-	if (cli.in != NULL)
-		sg_facts_from_msg(&facts, msg);
+	if (cli.input != NULL)
+		sg_facts_from_msg(&facts, cli.msg);
 	else
-		sg_facts_init(&facts, msg->mail_from);
-	if (explain(pol, ks, msg, &facts, cli.json) == 0)
+		sg_facts_init(&facts, cli.msg->mail_from);
+	if (explain(cli.pol, cli.ks, cli.msg, &facts, cli.json) == 0)
 		code = 0;
 	sg_facts_clear(&facts);
 out:
-	sg_msg_free(msg);
-	sg_input_free(in);
-	sg_keystore_free(ks);
-	sg_policy_unref(pol);
 	sg_cli_clear(&cli);
 	return code;
 }

@@ -57,36 +57,18 @@ int
 sg_cmd_process(int argc, char **argv)
 {
 	struct sg_cli cli = { 0 };
-	struct sg_input *in = NULL;
-	struct sg_policy *pol = NULL;
-	struct sg_keystore *ks = NULL;
-	struct sg_msg *msg = NULL;
 	struct sg_result res;
-	int rc, code = SG_EXIT_USAGE;
+	int code = SG_EXIT_USAGE;
 
 	sg_result_init(&res);
-	if (sg_parse_message_options(argc, argv, SG_CLI_OUTPUT, &cli) < 0)
+	if (sg_cli_open(argc, argv, SG_CLI_OUTPUT, &cli) < 0)
 		goto out;
-	pol = sg_load_policy_or_report(cli.config);
-	if (pol == NULL || !sg_ensure_spool_dir(pol) || !sg_init_libraries())
-		goto out;
-	ks = sg_open_keystore_or_report(pol, 0);
-	if (ks == NULL)
-		goto out;
-	if (sg_input_read(cli.in, pol->gateway.spool_dir, &in) < 0)
-		goto out;
-	rc = sg_input_to_msg(in, pol->gateway.spool_dir, &cli.env, &msg);
-	if (rc < 0) {
-		fprintf(stderr, "sealgate: cannot spool the message: %s\n",
-		    sg_strerror(rc));
-		goto out;
-	}
-	if (!classes_agree(msg, pol, ks)) {
+	if (!classes_agree(cli.msg, cli.pol, cli.ks)) {
 		fprintf(stderr, "verdict: tempfail\n");
 		code = SG_EXIT_TEMPFAIL;
 		goto out;
 	}
-	sg_pipeline_run(msg, pol, ks, &res);
+	sg_pipeline_run(cli.msg, cli.pol, cli.ks, &res);
 	fprintf(stderr, "verdict: %s\n", sg_verdict_name(res.verdict));
 	if (res.rule != NULL)
 		fprintf(stderr, "rule: %s\n", res.rule);
@@ -101,14 +83,10 @@ sg_cmd_process(int argc, char **argv)
 		fprintf(stderr, "%s %s %s\n", res.rcode, res.xcode, res.text);
 		goto out;
 	}
-	if (sg_input_write(in, &res.edits, cli.out) < 0)
+	if (sg_input_write(cli.input, &res.edits, cli.out) < 0)
 		code = SG_EXIT_TEMPFAIL;
 out:
 	sg_result_clear(&res);
-	sg_msg_free(msg);
-	sg_input_free(in);
-	sg_keystore_free(ks);
-	sg_policy_unref(pol);
 	sg_cli_clear(&cli);
 	return code;
 }

@@ -151,5 +151,36 @@ sg_cli_clear(struct sg_cli *cli)
 {
 	if (cli->env.to != NULL)
 		g_ptr_array_free(cli->env.to, TRUE);
-	cli->env.to = NULL;
+	sg_msg_free(cli->msg);
+	sg_input_free(cli->input);
+	sg_keystore_free(cli->ks);
+	sg_policy_unref(cli->pol);
+	memset(cli, 0, sizeof(*cli));
+}
+
+int
+sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
+{
+	int rc;
+
+	if (sg_parse_message_options(argc, argv, flags, cli) < 0)
+		return SG_EINVAL;
+	cli->pol = sg_load_policy_or_report(cli->config);
+	if (cli->pol == NULL || !sg_ensure_spool_dir(cli->pol) ||
+	    !sg_init_libraries())
+		return SG_ECONFIG;
+	cli->ks = sg_open_keystore_or_report(cli->pol, 0);
+	if (cli->ks == NULL)
+		return SG_EKEYSTORE;
+	if (cli->in == NULL && (flags & SG_CLI_INPUT_OPTIONAL))
+		rc = sg_envelope_to_msg(&cli->env, cli->pol->gateway.spool_dir,
+		    &cli->msg);
+	else if ((rc = sg_input_read(cli->in, cli->pol->gateway.spool_dir,
+	    &cli->input)) == 0)
+		rc = sg_input_to_msg(cli->input, cli->pol->gateway.spool_dir,
+		    &cli->env, &cli->msg);
+	if (rc < 0)
+		fprintf(stderr, "sealgate: cannot read the message: %s\n",
+		    sg_strerror(rc));
+	return rc;
 }

@@ -29,22 +29,33 @@ int sg_cmd_explain(int argc, char **argv);
  * among its arguments); returns optind, or -1 after a usage error. */
 int sg_parse_config_option(int argc, char **argv, const char **config);
 
-/* Options of the verbs that take a message: process and policy explain. */
+/* Options and state of the verbs that take a message: process and
+ * policy explain. */
 struct sg_cli {
 	const char *config, *in, *out;
 	bool json;
 	struct sg_envelope env;
+	struct sg_policy *pol;
+	struct sg_keystore *ks;
+	struct sg_input *input;  /* NULL when no -i and input is optional */
+	struct sg_msg *msg;
 };
 
 enum {
-	SG_CLI_OUTPUT = 1 << 0, /* accepts -o */
-	SG_CLI_JSON = 1 << 1,   /* accepts --json */
+	SG_CLI_OUTPUT = 1 << 0,         /* accepts -o */
+	SG_CLI_JSON = 1 << 1,           /* accepts --json */
+	SG_CLI_INPUT_OPTIONAL = 1 << 2, /* without -i: envelope only */
 };
+
+/* Parses the options, loads the policy, opens the keystore and reads the
+ * message into cli; reports problems on stderr. */
+int sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli);
 
 /* Parses --from, --to..., --client-ip, --auth, -c, -i and, as flags allow,
  * -o and --json; -1 after printing the usage. */
 int sg_parse_message_options(int argc, char **argv, int flags,
 			     struct sg_cli *cli);
+/* Frees everything sg_cli_open set up. */
 void sg_cli_clear(struct sg_cli *cli);
 
 /* Loads the policy (path NULL: the default file) and prints every problem
