@@ -177,6 +177,8 @@ explain(const struct sg_policy *pol, const struct sg_keystore *ks,
 	GString *out = g_string_new(NULL);
 	bool outbound = sg_pipeline_outbound(pol, msg);
 	char *reason = sg_pipeline_direction(pol, msg);
+	enum sg_class first = SG_CLASS_NONE;
+	bool split = false;
 	int rc = SG_OK;
 
 	if (json) {
@@ -198,6 +200,9 @@ explain(const struct sg_policy *pol, const struct sg_keystore *ks,
 
 		e.skipped = g_array_new(FALSE, TRUE, sizeof(struct skipped));
 		rc = explain_one(pol, ks, msg, f, &e);
+		if (i == 0)
+			first = e.cls;
+		split |= e.cls != first;
 		if (rc < 0) {
 			fprintf(stderr, "sealgate: %s: %s\n", r->addr,
 			    e.class_reason ? e.class_reason : sg_strerror(rc));
@@ -211,7 +216,11 @@ explain(const struct sg_policy *pol, const struct sg_keystore *ks,
 		explained_clear(&e);
 	}
 	if (json && rc == 0)
-		printf("%s]}\n", out->str);
+		printf("%s],\"split\":%s}\n", out->str, split ? "true" : "false");
+	else if (rc == 0 && split)
+		printf("note: these recipients are of different classes; the milter "
+		    "answers 452 4.5.3 to the ones that differ from the first, and "
+		    "the sending MTA delivers them in separate transactions\n");
 	g_string_free(out, TRUE);
 	return rc;
 }

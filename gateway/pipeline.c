@@ -64,6 +64,7 @@ sg_result_reply(struct sg_result *res, enum sg_verdict v, const char *rcode,
 	va_list ap;
 
 	res->verdict = v;
+	res->action = sg_verdict_name(v);
 	g_strlcpy(res->rcode, rcode, sizeof(res->rcode));
 	g_strlcpy(res->xcode, xcode, sizeof(res->xcode));
 	g_free(res->text);
@@ -496,8 +497,9 @@ run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
 	if (oc.strip_tag != NULL)
 		strip_subject_tag(msg, &facts, oc.strip_tag, res);
 	if (oc.n_encrypt == 0) {
-		set_reason(res, "%s", cls == SG_CLASS_PLAIN
-		    ? "no usable key; policy allows plain" : "policy: no encryption");
+		set_reason(res, "%s (%s)", cls == SG_CLASS_PLAIN
+		    ? "no usable key; the policy allows plain"
+		    : "the policy asks for no encryption", rule_label(oc.rule));
 		goto out;
 	}
 	rc = inspect_message(msg, res, &prot);

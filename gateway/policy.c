@@ -221,6 +221,8 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 			g_free(names);
 			return false;
 		}
+		if (k->check != NULL && !k->check(ld, k, ev->value, mark))
+			return false;
 		*(int *)field(base, k) = ev->value;
 		return true;
 	default:
@@ -453,7 +455,8 @@ sg_policy_load_map(struct loader *ld, const struct key *keys, int id,
 		}
 		g_hash_table_add(seen, (gpointer)name);
 		if (present != NULL)
-			g_hash_table_add(present, g_strdup(name));
+			g_hash_table_insert(present, g_strdup(name),
+			    g_memdup2(&kn->start_mark, sizeof(kn->start_mark)));
 		k = key_find(keys, name);
 		if (k == NULL) {
 			if (*where)
@@ -566,6 +569,54 @@ parse_file(struct loader *ld)
 	return ok;
 }
 
+/* LINE and COL of a "PATH:LINE:COL: ..." message, for sorting. */
+static void
+error_position(const char *e, size_t plen, unsigned long *line,
+	       unsigned long *col)
+{
+	*line = *col = 0;
+	if (strlen(e) > plen)
+		sscanf(e + plen, ":%lu:%lu:", line, col);
+}
+
+static const char *sort_path;
+
+static gint
+cmp_errors(gconstpointer a, gconstpointer b)
+{
+	size_t plen = strlen(sort_path);
+	unsigned long la, ca, lb, cb;
+
+	error_position(*(char *const *)a, plen, &la, &ca);
+	error_position(*(char *const *)b, plen, &lb, &cb);
+	if (la != lb)
+		return la < lb ? -1 : 1;
+	return ca < cb ? -1 : ca > cb;
+}
+
+/* Puts this file's errors (from index first on) in file order; a stable
+ * insertion sort, as the lists are short. */
+static void
+sort_errors(GPtrArray *errors, guint first, const char *path)
+{
+	static GMutex lock;
+
+	g_mutex_lock(&lock);
+	sort_path = path;
+	for (guint i = first + 1; i < errors->len; i++) {
+		gpointer cur = g_ptr_array_index(errors, i);
+		guint j = i;
+
+		while (j > first &&
+		    cmp_errors(&g_ptr_array_index(errors, j - 1), &cur) > 0) {
+			g_ptr_array_index(errors, j) = g_ptr_array_index(errors, j - 1);
+			j--;
+		}
+		g_ptr_array_index(errors, j) = cur;
+	}
+	g_mutex_unlock(&lock);
+}
+
 int
 sg_policy_load(const char *path, GPtrArray *errors, struct sg_policy **out)
 {
@@ -592,7 +643,6 @@ sg_policy_load(const char *path, GPtrArray *errors, struct sg_policy **out)
 			visit(&ld, 1, root);
 			sg_policy_load_map(&ld, sg_policy_root_keys, 1, "", ld.pol,
 			    NULL);
-			sg_policy_check_default(&ld, root->start_mark);
 		}
 		if (errors->len == nerr && ld.pol->version != 1)
 			report(&ld, root->start_mark,
@@ -603,6 +653,7 @@ sg_policy_load(const char *path, GPtrArray *errors, struct sg_policy **out)
 	}
 	g_free(ld.dir);
 	g_hash_table_destroy(ld.rule_names);
+	sort_errors(errors, nerr, path);
 	if (errors->len > nerr) {
 		policy_free(ld.pol);
 		return SG_ECONFIG;

@@ -30,6 +30,13 @@ struct enum_value {
 	int value;
 };
 
+struct loader;
+struct key;
+
+/* Extra check of an enum value (e.g. an action this version lacks). */
+typedef bool (*key_check)(struct loader *ld, const struct key *k, int value,
+			  yaml_mark_t mark);
+
 struct key {
 	const char *name;
 	enum key_type type;
@@ -39,6 +46,7 @@ struct key {
 	const char *dflt;            /* NULL: no default */
 	bool required;
 	const char *help;
+	key_check check;             /* KT_ENUM: NULL or an extra check */
 };
 
 /* Parser state while one file is read. */
@@ -62,7 +70,7 @@ void sg_policy_report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Fills base (a struct described by keys) from the mapping node id; the
- * names of the keys present go to present when not NULL. */
+ * keys present go to present (name -> yaml_mark_t *) when not NULL. */
 void sg_policy_load_map(struct loader *ld, const struct key *keys, int id,
 			const char *where, void *base, GHashTable *present);
 
@@ -72,9 +80,6 @@ void sg_policy_apply_defaults(struct loader *ld, const struct key *keys,
 
 /* Loads one item of outbound.rules (node id), checking it as a whole. */
 void sg_policy_load_rule(struct loader *ld, int id, unsigned index);
-
-/* Checks that need the whole policy (after loading). */
-void sg_policy_check_default(struct loader *ld, yaml_mark_t mark);
 
 void sg_rule_free(struct sg_rule *rule);
 

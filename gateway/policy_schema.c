@@ -28,7 +28,21 @@ const struct enum_value sg_on_missing_values[] = {
 	{ NULL, 0 },
 };
 
-#define END { NULL, 0, 0, NULL, NULL, NULL, false, NULL }
+/* Signing arrives with S/MIME and OpenPGP signing support; until then a
+ * policy asking for it is refused rather than half-honoured. */
+static bool
+action_available(struct loader *ld, const struct key *k, int action,
+		 yaml_mark_t mark)
+{
+	(void)k;
+	if (action != SG_ACTION_SIGN && action != SG_ACTION_SIGN_ENCRYPT)
+		return true;
+	sg_policy_report(ld, mark, "action \"%s\" is not available in this "
+	    "version (signing is not supported yet)", sg_action_name(action));
+	return false;
+}
+
+#define END { NULL, 0, 0, NULL, NULL, NULL, false, NULL, NULL }
 #define POL(field) offsetof(struct sg_policy, field)
 #define RULE(field) offsetof(struct sg_rule, field)
 
@@ -52,7 +66,8 @@ static const struct key gateway_keys[] = {
 static const struct key default_keys[] = {
 	{ "action", KT_ENUM, POL(out_default.action), NULL, sg_action_values,
 	  "encrypt-if-key", false,
-	  "none | sign | encrypt | sign-encrypt | encrypt-if-key" },
+	  "none | sign | encrypt | sign-encrypt | encrypt-if-key",
+	  action_available },
 	{ "methods", KT_METHODS, POL(out_default.methods), NULL, sg_method_values,
 	  "openpgp,smime", false, "methods in order of preference: openpgp, smime" },
 	{ "on_missing_key", KT_ENUM, POL(out_default.on_missing_key), NULL,
@@ -93,7 +108,8 @@ static const struct key rule_keys[] = {
 	{ "when", KT_MAP, 0, when_keys, NULL, NULL, true,
 	  "conditions; all must hold" },
 	{ "action", KT_ENUM, RULE(action), NULL, sg_action_values, NULL, true,
-	  "none | sign | encrypt | sign-encrypt | encrypt-if-key" },
+	  "none | sign | encrypt | sign-encrypt | encrypt-if-key",
+	  action_available },
 	{ "methods", KT_METHODS, RULE(methods), NULL, sg_method_values, NULL,
 	  false, "methods in order of preference (default: outbound.default's)" },
 	{ "on_missing_key", KT_ENUM, RULE(on_missing_key), NULL,
@@ -172,12 +188,12 @@ has_conditions(const struct sg_cond *c)
 	    (c->label && c->label->len) || c->size_over > 0;
 }
 
-/* Signing arrives with S/MIME and OpenPGP signing support; until then a
- * policy asking for it is refused rather than half-honoured. */
-static bool
-action_available(int action)
+static yaml_mark_t
+mark_of(GHashTable *present, const char *key, yaml_mark_t dflt)
 {
-	return action != SG_ACTION_SIGN && action != SG_ACTION_SIGN_ENCRYPT;
+	yaml_mark_t *m = g_hash_table_lookup(present, key);
+
+	return m != NULL ? *m : dflt;
 }
 
 void
@@ -186,6 +202,7 @@ sg_policy_load_rule(struct loader *ld, int id, unsigned index)
 	yaml_node_t *n = yaml_document_get_node(&ld->doc, id);
 	GHashTable *present;
 	struct sg_rule *rule;
+	const char *name;
 	char *where;
 	guint nerr = ld->errors->len;
 
@@ -196,35 +213,36 @@ sg_policy_load_rule(struct loader *ld, int id, unsigned index)
 	rule = g_new0(struct sg_rule, 1);
 	rule->line = (unsigned)n->start_mark.line + 1;
 	sg_policy_apply_defaults(ld, rule_keys, rule);
-	present = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+	present = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	where = g_strdup_printf("outbound.rules[%u]", index);
 	sg_policy_load_map(ld, rule_keys, id, where, rule, present);
+	name = rule->name ? rule->name : where;
 
 	if (rule->name != NULL &&
 	    g_hash_table_contains(ld->rule_names, rule->name)) {
-		sg_policy_report(ld, n->start_mark, "duplicate rule name \"%s\"",
-		    rule->name);
+		sg_policy_report(ld, mark_of(present, "name", n->start_mark),
+		    "duplicate rule name \"%s\"", rule->name);
 	} else if (rule->name != NULL) {
 		g_hash_table_add(ld->rule_names, g_strdup(rule->name));
 	}
-	if (g_hash_table_contains(present, "when") && !has_conditions(&rule->when))
-		sg_policy_report(ld, n->start_mark, "rule \"%s\" has no conditions: "
-		    "it would match every message and make the rules after it and "
-		    "outbound.default unreachable (set outbound.default instead)",
-		    rule->name ? rule->name : "?");
-	if (!action_available(rule->action))
-		sg_policy_report(ld, n->start_mark, "rule \"%s\": action \"%s\" is "
-		    "not available in this version (signing is not supported yet)",
-		    rule->name ? rule->name : "?", sg_action_name(rule->action));
+	/* Only when the conditions themselves were fine: a bad one would
+	 * otherwise also count as missing. */
+	if (ld->errors->len == nerr && g_hash_table_contains(present, "when") &&
+	    !has_conditions(&rule->when))
+		sg_policy_report(ld, mark_of(present, "when", n->start_mark),
+		    "rule \"%s\" has no conditions: it would match every message "
+		    "and make the rules after it and outbound.default unreachable "
+		    "(set outbound.default instead)", name);
 	if (g_hash_table_contains(present, "on_missing_key") &&
+	    g_hash_table_contains(present, "action") &&
 	    !sg_action_mandatory(rule->action))
-		sg_policy_report(ld, n->start_mark, "rule \"%s\": on_missing_key has "
-		    "no effect with action \"%s\"", rule->name ? rule->name : "?",
-		    sg_action_name(rule->action));
+		sg_policy_report(ld, mark_of(present, "on_missing_key",
+		    n->start_mark), "rule \"%s\": on_missing_key has no effect "
+		    "with action \"%s\"", name, sg_action_name(rule->action));
 	if (g_hash_table_contains(present, "strip_tag") &&
 	    rule->when.subject_tag == NULL)
-		sg_policy_report(ld, n->start_mark, "rule \"%s\": strip_tag needs a "
-		    "subject_tag condition", rule->name ? rule->name : "?");
+		sg_policy_report(ld, mark_of(present, "strip_tag", n->start_mark),
+		    "rule \"%s\": strip_tag needs a subject_tag condition", name);
 	g_hash_table_destroy(present);
 	g_free(where);
 	if (ld->errors->len > nerr) {
@@ -232,15 +250,6 @@ sg_policy_load_rule(struct loader *ld, int id, unsigned index)
 		return;
 	}
 	g_ptr_array_add(ld->pol->rules, rule);
-}
-
-void
-sg_policy_check_default(struct loader *ld, yaml_mark_t mark)
-{
-	if (!action_available(ld->pol->out_default.action))
-		sg_policy_report(ld, mark, "outbound.default: action \"%s\" is not "
-		    "available in this version (signing is not supported yet)",
-		    sg_action_name(ld->pol->out_default.action));
 }
 
 bool

@@ -151,9 +151,11 @@ find_caseless(const char *hay, const char *needle)
 char *
 sg_subject_strip_tag(const char *subject, const char *tag)
 {
-	const char *at = find_caseless(subject, tag), *after;
+	const char *at, *after;
 	GString *s;
+	char *rest;
 
+	at = find_caseless(subject, tag);
 	if (at == NULL)
 		return NULL;
 	after = at + strlen(tag);
@@ -166,6 +168,12 @@ sg_subject_strip_tag(const char *subject, const char *tag)
 	if (s->len > 0 && *after)
 		g_string_append_c(s, ' ');
 	g_string_append(s, after);
+	/* Every occurrence goes. */
+	rest = sg_subject_strip_tag(s->str, tag);
+	if (rest != NULL) {
+		g_string_free(s, TRUE);
+		return rest;
+	}
 	return g_string_free(s, FALSE);
 }
 

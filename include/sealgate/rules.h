@@ -39,7 +39,7 @@ void sg_mip_labels(const char *value, GPtrArray *names);
 /* Header value unfolded and RFC 2047 decoded. (transfer full) */
 char *sg_header_decode(const char *value);
 
-/* The Subject without tag (first case-insensitive occurrence, and the
+/* The Subject without tag (every case-insensitive occurrence, and the
  * white space that separated it), or NULL when tag is not in it.
  * (transfer full) */
 char *sg_subject_strip_tag(const char *subject, const char *tag);

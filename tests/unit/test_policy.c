@@ -191,7 +191,7 @@ static const struct error_case error_cases[] = {
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - { name: a, when: { subject_tag: x }, action: encrypt }\n"
 	  "    - { name: a, when: { subject_tag: y }, action: encrypt }\n",
-	  "DIR/policy.yaml:6:7: duplicate rule name \"a\"" },
+	  "DIR/policy.yaml:6:9: duplicate rule name \"a\"" },
 	{ "invalid regular expression",
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - name: r\n      when: { header: { name: X, matches: \"(\" } }\n"
@@ -206,24 +206,35 @@ static const struct error_case error_cases[] = {
 	{ "rule without conditions",
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - { name: all, when: {}, action: encrypt }\n",
-	  "DIR/policy.yaml:5:7: rule \"all\" has no conditions: it would match "
+	  "DIR/policy.yaml:5:20: rule \"all\" has no conditions: it would match "
 	  "every message and make the rules after it and outbound.default "
 	  "unreachable (set outbound.default instead)" },
 	{ "on_missing_key without a mandatory action",
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - { name: r, when: { sender: a@b.c }, action: encrypt-if-key,"
 	  " on_missing_key: reject }\n",
-	  "DIR/policy.yaml:5:7: rule \"r\": on_missing_key has no effect with "
+	  "DIR/policy.yaml:5:67: rule \"r\": on_missing_key has no effect with "
 	  "action \"encrypt-if-key\"" },
 	{ "strip_tag without subject_tag",
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - { name: r, when: { sender: a@b.c }, action: encrypt, strip_tag: false }\n",
-	  "DIR/policy.yaml:5:7: rule \"r\": strip_tag needs a subject_tag condition" },
+	  "DIR/policy.yaml:5:60: rule \"r\": strip_tag needs a subject_tag condition" },
 	{ "signing not available",
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - { name: r, when: { sender: a@b.c }, action: sign }\n",
-	  "DIR/policy.yaml:5:7: rule \"r\": action \"sign\" is not available in "
+	  "DIR/policy.yaml:5:51: action \"sign\" is not available in "
 	  "this version (signing is not supported yet)" },
+	{ "signing not available in the default",
+	  "version: 1\ngateway: { keystore: s }\n"
+	  "outbound:\n  default:\n    action: sign-encrypt\n",
+	  "DIR/policy.yaml:5:13: action \"sign-encrypt\" is not available in "
+	  "this version (signing is not supported yet)" },
+	{ "errors in file order",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - name: r\n      when: { sender: a@b.c }\n      strip_tag: false\n"
+	  "      action: encrypt\n      bogus: 1\n",
+	  "DIR/policy.yaml:7:7: rule \"r\": strip_tag needs a subject_tag condition\n"
+	  "DIR/policy.yaml:9:7: unknown key \"bogus\" in \"outbound.rules[1]\"" },
 	{ "wrong boolean",
 	  "version: 1\ngateway: { keystore: s }\ninbound: { decrypt: maybe }\n",
 	  "DIR/policy.yaml:3:21: \"decrypt\" must be true or false" },
@@ -237,10 +248,7 @@ static const struct error_case error_cases[] = {
 	{ "unknown condition",
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - { name: r, when: { subjct_tag: x }, action: encrypt }\n",
-	  "DIR/policy.yaml:5:26: unknown key \"subjct_tag\" in \"outbound.rules[1].when\"\n"
-	  "DIR/policy.yaml:5:7: rule \"r\" has no conditions: it would match every "
-	  "message and make the rules after it and outbound.default unreachable "
-	  "(set outbound.default instead)" },
+	  "DIR/policy.yaml:5:26: unknown key \"subjct_tag\" in \"outbound.rules[1].when\"" },
 	{ "unknown on_missing_key",
 	  "version: 1\ngateway: { keystore: s }\n"
 	  "outbound: { default: { action: encrypt, on_missing_key: drop } }\n",

@@ -107,6 +107,7 @@ test_subject_strip(void **state)
 		{ "Quarterly [SECURE] numbers", "[secure]", "Quarterly numbers" },
 		{ "Re: numbers [Secure]", "[secure]", "Re: numbers" },
 		{ "[secure]", "[secure]", "" },
+		{ "Hi [secure] and [SECURE] twice", "[secure]", "Hi and twice" },
 		{ "no tag here", "[secure]", NULL },
 		{ "[secure-ish] x", "[secure]", NULL },
 	};

@@ -1,0 +1,585 @@
+"""Policy rules, live reload and mail direction through a real Postfix.
+
+A private Postfix (tests/lib/postfix.py) calls `sealgate milter` from its
+smtpd and relays what it accepts to smtp-sink. carol@partner.example has a
+key in the gateway's keystore; her secret key lives only in a separate
+GnuPG home, where every encrypted delivery is decrypted with gpg.
+nokey@other.example has no key.
+
+  a) a "[secure]" subject tag (rule subject-tag, action encrypt) to a keyless
+     recipient: refused after DATA with 550 5.7.1 naming the rule and the
+     recipient; nothing reaches the sink, nothing stays queued.
+  b) the same tag (any case) to carol: delivered as PGP/MIME, the tag removed
+     from the Subject, gpg decrypts it to the original entity.
+  c) a client outside trusted_networks that claims an internal sender is not
+     outbound: mail to carol arrives unchanged, and a "[secure]" message to
+     the keyless recipient is neither refused nor rewritten.
+  d) the same client after SMTP AUTH is outbound: mail to carol arrives
+     encrypted. Postfix authenticates against a small Dovecot-protocol auth
+     server run by this file (smtpd_sasl_type = dovecot).
+  e) SIGUSR1 reloads the policy: "none" -> plain; a broken file (YAML syntax
+     error, then an unknown key) is reported as FILE:LINE:COL and the old
+     policy stays in force -> still plain; a valid "encrypt-if-key" file ->
+     "reloaded" and the next message is encrypted.
+"""
+
+import base64
+import functools
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import unittest
+import uuid
+
+import sgtest
+import postfix
+
+ALICE = "alice@example.com"
+CAROL = "carol@partner.example"
+NOKEY = "nokey@other.example"
+ALICE_PASSWORD = "alice-sgtest-pw"
+
+STATE = {}
+
+BINARY = sgtest.require_binary()
+_ok, _why = postfix.can_run()
+if not _ok:
+    sgtest.skip_file(_why)
+sgtest.require_program("gpg")
+sgtest.require_program("swaks")
+
+
+# --------------------------------------------------------------------------
+# Policies
+
+def policy_text(trusted="127.0.0.0/8", action="encrypt-if-key",
+                subject_rule=True, extra_default=""):
+    text = ("version: 1\n"
+            "gateway: { keystore: \"store\", spool_dir: \"spool\", "
+            "trusted_networks: [%s] }\n"
+            "internal_domains: [example.com]\n"
+            "outbound:\n"
+            "  default: { action: %s, methods: [openpgp]%s }\n"
+            % (trusted, action, extra_default))
+    if subject_rule:
+        text += ("  rules:\n"
+                 "    - name: subject-tag\n"
+                 "      when: { subject_tag: \"[secure]\" }\n"
+                 "      action: encrypt\n")
+    return text
+
+
+POLICY_TAG = policy_text()
+POLICY_UNTRUSTED = policy_text(trusted="192.0.2.0/24")
+POLICY_NONE = policy_text(action="none", subject_rule=False)
+POLICY_RELOADED = policy_text(action="encrypt-if-key", subject_rule=False)
+
+# A YAML syntax error on line 5 ("mapping values are not allowed here").
+POLICY_SYNTAX_ERROR = policy_text(action="encrypt-if-key",
+                                  subject_rule=False).replace(
+    "  default: { action: encrypt-if-key, methods: [openpgp] }\n",
+    "  default: action: encrypt-if-key\n")
+assert "  default: action: encrypt-if-key\n" in POLICY_SYNTAX_ERROR
+SYNTAX_ERROR_LINE = 5
+# Valid YAML, but an unknown key on line 5.
+POLICY_UNKNOWN_KEY = policy_text(action="encrypt-if-key", subject_rule=False,
+                                 extra_default=", colour: blue")
+UNKNOWN_KEY_LINE = 5
+
+
+# --------------------------------------------------------------------------
+# A minimal Dovecot auth server (the protocol of Postfix's
+# smtpd_sasl_type = dovecot) for SMTP AUTH PLAIN
+
+
+class DovecotAuthServer:
+    """Serves Dovecot's authentication protocol (version 1) on a unix
+    socket: mechanism PLAIN, one fixed user list. Each smtpd process keeps
+    one connection open and sends AUTH/CONT requests over it."""
+
+    def __init__(self, path, users):
+        self.path = path
+        self.users = dict(users)
+        self.logins = []            # (user, success) in order
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(path)
+        os.chmod(path, 0o666)       # smtpd connects as user postfix
+        self._sock.listen(16)
+        self._closed = False
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+
+    def close(self):
+        self._closed = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+    def _accept_loop(self):
+        cuid = 0
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            cuid += 1
+            threading.Thread(target=self._serve, args=(conn, cuid),
+                             daemon=True).start()
+
+    def _check(self, resp_b64):
+        try:
+            raw = base64.b64decode(resp_b64, validate=True)
+            _authz, user, password = raw.split(b"\0")
+            user = user.decode()
+            password = password.decode()
+        except (ValueError, UnicodeDecodeError):
+            return None, False
+        ok = self.users.get(user) == password
+        with self._lock:
+            self.logins.append((user, ok))
+        return user, ok
+
+    def _serve(self, conn, cuid):
+        try:
+            conn.sendall(("VERSION\t1\t2\nMECH\tPLAIN\tplaintext\n"
+                          "SPID\t%d\nCUID\t%d\nCOOKIE\t%s\nDONE\n"
+                          % (os.getpid(), cuid, uuid.uuid4().hex)).encode())
+            pending = set()
+            for line in conn.makefile("rb"):
+                fields = line.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
+                cmd = fields[0]
+                if cmd == "AUTH" and len(fields) >= 3:
+                    rid, mech = fields[1], fields[2]
+                    params = dict(f.split("=", 1) for f in fields[3:] if "=" in f)
+                    if mech.upper() != "PLAIN":
+                        conn.sendall(("FAIL\t%s\treason=unsupported mechanism\n"
+                                      % rid).encode())
+                    elif "resp" in params:
+                        self._answer(conn, rid, params["resp"])
+                    else:
+                        pending.add(rid)
+                        conn.sendall(("CONT\t%s\t\n" % rid).encode())
+                elif cmd == "CONT" and len(fields) >= 3 and fields[1] in pending:
+                    pending.discard(fields[1])
+                    self._answer(conn, fields[1], fields[2])
+                # VERSION and CPID from the client need no answer.
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def _answer(self, conn, rid, resp_b64):
+        user, ok = self._check(resp_b64)
+        if ok:
+            conn.sendall(("OK\t%s\tuser=%s\n" % (rid, user)).encode())
+        else:
+            conn.sendall(("FAIL\t%s\treason=invalid credentials\n" % rid).encode())
+
+
+# --------------------------------------------------------------------------
+# Module set-up
+
+
+def setUpModule():
+    binary = BINARY
+    tmp = sgtest.tmpdir("sgpp")
+    os.chmod(tmp, 0o755)   # the postfix user reaches the auth socket in it
+
+    carol = sgtest.GpgHome(os.path.join(tmp, "carol"))
+    carol.gen_key("Carol Partner", CAROL)
+    pub = os.path.join(tmp, "carol.asc")
+    with open(pub, "wb") as f:
+        f.write(carol.export_public(CAROL))
+
+    gw = sgtest.Gateway(os.path.join(tmp, "gw"))
+    with open(gw.policy, "w") as f:
+        f.write(POLICY_TAG)
+    for text in (POLICY_TAG, POLICY_UNTRUSTED, POLICY_NONE, POLICY_RELOADED):
+        probe = os.path.join(gw.dir, "probe.yaml")
+        with open(probe, "w") as f:
+            f.write(text)
+        cp = gw.run("policy", "check", "-c", probe)
+        os.unlink(probe)
+        if cp.returncode != 0:
+            raise RuntimeError("policy check failed (%d): %s%s\n%s"
+                               % (cp.returncode, cp.stdout, cp.stderr, text))
+    cp = gw.import_keys(pub)
+    if cp.returncode != 0:
+        raise RuntimeError("sealgate keys import failed (%d): %s%s"
+                           % (cp.returncode, cp.stdout, cp.stderr))
+
+    auth = DovecotAuthServer(os.path.join(tmp, "auth"),
+                             {ALICE: ALICE_PASSWORD})
+    STATE.update(tmp=tmp, carol=carol, gw=gw, auth=auth)
+
+    milter = postfix.MilterProcess(
+        lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"],
+        os.path.join(tmp, "sealgate.log"))
+    milter.start()
+    STATE.update(milter=milter, policy=POLICY_TAG)
+    pf = postfix.PrivatePostfix(milter.postfix_spec, extra_main={
+        "smtpd_sasl_auth_enable": "yes",
+        "smtpd_sasl_type": "dovecot",
+        "smtpd_sasl_path": auth.path,
+    })
+    STATE["pf"] = pf
+
+
+def tearDownModule():
+    pf = STATE.get("pf")
+    if pf is not None:
+        pf.stop()
+    milter = STATE.get("milter")
+    if milter is not None:
+        milter.stop()
+    auth = STATE.get("auth")
+    if auth is not None:
+        auth.close()
+    carol = STATE.get("carol")
+    if carol is not None:
+        carol.kill()
+
+
+# --------------------------------------------------------------------------
+# Messages and checks
+
+
+def marker():
+    return "PLAINTEXT-MARKER-%s" % uuid.uuid4().hex
+
+
+def make_msg(to, body_marker, subject="Quarterly figures"):
+    """A plain-text message with LF line ends and nothing swaks would expand
+    (no '%' tokens, no backslashes)."""
+    headers = sgtest.std_headers(sender="Alice Example <%s>" % ALICE,
+                                 to="<%s>" % to, subject=subject)
+    headers += [("Content-Type", "text/plain; charset=us-ascii"),
+                ("Content-Transfer-Encoding", "7bit")]
+    body = ("Hello,\n\nthe figures are below.\n%s\nRegards,\nAlice\n"
+            % body_marker)
+    msg = sgtest.make_message(headers, body, eol=b"\n")
+    assert b"%" not in msg and b"\\" not in msg
+    return msg
+
+
+def with_subject(msg, subject):
+    """msg with its (single-line) Subject: field replaced."""
+    out, n = re.subn(rb"(?m)^Subject: [^\n]*$",
+                     b"Subject: " + subject.encode(), msg, count=1)
+    assert n == 1
+    return out
+
+
+_ADDED_RECEIVED = re.compile(rb"^Received: [^\n]*(?:\n[ \t][^\n]*)*", re.I)
+
+
+def strip_added_received(msg):
+    """Remove the Received: fields the private Postfix prepended; the
+    original's own Received: stays."""
+    while True:
+        m = _ADDED_RECEIVED.match(msg)
+        if not m or b"sgtest.invalid (Postfix" not in m.group(0):
+            return msg
+        msg = msg[m.end() + 1:]
+
+
+def header(msg, name):
+    fields, _ = sgtest.split_header_body(sgtest.canon(msg))
+    return [sgtest.norm_value(v) for v in sgtest.header_values(fields, name)]
+
+
+def top_content_type(msg):
+    vals = header(msg, "Content-Type")
+    return sgtest.parse_content_type(vals[0])[0] if vals else None
+
+
+def with_diagnostics(fn):
+    """On failure, print the maillog and sealgate's log of this test."""
+    @functools.wraps(fn)
+    def wrapper(self):
+        try:
+            fn(self)
+        except unittest.SkipTest:
+            raise
+        except BaseException:
+            sys.stderr.write("\n=== %s failed; diagnostics ===\n%s\n"
+                             % (fn.__name__, self.diagnostics()))
+            raise
+    return wrapper
+
+
+class PostfixPolicy(unittest.TestCase):
+
+    def setUp(self):
+        self.pf = STATE["pf"]
+        self.milter = STATE["milter"]
+        self.carol = STATE["carol"]
+        self.gw = STATE["gw"]
+        self.auth = STATE["auth"]
+        if not self.milter.running():
+            self.milter.start()
+        self.reset_queue()
+        self.pf.sink.clear()
+        self.pf.mark_maillog()
+        self.log_mark = self.milter.log_size()
+
+    def reset_queue(self):
+        if self.pf.queue():
+            self.pf.flush()
+            if not self.pf.wait_queue_empty(10):
+                self.pf.purge_queue()
+            time.sleep(0.5)
+
+    def diagnostics(self):
+        return ("--- maillog of this test ---\n%s\n--- postqueue -p ---\n%s\n"
+                "--- sealgate log of this test ---\n%s\n--- policy file ---\n%s"
+                "--- sink files ---\n%s"
+                % (self.pf.maillog_since(), self.pf.postqueue_p(),
+                   self.milter.log_since(self.log_mark), self.read_policy(),
+                   "\n".join(self.pf.sink.files())))
+
+    # -- helpers ---------------------------------------------------------
+
+    def read_policy(self):
+        try:
+            with open(self.gw.policy) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def write_policy(self, text):
+        tmp = self.gw.policy + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.gw.policy)
+
+    def use_policy(self, text):
+        """Run the milter with this policy (restarted when it differs from
+        the one it was started with)."""
+        if STATE.get("policy") == text and self.milter.running():
+            return
+        self.milter.stop()
+        self.write_policy(text)
+        STATE["policy"] = None
+        self.milter.start()
+        STATE["policy"] = text
+        self.log_mark = self.milter.log_size()
+
+    def submit(self, rcpts, msg, extra_args=()):
+        rc, transcript = self.pf.send_swaks(ALICE, rcpts, msg,
+                                            extra_args=extra_args)
+        self.assertEqual(rc, 0, "swaks failed:\n%s" % transcript)
+        m = re.search(r"<-  250 2\.0\.0 Ok: queued as (\w+)", transcript)
+        self.assertIsNotNone(m, "message not queued:\n%s" % transcript)
+        return m.group(1), transcript
+
+    def deliver_one(self, rcpt, msg, extra_args=()):
+        """Submit msg to rcpt and return the one copy the sink receives."""
+        self.pf.sink.clear()
+        self.submit([rcpt], msg, extra_args=extra_args)
+        msgs = self.pf.wait_for_sink(1, timeout=30, settle=1.0)
+        self.assertEqual(len(msgs), 1, msgs)
+        self.assertEqual(msgs[0].mail_from, ALICE)
+        self.assertEqual(msgs[0].rcpts, [rcpt])
+        self.assertTrue(self.pf.wait_queue_empty(10), self.pf.postqueue_p())
+        return msgs[0]
+
+    def assert_encrypted_copy(self, delivered, expected, secret):
+        """delivered (a SinkMessage) is the PGP/MIME form of expected (the
+        original with the header changes the gateway must make): no
+        plaintext, other header fields kept, gpg in carol's home decrypts
+        it to the original entity."""
+        self.assertNotIn(secret.encode(), delivered.raw,
+                         "plaintext marker in the delivered bytes")
+        self.assertEqual(top_content_type(delivered), "multipart/encrypted")
+        out = sgtest.canon(strip_added_received(bytes(delivered)))
+        sgtest.assert_outer_headers_kept(self, expected, out)
+        for name in ("From", "To", "Subject", "Date", "Message-ID"):
+            self.assertEqual(header(delivered, name), header(expected, name),
+                             "%s differs" % name)
+        plain = sgtest.assert_decrypts_to_original(self, self.carol,
+                                                   expected, out)
+        self.assertIn(secret.encode(), plain)
+        return plain
+
+    def assert_plain_copy(self, delivered, original, secret):
+        """delivered is original, byte for byte, apart from Postfix's own
+        Received: fields."""
+        self.assertIn(secret.encode(), bytes(delivered))
+        self.assertNotEqual(top_content_type(delivered), "multipart/encrypted")
+        self.assertNotIn(b"-----BEGIN PGP MESSAGE-----", bytes(delivered))
+        self.assertEqual(strip_added_received(bytes(delivered)), original,
+                         "the message was changed")
+
+    def wait_sealgate_log(self, rx, timeout=10):
+        """Wait until sealgate's log since self.log_mark matches the regex;
+        returns the match or None."""
+        rx = re.compile(rx)
+        end = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.milter.log_since(self.log_mark))
+            if m or time.monotonic() >= end:
+                return m
+            time.sleep(0.1)
+
+    def reload(self, text, expect_rx):
+        """Rewrite the policy file, send SIGUSR1 and wait for the log line
+        matching expect_rx. Returns sealgate's log text of this reload."""
+        self.log_mark = self.milter.log_size()
+        self.write_policy(text)
+        STATE["policy"] = None      # no longer the file it started with
+        self.milter.proc.send_signal(signal.SIGUSR1)
+        m = self.wait_sealgate_log(expect_rx, timeout=10)
+        log = self.milter.log_since(self.log_mark)
+        self.assertIsNotNone(m, "no %r in sealgate's log after SIGUSR1:\n%s"
+                             % (expect_rx, log))
+        self.assertTrue(self.milter.running(),
+                        "sealgate exited on SIGUSR1:\n%s" % log)
+        return log
+
+    # -- a) subject tag, no key: refused at SMTP time ---------------------
+
+    @with_diagnostics
+    def test_a_subject_tag_without_key_is_refused(self):
+        self.use_policy(POLICY_TAG)
+        for subject in ("[secure] Quarterly figures",
+                        "Re: [SECURE] Quarterly figures"):
+            secret = marker()
+            orig = make_msg(NOKEY, secret, subject=subject)
+            self.pf.mark_maillog()
+            rc, transcript = self.pf.send_swaks(ALICE, [NOKEY], orig)
+            self.assertNotEqual(rc, 0, transcript)
+            # The refusal comes after DATA, with the rule and the recipient.
+            self.assertRegex(
+                transcript,
+                r"-> \.\s*\n<\*\* 550 5\.7\.1 encryption required by rule "
+                r"\"subject-tag\"; no usable key for: <?%s>?" % re.escape(NOKEY))
+            self.assertNotIn("queued as", transcript)
+            m = self.pf.wait_maillog(
+                r"(\w+): milter-reject: END-OF-MESSAGE from [^:]*: 5\.7\.1 "
+                r"encryption required by rule \"subject-tag\"", timeout=10)
+            self.assertIsNotNone(m, "no milter-reject at end of message "
+                                 "in the maillog")
+            qid = m.group(1)
+            log = self.wait_sealgate_log(
+                r"(?m)^.*\b%s: [^\n]*\breject\b[^\n]*$" % re.escape(qid), 10)
+            self.assertIsNotNone(log, "sealgate did not log the refusal "
+                                 "of %s" % qid)
+            self.assertIn("subject-tag", log.group(0))
+            self.assertNotIn(secret, self.milter.log_since(self.log_mark),
+                             "message content in sealgate's log")
+        time.sleep(2)   # a queue run or two
+        self.assertEqual(self.pf.sink.files(), [],
+                         "a refused message reached the sink")
+        self.assertEqual(self.pf.queue(), [], "a refused message is queued")
+
+    # -- b) subject tag with a key: encrypted, tag removed ----------------
+
+    @with_diagnostics
+    def test_b_subject_tag_with_key_is_encrypted_and_tag_removed(self):
+        self.use_policy(POLICY_TAG)
+        for subject, stripped in (("[secure] Quarterly figures",
+                                   "Quarterly figures"),
+                                  ("Re: [Secure] Quarterly figures",
+                                   "Re: Quarterly figures")):
+            secret = marker()
+            orig = make_msg(CAROL, secret, subject=subject)
+            got = self.deliver_one(CAROL, orig)
+            self.assertEqual(header(got, "Subject"), [stripped])
+            self.assertNotIn(b"[secure]", bytes(got).lower())
+            expected = with_subject(orig, stripped)
+            plain = self.assert_encrypted_copy(got, expected, secret)
+            self.assertNotIn(b"[secure]", plain.lower())
+
+    # -- c) untrusted client claiming an internal sender ------------------
+
+    @with_diagnostics
+    def test_c_untrusted_client_is_not_outbound(self):
+        # 127.0.0.1 is not in trusted_networks here: Postfix's connections
+        # come from an untrusted client.
+        self.use_policy(POLICY_UNTRUSTED)
+        secret = marker()
+        orig = make_msg(CAROL, secret)
+        got = self.deliver_one(CAROL, orig)
+        self.assert_plain_copy(got, orig, secret)
+
+        # Outbound rules do not apply either: no refusal, tag kept.
+        secret = marker()
+        orig = make_msg(NOKEY, secret, subject="[secure] Quarterly figures")
+        got = self.deliver_one(NOKEY, orig)
+        self.assert_plain_copy(got, orig, secret)
+
+    # -- d) the same client after SMTP AUTH -------------------------------
+
+    @with_diagnostics
+    def test_d_authenticated_client_is_outbound(self):
+        self.use_policy(POLICY_UNTRUSTED)
+        auth_args = ["--auth", "PLAIN", "--auth-user", ALICE,
+                     "--auth-password", ALICE_PASSWORD]
+
+        # A wrong password is refused by Postfix (the auth server works).
+        rc, transcript = self.pf.send_swaks(
+            ALICE, [CAROL], make_msg(CAROL, marker()),
+            extra_args=["--auth", "PLAIN", "--auth-user", ALICE,
+                        "--auth-password", "wrong"])
+        self.assertNotEqual(rc, 0, transcript)
+        self.assertRegex(transcript, r"<\*\* 535 5\.7\.8 ")
+        self.assertNotIn("queued as", transcript)
+
+        secret = marker()
+        orig = make_msg(CAROL, secret)
+        got = self.deliver_one(CAROL, orig, extra_args=auth_args)
+        self.assertIn((ALICE, True), self.auth.logins)
+        self.assertTrue(self.pf.wait_maillog(
+            r"sasl_method=PLAIN, sasl_username=%s" % re.escape(ALICE),
+            timeout=5), "Postfix did not log the SMTP AUTH login")
+        self.assert_encrypted_copy(got, orig, secret)
+
+    # -- e) live reload on SIGUSR1 ----------------------------------------
+
+    @with_diagnostics
+    def test_e_reload_on_sigusr1(self):
+        self.use_policy(POLICY_NONE)
+        pid = self.milter.proc.pid
+
+        # outbound.default.action: none -> plain.
+        secret = marker()
+        orig = make_msg(CAROL, secret, subject="before reload")
+        self.assert_plain_copy(self.deliver_one(CAROL, orig), orig, secret)
+
+        # A file with errors: reported as FILE:LINE:COL, old policy kept.
+        for text, line in ((POLICY_SYNTAX_ERROR, SYNTAX_ERROR_LINE),
+                           (POLICY_UNKNOWN_KEY, UNKNOWN_KEY_LINE)):
+            log = self.reload(text, r"previous policy stays in force")
+            self.assertRegex(log, r"%s:%d:\d+: \S" % (re.escape(self.gw.policy),
+                                                       line))
+            self.assertNotIn("reloaded", log)
+            secret = marker()
+            orig = make_msg(CAROL, secret, subject="after a failed reload")
+            self.assert_plain_copy(self.deliver_one(CAROL, orig), orig, secret)
+
+        # A valid file with encrypt-if-key: reloaded, next message encrypted.
+        log = self.reload(POLICY_RELOADED, r"reloaded")
+        self.assertNotIn("previous policy stays in force", log)
+        secret = marker()
+        orig = make_msg(CAROL, secret, subject="after the reload")
+        self.assert_encrypted_copy(self.deliver_one(CAROL, orig), orig, secret)
+
+        self.assertTrue(self.milter.running())
+        self.assertEqual(self.milter.proc.pid, pid,
+                         "sealgate was restarted, not reloaded")
+
+
+if __name__ == "__main__":
+    unittest.main()
