@@ -22,6 +22,16 @@ static const char gpg_conf[] =
 	"trust-model always\n"
 	"no-greeting\n";
 
+static const char *const smime_subdirs[] = { "certs", "keys", "anchors",
+	"trusted" };
+
+char *
+sg_keystore_smime_path(const struct sg_keystore *ks, const char *sub,
+		       const char *name)
+{
+	return g_build_filename(ks->smime_dir, sub, name, NULL);
+}
+
 /* Checks that path is a directory only its owner can use. */
 static int
 check_private_dir(const char *path, struct sg_err *err)
@@ -97,6 +107,7 @@ sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 		return sg_err_set(err, SG_ENOMEM, "out of memory");
 	ks->dir = g_strdup(dir);
 	ks->gnupg_home = g_build_filename(dir, "openpgp", NULL);
+	ks->smime_dir = g_build_filename(dir, "smime", NULL);
 
 	/* An existing, private, empty keystore is initialised on first use. */
 	if (access(ks->gnupg_home, F_OK) < 0) {
@@ -107,6 +118,13 @@ sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 	rc = check_private_dir(ks->gnupg_home, err);
 	if (rc == 0)
 		rc = write_gpg_conf(ks->gnupg_home, err);
+	for (size_t i = 0; rc == 0 && i < G_N_ELEMENTS(smime_subdirs); i++) {
+		char *sub = g_build_filename(ks->smime_dir, smime_subdirs[i], NULL);
+
+		if (access(sub, F_OK) < 0)
+			rc = make_private_dir(sub, err);
+		g_free(sub);
+	}
 	if (rc < 0)
 		goto fail;
 	*out = ks;
@@ -123,5 +141,6 @@ sg_keystore_free(struct sg_keystore *ks)
 		return;
 	g_free(ks->dir);
 	g_free(ks->gnupg_home);
+	g_free(ks->smime_dir);
 	free(ks);
 }

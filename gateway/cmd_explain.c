@@ -67,11 +67,10 @@ explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
 		return SG_OK;
 	}
 	explain_rules(pol, f, e);
-	has_key = e->cls == SG_CLASS_OPENPGP &&
-	    sg_policy_allows_method(e->d.methods, SG_METHOD_OPENPGP);
+	has_key = sg_class_has_key(e->cls, e->d.methods);
 	e->outcome = sg_pipeline_outcome(&e->d, has_key);
 	if (e->outcome == SG_OUTCOME_ENCRYPT)
-		e->method = "openpgp";
+		e->method = sg_method_name(sg_class_method(e->cls));
 	return SG_OK;
 }
 

@@ -7,7 +7,13 @@
 #include <glib.h>
 
 #include "sealgate/openpgp.h"
+#include "sealgate/smime.h"
 #include "sealgate.h"
+
+struct import_opts {
+	char *passphrase;       /* first line of --passphrase-file */
+	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR */
+};
 
 static void
 format_date(time_t t, char *buf, size_t len)
@@ -23,7 +29,7 @@ format_date(time_t t, char *buf, size_t len)
 }
 
 static void
-print_identity(const struct sg_openpgp_identity *id, void *arg)
+print_openpgp(const struct sg_openpgp_identity *id, void *arg)
 {
 	const char *prefix = arg;
 	char expires[32];
@@ -35,11 +41,81 @@ print_identity(const struct sg_openpgp_identity *id, void *arg)
 	    id->secret ? ",decrypt,sign" : "");
 }
 
+static void
+print_smime(const struct sg_smime_identity *id, void *arg)
+{
+	const char *prefix = arg;
+	char expires[32];
+
+	format_date(id->expires, expires, sizeof(expires));
+	printf("%s%-32s smime   %s %-8s expires=%s usable=%s%s%s%s\n",
+	    prefix != NULL ? prefix : "", id->addr, id->fpr, id->state, expires,
+	    id->anchor ? "trust-anchor" : strcmp(id->state, "active") == 0
+	    ? "encrypt" : "-", id->has_key ? ",decrypt,sign" : "",
+	    id->why ? " reason=" : "", id->why ? id->why : "");
+}
+
+/* OpenPGP data starts with a packet tag (bit 7 set) or with armor. */
+static bool
+is_openpgp(const char *data, gsize len)
+{
+	return (len > 0 && ((unsigned char)data[0] & 0x80)) ||
+	    g_strstr_len(data, (gssize)MIN(len, 65536), "-----BEGIN PGP") != NULL;
+}
+
 static int
-import_file(const struct sg_keystore *ks, const char *path)
+import_openpgp(const struct sg_keystore *ks, const char *path,
+	       const char *data, gsize len)
 {
 	struct sg_openpgp_import res = { 0 };
 	struct sg_err err = { 0 };
+
+	if (sg_openpgp_import(ks, data, len, &res, &err) < 0) {
+		fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+		sg_openpgp_import_clear(&res);
+		return -1;
+	}
+	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++)
+		if (sg_openpgp_list(ks, res.fprs[i], print_openpgp,
+		    res.changed[i] ? "imported  " : "unchanged ", &err) < 0)
+			fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+	printf("%s: %u key(s) read, %u imported, %u unchanged%s\n", path,
+	    res.considered, res.imported, res.unchanged,
+	    res.secret_imported ? ", secret keys imported" : "");
+	sg_openpgp_import_clear(&res);
+	return 0;
+}
+
+static int
+import_smime(const struct sg_keystore *ks, const char *path, const char *data,
+	     gsize len, const struct import_opts *o)
+{
+	struct sg_smime_import res = { 0 };
+	struct sg_err err = { 0 };
+	unsigned changed;
+
+	if (sg_smime_import(ks, data, len, o->passphrase, o->smime_flags, &res,
+	    &err) < 0) {
+		fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+		sg_smime_import_clear(&res);
+		return -1;
+	}
+	changed = res.certs_new + res.keys_new + res.anchors_new;
+	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++)
+		sg_smime_list(ks, res.fprs[i], print_smime,
+		    changed ? "imported  " : "unchanged ", &err);
+	printf("%s: %u certificate(s) imported, %u unchanged; %u trust anchor(s) "
+	    "imported, %u unchanged; %u private key(s) imported, %u unchanged\n",
+	    path, res.certs_new, res.certs_unchanged, res.anchors_new,
+	    res.anchors_unchanged, res.keys_new, res.keys_unchanged);
+	sg_smime_import_clear(&res);
+	return 0;
+}
+
+static int
+import_file(const struct sg_keystore *ks, const char *path,
+	    const struct import_opts *o)
+{
 	GError *gerr = NULL;
 	gchar *data = NULL;
 	gsize len = 0;
@@ -50,36 +126,32 @@ import_file(const struct sg_keystore *ks, const char *path)
 		g_error_free(gerr);
 		return -1;
 	}
-	rc = sg_openpgp_import(ks, data, len, &res, &err);
+	if (is_openpgp(data, len)) {
+		rc = import_openpgp(ks, path, data, len);
+	} else if (sg_smime_looks_like(data, len)) {
+		rc = import_smime(ks, path, data, len, o);
+	} else {
+		fprintf(stderr, "sealgate: %s: not an OpenPGP key, certificate, "
+		    "PKCS#12 file or private key\n", path);
+		rc = -1;
+	}
 	g_free(data);
-	if (rc < 0) {
-		fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
-		sg_openpgp_import_clear(&res);
-		return -1;
-	}
-	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++) {
-		if (sg_openpgp_list(ks, res.fprs[i], print_identity,
-		    res.changed[i] ? "imported  " : "unchanged ", &err) < 0)
-			fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
-	}
-	printf("%s: %u key(s) read, %u imported, %u unchanged%s\n", path,
-	    res.considered, res.imported, res.unchanged,
-	    res.secret_imported ? ", secret keys imported" : "");
-	sg_openpgp_import_clear(&res);
-	return 0;
+	return rc;
 }
 
 static int
-cmd_import(const struct sg_keystore *ks, int n, char **files)
+cmd_import(const struct sg_keystore *ks, int n, char **files,
+	   const struct import_opts *o)
 {
 	int failed = 0;
 
 	if (n == 0) {
-		fprintf(stderr, "usage: sealgate keys import FILE...\n");
+		fprintf(stderr, "usage: sealgate keys import FILE... "
+		    "[--passphrase-file F] [--trust-anchor]\n");
 		return SG_EXIT_USAGE;
 	}
 	for (int i = 0; i < n; i++)
-		if (import_file(ks, files[i]) < 0)
+		if (import_file(ks, files[i], o) < 0)
 			failed = 1;
 	return failed ? SG_EXIT_USAGE : 0;
 }
@@ -89,32 +161,86 @@ cmd_list(const struct sg_keystore *ks)
 {
 	struct sg_err err = { 0 };
 
-	if (sg_openpgp_list(ks, NULL, print_identity, NULL, &err) < 0) {
+	if (sg_openpgp_list(ks, NULL, print_openpgp, NULL, &err) < 0 ||
+	    sg_smime_list(ks, NULL, print_smime, NULL, &err) < 0) {
 		fprintf(stderr, "sealgate: %s\n", err.msg);
 		return SG_EXIT_USAGE;
 	}
 	return 0;
 }
 
+/* The first line of a passphrase file. (transfer full) */
+static char *
+read_passphrase(const char *path)
+{
+	GError *gerr = NULL;
+	char *data = NULL, *nl;
+
+	if (!g_file_get_contents(path, &data, NULL, &gerr)) {
+		fprintf(stderr, "sealgate: %s: %s\n", path, gerr->message);
+		g_error_free(gerr);
+		return NULL;
+	}
+	nl = strpbrk(data, "\r\n");
+	if (nl != NULL)
+		*nl = '\0';
+	return data;
+}
+
+static int
+parse_options(int argc, char **argv, const char **config,
+	      struct import_opts *o)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "passphrase-file", required_argument, NULL, 'p' },
+		{ "trust-anchor", no_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			*config = optarg;
+			break;
+		case 'p':
+			g_free(o->passphrase);
+			o->passphrase = read_passphrase(optarg);
+			if (o->passphrase == NULL)
+				return -1;
+			break;
+		case 't':
+			o->smime_flags |= SG_SMIME_TRUST_ANCHOR;
+			break;
+		default:
+			return -1;
+		}
+	}
+	return optind;
+}
+
 int
 sg_cmd_keys(int argc, char **argv)
 {
+	struct import_opts o = { 0 };
 	const char *config = NULL, *sub;
 	struct sg_policy *pol = NULL;
 	struct sg_keystore *ks = NULL;
 	int rc = SG_EXIT_USAGE;
 
-	if (sg_parse_config_option(argc, argv, &config) < 0)
-		return SG_EXIT_USAGE;
+	if (parse_options(argc, argv, &config, &o) < 0)
+		goto out;
 	if (optind >= argc) {
-		fprintf(stderr, "usage: sealgate keys [-c FILE] import FILE... | "
-		    "list\n");
-		return SG_EXIT_USAGE;
+		fprintf(stderr, "usage: sealgate keys [-c FILE] import FILE... "
+		    "[--passphrase-file F] [--trust-anchor] | list\n");
+		goto out;
 	}
 	sub = argv[optind++];
 	if (strcmp(sub, "import") != 0 && strcmp(sub, "list") != 0) {
 		fprintf(stderr, "sealgate keys: unknown command \"%s\"\n", sub);
-		return SG_EXIT_USAGE;
+		goto out;
 	}
 	pol = sg_load_policy_or_report(config);
 	if (pol == NULL || !sg_init_libraries())
@@ -124,10 +250,13 @@ sg_cmd_keys(int argc, char **argv)
 	if (ks == NULL)
 		goto out;
 	if (strcmp(sub, "import") == 0)
-		rc = cmd_import(ks, argc - optind, argv + optind);
+		rc = cmd_import(ks, argc - optind, argv + optind, &o);
 	else
 		rc = cmd_list(ks);
 out:
+	if (o.passphrase != NULL)
+		memset(o.passphrase, 0, strlen(o.passphrase));
+	g_free(o.passphrase);
 	sg_keystore_free(ks);
 	sg_policy_unref(pol);
 	return rc;

@@ -28,7 +28,7 @@ classes_agree(struct sg_msg *msg, const struct sg_policy *pol,
 			fprintf(stderr, "451 4.3.0 <%s>: key lookup failed\n", r->addr);
 			return false;
 		}
-		if (r->cls == SG_CLASS_OPENPGP)
+		if (sg_class_method(r->cls) >= 0)
 			r->key_fpr = g_strdup(fpr);
 		if (first == SG_CLASS_NONE)
 			first = r->cls;

@@ -182,7 +182,7 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 		g_free(text);
 		st = SMFIS_TEMPFAIL;
 	} else if (sg_msg_add_rcpt(c->msg, rcpt, cls,
-	    cls == SG_CLASS_OPENPGP ? fpr : NULL) < 0) {
+	    sg_class_method(cls) >= 0 ? fpr : NULL) < 0) {
 		set_reply(ctx, "452", "4.5.3", "too many recipients");
 		st = SMFIS_TEMPFAIL;
 	} else {

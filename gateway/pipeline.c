@@ -11,6 +11,7 @@
 #include "sealgate/pipeline.h"
 #include "sealgate/rewrite.h"
 #include "sealgate/rules.h"
+#include "sealgate/smime.h"
 
 void
 sg_result_init(struct sg_result *res)
@@ -53,6 +54,7 @@ sg_class_name(enum sg_class cls)
 	case SG_CLASS_INTERNAL:	return "internal";
 	case SG_CLASS_PLAIN:	return "plain";
 	case SG_CLASS_OPENPGP:	return "openpgp";
+	case SG_CLASS_SMIME:	return "smime";
 	default:		return "unclassified";
 	}
 }
@@ -135,6 +137,7 @@ sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
 	const struct sg_methods *methods;
 	char fpr[SG_FPR_MAX];
 	struct sg_err err = { 0 };
+	GString *reasons;
 	int rc;
 
 	if (!sg_pipeline_outbound(pol, msg)) {
@@ -151,28 +154,57 @@ sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
 	}
 	methods = sg_policy_envelope_methods(pol, msg->mail_from, rcpt);
 	*out = SG_CLASS_PLAIN;
+	reasons = g_string_new(NULL);
 	for (unsigned i = 0; i < methods->n; i++) {
-		if (methods->v[i] != SG_METHOD_OPENPGP)
-			continue; /* S/MIME keys: not in this version */
-		rc = sg_openpgp_find_key(ks, rcpt, fpr, &err);
-		if (rc == SG_ENOKEY)
+		bool pgp = methods->v[i] == SG_METHOD_OPENPGP;
+
+		err.msg[0] = '\0';
+		rc = pgp ? sg_openpgp_find_key(ks, rcpt, fpr, &err)
+		    : sg_smime_find_cert(ks, rcpt, fpr, &err);
+		if (rc == SG_ENOKEY) {
+			g_string_append_printf(reasons, "%s%s: %s",
+			    reasons->len ? "; " : "", pgp ? "openpgp" : "smime",
+			    err.msg);
 			continue;
+		}
 		if (rc < 0) {
 			if (why != NULL)
 				*why = g_strdup(err.msg);
+			g_string_free(reasons, TRUE);
 			return rc;
 		}
-		*out = SG_CLASS_OPENPGP;
+		*out = pgp ? SG_CLASS_OPENPGP : SG_CLASS_SMIME;
 		if (key_fpr != NULL)
 			g_strlcpy(key_fpr, fpr, SG_FPR_MAX);
 		if (why != NULL)
-			*why = g_strdup_printf("OpenPGP key %s", fpr);
+			*why = g_strdup_printf("%s %s", pgp ? "OpenPGP key"
+			    : "S/MIME certificate", fpr);
+		g_string_free(reasons, TRUE);
 		return SG_OK;
 	}
 	if (why != NULL)
-		*why = g_strdup(sg_policy_allows_method(methods, SG_METHOD_OPENPGP)
-		    ? err.msg : "no usable key for the allowed methods");
+		*why = g_strdup(reasons->len ? reasons->str
+		    : "no method allowed");
+	g_string_free(reasons, TRUE);
 	return SG_OK;
+}
+
+int
+sg_class_method(enum sg_class cls)
+{
+	switch (cls) {
+	case SG_CLASS_OPENPGP:	return SG_METHOD_OPENPGP;
+	case SG_CLASS_SMIME:	return SG_METHOD_SMIME;
+	default:		return -1;
+	}
+}
+
+bool
+sg_class_has_key(enum sg_class cls, const struct sg_methods *methods)
+{
+	int m = sg_class_method(cls);
+
+	return m >= 0 && sg_policy_allows_method(methods, m);
 }
 
 /* Reader over the encrypted entity: the Content-* header fields, an empty
@@ -210,56 +242,117 @@ spool_write_crlf(void *ctx, const void *buf, size_t len)
 	return sg_spool_write_crlf(ctx, buf, len);
 }
 
-/* Encrypts the message to fprs and records the edits in res. */
+/* The common part of both encryptions: the entity to encrypt (the
+ * Content-* fields and the body) and the spool for the new body. */
+struct encryption {
+	struct entity_reader er;
+	struct sg_reader in;
+	struct sg_writer out;
+	struct sg_spool *body;
+	struct sg_err err;
+};
+
+static int
+encryption_begin(struct sg_msg *msg, const struct sg_policy *pol,
+		 struct encryption *enc)
+{
+	int rc;
+
+	memset(enc, 0, sizeof(*enc));
+	rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &enc->body);
+	if (rc < 0)
+		return rc;
+	enc->er.head = sg_rewrite_content_headers(msg);
+	enc->er.spool = msg->spool;
+	enc->er.pos = msg->body_offset;
+	enc->in = (struct sg_reader){ entity_read, &enc->er };
+	enc->out = (struct sg_writer){ spool_write_crlf, enc->body };
+	return SG_OK;
+}
+
+/* Hands the body to res on success; frees it otherwise. */
+static int
+encryption_end(struct encryption *enc, int rc, const char *what,
+	       struct sg_result *res)
+{
+	g_string_free(enc->er.head, TRUE);
+	if (rc < 0) {
+		sg_spool_free(enc->body);
+		return internal_error(res, rc, what, &enc->err);
+	}
+	res->edits.body = enc->body;
+	res->action = "encrypt";
+	return SG_OK;
+}
+
+/* RFC 3156 PGP/MIME to the keys in res->fprs. */
 static int
 encrypt_openpgp(struct sg_msg *msg, const struct sg_policy *pol,
 		const struct sg_keystore *ks, struct sg_result *res)
 {
-	struct entity_reader er = { 0 };
-	struct sg_reader in = { entity_read, &er };
-	struct sg_writer out = { spool_write_crlf, NULL };
-	struct sg_spool *body = NULL;
-	struct sg_err err = { 0 };
-	char boundary[64];
-	char *head = NULL, *tail = NULL;
+	struct encryption enc;
+	char boundary[64], *head, *tail, *ctype;
 	int rc, flags = 0;
 
-	rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &body);
+	rc = encryption_begin(msg, pol, &enc);
 	if (rc < 0)
 		return internal_error(res, rc, "spool", NULL);
 	sg_mime_boundary(boundary, sizeof(boundary));
 	head = sg_mime_pgp_encrypted_head(boundary);
 	tail = sg_mime_pgp_encrypted_tail(boundary);
-
-	er.head = sg_rewrite_content_headers(msg);
-	er.spool = msg->spool;
-	er.pos = msg->body_offset;
-	out.ctx = body;
 	if (sg_rewrite_has_hidden_recipient(msg))
 		flags |= SG_PGP_HIDE_RECIPIENTS;
 
-	rc = sg_spool_puts(body, head);
+	rc = sg_spool_puts(enc.body, head);
 	if (rc == 0)
 		rc = sg_openpgp_encrypt(ks, (const char *const *)res->fprs->pdata,
-		    res->fprs->len, flags, &in, &out, &err);
+		    res->fprs->len, flags, &enc.in, &enc.out, &enc.err);
 	if (rc == 0)
-		rc = sg_spool_puts(body, tail);
-	if (rc < 0) {
-		internal_error(res, rc, "OpenPGP encryption", &err);
-		sg_spool_free(body);
-		goto out;
+		rc = sg_spool_puts(enc.body, tail);
+	if (rc == 0) {
+		ctype = sg_mime_pgp_encrypted_type(boundary);
+		sg_rewrite_content_edits(msg, ctype, NULL, &res->edits);
+		g_free(ctype);
+		res->method = "openpgp";
+		set_reason(res, "%u recipient(s)%s", msg->rcpts->len,
+		    (flags & SG_PGP_HIDE_RECIPIENTS) ? ", key ids hidden" : "");
 	}
-	sg_rewrite_pgp_mime_edits(msg, boundary, &res->edits);
-	res->edits.body = body;
-	res->action = "encrypt";
-	res->method = "openpgp";
-	set_reason(res, "%u recipient(s)%s", msg->rcpts->len,
-	    (flags & SG_PGP_HIDE_RECIPIENTS) ? ", key ids hidden" : "");
-out:
-	g_string_free(er.head, TRUE);
 	g_free(head);
 	g_free(tail);
-	return rc;
+	return encryption_end(&enc, rc, "OpenPGP encryption", res);
+}
+
+/* S/MIME application/pkcs7-mime to the certificates in res->fprs. */
+static int
+encrypt_smime(struct sg_msg *msg, const struct sg_policy *pol,
+	      const struct sg_keystore *ks, const struct sg_smime_rcpt *rcpts,
+	      int cipher, struct sg_result *res)
+{
+	static const char *const extra[] = {
+		"Content-Transfer-Encoding", "base64",
+		"Content-Disposition", "attachment; filename=\"smime.p7m\"",
+		"Content-Description", "S/MIME Encrypted Message",
+		NULL,
+	};
+	struct encryption enc;
+	char *ctype;
+	int rc;
+
+	rc = encryption_begin(msg, pol, &enc);
+	if (rc < 0)
+		return internal_error(res, rc, "spool", NULL);
+	rc = sg_smime_encrypt(ks, rcpts, msg->rcpts->len, cipher, &enc.in,
+	    &enc.out, &enc.err);
+	if (rc == 0) {
+		ctype = g_strdup_printf("application/pkcs7-mime; smime-type=%s;"
+		    "\n\tname=\"smime.p7m\"", sg_smime_type(cipher));
+		sg_rewrite_content_edits(msg, ctype, extra, &res->edits);
+		g_free(ctype);
+		res->method = "smime";
+		set_reason(res, "%u recipient(s), %s", msg->rcpts->len,
+		    sg_smime_type(cipher));
+	}
+	return encryption_end(&enc, rc, "S/MIME encryption", res);
 }
 
 /* The class of the transaction. Recipients classified at RCPT time keep
@@ -281,7 +374,7 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 			    fpr, NULL);
 			if (rc < 0)
 				return internal_error(res, rc, "key lookup", NULL);
-			if (r->cls == SG_CLASS_OPENPGP)
+			if (sg_class_method(r->cls) >= 0)
 				r->key_fpr = g_strdup(fpr);
 		}
 		if (first == SG_CLASS_NONE)
@@ -294,7 +387,7 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 			set_reason(res, "mixed recipient classes");
 			return SG_OK;
 		}
-		if (r->cls == SG_CLASS_OPENPGP && r->key_fpr == NULL)
+		if (sg_class_method(r->cls) >= 0 && r->key_fpr == NULL)
 			return internal_error(res, SG_ENOKEY, "key lookup", NULL);
 	}
 	*out = first;
@@ -303,6 +396,8 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 
 struct outcome {
 	unsigned n_encrypt, n_plain, n_plain_keyless;
+	int cipher;                /* S/MIME: the most compatible asked for */
+	GArray *oaep;              /* gboolean per recipient */
 	GString *missing[3];       /* by on_missing_key: addresses */
 	const char *missing_rule[3];
 	const char *rule;          /* a deciding rule, for the log */
@@ -351,9 +446,15 @@ decide_recipients(const struct sg_msg *msg, const struct sg_policy *pol,
 		bool has_key;
 		int m;
 
+		gboolean oaep;
+
 		sg_policy_decide(pol, facts, r->addr, &d);
-		has_key = cls == SG_CLASS_OPENPGP &&
-		    sg_policy_allows_method(d.methods, SG_METHOD_OPENPGP);
+		has_key = sg_class_has_key(cls, d.methods);
+		oaep = d.smime_key_transport == SG_KT_RSA_OAEP;
+		g_array_append_val(oc->oaep, oaep);
+		/* The enum runs from the least to the most compatible cipher. */
+		if (d.smime_cipher > oc->cipher)
+			oc->cipher = d.smime_cipher;
 		if (d.rule != NULL && oc->rule == NULL)
 			oc->rule = d.rule;
 		if (d.strip_tag && oc->strip_tag == NULL)
@@ -463,6 +564,7 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 static void
 outcome_clear(struct outcome *oc)
 {
+	g_array_free(oc->oaep, TRUE);
 	for (int i = 0; i < 3; i++)
 		if (oc->missing[i] != NULL)
 			g_string_free(oc->missing[i], TRUE);
@@ -476,10 +578,12 @@ run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
 	     struct sg_result *res)
 {
 	struct outcome oc = { 0 };
+	struct sg_smime_rcpt *rcpts;
 	struct sg_facts facts;
 	enum sg_protection prot = SG_PROT_NONE;
 	int rc = SG_OK;
 
+	oc.oaep = g_array_new(FALSE, TRUE, sizeof(gboolean));
 	sg_facts_from_msg(&facts, msg);
 	decide_recipients(msg, pol, cls, &facts, &oc);
 	res->rule = oc.rule;
@@ -510,12 +614,19 @@ run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
 		    sg_mime_protection_name(prot));
 		goto out;
 	}
+	rcpts = g_new0(struct sg_smime_rcpt, msg->rcpts->len);
 	for (guint i = 0; i < msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
 		g_ptr_array_add(res->fprs, g_strdup(r->key_fpr));
+		rcpts[i].fpr = r->key_fpr;
+		rcpts[i].oaep = g_array_index(oc.oaep, gboolean, i);
 	}
-	rc = encrypt_openpgp(msg, pol, ks, res);
+	if (cls == SG_CLASS_SMIME)
+		rc = encrypt_smime(msg, pol, ks, rcpts, oc.cipher, res);
+	else
+		rc = encrypt_openpgp(msg, pol, ks, res);
+	g_free(rcpts);
 out:
 	outcome_clear(&oc);
 	sg_facts_clear(&facts);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "policy_int.h"
+#include "sealgate/smime.h"
 
 const struct enum_value sg_action_values[] = {
 	{ "none", SG_ACTION_NONE },
@@ -42,6 +43,20 @@ action_available(struct loader *ld, const struct key *k, int action,
 	return false;
 }
 
+const struct enum_value sg_cipher_values[] = {
+	{ "aes-256-gcm", SG_SMIME_AES256_GCM },
+	{ "aes-128-gcm", SG_SMIME_AES128_GCM },
+	{ "aes-256-cbc", SG_SMIME_AES256_CBC },
+	{ "aes-128-cbc", SG_SMIME_AES128_CBC },
+	{ NULL, 0 },
+};
+
+const struct enum_value sg_transport_values[] = {
+	{ "rsa-pkcs1", SG_KT_RSA_PKCS1 },
+	{ "rsa-oaep", SG_KT_RSA_OAEP },
+	{ NULL, 0 },
+};
+
 #define END { NULL, 0, 0, NULL, NULL, NULL, false, NULL, NULL }
 #define POL(field) offsetof(struct sg_policy, field)
 #define RULE(field) offsetof(struct sg_rule, field)
@@ -73,6 +88,13 @@ static const struct key default_keys[] = {
 	{ "on_missing_key", KT_ENUM, POL(out_default.on_missing_key), NULL,
 	  sg_on_missing_values, "reject", false,
 	  "for sign/encrypt/sign-encrypt: reject | tempfail | send-plain" },
+	{ "smime_cipher", KT_ENUM, POL(out_default.smime_cipher), NULL,
+	  sg_cipher_values, "aes-256-gcm", false,
+	  "S/MIME content encryption: aes-256-gcm | aes-128-gcm (AuthEnvelopedData), "
+	  "aes-256-cbc | aes-128-cbc (EnvelopedData, for older clients)" },
+	{ "smime_key_transport", KT_ENUM, POL(out_default.smime_key_transport),
+	  NULL, sg_transport_values, "rsa-pkcs1", false,
+	  "RSA recipients: rsa-pkcs1 | rsa-oaep (EC recipients always use ECDH)" },
 	END,
 };
 
@@ -117,6 +139,11 @@ static const struct key rule_keys[] = {
 	  "for sign/encrypt/sign-encrypt: reject | tempfail | send-plain" },
 	{ "strip_tag", KT_BOOL, RULE(strip_tag), NULL, NULL, "true", false,
 	  "remove the subject_tag from the Subject" },
+	{ "smime_cipher", KT_ENUM, RULE(smime_cipher), NULL, sg_cipher_values,
+	  NULL, false, "S/MIME content encryption (default: outbound.default's)" },
+	{ "smime_key_transport", KT_ENUM, RULE(smime_key_transport), NULL,
+	  sg_transport_values, NULL, false,
+	  "RSA key transport (default: outbound.default's)" },
 	END,
 };
 
@@ -212,6 +239,8 @@ sg_policy_load_rule(struct loader *ld, int id, unsigned index)
 	}
 	rule = g_new0(struct sg_rule, 1);
 	rule->line = (unsigned)n->start_mark.line + 1;
+	rule->smime_cipher = -1;
+	rule->smime_key_transport = -1;
 	sg_policy_apply_defaults(ld, rule_keys, rule);
 	present = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
 	where = g_strdup_printf("outbound.rules[%u]", index);

@@ -94,15 +94,12 @@ sg_rewrite_has_hidden_recipient(const struct sg_msg *msg)
 	return hidden;
 }
 
-/* Header edits turning the message into the multipart/encrypted one: the
- * Content-* fields move inside, a new Content-Type replaces them. */
 void
-sg_rewrite_pgp_mime_edits(const struct sg_msg *msg, const char *boundary,
-		      struct sg_edits *ed)
+sg_rewrite_content_edits(const struct sg_msg *msg, const char *ctype,
+			 const char *const *extra, struct sg_edits *ed)
 {
 	GHashTable *done = g_hash_table_new_full(g_str_hash, g_str_equal,
 	    g_free, NULL);
-	char *ctype = sg_mime_pgp_encrypted_type(boundary);
 
 	for (guint i = 0; i < msg->headers->len; i++) {
 		const struct sg_header *h = g_ptr_array_index(msg->headers, i);
@@ -126,8 +123,9 @@ sg_rewrite_pgp_mime_edits(const struct sg_msg *msg, const char *boundary,
 		sg_edits_add(ed, SG_HDR_CHANGE, "Content-Type", 1, ctype);
 	else
 		sg_edits_add(ed, SG_HDR_ADD, "Content-Type", 0, ctype);
+	for (; extra != NULL && *extra != NULL; extra += 2)
+		sg_edits_add(ed, SG_HDR_ADD, extra[0], 0, extra[1]);
 	if (sg_msg_header(msg, "MIME-Version") == NULL)
 		sg_edits_add(ed, SG_HDR_ADD, "MIME-Version", 0, "1.0");
 	g_hash_table_destroy(done);
-	g_free(ctype);
 }

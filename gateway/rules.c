@@ -317,6 +317,8 @@ decision_default(const struct sg_policy *pol, struct sg_decision *out)
 	out->action = pol->out_default.action;
 	out->methods = &pol->out_default.methods;
 	out->on_missing_key = pol->out_default.on_missing_key;
+	out->smime_cipher = pol->out_default.smime_cipher;
+	out->smime_key_transport = pol->out_default.smime_key_transport;
 }
 
 void
@@ -334,6 +336,10 @@ sg_policy_decide(const struct sg_policy *pol, const struct sg_facts *f,
 		if (r->methods.n > 0)
 			out->methods = &r->methods;
 		out->on_missing_key = r->on_missing_key;
+		if (r->smime_cipher >= 0)
+			out->smime_cipher = r->smime_cipher;
+		if (r->smime_key_transport >= 0)
+			out->smime_key_transport = r->smime_key_transport;
 		out->strip_tag = r->strip_tag && r->when.subject_tag != NULL;
 		out->subject_tag = r->when.subject_tag;
 		return;

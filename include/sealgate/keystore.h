@@ -1,6 +1,10 @@
-/* The keystore directory (gateway.keystore): an isolated GnuPG home for
- * OpenPGP keys ("openpgp/"), later the S/MIME store. It must be private to
- * the gateway's user (mode 0700). */
+/* The keystore directory (gateway.keystore). It must be private to the
+ * gateway's user (mode 0700) and holds:
+ *   openpgp/          an isolated GnuPG home for OpenPGP keys
+ *   smime/certs/      X.509 certificates, FPR.pem (SHA-256 of the DER)
+ *   smime/keys/       private keys of some of them, FPR.pem (0600)
+ *   smime/anchors/    trust anchors, FPR.pem
+ *   smime/trusted/    FPR: certificates trusted as they are (no chain) */
 #ifndef SEALGATE_KEYSTORE_H
 #define SEALGATE_KEYSTORE_H
 
@@ -9,7 +13,12 @@
 struct sg_keystore {
 	char *dir;
 	char *gnupg_home;
+	char *smime_dir;
 };
+
+/* Path of a file in the S/MIME store: smime/SUB/NAME. (transfer full) */
+char *sg_keystore_smime_path(const struct sg_keystore *ks, const char *sub,
+			     const char *name);
 
 enum {
 	SG_KS_CREATE = 1 << 0, /* create the keystore directory when missing */

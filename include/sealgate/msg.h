@@ -32,12 +32,13 @@ enum sg_class {
 	SG_CLASS_INTERNAL,  /* outbound mail, internal recipient */
 	SG_CLASS_PLAIN,     /* external recipient without a usable key */
 	SG_CLASS_OPENPGP,   /* external recipient with an OpenPGP key */
+	SG_CLASS_SMIME,     /* external recipient with an S/MIME certificate */
 };
 
 struct sg_rcpt {
 	char *addr;         /* bare address, no angle brackets */
 	enum sg_class cls;  /* decided at RCPT time, SG_CLASS_NONE if not */
-	char *key_fpr;      /* the key found for SG_CLASS_OPENPGP */
+	char *key_fpr;      /* the key or certificate found for its class */
 };
 
 struct sg_msg {

@@ -12,7 +12,7 @@
 #include "sealgate/io.h"
 #include "sealgate/keystore.h"
 
-#define SG_FPR_MAX 64
+#define SG_FPR_MAX 80
 
 /* Once per process, before any thread uses GPGME. */
 int sg_openpgp_init(struct sg_err *err);

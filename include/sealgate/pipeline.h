@@ -59,6 +59,12 @@ int sg_pipeline_classify(const struct sg_policy *pol,
 
 const char *sg_class_name(enum sg_class cls);
 
+/* The method (enum sg_method) of an encrypting class, -1 for the others. */
+int sg_class_method(enum sg_class cls);
+
+/* True when the class's method is among methods. */
+bool sg_class_has_key(enum sg_class cls, const struct sg_methods *methods);
+
 /* What a decision means for one recipient of an outbound transaction. */
 enum sg_outcome {
 	SG_OUTCOME_PASS,        /* not outbound, or internal */

@@ -63,12 +63,20 @@ struct sg_cond {
 	long long size_over;         /* bytes; 0: not set */
 };
 
+/* How S/MIME recipients' keys wrap the content key. */
+enum sg_key_transport {
+	SG_KT_RSA_PKCS1 = 0,
+	SG_KT_RSA_OAEP,
+};
+
 struct sg_rule {
 	char *name;
 	struct sg_cond when;
 	int action;                  /* enum sg_action */
 	struct sg_methods methods;   /* n == 0: the default's */
 	int on_missing_key;          /* enum sg_on_missing */
+	int smime_cipher;            /* enum sg_smime_cipher, -1: default's */
+	int smime_key_transport;     /* enum sg_key_transport, -1: default's */
 	bool strip_tag;
 	unsigned line;               /* where it starts in the file, from 1 */
 };
@@ -79,6 +87,8 @@ struct sg_decision {
 	int action;
 	const struct sg_methods *methods;
 	int on_missing_key;
+	int smime_cipher;
+	int smime_key_transport;
 	bool strip_tag;
 	const char *subject_tag;     /* the rule's tag, to strip */
 };
@@ -99,6 +109,8 @@ struct sg_policy {
 		int action;             /* enum sg_action */
 		struct sg_methods methods;
 		int on_missing_key;
+		int smime_cipher;
+		int smime_key_transport;
 	} out_default;
 	GPtrArray *rules;            /* struct sg_rule *, first match wins */
 	struct {

@@ -19,10 +19,11 @@ GString *sg_rewrite_content_headers(const struct sg_msg *msg);
  * recipients' key ids must not be visible. */
 bool sg_rewrite_has_hidden_recipient(const struct sg_msg *msg);
 
-/* Appends the header edits for an RFC 3156 multipart/encrypted body with
- * this boundary: every Content-* field but Content-Type is deleted,
- * Content-Type is replaced (or added), MIME-Version added when missing. */
-void sg_rewrite_pgp_mime_edits(const struct sg_msg *msg, const char *boundary,
-			       struct sg_edits *ed);
+/* Appends the header edits for a new body of type ctype: every Content-*
+ * field but Content-Type is deleted, Content-Type is replaced (or added),
+ * the extra fields (name, value pairs, NULL-terminated) are added, and
+ * MIME-Version is added when missing. */
+void sg_rewrite_content_edits(const struct sg_msg *msg, const char *ctype,
+			      const char *const *extra, struct sg_edits *ed);
 
 #endif

@@ -87,7 +87,7 @@ test_header_edits(void **state)
 
 	(void)state;
 	sg_edits_init(&ed);
-	sg_rewrite_pgp_mime_edits(msg, "B", &ed);
+	sg_rewrite_content_edits(msg, ctype, NULL, &ed);
 	text = edits_text(&ed);
 	want = g_strdup_printf(
 	    "delete Content-Description 2 -\n"
@@ -106,16 +106,18 @@ static void
 test_header_edits_without_content_type(void **state)
 {
 	const char *hdrs[] = { "Subject", "plain RFC 822", NULL };
+	const char *extra[] = { "Content-Transfer-Encoding", "base64", NULL };
 	struct sg_msg *msg = make_msg(hdrs, "x\n", NULL);
 	struct sg_edits ed;
 	char *text, *want, *ctype = sg_mime_pgp_encrypted_type("B");
 
 	(void)state;
 	sg_edits_init(&ed);
-	sg_rewrite_pgp_mime_edits(msg, "B", &ed);
+	sg_rewrite_content_edits(msg, ctype, extra, &ed);
 	text = edits_text(&ed);
-	want = g_strdup_printf("add Content-Type 0 %s\nadd MIME-Version 0 1.0\n",
-	    ctype);
+	want = g_strdup_printf("add Content-Type 0 %s\n"
+	    "add Content-Transfer-Encoding 0 base64\n"
+	    "add MIME-Version 0 1.0\n", ctype);
 	assert_string_equal(text, want);
 	g_free(text);
 	g_free(want);

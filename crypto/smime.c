@@ -1,0 +1,381 @@
+/* S/MIME certificates and encryption with OpenSSL CMS; see
+ * include/sealgate/smime.h. */
+#include <dirent.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <glib.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509v3.h>
+
+#include "smime_int.h"
+
+#define MIN_RSA_BITS 2048
+
+int
+sg_ssl_fail(struct sg_err *err, int code, const char *what)
+{
+	char buf[256] = "";
+	unsigned long e, last = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	if (last != 0)
+		ERR_error_string_n(last, buf, sizeof(buf));
+	return sg_err_set(err, code, "%s%s%s", what, *buf ? ": " : "", buf);
+}
+
+const char *
+sg_smime_type(int cipher)
+{
+	return cipher == SG_SMIME_AES256_GCM || cipher == SG_SMIME_AES128_GCM
+	    ? "authEnveloped-data" : "enveloped-data";
+}
+
+static const EVP_CIPHER *
+evp_cipher(int cipher)
+{
+	switch (cipher) {
+	case SG_SMIME_AES128_GCM:	return EVP_aes_128_gcm();
+	case SG_SMIME_AES256_CBC:	return EVP_aes_256_cbc();
+	case SG_SMIME_AES128_CBC:	return EVP_aes_128_cbc();
+	default:			return EVP_aes_256_gcm();
+	}
+}
+
+void
+sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	fpr[0] = '\0';
+	if (X509_digest(cert, EVP_sha256(), md, &n) != 1)
+		return;
+	for (unsigned int i = 0; i < n && 2 * i + 2 < SG_FPR_MAX; i++)
+		snprintf(fpr + 2 * i, 3, "%02X", md[i]);
+}
+
+static X509 *
+load_pem_file(const char *path)
+{
+	BIO *b = BIO_new_file(path, "r");
+	X509 *cert;
+
+	if (b == NULL)
+		return NULL;
+	cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
+	BIO_free(b);
+	return cert;
+}
+
+X509 *
+sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
+		   const char *fpr)
+{
+	char *name = g_strdup_printf("%s.pem", fpr);
+	char *path = sg_keystore_smime_path(ks, sub, name);
+	X509 *cert = load_pem_file(path);
+
+	g_free(name);
+	g_free(path);
+	return cert;
+}
+
+STACK_OF(X509) *
+sg_smime_load_dir(const struct sg_keystore *ks, const char *sub)
+{
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	char *dir = sg_keystore_smime_path(ks, sub, NULL);
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+
+	while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
+		char *path;
+		X509 *cert;
+
+		if (!g_str_has_suffix(name, ".pem"))
+			continue;
+		path = g_build_filename(dir, name, NULL);
+		cert = load_pem_file(path);
+		if (cert != NULL && !sk_X509_push(certs, cert))
+			X509_free(cert);
+		g_free(path);
+	}
+	if (d != NULL)
+		g_dir_close(d);
+	g_free(dir);
+	return certs;
+}
+
+static bool
+is_trusted_as_is(const struct sg_keystore *ks, const char *fpr)
+{
+	char *path = sg_keystore_smime_path(ks, "trusted", fpr);
+	bool yes = access(path, F_OK) == 0;
+
+	g_free(path);
+	return yes;
+}
+
+/* Why cert cannot encrypt to addr, or NULL when it can. The chain is
+ * checked against anchors with intermediates from pool. */
+static const char *
+unusable(const struct sg_keystore *ks, X509 *cert, STACK_OF(X509) *anchors,
+	 STACK_OF(X509) *pool, char *buf, size_t len)
+{
+	X509_STORE *store = NULL;
+	X509_STORE_CTX *ctx = NULL;
+	EVP_PKEY *pkey = X509_get0_pubkey(cert);
+	uint32_t ku = X509_get_key_usage(cert);
+	char fpr[SG_FPR_MAX];
+	const char *why = NULL;
+	int type;
+
+	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0)
+		return "certificate not yet valid";
+	if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0)
+		return "certificate expired";
+	if (pkey == NULL)
+		return "unreadable public key";
+	type = EVP_PKEY_get_base_id(pkey);
+	if (type == EVP_PKEY_RSA) {
+		if (EVP_PKEY_get_bits(pkey) < MIN_RSA_BITS)
+			return "RSA key smaller than 2048 bits";
+		if (ku != UINT32_MAX && !(ku & KU_KEY_ENCIPHERMENT))
+			return "key usage does not allow key encipherment";
+	} else if (type == EVP_PKEY_EC) {
+		if (ku != UINT32_MAX && !(ku & KU_KEY_AGREEMENT))
+			return "key usage does not allow key agreement";
+	} else {
+		return "unsupported key type";
+	}
+	if ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) &&
+	    !(X509_get_extended_key_usage(cert) & (XKU_SMIME | XKU_ANYEKU)))
+		return "extended key usage does not include emailProtection";
+	sg_x509_fpr(cert, fpr);
+	if (is_trusted_as_is(ks, fpr))
+		return NULL;
+
+	store = X509_STORE_new();
+	ctx = X509_STORE_CTX_new();
+	for (int i = 0; store != NULL && i < sk_X509_num(anchors); i++)
+		X509_STORE_add_cert(store, sk_X509_value(anchors, i));
+	if (store == NULL || ctx == NULL ||
+	    !X509_STORE_CTX_init(ctx, store, cert, pool)) {
+		why = "cannot check the certificate chain";
+		goto out;
+	}
+	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_ENCRYPT);
+	if (X509_verify_cert(ctx) != 1) {
+		snprintf(buf, len, "certificate does not chain to a trust anchor "
+		    "(%s)", X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(ctx)));
+		why = buf;
+	}
+out:
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	ERR_clear_error();
+	return why;
+}
+
+int
+sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
+		   char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	STACK_OF(X509) *certs = sg_smime_load_dir(ks, "certs");
+	STACK_OF(X509) *anchors = sg_smime_load_dir(ks, "anchors");
+	const ASN1_TIME *best_end = NULL;
+	char buf[256], refused[300] = "";
+	int rc = SG_OK;
+	bool found = false;
+
+	for (int i = 0; i < sk_X509_num(certs); i++) {
+		X509 *cert = sk_X509_value(certs, i);
+		const char *why;
+
+		if (X509_check_email(cert, addr, 0, 0) != 1)
+			continue;
+		why = unusable(ks, cert, anchors, certs, buf, sizeof(buf));
+		if (why != NULL) {
+			if (*refused == '\0')
+				snprintf(refused, sizeof(refused), "%s", why);
+			continue;
+		}
+		/* Of several usable ones, the one valid the longest. */
+		if (best_end == NULL ||
+		    ASN1_TIME_compare(X509_get0_notAfter(cert), best_end) > 0) {
+			best_end = X509_get0_notAfter(cert);
+			sg_x509_fpr(cert, fpr);
+			found = true;
+		}
+	}
+	if (!found)
+		rc = sg_err_set(err, SG_ENOKEY, "%s", *refused ? refused
+		    : "no S/MIME certificate");
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(anchors, X509_free);
+	return rc;
+}
+
+static int
+add_recipient(CMS_ContentInfo *cms, X509 *cert, bool oaep, struct sg_err *err)
+{
+	bool rsa = EVP_PKEY_get_base_id(X509_get0_pubkey(cert)) == EVP_PKEY_RSA;
+	CMS_RecipientInfo *ri;
+	EVP_PKEY_CTX *pctx;
+
+	ri = CMS_add1_recipient_cert(cms, cert, rsa && oaep ? CMS_KEY_PARAM : 0);
+	if (ri == NULL)
+		return sg_ssl_fail(err, SG_ECRYPTO, "cannot add a recipient");
+	if (!(rsa && oaep))
+		return SG_OK;
+	pctx = CMS_RecipientInfo_get0_pkey_ctx(ri);
+	if (pctx == NULL ||
+	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_OAEP_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_oaep_md(pctx, EVP_sha256()) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0)
+		return sg_ssl_fail(err, SG_ECRYPTO, "cannot set RSA-OAEP");
+	return SG_OK;
+}
+
+int
+sg_smime_encrypt(const struct sg_keystore *ks,
+		 const struct sg_smime_rcpt *rcpts, size_t n, int cipher,
+		 struct sg_reader *in, struct sg_writer *out, struct sg_err *err)
+{
+	const int flags = CMS_BINARY | CMS_STREAM | CMS_PARTIAL;
+	CMS_ContentInfo *cms = NULL;
+	BIO *inb = NULL, *sink = NULL, *b64 = NULL;
+	int rc = SG_OK;
+
+	cms = CMS_encrypt(NULL, NULL, evp_cipher(cipher), flags);
+	if (cms == NULL) {
+		rc = sg_ssl_fail(err, SG_ECRYPTO, "CMS_encrypt");
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		X509 *cert = sg_smime_load_cert(ks, "certs", rcpts[i].fpr);
+
+		if (cert == NULL) {
+			rc = sg_err_set(err, SG_ENOKEY, "certificate %s vanished",
+			    rcpts[i].fpr);
+			break;
+		}
+		rc = add_recipient(cms, cert, rcpts[i].oaep, err);
+		X509_free(cert);
+	}
+	if (rc < 0)
+		goto out;
+	inb = sg_bio_reader(in);
+	sink = sg_bio_writer(out);
+	b64 = BIO_new(BIO_f_base64());
+	if (inb == NULL || sink == NULL || b64 == NULL) {
+		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
+		goto out;
+	}
+	b64 = BIO_push(b64, sink);
+	sink = NULL;
+	if (i2d_CMS_bio_stream(b64, cms, inb, flags) != 1 || BIO_flush(b64) != 1)
+		rc = sg_ssl_fail(err, SG_ECRYPTO, "S/MIME encryption failed");
+out:
+	BIO_free_all(b64);
+	BIO_free(sink);
+	BIO_free(inb);
+	CMS_ContentInfo_free(cms);
+	ERR_clear_error();
+	return rc;
+}
+
+/* Every address of a certificate: SAN rfc822Names, else subject emails. */
+static GPtrArray *
+cert_addresses(X509 *cert)
+{
+	GPtrArray *out = g_ptr_array_new_with_free_func(g_free);
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(cert);
+
+	for (int i = 0; i < sk_OPENSSL_STRING_num(emails); i++) {
+		const char *e = sk_OPENSSL_STRING_value(emails, i);
+		bool dup = false;
+
+		for (guint j = 0; j < out->len; j++)
+			dup |= g_ascii_strcasecmp(g_ptr_array_index(out, j), e) == 0;
+		if (!dup)
+			g_ptr_array_add(out, g_strdup(e));
+	}
+	X509_email_free(emails);
+	return out;
+}
+
+static time_t
+asn1_to_time(const ASN1_TIME *t)
+{
+	struct tm tm = { 0 };
+
+	if (ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+int
+sg_smime_list(const struct sg_keystore *ks, const char *only,
+	      sg_smime_list_cb cb, void *arg, struct sg_err *err)
+{
+	STACK_OF(X509) *certs = sg_smime_load_dir(ks, "certs");
+	STACK_OF(X509) *anchors = sg_smime_load_dir(ks, "anchors");
+	char buf[256];
+
+	(void)err;
+	for (int pass = 0; pass < 2; pass++) {
+		STACK_OF(X509) *set = pass == 0 ? certs : anchors;
+
+		for (int i = 0; i < sk_X509_num(set); i++) {
+			X509 *cert = sk_X509_value(set, i);
+			GPtrArray *addrs;
+			char fpr[SG_FPR_MAX], *keyname, *keypath;
+			struct sg_smime_identity id = { 0 };
+			const char *why;
+
+			sg_x509_fpr(cert, fpr);
+			if (only != NULL && strcmp(only, fpr) != 0)
+				continue;
+			addrs = cert_addresses(cert);
+			keyname = g_strdup_printf("%s.pem", fpr);
+			keypath = sg_keystore_smime_path(ks, "keys", keyname);
+			why = pass == 0 ? unusable(ks, cert, anchors, certs, buf,
+			    sizeof(buf)) : NULL;
+			id.fpr = fpr;
+			id.anchor = pass == 1;
+			id.has_key = access(keypath, F_OK) == 0;
+			id.expires = asn1_to_time(X509_get0_notAfter(cert));
+			id.state = "active";
+			if (X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0)
+				id.state = "expired";
+			else if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0)
+				id.state = "not-yet-valid";
+			else if (why != NULL)
+				id.state = "unusable";
+			id.why = why;
+			if (addrs->len == 0) {
+				id.addr = "-";
+				if (pass == 1)
+					cb(&id, arg);
+			}
+			for (guint j = 0; j < addrs->len; j++) {
+				id.addr = g_ptr_array_index(addrs, j);
+				cb(&id, arg);
+			}
+			g_free(keyname);
+			g_free(keypath);
+			g_ptr_array_free(addrs, TRUE);
+		}
+	}
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(anchors, X509_free);
+	return SG_OK;
+}

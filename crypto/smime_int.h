@@ -1,0 +1,28 @@
+/* Internals of the S/MIME code (crypto/smime*.c). */
+#ifndef SEALGATE_SMIME_INT_H
+#define SEALGATE_SMIME_INT_H
+
+#include <openssl/bio.h>
+#include <openssl/x509.h>
+
+#include "sealgate/smime.h"
+
+/* BIOs over a reader / writer; the callbacks must outlive the BIO. */
+BIO *sg_bio_reader(struct sg_reader *r);
+BIO *sg_bio_writer(struct sg_writer *w);
+
+/* Upper-case hex SHA-256 of the certificate's DER. */
+void sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX]);
+
+/* Reads smime/SUB/FPR.pem. (transfer full) */
+X509 *sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
+			 const char *fpr);
+
+/* All certificates in smime/SUB. (transfer full) */
+STACK_OF(X509) *sg_smime_load_dir(const struct sg_keystore *ks,
+				  const char *sub);
+
+/* Drains OpenSSL's error queue into err with a prefix. */
+int sg_ssl_fail(struct sg_err *err, int code, const char *what);
+
+#endif

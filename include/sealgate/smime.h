@@ -1,0 +1,87 @@
+/* S/MIME with OpenSSL CMS, in process, on the keystore's smime/ store.
+ * Functions may run on several threads at once. */
+#ifndef SEALGATE_SMIME_H
+#define SEALGATE_SMIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "sealgate/error.h"
+#include "sealgate/io.h"
+#include "sealgate/keystore.h"
+#include "sealgate/openpgp.h"
+
+/* Content encryption. GCM gives AuthEnvelopedData (RFC 5083/5084), CBC
+ * EnvelopedData for older clients. In order of compatibility: when
+ * recipients ask for different ones, the highest value serves them all. */
+enum sg_smime_cipher {
+	SG_SMIME_AES256_GCM = 0,
+	SG_SMIME_AES128_GCM,
+	SG_SMIME_AES256_CBC,
+	SG_SMIME_AES128_CBC,
+};
+
+/* "authEnveloped-data" or "enveloped-data". */
+const char *sg_smime_type(int cipher);
+
+/* Finds the best usable encryption certificate for addr (valid now, key
+ * usage and extended key usage allow encryption, addr in the certificate,
+ * chains to a trust anchor unless imported as trusted). SG_ENOKEY when
+ * there is none; err then says why the best candidate was refused. */
+int sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
+		       char fpr[SG_FPR_MAX], struct sg_err *err);
+
+/* One recipient: a certificate and whether RSA-OAEP is used for it. */
+struct sg_smime_rcpt {
+	const char *fpr;
+	bool oaep;
+};
+
+/* Encrypts everything in to the certificates, writing the DER CMS object
+ * base64 encoded (CRLF lines) to out. */
+int sg_smime_encrypt(const struct sg_keystore *ks,
+		     const struct sg_smime_rcpt *rcpts, size_t n, int cipher,
+		     struct sg_reader *in, struct sg_writer *out,
+		     struct sg_err *err);
+
+enum {
+	SG_SMIME_TRUST_ANCHOR = 1 << 0, /* certificates become trust anchors */
+};
+
+/* What one import changed. */
+struct sg_smime_import {
+	unsigned certs_new, certs_unchanged, keys_new, keys_unchanged;
+	unsigned anchors_new, anchors_unchanged;
+	char **fprs;            /* NULL-terminated: certificates in the file */
+};
+
+/* Imports certificates (PEM, DER, PEM chains, PKCS#7 bundles), PKCS#12
+ * (with passphrase) and private keys matching a certificate. Everything in
+ * data is checked before anything is written. SG_EINVAL: not S/MIME
+ * material (err says why). */
+int sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
+		    const char *passphrase, int flags,
+		    struct sg_smime_import *res, struct sg_err *err);
+void sg_smime_import_clear(struct sg_smime_import *res);
+
+/* True when data looks like something sg_smime_import may take. */
+bool sg_smime_looks_like(const void *data, size_t len);
+
+struct sg_smime_identity {
+	const char *addr;
+	const char *fpr;
+	const char *state;      /* active, expired, not-yet-valid, untrusted */
+	const char *why;        /* for untrusted: the reason */
+	time_t expires;
+	bool anchor;
+	bool has_key;
+};
+
+typedef void (*sg_smime_list_cb)(const struct sg_smime_identity *id, void *arg);
+
+/* Calls cb for every address of every certificate (fpr: only that one). */
+int sg_smime_list(const struct sg_keystore *ks, const char *fpr,
+		  sg_smime_list_cb cb, void *arg, struct sg_err *err);
+
+#endif
