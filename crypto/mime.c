@@ -215,3 +215,108 @@ sg_mime_pgp_encrypted_tail(const char *boundary)
 {
 	return g_strdup_printf("\r\n--%s--\r\n", boundary);
 }
+
+/* True when the stream holds only 7-bit text in lines of at most 998
+ * characters. */
+static bool
+stream_is_7bit(GMimeStream *in)
+{
+	char buf[8192];
+	size_t line = 0;
+	ssize_t n;
+
+	while ((n = g_mime_stream_read(in, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)buf[i];
+
+			if (c == 0 || c >= 0x80)
+				return false;
+			if (c == '\n')
+				line = 0;
+			else if (++line > 998)
+				return false;
+		}
+	}
+	return n == 0;
+}
+
+/* Re-encodes every leaf that is not already base64 or quoted-printable
+ * with the best 7-bit encoding (which leaves clean 7-bit text alone). */
+static void
+encode_7bit(GMimeObject *obj, unsigned depth)
+{
+	if (obj == NULL || depth > SG_MIME_MAX_DEPTH)
+		return;
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+
+		for (int i = 0; i < g_mime_multipart_get_count(mp); i++)
+			encode_7bit(g_mime_multipart_get_part(mp, i), depth + 1);
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *m = g_mime_message_part_get_message(
+		    GMIME_MESSAGE_PART(obj));
+
+		if (m != NULL)
+			encode_7bit(g_mime_message_get_mime_part(m), depth + 1);
+	} else if (GMIME_IS_PART(obj)) {
+		GMimePart *part = GMIME_PART(obj);
+		GMimeContentEncoding enc = g_mime_part_get_content_encoding(part);
+
+		if (enc == GMIME_CONTENT_ENCODING_BASE64 ||
+		    enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
+		    enc == GMIME_CONTENT_ENCODING_UUENCODE)
+			return;
+		g_mime_part_set_content_encoding(part,
+		    g_mime_part_get_best_content_encoding(part,
+		    GMIME_ENCODING_CONSTRAINT_7BIT));
+	}
+}
+
+GMimeStream *
+sg_mime_entity_7bit(GMimeStream *in, bool *changed, struct sg_err *err)
+{
+	GMimeFormatOptions *fmt;
+	GMimeParser *parser;
+	GMimeObject *obj;
+	GMimeStream *out;
+
+	*changed = false;
+	if (g_mime_stream_reset(in) < 0) {
+		sg_err_set(err, SG_EIO, "cannot read the message");
+		return NULL;
+	}
+	if (stream_is_7bit(in)) {
+		g_mime_stream_reset(in);
+		return g_object_ref(in);
+	}
+	g_mime_stream_reset(in);
+	parser = g_mime_parser_new_with_stream(in);
+	obj = g_mime_parser_construct_part(parser, NULL);
+	g_object_unref(parser);
+	if (obj == NULL) {
+		sg_err_set(err, SG_EMALFORMED, "cannot parse the message body");
+		return NULL;
+	}
+	encode_7bit(obj, 1);
+	fmt = g_mime_format_options_new();
+	g_mime_format_options_set_newline_format(fmt, GMIME_NEWLINE_FORMAT_DOS);
+	out = g_mime_stream_mem_new();
+	if (g_mime_object_write_to_stream(obj, fmt, out) < 0) {
+		sg_err_set(err, SG_EIO, "cannot write the re-encoded body");
+		g_clear_object(&out);
+	} else {
+		g_mime_stream_reset(out);
+		*changed = true;
+	}
+	g_mime_format_options_free(fmt);
+	g_object_unref(obj);
+	return out;
+}
+
+char *
+sg_mime_signed_type(const char *protocol, const char *micalg,
+		    const char *boundary)
+{
+	return g_strdup_printf("multipart/signed;\n\tprotocol=\"%s\";\n"
+	    "\tmicalg=%s;\n\tboundary=\"%s\"", protocol, micalg, boundary);
+}

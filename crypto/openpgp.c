@@ -256,10 +256,30 @@ get_keys(gpgme_ctx_t ctx, const char *const *fprs, size_t n, gpgme_key_t *keys,
 	return rc;
 }
 
+/* Adds the signing key; the key must be a usable secret key. */
+static int
+add_signer(gpgme_ctx_t ctx, const char *signer, struct sg_err *err)
+{
+	gpgme_key_t key = NULL;
+	gpgme_error_t gerr;
+
+	gerr = gpgme_get_key(ctx, signer, &key, 1);
+	if (gerr)
+		return gpg_fail(err, "signing key vanished", gerr);
+	gerr = gpgme_signers_add(ctx, key);
+	gpgme_key_unref(key);
+	if (gerr)
+		return gpg_fail(err, "cannot use the signing key", gerr);
+	/* Never ask for a passphrase: a protected key fails. */
+	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
+	return SG_OK;
+}
+
 int
 sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
-		   size_t nfprs, int flags, struct sg_reader *in,
-		   struct sg_writer *out, struct sg_err *err)
+		   size_t nfprs, const char *signer, int flags,
+		   struct sg_reader *in, struct sg_writer *out,
+		   struct sg_err *err)
 {
 	struct gpgme_data_cbs in_cbs = { .read = cb_read };
 	struct gpgme_data_cbs out_cbs = { .write = cb_write };
@@ -277,6 +297,8 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		goto out;
 	gpgme_set_armor(ctx, 1);
 	rc = get_keys(ctx, fprs, nfprs, keys, err);
+	if (rc == 0 && signer != NULL)
+		rc = add_signer(ctx, signer, err);
 	if (rc < 0)
 		goto out;
 	if (gpgme_data_new_from_cbs(&plain, &in_cbs, in) ||
@@ -288,7 +310,10 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	eflags = GPGME_ENCRYPT_ALWAYS_TRUST | GPGME_ENCRYPT_NO_ENCRYPT_TO;
 	if (flags & SG_PGP_HIDE_RECIPIENTS)
 		eflags |= GPGME_ENCRYPT_THROW_KEYIDS;
-	gerr = gpgme_op_encrypt(ctx, keys, eflags, plain, cipher);
+	if (signer != NULL)
+		gerr = gpgme_op_encrypt_sign(ctx, keys, eflags, plain, cipher);
+	else
+		gerr = gpgme_op_encrypt(ctx, keys, eflags, plain, cipher);
 	res = gpgme_op_encrypt_result(ctx);
 	if (res != NULL && res->invalid_recipients != NULL) {
 		char buf[128];
@@ -312,6 +337,92 @@ out:
 	g_free(keys);
 	if (ctx != NULL)
 		gpgme_release(ctx);
+	return rc;
+}
+
+int
+sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
+			    char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_key_t key;
+	gpgme_error_t gerr;
+	char *pattern;
+	long best = 0;
+	unsigned seen = 0;
+	int rc;
+
+	if (!addr_ok(addr))
+		return sg_err_set(err, SG_ENOKEY, "not a usable address");
+	rc = new_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	pattern = g_strdup_printf("<%s>", addr);
+	gerr = gpgme_op_keylist_start(ctx, pattern, 1);
+	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
+		seen++;
+		if (key_usable(key) && key->can_sign && key->secret &&
+		    uid_matches(key, addr) && key->subkeys != NULL &&
+		    key->subkeys->timestamp > best && key->fpr != NULL) {
+			best = key->subkeys->timestamp;
+			g_strlcpy(fpr, key->fpr, SG_FPR_MAX);
+		}
+		gpgme_key_unref(key);
+	}
+	g_free(pattern);
+	if (gpg_err_code(gerr) != GPG_ERR_EOF)
+		rc = gpg_fail(err, "key listing failed", gerr);
+	else if (best == 0)
+		rc = sg_err_set(err, SG_ENOKEY, seen == 0 ? "no OpenPGP secret key"
+		    : "no usable OpenPGP signing key (expired, revoked or "
+		    "cannot sign)");
+	gpgme_op_keylist_end(ctx);
+	gpgme_release(ctx);
+	return rc;
+}
+
+int
+sg_openpgp_sign(const struct sg_keystore *ks, const char *signer,
+		struct sg_reader *in, struct sg_writer *out,
+		char *micalg, size_t micalg_len, struct sg_err *err)
+{
+	struct gpgme_data_cbs in_cbs = { .read = cb_read };
+	struct gpgme_data_cbs out_cbs = { .write = cb_write };
+	gpgme_ctx_t ctx = NULL;
+	gpgme_data_t plain = NULL, sig = NULL;
+	gpgme_sign_result_t res;
+	gpgme_error_t gerr;
+	const char *hash;
+	int rc;
+
+	rc = new_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	gpgme_set_armor(ctx, 1);
+	rc = add_signer(ctx, signer, err);
+	if (rc < 0)
+		goto out;
+	if (gpgme_data_new_from_cbs(&plain, &in_cbs, in) ||
+	    gpgme_data_new_from_cbs(&sig, &out_cbs, out)) {
+		rc = sg_err_set(err, SG_ENOMEM, "gpgme data setup failed");
+		goto out;
+	}
+	gerr = gpgme_op_sign(ctx, plain, sig, GPGME_SIG_MODE_DETACH);
+	res = gpgme_op_sign_result(ctx);
+	if (gerr || res == NULL || res->signatures == NULL ||
+	    res->invalid_signers != NULL) {
+		rc = gpg_fail(err, "signing failed", gerr ? gerr
+		    : GPG_ERR_GENERAL);
+		goto out;
+	}
+	hash = gpgme_hash_algo_name(res->signatures->hash_algo);
+	snprintf(micalg, micalg_len, "pgp-%s", hash ? hash : "sha256");
+	for (char *p = micalg; *p; p++)
+		*p = g_ascii_tolower(*p);
+out:
+	gpgme_data_release(plain);
+	gpgme_data_release(sig);
+	gpgme_release(ctx);
 	return rc;
 }
 

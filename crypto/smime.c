@@ -122,11 +122,13 @@ is_trusted_as_is(const struct sg_keystore *ks, const char *fpr)
 	return yes;
 }
 
-/* Why cert cannot encrypt to addr, or NULL when it can. The chain is
- * checked against anchors with intermediates from pool. */
+/* Why cert cannot encrypt (sign false) or sign (sign true), or NULL
+ * when it can. The chain is checked against anchors with intermediates
+ * from pool. */
 static const char *
-unusable(const struct sg_keystore *ks, X509 *cert, STACK_OF(X509) *anchors,
-	 STACK_OF(X509) *pool, char *buf, size_t len)
+unusable_for(const struct sg_keystore *ks, X509 *cert, bool sign,
+	     STACK_OF(X509) *anchors, STACK_OF(X509) *pool, char *buf,
+	     size_t len)
 {
 	X509_STORE *store = NULL;
 	X509_STORE_CTX *ctx = NULL;
@@ -143,9 +145,15 @@ unusable(const struct sg_keystore *ks, X509 *cert, STACK_OF(X509) *anchors,
 	if (pkey == NULL)
 		return "unreadable public key";
 	type = EVP_PKEY_get_base_id(pkey);
-	if (type == EVP_PKEY_RSA) {
-		if (EVP_PKEY_get_bits(pkey) < MIN_RSA_BITS)
-			return "RSA key smaller than 2048 bits";
+	if (type == EVP_PKEY_RSA && EVP_PKEY_get_bits(pkey) < MIN_RSA_BITS)
+		return "RSA key smaller than 2048 bits";
+	if (sign) {
+		if (type != EVP_PKEY_RSA && type != EVP_PKEY_EC)
+			return "unsupported key type";
+		if (ku != UINT32_MAX &&
+		    !(ku & (KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION)))
+			return "key usage does not allow signing";
+	} else if (type == EVP_PKEY_RSA) {
 		if (ku != UINT32_MAX && !(ku & KU_KEY_ENCIPHERMENT))
 			return "key usage does not allow key encipherment";
 	} else if (type == EVP_PKEY_EC) {
@@ -170,7 +178,8 @@ unusable(const struct sg_keystore *ks, X509 *cert, STACK_OF(X509) *anchors,
 		why = "cannot check the certificate chain";
 		goto out;
 	}
-	X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_ENCRYPT);
+	X509_STORE_CTX_set_purpose(ctx, sign ? X509_PURPOSE_SMIME_SIGN
+	    : X509_PURPOSE_SMIME_ENCRYPT);
 	if (X509_verify_cert(ctx) != 1) {
 		snprintf(buf, len, "certificate does not chain to a trust anchor "
 		    "(%s)", X509_verify_cert_error_string(
@@ -184,9 +193,30 @@ out:
 	return why;
 }
 
-int
-sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
-		   char fpr[SG_FPR_MAX], struct sg_err *err)
+static const char *
+unusable(const struct sg_keystore *ks, X509 *cert, STACK_OF(X509) *anchors,
+	 STACK_OF(X509) *pool, char *buf, size_t len)
+{
+	return unusable_for(ks, cert, false, anchors, pool, buf, len);
+}
+
+static bool
+has_private_key(const struct sg_keystore *ks, const char *fpr)
+{
+	char *name = g_strdup_printf("%s.pem", fpr);
+	char *path = sg_keystore_smime_path(ks, "keys", name);
+	bool yes = access(path, F_OK) == 0;
+
+	g_free(name);
+	g_free(path);
+	return yes;
+}
+
+/* The best certificate for addr that can encrypt, or sign (with its
+ * private key in the keystore). */
+static int
+find_cert(const struct sg_keystore *ks, const char *addr, bool sign,
+	  char fpr[SG_FPR_MAX], struct sg_err *err)
 {
 	STACK_OF(X509) *certs = sg_smime_load_dir(ks, "certs");
 	STACK_OF(X509) *anchors = sg_smime_load_dir(ks, "anchors");
@@ -199,9 +229,13 @@ sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
 		X509 *cert = sk_X509_value(certs, i);
 		const char *why;
 
+		char cfpr[SG_FPR_MAX];
+
 		if (X509_check_email(cert, addr, 0, 0) != 1)
 			continue;
-		why = unusable(ks, cert, anchors, certs, buf, sizeof(buf));
+		sg_x509_fpr(cert, cfpr);
+		why = sign && !has_private_key(ks, cfpr) ? "no private key"
+		    : unusable_for(ks, cert, sign, anchors, certs, buf, sizeof(buf));
 		if (why != NULL) {
 			if (*refused == '\0')
 				snprintf(refused, sizeof(refused), "%s", why);
@@ -211,7 +245,7 @@ sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
 		if (best_end == NULL ||
 		    ASN1_TIME_compare(X509_get0_notAfter(cert), best_end) > 0) {
 			best_end = X509_get0_notAfter(cert);
-			sg_x509_fpr(cert, fpr);
+			g_strlcpy(fpr, cfpr, SG_FPR_MAX);
 			found = true;
 		}
 	}
@@ -220,6 +254,112 @@ sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
 		    : "no S/MIME certificate");
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(anchors, X509_free);
+	return rc;
+}
+
+int
+sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
+		   char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	return find_cert(ks, addr, false, fpr, err);
+}
+
+int
+sg_smime_find_signing_cert(const struct sg_keystore *ks, const char *addr,
+			   char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	return find_cert(ks, addr, true, fpr, err);
+}
+
+static EVP_PKEY *
+load_key(const struct sg_keystore *ks, const char *fpr)
+{
+	char *name = g_strdup_printf("%s.pem", fpr);
+	char *path = sg_keystore_smime_path(ks, "keys", name);
+	BIO *b = BIO_new_file(path, "r");
+	EVP_PKEY *key = NULL;
+
+	if (b != NULL)
+		key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+	BIO_free(b);
+	g_free(name);
+	g_free(path);
+	return key;
+}
+
+/* Adds the intermediate certificates between cert and its anchor. */
+static void
+add_chain(const struct sg_keystore *ks, CMS_ContentInfo *cms, X509 *cert)
+{
+	STACK_OF(X509) *pool = sg_smime_load_dir(ks, "certs");
+	STACK_OF(X509) *anchors = sg_smime_load_dir(ks, "anchors");
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *chain = NULL;
+
+	for (int i = 0; i < sk_X509_num(anchors); i++)
+		X509_STORE_add_cert(store, sk_X509_value(anchors, i));
+	if (X509_STORE_CTX_init(ctx, store, cert, pool) &&
+	    X509_verify_cert(ctx) == 1)
+		chain = X509_STORE_CTX_get1_chain(ctx);
+	/* Not the signer itself (CMS adds it) nor the self-signed root. */
+	for (int i = 1; i < sk_X509_num(chain); i++) {
+		X509 *c = sk_X509_value(chain, i);
+
+		if (X509_check_issued(c, c) != X509_V_OK)
+			CMS_add1_cert(cms, c);
+	}
+	sk_X509_pop_free(chain, X509_free);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_pop_free(pool, X509_free);
+	sk_X509_pop_free(anchors, X509_free);
+	ERR_clear_error();
+}
+
+int
+sg_smime_sign(const struct sg_keystore *ks, const char *fpr,
+	      struct sg_reader *in, struct sg_writer *out, struct sg_err *err)
+{
+	const int flags = CMS_DETACHED | CMS_BINARY;
+	CMS_ContentInfo *cms = NULL;
+	X509 *cert = sg_smime_load_cert(ks, "certs", fpr);
+	EVP_PKEY *key = load_key(ks, fpr);
+	BIO *inb = NULL, *b64 = NULL, *sink = NULL;
+	int rc = SG_OK;
+
+	if (cert == NULL || key == NULL) {
+		rc = sg_err_set(err, SG_ENOKEY, "signing certificate or key %s "
+		    "vanished", fpr);
+		goto out;
+	}
+	cms = CMS_sign(NULL, NULL, NULL, NULL, flags | CMS_PARTIAL);
+	if (cms == NULL ||
+	    CMS_add1_signer(cms, cert, key, EVP_sha256(), flags) == NULL) {
+		rc = sg_ssl_fail(err, SG_ECRYPTO, "cannot set up the signature");
+		goto out;
+	}
+	add_chain(ks, cms, cert);
+	inb = sg_bio_reader(in);
+	sink = sg_bio_writer(out);
+	b64 = BIO_new(BIO_f_base64());
+	if (inb == NULL || sink == NULL || b64 == NULL) {
+		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
+		goto out;
+	}
+	b64 = BIO_push(b64, sink);
+	sink = NULL;
+	if (CMS_final(cms, inb, NULL, flags) != 1 ||
+	    i2d_CMS_bio(b64, cms) != 1 || BIO_flush(b64) != 1)
+		rc = sg_ssl_fail(err, SG_ECRYPTO, "S/MIME signing failed");
+out:
+	BIO_free_all(b64);
+	BIO_free(sink);
+	BIO_free(inb);
+	CMS_ContentInfo_free(cms);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+	ERR_clear_error();
 	return rc;
 }
 

@@ -8,6 +8,7 @@
 #include "msgfile.h"
 #include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
+#include "sealgate/plan.h"
 #include "sealgate/rules.h"
 #include "sealgate.h"
 
@@ -24,7 +25,9 @@ struct explained {
 	struct sg_decision d;
 	bool decided;           /* rules were evaluated */
 	const char *method;
+	const char *signer;     /* signing key, when the outcome signs */
 	enum sg_outcome outcome;
+	const char *missing;    /* for reject/tempfail: what is missing */
 	GArray *skipped;        /* struct skipped */
 };
 
@@ -53,9 +56,9 @@ explain_rules(const struct sg_policy *pol, const struct sg_facts *f,
 static int
 explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
 	    const struct sg_msg *msg, const struct sg_facts *f,
-	    struct explained *e)
+	    struct sg_signers *signers, struct explained *e)
 {
-	bool has_key;
+	struct sg_rcpt_plan rp;
 	int rc;
 
 	rc = sg_pipeline_classify(pol, ks, msg, e->addr, &e->cls, e->fpr,
@@ -67,10 +70,22 @@ explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
 		return SG_OK;
 	}
 	explain_rules(pol, f, e);
-	has_key = sg_class_has_key(e->cls, e->d.methods);
-	e->outcome = sg_pipeline_outcome(&e->d, has_key);
-	if (e->outcome == SG_OUTCOME_ENCRYPT)
-		e->method = sg_method_name(sg_class_method(e->cls));
+	if (e->d.action == SG_ACTION_SIGN || e->d.action == SG_ACTION_SIGN_ENCRYPT) {
+		rc = sg_signers_lookup(signers, ks, msg->mail_from);
+		if (rc < 0)
+			return rc;
+	}
+	sg_plan_recipient(&e->d, e->cls, signers, &rp);
+	e->outcome = rp.outcome;
+	e->missing = rp.missing;
+	if (rp.encrypt_method >= 0)
+		e->method = sg_method_name(rp.encrypt_method);
+	else if (rp.sign_method >= 0)
+		e->method = sg_method_name(rp.sign_method);
+	if (rp.sign_method >= 0)
+		e->signer = signers->fpr[rp.sign_method];
+	if (rp.encrypt_method < 0)
+		e->fpr[0] = '\0';
 	return SG_OK;
 }
 
@@ -96,8 +111,12 @@ print_text(const struct explained *e)
 		printf("  rule: -\n  action: none\n");
 	}
 	printf("  method: %s\n", e->method ? e->method : "-");
-	printf("  key: %s\n", e->method ? e->fpr : "-");
+	printf("  key: %s\n", *e->fpr && e->method ? e->fpr : "-");
+	if (e->signer != NULL)
+		printf("  signing key: %s\n", e->signer);
 	printf("  outcome: %s\n", sg_outcome_name(e->outcome));
+	if (e->missing != NULL)
+		printf("  missing: %s\n", e->missing);
 }
 
 static void
@@ -140,11 +159,13 @@ append_json(GString *out, const struct explained *e)
 	json_field(out, "action", sg_action_name(e->decided ? e->d.action
 	    : SG_ACTION_NONE), true);
 	json_field(out, "method", e->method, true);
-	json_field(out, "key", e->method ? e->fpr : NULL, true);
+	json_field(out, "key", *e->fpr && e->method ? e->fpr : NULL, true);
+	json_field(out, "signing_key", e->signer, true);
 	json_field(out, "on_missing_key", e->decided &&
 	    sg_action_mandatory(e->d.action) ?
 	    sg_on_missing_name(e->d.on_missing_key) : NULL, true);
 	json_field(out, "outcome", sg_outcome_name(e->outcome), true);
+	json_field(out, "missing", e->missing, true);
 	g_string_append(out, "\"skipped\":[");
 	for (guint i = 0; i < e->skipped->len; i++) {
 		const struct skipped *s = &g_array_index(e->skipped,
@@ -177,6 +198,7 @@ explain(const struct sg_policy *pol, const struct sg_keystore *ks,
 	bool outbound = sg_pipeline_outbound(pol, msg);
 	char *reason = sg_pipeline_direction(pol, msg);
 	enum sg_class first = SG_CLASS_NONE;
+	struct sg_signers signers = { 0 };
 	bool split = false;
 	int rc = SG_OK;
 
@@ -198,7 +220,7 @@ explain(const struct sg_policy *pol, const struct sg_keystore *ks,
 		struct explained e = { .addr = r->addr };
 
 		e.skipped = g_array_new(FALSE, TRUE, sizeof(struct skipped));
-		rc = explain_one(pol, ks, msg, f, &e);
+		rc = explain_one(pol, ks, msg, f, &signers, &e);
 		if (i == 0)
 			first = e.cls;
 		split |= e.cls != first;

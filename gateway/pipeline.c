@@ -10,6 +10,8 @@
 #include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
 #include "sealgate/rewrite.h"
+#include "pipeline_int.h"
+#include "sealgate/plan.h"
 #include "sealgate/rules.h"
 #include "sealgate/smime.h"
 
@@ -78,12 +80,8 @@ sg_result_reply(struct sg_result *res, enum sg_verdict v, const char *rcode,
 	sg_edits_init(&res->edits);
 }
 
-static void
-set_reason(struct sg_result *res, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void
-set_reason(struct sg_result *res, const char *fmt, ...)
+void
+sg_result_reason(struct sg_result *res, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -93,14 +91,13 @@ set_reason(struct sg_result *res, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Internal error: keep the mail at the MTA (DESIGN.md §4 rule 2). */
-static int
-internal_error(struct sg_result *res, int rc, const char *what,
-	       const struct sg_err *err)
+int
+sg_result_internal(struct sg_result *res, int rc, const char *what,
+		   const struct sg_err *err)
 {
 	sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.3.0",
 	    "sealgate: temporary failure, try again later");
-	set_reason(res, "%s: %s", what, err != NULL && *err->msg ? err->msg
+	sg_result_reason(res, "%s: %s", what, err != NULL && *err->msg ? err->msg
 	    : sg_strerror(rc));
 	return rc < 0 ? rc : SG_EIO;
 }
@@ -207,154 +204,6 @@ sg_class_has_key(enum sg_class cls, const struct sg_methods *methods)
 	return m >= 0 && sg_policy_allows_method(methods, m);
 }
 
-/* Reader over the encrypted entity: the Content-* header fields, an empty
- * line, then the body straight from the spool. */
-struct entity_reader {
-	GString *head;
-	size_t head_pos;
-	struct sg_spool *spool;
-	off_t pos;
-};
-
-static int
-entity_read(void *ctx, void *buf, size_t len, size_t *nread)
-{
-	struct entity_reader *er = ctx;
-	size_t n;
-	int rc;
-
-	if (er->head_pos < er->head->len) {
-		n = MIN(len, er->head->len - er->head_pos);
-		memcpy(buf, er->head->str + er->head_pos, n);
-		er->head_pos += n;
-		*nread = n;
-		return SG_OK;
-	}
-	rc = sg_spool_read_at(er->spool, er->pos, buf, len, nread);
-	if (rc == 0)
-		er->pos += (off_t)*nread;
-	return rc;
-}
-
-static int
-spool_write_crlf(void *ctx, const void *buf, size_t len)
-{
-	return sg_spool_write_crlf(ctx, buf, len);
-}
-
-/* The common part of both encryptions: the entity to encrypt (the
- * Content-* fields and the body) and the spool for the new body. */
-struct encryption {
-	struct entity_reader er;
-	struct sg_reader in;
-	struct sg_writer out;
-	struct sg_spool *body;
-	struct sg_err err;
-};
-
-static int
-encryption_begin(struct sg_msg *msg, const struct sg_policy *pol,
-		 struct encryption *enc)
-{
-	int rc;
-
-	memset(enc, 0, sizeof(*enc));
-	rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &enc->body);
-	if (rc < 0)
-		return rc;
-	enc->er.head = sg_rewrite_content_headers(msg);
-	enc->er.spool = msg->spool;
-	enc->er.pos = msg->body_offset;
-	enc->in = (struct sg_reader){ entity_read, &enc->er };
-	enc->out = (struct sg_writer){ spool_write_crlf, enc->body };
-	return SG_OK;
-}
-
-/* Hands the body to res on success; frees it otherwise. */
-static int
-encryption_end(struct encryption *enc, int rc, const char *what,
-	       struct sg_result *res)
-{
-	g_string_free(enc->er.head, TRUE);
-	if (rc < 0) {
-		sg_spool_free(enc->body);
-		return internal_error(res, rc, what, &enc->err);
-	}
-	res->edits.body = enc->body;
-	res->action = "encrypt";
-	return SG_OK;
-}
-
-/* RFC 3156 PGP/MIME to the keys in res->fprs. */
-static int
-encrypt_openpgp(struct sg_msg *msg, const struct sg_policy *pol,
-		const struct sg_keystore *ks, struct sg_result *res)
-{
-	struct encryption enc;
-	char boundary[64], *head, *tail, *ctype;
-	int rc, flags = 0;
-
-	rc = encryption_begin(msg, pol, &enc);
-	if (rc < 0)
-		return internal_error(res, rc, "spool", NULL);
-	sg_mime_boundary(boundary, sizeof(boundary));
-	head = sg_mime_pgp_encrypted_head(boundary);
-	tail = sg_mime_pgp_encrypted_tail(boundary);
-	if (sg_rewrite_has_hidden_recipient(msg))
-		flags |= SG_PGP_HIDE_RECIPIENTS;
-
-	rc = sg_spool_puts(enc.body, head);
-	if (rc == 0)
-		rc = sg_openpgp_encrypt(ks, (const char *const *)res->fprs->pdata,
-		    res->fprs->len, flags, &enc.in, &enc.out, &enc.err);
-	if (rc == 0)
-		rc = sg_spool_puts(enc.body, tail);
-	if (rc == 0) {
-		ctype = sg_mime_pgp_encrypted_type(boundary);
-		sg_rewrite_content_edits(msg, ctype, NULL, &res->edits);
-		g_free(ctype);
-		res->method = "openpgp";
-		set_reason(res, "%u recipient(s)%s", msg->rcpts->len,
-		    (flags & SG_PGP_HIDE_RECIPIENTS) ? ", key ids hidden" : "");
-	}
-	g_free(head);
-	g_free(tail);
-	return encryption_end(&enc, rc, "OpenPGP encryption", res);
-}
-
-/* S/MIME application/pkcs7-mime to the certificates in res->fprs. */
-static int
-encrypt_smime(struct sg_msg *msg, const struct sg_policy *pol,
-	      const struct sg_keystore *ks, const struct sg_smime_rcpt *rcpts,
-	      int cipher, struct sg_result *res)
-{
-	static const char *const extra[] = {
-		"Content-Transfer-Encoding", "base64",
-		"Content-Disposition", "attachment; filename=\"smime.p7m\"",
-		"Content-Description", "S/MIME Encrypted Message",
-		NULL,
-	};
-	struct encryption enc;
-	char *ctype;
-	int rc;
-
-	rc = encryption_begin(msg, pol, &enc);
-	if (rc < 0)
-		return internal_error(res, rc, "spool", NULL);
-	rc = sg_smime_encrypt(ks, rcpts, msg->rcpts->len, cipher, &enc.in,
-	    &enc.out, &enc.err);
-	if (rc == 0) {
-		ctype = g_strdup_printf("application/pkcs7-mime; smime-type=%s;"
-		    "\n\tname=\"smime.p7m\"", sg_smime_type(cipher));
-		sg_rewrite_content_edits(msg, ctype, extra, &res->edits);
-		g_free(ctype);
-		res->method = "smime";
-		set_reason(res, "%u recipient(s), %s", msg->rcpts->len,
-		    sg_smime_type(cipher));
-	}
-	return encryption_end(&enc, rc, "S/MIME encryption", res);
-}
-
 /* The class of the transaction. Recipients classified at RCPT time keep
  * that class (and key); the others are classified now. All must agree. */
 static int
@@ -373,7 +222,7 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 			rc = sg_pipeline_classify(pol, ks, msg, r->addr, &r->cls,
 			    fpr, NULL);
 			if (rc < 0)
-				return internal_error(res, rc, "key lookup", NULL);
+				return sg_result_internal(res, rc, "key lookup", NULL);
 			if (sg_class_method(r->cls) >= 0)
 				r->key_fpr = g_strdup(fpr);
 		}
@@ -384,101 +233,14 @@ transaction_class(struct sg_msg *msg, const struct sg_policy *pol,
 			    "recipient <%s> needs a different treatment "
 			    "(%s, not %s); deliver it in a separate transaction",
 			    r->addr, sg_class_name(r->cls), sg_class_name(first));
-			set_reason(res, "mixed recipient classes");
+			sg_result_reason(res, "mixed recipient classes");
 			return SG_OK;
 		}
 		if (sg_class_method(r->cls) >= 0 && r->key_fpr == NULL)
-			return internal_error(res, SG_ENOKEY, "key lookup", NULL);
+			return sg_result_internal(res, SG_ENOKEY, "key lookup", NULL);
 	}
 	*out = first;
 	return SG_OK;
-}
-
-struct outcome {
-	unsigned n_encrypt, n_plain, n_plain_keyless;
-	int cipher;                /* S/MIME: the most compatible asked for */
-	GArray *oaep;              /* gboolean per recipient */
-	GString *missing[3];       /* by on_missing_key: addresses */
-	const char *missing_rule[3];
-	const char *rule;          /* a deciding rule, for the log */
-	const char *strip_tag;     /* tag to remove from the Subject */
-};
-
-enum sg_outcome
-sg_pipeline_outcome(const struct sg_decision *d, bool has_key)
-{
-	switch (d->action) {
-	case SG_ACTION_NONE:
-		return SG_OUTCOME_PLAIN;
-	case SG_ACTION_ENCRYPT_IF_KEY:
-		return has_key ? SG_OUTCOME_ENCRYPT : SG_OUTCOME_PLAIN;
-	default:
-		if (has_key)
-			return SG_OUTCOME_ENCRYPT;
-		switch (d->on_missing_key) {
-		case SG_MISSING_SEND_PLAIN:	return SG_OUTCOME_PLAIN;
-		case SG_MISSING_TEMPFAIL:	return SG_OUTCOME_TEMPFAIL;
-		default:			return SG_OUTCOME_REJECT;
-		}
-	}
-}
-
-const char *
-sg_outcome_name(enum sg_outcome o)
-{
-	switch (o) {
-	case SG_OUTCOME_PASS:		return "pass";
-	case SG_OUTCOME_PLAIN:		return "plain";
-	case SG_OUTCOME_ENCRYPT:	return "encrypt";
-	case SG_OUTCOME_REJECT:		return "reject";
-	default:			return "tempfail";
-	}
-}
-
-static void
-decide_recipients(const struct sg_msg *msg, const struct sg_policy *pol,
-		  enum sg_class cls, const struct sg_facts *facts,
-		  struct outcome *oc)
-{
-	for (guint i = 0; i < msg->rcpts->len; i++) {
-		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
-		struct sg_decision d;
-		bool has_key;
-		int m;
-
-		gboolean oaep;
-
-		sg_policy_decide(pol, facts, r->addr, &d);
-		has_key = sg_class_has_key(cls, d.methods);
-		oaep = d.smime_key_transport == SG_KT_RSA_OAEP;
-		g_array_append_val(oc->oaep, oaep);
-		/* The enum runs from the least to the most compatible cipher. */
-		if (d.smime_cipher > oc->cipher)
-			oc->cipher = d.smime_cipher;
-		if (d.rule != NULL && oc->rule == NULL)
-			oc->rule = d.rule;
-		if (d.strip_tag && oc->strip_tag == NULL)
-			oc->strip_tag = d.subject_tag;
-		switch (sg_pipeline_outcome(&d, has_key)) {
-		case SG_OUTCOME_ENCRYPT:
-			oc->n_encrypt++;
-			break;
-		case SG_OUTCOME_PLAIN:
-		case SG_OUTCOME_PASS:
-			oc->n_plain++;
-			oc->n_plain_keyless += !has_key;
-			break;
-		default:
-			m = d.on_missing_key;
-			if (oc->missing[m] == NULL) {
-				oc->missing[m] = g_string_new(NULL);
-				oc->missing_rule[m] = d.rule;
-			}
-			g_string_append_printf(oc->missing[m], "%s%s",
-			    oc->missing[m]->len ? ", " : "", r->addr);
-			break;
-		}
-	}
 }
 
 /* Removes the rule's tag from the Subject. */
@@ -506,31 +268,35 @@ rule_label(const char *rule)
 	return rule != NULL ? rule : "outbound.default";
 }
 
+static bool
+refuse_one(const struct sg_plan *plan, int m, struct sg_result *res)
+{
+	const char *what = plan->missing_what[m];
+	bool sign = what != NULL && strcmp(what, "signing key") == 0;
+	const char *rule = rule_label(plan->missing_rule[m]);
+
+	if (plan->missing[m] == NULL)
+		return false;
+	if (m == SG_MISSING_REJECT)
+		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		    "%s required by rule \"%s\"; no usable %s for: %s",
+		    sign ? "signing" : "encryption", rule, what,
+		    plan->missing[m]->str);
+	else
+		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.7.1",
+		    "%s required by rule \"%s\"; no usable %s for: %s; "
+		    "try again later", sign ? "signing" : "encryption", rule, what,
+		    plan->missing[m]->str);
+	sg_result_reason(res, "no usable %s (rule %s)", what, rule);
+	return true;
+}
+
 /* Refusals for recipients without a usable key; true when one was set. */
 static bool
-refuse_missing(const struct outcome *oc, struct sg_result *res)
+refuse_missing(const struct sg_plan *plan, struct sg_result *res)
 {
-	const GString *rej = oc->missing[SG_MISSING_REJECT];
-	const GString *tmp = oc->missing[SG_MISSING_TEMPFAIL];
-
-	if (rej != NULL) {
-		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
-		    "encryption required by rule \"%s\"; no usable key for: %s",
-		    rule_label(oc->missing_rule[SG_MISSING_REJECT]), rej->str);
-		set_reason(res, "no usable key (rule %s)",
-		    rule_label(oc->missing_rule[SG_MISSING_REJECT]));
-		return true;
-	}
-	if (tmp != NULL) {
-		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.7.1",
-		    "encryption required by rule \"%s\"; no usable key for: %s; "
-		    "try again later", rule_label(oc->missing_rule[SG_MISSING_TEMPFAIL]),
-		    tmp->str);
-		set_reason(res, "no usable key (rule %s)",
-		    rule_label(oc->missing_rule[SG_MISSING_TEMPFAIL]));
-		return true;
-	}
-	return false;
+	return refuse_one(plan, SG_MISSING_REJECT, res) ||
+	    refuse_one(plan, SG_MISSING_TEMPFAIL, res);
 }
 
 /* Parses the message; false (with a refusal in res) when it is malformed
@@ -546,89 +312,70 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 
 	stream = sg_spool_stream(msg->spool, 0, -1);
 	if (stream == NULL)
-		return internal_error(res, SG_EIO, "spool", NULL);
+		return sg_result_internal(res, SG_EIO, "spool", NULL);
 	rc = sg_mime_inspect(stream, &info, &err);
 	g_object_unref(stream);
 	if (rc == SG_EMALFORMED) {
 		sg_result_reply(res, SG_VERDICT_REJECT, "554", "5.6.0",
 		    "malformed MIME message (%s); it was not sent", err.msg);
-		set_reason(res, "malformed: %s", err.msg);
+		sg_result_reason(res, "malformed: %s", err.msg);
 		return SG_OK;
 	}
 	if (rc < 0)
-		return internal_error(res, rc, "MIME parser", &err);
+		return sg_result_internal(res, rc, "MIME parser", &err);
 	*prot = info.protection;
 	return SG_OK;
 }
 
-static void
-outcome_clear(struct outcome *oc)
-{
-	g_array_free(oc->oaep, TRUE);
-	for (int i = 0; i < 3; i++)
-		if (oc->missing[i] != NULL)
-			g_string_free(oc->missing[i], TRUE);
-}
-
-/* An outbound transaction of one class: apply the rules, then encrypt or
+/* An outbound transaction of one class: apply the rules, then protect or
  * pass, or refuse. */
 static int
 run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
 	     const struct sg_keystore *ks, enum sg_class cls,
 	     struct sg_result *res)
 {
-	struct outcome oc = { 0 };
-	struct sg_smime_rcpt *rcpts;
+	struct sg_plan plan;
 	struct sg_facts facts;
 	enum sg_protection prot = SG_PROT_NONE;
-	int rc = SG_OK;
+	int rc;
 
-	oc.oaep = g_array_new(FALSE, TRUE, sizeof(gboolean));
 	sg_facts_from_msg(&facts, msg);
-	decide_recipients(msg, pol, cls, &facts, &oc);
-	res->rule = oc.rule;
-	if (refuse_missing(&oc, res))
-		goto out;
-	if (oc.n_encrypt > 0 && oc.n_plain_keyless > 0) {
-		/* Cannot happen with one class unless rules pick methods the
-		 * recipients have no key for; never fall back to plain. */
-		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
-		    "the policy asks for encryption for some recipients of this "
-		    "message and not for others; send to them separately");
-		set_reason(res, "conflicting outcomes in one transaction");
+	rc = sg_plan_transaction(&plan, msg, pol, ks, cls, &facts);
+	if (rc < 0) {
+		rc = sg_result_internal(res, rc, "signing key lookup", NULL);
 		goto out;
 	}
-	if (oc.strip_tag != NULL)
-		strip_subject_tag(msg, &facts, oc.strip_tag, res);
-	if (oc.n_encrypt == 0) {
-		set_reason(res, "%s (%s)", cls == SG_CLASS_PLAIN
+	res->rule = plan.rule;
+	if (refuse_missing(&plan, res))
+		goto out;
+	if (plan.conflict) {
+		/* Rules that pick methods some recipients (or the sender)
+		 * have no key for; never fall back to less protection. */
+		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		    "the policy asks for different protection for the "
+		    "recipients of this message; send to them separately");
+		sg_result_reason(res, "conflicting outcomes in one transaction");
+		goto out;
+	}
+	if (plan.strip_tag != NULL)
+		strip_subject_tag(msg, &facts, plan.strip_tag, res);
+	if (!plan.encrypt && !plan.sign) {
+		sg_result_reason(res, "%s (%s)", cls == SG_CLASS_PLAIN
 		    ? "no usable key; the policy allows plain"
-		    : "the policy asks for no encryption", rule_label(oc.rule));
+		    : "the policy asks for no protection", rule_label(plan.rule));
 		goto out;
 	}
 	rc = inspect_message(msg, res, &prot);
 	if (rc < 0 || res->verdict != SG_VERDICT_ACCEPT)
 		goto out;
 	if (prot != SG_PROT_NONE) {
-		set_reason(res, "already protected (%s)",
+		sg_result_reason(res, "already protected (%s)",
 		    sg_mime_protection_name(prot));
 		goto out;
 	}
-	rcpts = g_new0(struct sg_smime_rcpt, msg->rcpts->len);
-	for (guint i = 0; i < msg->rcpts->len; i++) {
-		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
-
-		g_ptr_array_add(res->fprs, g_strdup(r->key_fpr));
-		rcpts[i].fpr = r->key_fpr;
-		rcpts[i].oaep = g_array_index(oc.oaep, gboolean, i);
-	}
-	if (cls == SG_CLASS_SMIME)
-		rc = encrypt_smime(msg, pol, ks, rcpts, oc.cipher, res);
-	else
-		rc = encrypt_openpgp(msg, pol, ks, res);
-	g_free(rcpts);
+	rc = sg_protect(msg, pol, ks, &plan, res);
 out:
-	outcome_clear(&oc);
+	sg_plan_clear(&plan);
 	sg_facts_clear(&facts);
 	return rc;
 }
@@ -643,14 +390,14 @@ sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 	if (msg->limit_error) {
 		sg_result_reply(res, SG_VERDICT_REJECT, "552", "5.3.4",
 		    "message refused: %s", msg->limit_what);
-		set_reason(res, "%s", msg->limit_what);
+		sg_result_reason(res, "%s", msg->limit_what);
 		return SG_OK;
 	}
 	if ((long long)sg_spool_size(msg->spool) > pol->gateway.max_message_size) {
 		sg_result_reply(res, SG_VERDICT_REJECT, "552", "5.3.4",
 		    "message size exceeds the limit of %lld bytes",
 		    pol->gateway.max_message_size);
-		set_reason(res, "message too large");
+		sg_result_reason(res, "message too large");
 		return SG_OK;
 	}
 	if (msg->rcpts->len == 0)
@@ -660,10 +407,10 @@ sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		return rc;
 	switch (cls) {
 	case SG_CLASS_PASS:
-		set_reason(res, "not outbound");
+		sg_result_reason(res, "not outbound");
 		return SG_OK;
 	case SG_CLASS_INTERNAL:
-		set_reason(res, "internal recipients");
+		sg_result_reason(res, "internal recipients");
 		return SG_OK;
 	default:
 		return run_outbound(msg, pol, ks, cls, res);

@@ -3,6 +3,7 @@
 #ifndef SEALGATE_MIME_H
 #define SEALGATE_MIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <gmime/gmime.h>
@@ -44,5 +45,17 @@ void sg_mime_boundary(char *buf, size_t len);
 char *sg_mime_pgp_encrypted_type(const char *boundary);
 char *sg_mime_pgp_encrypted_head(const char *boundary);
 char *sg_mime_pgp_encrypted_tail(const char *boundary);
+
+/* The MIME entity in in (header block and body) made safe for 7-bit
+ * transport: leaves with 8-bit or binary content or lines over 998
+ * characters get quoted-printable or base64; CRLF line ends. When in is
+ * already 7-bit clean it is returned as it is (*changed false). The
+ * result is seekable. (transfer full) */
+GMimeStream *sg_mime_entity_7bit(GMimeStream *in, bool *changed,
+				 struct sg_err *err);
+
+/* RFC 1847 multipart/signed Content-Type value. (transfer full) */
+char *sg_mime_signed_type(const char *protocol, const char *micalg,
+			  const char *boundary);
 
 #endif

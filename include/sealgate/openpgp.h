@@ -33,10 +33,23 @@ enum {
 };
 
 /* Encrypts everything in to the keys with the given fingerprints, writing
- * ASCII armor to out. */
+ * ASCII armor to out. With a signer (fingerprint of a secret key), signs
+ * and encrypts in one OpenPGP message (RFC 3156 §6.2). */
 int sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
-		       size_t nfprs, int flags, struct sg_reader *in,
-		       struct sg_writer *out, struct sg_err *err);
+		       size_t nfprs, const char *signer, int flags,
+		       struct sg_reader *in, struct sg_writer *out,
+		       struct sg_err *err);
+
+/* Finds the best usable signing key (a secret key) for addr. SG_ENOKEY
+ * when there is none. */
+int sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
+				char fpr[SG_FPR_MAX], struct sg_err *err);
+
+/* Writes an armored detached signature of in to out; micalg receives the
+ * RFC 3156 micalg value (e.g. "pgp-sha256"). */
+int sg_openpgp_sign(const struct sg_keystore *ks, const char *signer,
+		    struct sg_reader *in, struct sg_writer *out,
+		    char *micalg, size_t micalg_len, struct sg_err *err);
 
 struct sg_openpgp_import {
 	unsigned considered;

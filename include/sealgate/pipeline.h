@@ -65,18 +65,6 @@ int sg_class_method(enum sg_class cls);
 /* True when the class's method is among methods. */
 bool sg_class_has_key(enum sg_class cls, const struct sg_methods *methods);
 
-/* What a decision means for one recipient of an outbound transaction. */
-enum sg_outcome {
-	SG_OUTCOME_PASS,        /* not outbound, or internal */
-	SG_OUTCOME_PLAIN,
-	SG_OUTCOME_ENCRYPT,
-	SG_OUTCOME_REJECT,      /* mandatory, no key, on_missing_key reject */
-	SG_OUTCOME_TEMPFAIL,    /* mandatory, no key, on_missing_key tempfail */
-};
-
-enum sg_outcome sg_pipeline_outcome(const struct sg_decision *d, bool has_key);
-const char *sg_outcome_name(enum sg_outcome o);
-
 /* Runs the message through the policy. Always leaves a verdict in res; a
  * negative return means an internal error, and res then says tempfail. */
 int sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,

@@ -32,6 +32,18 @@ const char *sg_smime_type(int cipher);
 int sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
 		       char fpr[SG_FPR_MAX], struct sg_err *err);
 
+/* Finds the sender's best signing certificate: one with its private key
+ * in the keystore, valid, key usage and extended key usage allowing
+ * signing, chaining to a trust anchor. SG_ENOKEY when there is none. */
+int sg_smime_find_signing_cert(const struct sg_keystore *ks, const char *addr,
+			       char fpr[SG_FPR_MAX], struct sg_err *err);
+
+/* Writes a detached CMS signature (SHA-256, signer certificate and its
+ * intermediates included) of in to out, base64 with CRLF lines. */
+int sg_smime_sign(const struct sg_keystore *ks, const char *fpr,
+		  struct sg_reader *in, struct sg_writer *out,
+		  struct sg_err *err);
+
 /* One recipient: a certificate and whether RSA-OAEP is used for it. */
 struct sg_smime_rcpt {
 	const char *fpr;

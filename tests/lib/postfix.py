@@ -130,6 +130,24 @@ class PostfixError(RuntimeError):
     pass
 
 
+def read_log(path, offset=0):
+    """Text of a log file from byte offset on ("" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def file_size(path):
+    """Size of a file in bytes (0 when it does not exist)."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def tcp_listening(port, host="127.0.0.1"):
     """Whether a socket listens on host:port (from /proc/net/tcp; no
     connection is made, so the listener sees nothing)."""
@@ -241,25 +259,13 @@ class MilterProcess:
             time.sleep(0.1)
 
     def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def log_size(self):
-        try:
-            return os.path.getsize(self.log_path)
-        except OSError:
-            return 0
+        return file_size(self.log_path)
 
     def log_since(self, offset):
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path, offset)
 
 
 class SinkMessage(bytes):
@@ -366,11 +372,7 @@ class SmtpSink:
                 self.port, self.log_text()))
 
     def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -782,26 +784,14 @@ class PrivatePostfix:
     # -- logs ------------------------------------------------------------
 
     def maillog(self):
-        try:
-            with open(self.maillog_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.maillog_path)
 
     def mark_maillog(self):
         """Remember the current end of the maillog (see maillog_since)."""
-        try:
-            self._maillog_mark = os.path.getsize(self.maillog_path)
-        except OSError:
-            self._maillog_mark = 0
+        self._maillog_mark = file_size(self.maillog_path)
 
     def maillog_since(self):
-        try:
-            with open(self.maillog_path, "rb") as f:
-                f.seek(self._maillog_mark)
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_log(self.maillog_path, self._maillog_mark)
 
     def wait_maillog(self, pattern, timeout=30, since_mark=True):
         """Wait until a maillog line matches the regex; returns the match."""

@@ -21,6 +21,18 @@ CMD_TIMEOUT = 120              # seconds; no single command of a test may hang
 SMTP_REJECT_RE = re.compile(r"^5\d\d 5\.\d{1,3}\.\d{1,3} ", re.M)
 SMTP_TEMPFAIL_RE = re.compile(r"^4\d\d 4\.\d{1,3}\.\d{1,3} ", re.M)
 
+# Who is who in the test messages. example.com is the internal domain.
+SENDER = "alice@example.com"          # internal sender of the messages
+BOB = "bob@example.com"               # internal recipient
+CAROL = "carol@partner.example"       # external; the tests give her a key
+XPART = "x@partner.example"           # external, same domain, no key
+DAVE = "dave@other.example"           # external; a key in some tests
+ERIN = "erin@other.example"           # external, no key
+KEY_NAMES = {BOB: "Bob Example", CAROL: "Carol Partner", DAVE: "Dave Other"}
+# Text put into message bodies: it must never show up in clear where the
+# message is encrypted, nor on stderr or in logs.
+MARKER = "SGMARK-" + os.urandom(6).hex()
+
 
 # --------------------------------------------------------------------------
 # Locating things, skipping
@@ -265,6 +277,32 @@ def pkesk_keyids(list_packets_text):
     return [k.upper() for k in PKESK_RE.findall(list_packets_text)]
 
 
+def new_key_home(tmp, addr):
+    """A GpgHome in tmp/<local part of addr> holding a new key for addr,
+    with its real name from KEY_NAMES. Returns (home, fingerprint)."""
+    home = GpgHome(os.path.join(tmp, addr.split("@")[0]))
+    return home, home.gen_key(KEY_NAMES[addr], addr)
+
+
+def class_set_up(prefix, *addrs):
+    """The start of a test class's set-up: the sealgate binary must exist
+    (else the file is skipped), a new temporary directory, and a GnuPG home
+    with a new key for each address. Returns (tmp, [(home, fingerprint), ...])."""
+    require_binary()
+    tmp = tmpdir(prefix)
+    return tmp, [new_key_home(tmp, addr) for addr in addrs]
+
+
+def export_public_key(tmp, home, addr, armor=True):
+    """Write addr's public key from home into a file in tmp (ASCII armor, or
+    binary with armor=False); returns the file's path."""
+    path = os.path.join(tmp, "%s.pub.%s" % (addr.replace("@", "_at_"),
+                                            "asc" if armor else "gpg"))
+    with open(path, "wb") as f:
+        f.write(home.export_public(addr, armor=armor))
+    return path
+
+
 # --------------------------------------------------------------------------
 # The gateway under test
 
@@ -314,6 +352,33 @@ class Gateway:
 
     def import_keys(self, *paths):
         return self.run("keys", "-c", self.policy, "import", *paths)
+
+    def import_keys_checked(self, *paths):
+        """import_keys for set-up: raises RuntimeError when sealgate fails."""
+        cp = self.import_keys(*paths)
+        if cp.returncode != 0:
+            raise RuntimeError("sealgate keys import failed (%d): %s%s"
+                               % (cp.returncode, cp.stdout, cp.stderr))
+        return cp
+
+    def check_policy(self, text=None):
+        """`sealgate policy check` for set-up, on the gateway's policy file or,
+        given text, on that text in a scratch file next to it; raises
+        RuntimeError when the policy is refused."""
+        path = self.policy
+        if text is not None:
+            path = os.path.join(self.dir, "probe.yaml")
+            with open(path, "w") as f:
+                f.write(text)
+        try:
+            cp = self.run("policy", "check", "-c", path)
+        finally:
+            if text is not None:
+                os.unlink(path)
+        if cp.returncode != 0:
+            raise RuntimeError("policy check failed (%d): %s%s\n%s"
+                               % (cp.returncode, cp.stdout, cp.stderr, text or ""))
+        return cp
 
     def list_keys(self):
         return self.run("keys", "-c", self.policy, "list")
@@ -587,6 +652,48 @@ def assert_decrypts_to_original(tc, home, original, out):
 # Policy tests: gateways with a complete policy file, header fields by name
 
 
+def policy_yaml(rules="", trusted_networks=None, internal_domains="example.com",
+                action="encrypt-if-key", methods="openpgp"):
+    """A policy file's text: keystore "store", spool_dir "spool", the
+    gateway's trusted_networks (a YAML flow list's items, or None to leave the
+    key out), internal_domains, the outbound default and, when given, the
+    outbound rules (YAML list items indented by four spaces)."""
+    text = ("version: 1\n"
+            "gateway:\n"
+            "  keystore: \"store\"\n"
+            "  spool_dir: \"spool\"\n")
+    if trusted_networks is not None:
+        text += "  trusted_networks: [%s]\n" % trusted_networks
+    text += ("internal_domains: [%s]\n"
+             "outbound:\n"
+             "  default: { action: %s, methods: [%s] }\n"
+             % (internal_domains, action, methods))
+    if rules:
+        text += "  rules:\n" + rules
+    return text
+
+
+# The rules of the reference policy, first match wins: header, MIP label,
+# subject tag, recipient domain.
+REFERENCE_RULES = """\
+    - name: confidential
+      when: { header: { name: Sensitivity, matches: "company-confidential" } }
+      action: encrypt
+      on_missing_key: reject
+    - name: mip
+      when: { label: Confidential }
+      action: encrypt
+    - name: subject-tag
+      when: { subject_tag: "[secure]" }
+      action: encrypt
+    - name: partner
+      when: { recipient_domain: [partner.example] }
+      action: encrypt
+      on_missing_key: send-plain
+"""
+
+
+
 def policy_gateway(tmp, policy_text):
     """A Gateway in tmp whose policy.yaml is exactly policy_text.
 
@@ -602,17 +709,8 @@ def policy_gateway(tmp, policy_text):
 def import_public_keys(gw, tmp, pairs):
     """Export each (GpgHome, address)'s public key into tmp and import them
     all into gw's keystore with `sealgate keys import`; raises on failure."""
-    paths = []
-    for home, addr in pairs:
-        p = os.path.join(tmp, "%s.pub.asc" % addr.replace("@", "_at_"))
-        with open(p, "wb") as f:
-            f.write(home.export_public(addr))
-        paths.append(p)
-    cp = gw.import_keys(*paths)
-    if cp.returncode != 0:
-        raise RuntimeError("sealgate keys import failed (%d): %s"
-                           % (cp.returncode, cp.stderr))
-    return cp
+    return gw.import_keys_checked(*[export_public_key(tmp, home, addr)
+                                    for home, addr in pairs])
 
 
 def field_values(msg, name):

@@ -16,202 +16,34 @@ separate GnuPG home; delivered messages are decrypted there with gpg.
   d) a keyless external recipient gets the message unchanged.
 """
 
-import functools
-import os
 import re
-import sys
 import time
 import unittest
-import uuid
 
-import sgtest
-import postfix
+import miltertest
+from miltertest import ALICE, CAROL, header, make_msg, marker, with_diagnostics
 
-ALICE = "alice@example.com"
-CAROL = "carol@partner.example"
 DAVE = "dave@nokey.example"
 
 STATE = {}
 
-BINARY = sgtest.require_binary()
-_ok, _why = postfix.can_run()
-if not _ok:
-    sgtest.skip_file(_why)
-sgtest.require_program("gpg")
+BINARY = miltertest.require_tools()
 
 
 def setUpModule():
-    binary = BINARY
-    tmp = sgtest.tmpdir("sgpo")
-    os.chmod(tmp, 0o755)
-
-    carol = sgtest.GpgHome(os.path.join(tmp, "carol"))
-    carol.gen_key("Carol Partner", CAROL)
-    pub = os.path.join(tmp, "carol.asc")
-    with open(pub, "wb") as f:
-        f.write(carol.export_public(CAROL))
-
     # Policy: internal_domains [example.com], outbound default
     # encrypt-if-key. Postfix connects from 127.0.0.1.
-    gw = sgtest.Gateway(os.path.join(tmp, "gw"))
-    cp = gw.run("policy", "check", "-c", gw.policy)
-    if cp.returncode != 0:
-        raise RuntimeError("policy check failed (%d): %s%s"
-                           % (cp.returncode, cp.stdout, cp.stderr))
-    cp = gw.import_keys(pub)
-    if cp.returncode != 0:
-        raise RuntimeError("sealgate keys import failed (%d): %s%s"
-                           % (cp.returncode, cp.stdout, cp.stderr))
-
-    milter = postfix.MilterProcess(
-        lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"],
-        os.path.join(tmp, "sealgate.log"))
-    milter.start()
-    pf = postfix.PrivatePostfix(milter.postfix_spec)
-    STATE.update(tmp=tmp, carol=carol, gw=gw, milter=milter, pf=pf)
+    miltertest.set_up_gateway(STATE, "sgpo")
+    miltertest.start_milter_and_postfix(STATE, BINARY)
 
 
 def tearDownModule():
-    pf = STATE.get("pf")
-    if pf is not None:
-        pf.stop()
-    milter = STATE.get("milter")
-    if milter is not None:
-        milter.stop()
-    carol = STATE.get("carol")
-    if carol is not None:
-        carol.kill()
+    miltertest.tear_down(STATE)
 
 
-def marker():
-    return "PLAINTEXT-MARKER-%s" % uuid.uuid4().hex
+class PostfixOutbound(miltertest.MilterTestCase):
 
-
-def make_msg(to, body_marker, subject="Quarterly figures", extra_body=""):
-    """A plain-text message with LF line ends and nothing swaks would expand
-    (no '%' tokens, no backslashes)."""
-    headers = sgtest.std_headers(sender="Alice Example <%s>" % ALICE,
-                                 to="<%s>" % to, subject=subject)
-    headers += [("Content-Type", "text/plain; charset=us-ascii"),
-                ("Content-Transfer-Encoding", "7bit")]
-    body = ("Hello,\n\nthe figures are attached below.\n%s\n%s\n"
-            "Regards,\nAlice\n" % (body_marker, extra_body))
-    msg = sgtest.make_message(headers, body, eol=b"\n")
-    assert b"%" not in msg and b"\\" not in msg
-    return msg
-
-
-_ADDED_RECEIVED = re.compile(
-    rb"^Received: [^\n]*(?:\n[ \t][^\n]*)*", re.I)
-
-
-def strip_added_received(msg):
-    """Remove the Received: fields the private Postfix prepended (the by-host
-    is one of its own names); the original's own Received: stays."""
-    while True:
-        m = _ADDED_RECEIVED.match(msg)
-        if not m or b"sgtest.invalid (Postfix" not in m.group(0):
-            return msg
-        msg = msg[m.end() + 1:]
-
-
-def header(msg, name):
-    fields, _ = sgtest.split_header_body(sgtest.canon(msg))
-    return [sgtest.norm_value(v) for v in sgtest.header_values(fields, name)]
-
-
-def top_content_type(msg):
-    vals = header(msg, "Content-Type")
-    return sgtest.parse_content_type(vals[0])[0] if vals else None
-
-
-def with_diagnostics(fn):
-    """On failure, print the maillog and sealgate's log of this test."""
-    @functools.wraps(fn)
-    def wrapper(self):
-        try:
-            fn(self)
-        except unittest.SkipTest:
-            raise
-        except BaseException:
-            sys.stderr.write("\n=== %s failed; diagnostics ===\n%s\n"
-                             % (fn.__name__, self.diagnostics()))
-            raise
-    return wrapper
-
-
-class PostfixOutbound(unittest.TestCase):
-
-    def setUp(self):
-        self.pf = STATE["pf"]
-        self.milter = STATE["milter"]
-        self.carol = STATE["carol"]
-        if not self.milter.running():
-            self.milter.start()
-        self.reset_queue()
-        self.pf.sink.clear()
-        self.pf.mark_maillog()
-        self.log_mark = self.milter.log_size()
-
-    def reset_queue(self):
-        """Start each test with an empty queue (mail left over from a failed
-        test must not show up in the next one)."""
-        if self.pf.queue():
-            self.pf.flush()
-            if not self.pf.wait_queue_empty(10):
-                self.pf.purge_queue()
-        time.sleep(0.5)
-
-    def diagnostics(self):
-        return ("--- maillog of this test ---\n%s\n--- postqueue -p ---\n%s\n"
-                "--- sealgate log of this test ---\n%s\n--- sink files ---\n%s"
-                % (self.pf.maillog_since(), self.pf.postqueue_p(),
-                   self.milter.log_since(self.log_mark),
-                   "\n".join(self.pf.sink.files())))
-
-    # -- helpers ---------------------------------------------------------
-
-    def submit(self, rcpts, msg, port=None):
-        rc, transcript = self.pf.send_swaks(ALICE, rcpts, msg, port=port)
-        self.assertEqual(rc, 0, "swaks failed:\n%s" % transcript)
-        m = re.search(r"<-  250 2\.0\.0 Ok: queued as (\w+)", transcript)
-        self.assertIsNotNone(m, "message not queued:\n%s" % transcript)
-        return m.group(1), transcript
-
-    def assert_encrypted_copy(self, delivered, original, secret):
-        """delivered (a SinkMessage) is the PGP/MIME form of original for
-        carol: no plaintext, outer fields kept, gpg decrypts it to the
-        original entity."""
-        self.assertNotIn(secret.encode(), delivered.raw,
-                         "plaintext marker in the delivered bytes")
-        self.assertEqual(top_content_type(delivered), "multipart/encrypted")
-        ct = header(delivered, "Content-Type")[0]
-        self.assertRegex(ct, r'(?i)protocol="?application/pgp-encrypted"?')
-        out = sgtest.canon(strip_added_received(bytes(delivered)))
-        sgtest.assert_outer_headers_kept(self, original, out)
-        for name in ("From", "To", "Subject", "Date", "Message-ID"):
-            self.assertEqual(header(delivered, name), header(original, name),
-                             "%s changed" % name)
-        plain = sgtest.assert_decrypts_to_original(self, self.carol, original, out)
-        self.assertIn(secret.encode(), plain)
-        return plain
-
-    def assert_plain_copy(self, delivered, original, secret):
-        """delivered is original, byte for byte, apart from Postfix's own
-        Received: fields."""
-        self.assertIn(secret.encode(), bytes(delivered))
-        self.assertNotEqual(top_content_type(delivered), "multipart/encrypted")
-        self.assertNotIn(b"-----BEGIN PGP MESSAGE-----", bytes(delivered))
-        self.assertEqual(strip_added_received(bytes(delivered)), original,
-                         "message to a keyless recipient was changed")
-
-    def wait_sealgate_log(self, needle, timeout=5):
-        end = time.monotonic() + timeout
-        while True:
-            text = self.milter.log_since(self.log_mark)
-            if needle in text or time.monotonic() >= end:
-                return text
-            time.sleep(0.2)
+    state = STATE
 
     # -- tests -----------------------------------------------------------
 
@@ -230,7 +62,8 @@ class PostfixOutbound(unittest.TestCase):
         self.assertTrue(self.pf.wait_queue_empty(10))
 
         # One log line per message, with the queue id Postfix gave it.
-        log = self.wait_sealgate_log(qid)
+        self.wait_sealgate_log(re.escape(qid), timeout=5)
+        log = self.milter.log_since(self.log_mark)
         self.assertIn(qid, log, "queue id %s not in sealgate's log" % qid)
         self.assertNotIn(secret, log, "message content in sealgate's log")
 

@@ -24,32 +24,25 @@ nokey@other.example has no key.
 """
 
 import base64
-import functools
 import os
 import re
 import signal
 import socket
-import sys
 import threading
 import time
 import unittest
 import uuid
 
+import miltertest
 import sgtest
-import postfix
+from miltertest import ALICE, CAROL, header, make_msg, marker, with_diagnostics
 
-ALICE = "alice@example.com"
-CAROL = "carol@partner.example"
 NOKEY = "nokey@other.example"
 ALICE_PASSWORD = "alice-sgtest-pw"
 
 STATE = {}
 
-BINARY = sgtest.require_binary()
-_ok, _why = postfix.can_run()
-if not _ok:
-    sgtest.skip_file(_why)
-sgtest.require_program("gpg")
+BINARY = miltertest.require_tools()
 sgtest.require_program("swaks")
 
 
@@ -192,85 +185,28 @@ class DovecotAuthServer:
 
 
 def setUpModule():
-    binary = BINARY
-    tmp = sgtest.tmpdir("sgpp")
-    os.chmod(tmp, 0o755)   # the postfix user reaches the auth socket in it
-
-    carol = sgtest.GpgHome(os.path.join(tmp, "carol"))
-    carol.gen_key("Carol Partner", CAROL)
-    pub = os.path.join(tmp, "carol.asc")
-    with open(pub, "wb") as f:
-        f.write(carol.export_public(CAROL))
-
-    gw = sgtest.Gateway(os.path.join(tmp, "gw"))
-    with open(gw.policy, "w") as f:
-        f.write(POLICY_TAG)
-    for text in (POLICY_TAG, POLICY_UNTRUSTED, POLICY_NONE, POLICY_RELOADED):
-        probe = os.path.join(gw.dir, "probe.yaml")
-        with open(probe, "w") as f:
-            f.write(text)
-        cp = gw.run("policy", "check", "-c", probe)
-        os.unlink(probe)
-        if cp.returncode != 0:
-            raise RuntimeError("policy check failed (%d): %s%s\n%s"
-                               % (cp.returncode, cp.stdout, cp.stderr, text))
-    cp = gw.import_keys(pub)
-    if cp.returncode != 0:
-        raise RuntimeError("sealgate keys import failed (%d): %s%s"
-                           % (cp.returncode, cp.stdout, cp.stderr))
-
-    auth = DovecotAuthServer(os.path.join(tmp, "auth"),
+    miltertest.set_up_gateway(STATE, "sgpp", POLICY_TAG,
+                              check=(POLICY_UNTRUSTED, POLICY_NONE, POLICY_RELOADED))
+    # The postfix user reaches the auth socket in the (0755) test directory.
+    auth = DovecotAuthServer(os.path.join(STATE["tmp"], "auth"),
                              {ALICE: ALICE_PASSWORD})
-    STATE.update(tmp=tmp, carol=carol, gw=gw, auth=auth)
-
-    milter = postfix.MilterProcess(
-        lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"],
-        os.path.join(tmp, "sealgate.log"))
-    milter.start()
-    STATE.update(milter=milter, policy=POLICY_TAG)
-    pf = postfix.PrivatePostfix(milter.postfix_spec, extra_main={
+    STATE.update(auth=auth, policy=POLICY_TAG)
+    miltertest.start_milter_and_postfix(STATE, BINARY, extra_main={
         "smtpd_sasl_auth_enable": "yes",
         "smtpd_sasl_type": "dovecot",
         "smtpd_sasl_path": auth.path,
     })
-    STATE["pf"] = pf
 
 
 def tearDownModule():
-    pf = STATE.get("pf")
-    if pf is not None:
-        pf.stop()
-    milter = STATE.get("milter")
-    if milter is not None:
-        milter.stop()
+    miltertest.tear_down(STATE)
     auth = STATE.get("auth")
     if auth is not None:
         auth.close()
-    carol = STATE.get("carol")
-    if carol is not None:
-        carol.kill()
 
 
 # --------------------------------------------------------------------------
-# Messages and checks
-
-
-def marker():
-    return "PLAINTEXT-MARKER-%s" % uuid.uuid4().hex
-
-
-def make_msg(to, body_marker, subject="Quarterly figures"):
-    """A plain-text message with LF line ends and nothing swaks would expand
-    (no '%' tokens, no backslashes)."""
-    headers = sgtest.std_headers(sender="Alice Example <%s>" % ALICE,
-                                 to="<%s>" % to, subject=subject)
-    headers += [("Content-Type", "text/plain; charset=us-ascii"),
-                ("Content-Transfer-Encoding", "7bit")]
-    body = ("Hello,\n\nthe figures are below.\n%s\nRegards,\nAlice\n"
-            % body_marker)
-    msg = sgtest.make_message(headers, body, eol=b"\n")
-    assert b"%" not in msg and b"\\" not in msg
-    return msg
+# Messages
 
 
 def with_subject(msg, subject):
@@ -281,73 +217,16 @@ def with_subject(msg, subject):
     return out
 
 
-_ADDED_RECEIVED = re.compile(rb"^Received: [^\n]*(?:\n[ \t][^\n]*)*", re.I)
+class PostfixPolicy(miltertest.MilterTestCase):
 
-
-def strip_added_received(msg):
-    """Remove the Received: fields the private Postfix prepended; the
-    original's own Received: stays."""
-    while True:
-        m = _ADDED_RECEIVED.match(msg)
-        if not m or b"sgtest.invalid (Postfix" not in m.group(0):
-            return msg
-        msg = msg[m.end() + 1:]
-
-
-def header(msg, name):
-    fields, _ = sgtest.split_header_body(sgtest.canon(msg))
-    return [sgtest.norm_value(v) for v in sgtest.header_values(fields, name)]
-
-
-def top_content_type(msg):
-    vals = header(msg, "Content-Type")
-    return sgtest.parse_content_type(vals[0])[0] if vals else None
-
-
-def with_diagnostics(fn):
-    """On failure, print the maillog and sealgate's log of this test."""
-    @functools.wraps(fn)
-    def wrapper(self):
-        try:
-            fn(self)
-        except unittest.SkipTest:
-            raise
-        except BaseException:
-            sys.stderr.write("\n=== %s failed; diagnostics ===\n%s\n"
-                             % (fn.__name__, self.diagnostics()))
-            raise
-    return wrapper
-
-
-class PostfixPolicy(unittest.TestCase):
+    state = STATE
 
     def setUp(self):
-        self.pf = STATE["pf"]
-        self.milter = STATE["milter"]
-        self.carol = STATE["carol"]
-        self.gw = STATE["gw"]
+        super().setUp()
         self.auth = STATE["auth"]
-        if not self.milter.running():
-            self.milter.start()
-        self.reset_queue()
-        self.pf.sink.clear()
-        self.pf.mark_maillog()
-        self.log_mark = self.milter.log_size()
 
-    def reset_queue(self):
-        if self.pf.queue():
-            self.pf.flush()
-            if not self.pf.wait_queue_empty(10):
-                self.pf.purge_queue()
-            time.sleep(0.5)
-
-    def diagnostics(self):
-        return ("--- maillog of this test ---\n%s\n--- postqueue -p ---\n%s\n"
-                "--- sealgate log of this test ---\n%s\n--- policy file ---\n%s"
-                "--- sink files ---\n%s"
-                % (self.pf.maillog_since(), self.pf.postqueue_p(),
-                   self.milter.log_since(self.log_mark), self.read_policy(),
-                   "\n".join(self.pf.sink.files())))
+    def extra_diagnostics(self):
+        return "--- policy file ---\n%s" % self.read_policy()
 
     # -- helpers ---------------------------------------------------------
 
@@ -376,14 +255,6 @@ class PostfixPolicy(unittest.TestCase):
         STATE["policy"] = text
         self.log_mark = self.milter.log_size()
 
-    def submit(self, rcpts, msg, extra_args=()):
-        rc, transcript = self.pf.send_swaks(ALICE, rcpts, msg,
-                                            extra_args=extra_args)
-        self.assertEqual(rc, 0, "swaks failed:\n%s" % transcript)
-        m = re.search(r"<-  250 2\.0\.0 Ok: queued as (\w+)", transcript)
-        self.assertIsNotNone(m, "message not queued:\n%s" % transcript)
-        return m.group(1), transcript
-
     def deliver_one(self, rcpt, msg, extra_args=()):
         """Submit msg to rcpt and return the one copy the sink receives."""
         self.pf.sink.clear()
@@ -394,44 +265,6 @@ class PostfixPolicy(unittest.TestCase):
         self.assertEqual(msgs[0].rcpts, [rcpt])
         self.assertTrue(self.pf.wait_queue_empty(10), self.pf.postqueue_p())
         return msgs[0]
-
-    def assert_encrypted_copy(self, delivered, expected, secret):
-        """delivered (a SinkMessage) is the PGP/MIME form of expected (the
-        original with the header changes the gateway must make): no
-        plaintext, other header fields kept, gpg in carol's home decrypts
-        it to the original entity."""
-        self.assertNotIn(secret.encode(), delivered.raw,
-                         "plaintext marker in the delivered bytes")
-        self.assertEqual(top_content_type(delivered), "multipart/encrypted")
-        out = sgtest.canon(strip_added_received(bytes(delivered)))
-        sgtest.assert_outer_headers_kept(self, expected, out)
-        for name in ("From", "To", "Subject", "Date", "Message-ID"):
-            self.assertEqual(header(delivered, name), header(expected, name),
-                             "%s differs" % name)
-        plain = sgtest.assert_decrypts_to_original(self, self.carol,
-                                                   expected, out)
-        self.assertIn(secret.encode(), plain)
-        return plain
-
-    def assert_plain_copy(self, delivered, original, secret):
-        """delivered is original, byte for byte, apart from Postfix's own
-        Received: fields."""
-        self.assertIn(secret.encode(), bytes(delivered))
-        self.assertNotEqual(top_content_type(delivered), "multipart/encrypted")
-        self.assertNotIn(b"-----BEGIN PGP MESSAGE-----", bytes(delivered))
-        self.assertEqual(strip_added_received(bytes(delivered)), original,
-                         "the message was changed")
-
-    def wait_sealgate_log(self, rx, timeout=10):
-        """Wait until sealgate's log since self.log_mark matches the regex;
-        returns the match or None."""
-        rx = re.compile(rx)
-        end = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.milter.log_since(self.log_mark))
-            if m or time.monotonic() >= end:
-                return m
-            time.sleep(0.1)
 
     def reload(self, text, expect_rx):
         """Rewrite the policy file, send SIGUSR1 and wait for the log line

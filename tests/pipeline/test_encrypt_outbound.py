@@ -16,12 +16,7 @@ import time
 import unittest
 
 import sgtest
-from sgtest import make_message, std_headers
-
-SENDER = "alice@example.com"
-CAROL = "carol@partner.example"
-DAVE = "dave@other.example"
-MARKER = "SGMARK-" + os.urandom(6).hex()
+from sgtest import CAROL, DAVE, MARKER, SENDER, make_message, std_headers
 
 
 def b64_lines(data):
@@ -33,25 +28,12 @@ class EncryptOutbound(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sgtest.require_binary()
-        cls.tmp = sgtest.tmpdir("sgenc")
-        cls.carol = sgtest.GpgHome(os.path.join(cls.tmp, "gc"))
-        cls.dave = sgtest.GpgHome(os.path.join(cls.tmp, "gd"))
-        cls.carol_fpr = cls.carol.gen_key("Carol Partner", CAROL)
-        cls.dave_fpr = cls.dave.gen_key("Dave Other", DAVE)
+        cls.tmp, homes = sgtest.class_set_up("sgenc", CAROL, DAVE)
+        (cls.carol, cls.carol_fpr), (cls.dave, cls.dave_fpr) = homes
         cls.carol_subkeys = cls.carol.encryption_keyids(CAROL)
         cls.dave_subkeys = cls.dave.encryption_keyids(DAVE)
         cls.gw = sgtest.Gateway(os.path.join(cls.tmp, "gw"))
-        paths = []
-        for home, addr in ((cls.carol, CAROL), (cls.dave, DAVE)):
-            p = os.path.join(cls.tmp, addr.split("@")[0] + ".asc")
-            with open(p, "wb") as f:
-                f.write(home.export_public(addr))
-            paths.append(p)
-        cp = cls.gw.import_keys(*paths)
-        if cp.returncode != 0:
-            raise RuntimeError("sealgate keys import failed (%d): %s"
-                               % (cp.returncode, cp.stderr))
+        sgtest.import_public_keys(cls.gw, cls.tmp, [(cls.carol, CAROL), (cls.dave, DAVE)])
 
     # -- helpers ---------------------------------------------------------
 

@@ -12,13 +12,8 @@ import re
 import unittest
 
 import sgtest
-from sgtest import make_message, std_headers
+from sgtest import BOB, CAROL, ERIN, MARKER, SENDER, make_message, std_headers
 
-SENDER = "alice@example.com"
-BOB = "bob@example.com"
-CAROL = "carol@partner.example"
-ERIN = "erin@other.example"
-MARKER = "SGMARK-" + os.urandom(6).hex()
 MALFORMED_RE = re.compile(r"^5\d\d 5\.6\.\d+ .*malformed", re.M | re.I)
 MIXED_RE = re.compile(r"^452 4\.5\.3( .*)?$", re.M)
 
@@ -27,23 +22,12 @@ class Errors(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sgtest.require_binary()
-        cls.tmp = sgtest.tmpdir("sgerr")
-        cls.carol = sgtest.GpgHome(os.path.join(cls.tmp, "gc"))
-        cls.bob = sgtest.GpgHome(os.path.join(cls.tmp, "gb"))
-        cls.carol_fpr = cls.carol.gen_key("Carol Partner", CAROL)
-        cls.bob_fpr = cls.bob.gen_key("Bob Example", BOB)
-        cls.carol_asc = os.path.join(cls.tmp, "carol.asc")
-        cls.bob_gpg = os.path.join(cls.tmp, "bob.gpg")
-        with open(cls.carol_asc, "wb") as f:
-            f.write(cls.carol.export_public(CAROL))
-        with open(cls.bob_gpg, "wb") as f:
-            f.write(cls.bob.export_public(BOB, armor=False))
+        cls.tmp, homes = sgtest.class_set_up("sgerr", CAROL, BOB)
+        (cls.carol, cls.carol_fpr), (cls.bob, cls.bob_fpr) = homes
+        cls.carol_asc = sgtest.export_public_key(cls.tmp, cls.carol, CAROL)
+        cls.bob_gpg = sgtest.export_public_key(cls.tmp, cls.bob, BOB, armor=False)
         cls.gw = sgtest.Gateway(os.path.join(cls.tmp, "gw"))
-        cp = cls.gw.import_keys(cls.carol_asc, cls.bob_gpg)
-        if cp.returncode != 0:
-            raise RuntimeError("sealgate keys import failed (%d): %s"
-                               % (cp.returncode, cp.stderr))
+        cls.gw.import_keys_checked(cls.carol_asc, cls.bob_gpg)
 
     # -- helpers ---------------------------------------------------------
 

@@ -12,11 +12,9 @@ import os
 import unittest
 
 import sgtest
-from sgtest import make_message, std_headers
+from sgtest import MARKER, SENDER, make_message, std_headers
 
-SENDER = "alice@example.com"
 BOB = "bob@openpgp.example"
-MARKER = "SGMARK-" + os.urandom(6).hex()
 
 
 def corpus_dir():
@@ -50,11 +48,7 @@ class ThunderbirdInterop(unittest.TestCase):
         cls.bob_fpr = cls.bob.fingerprint(BOB)
         cls.bob_subkeys = cls.bob.encryption_keyids(BOB)
         cls.gw = sgtest.Gateway(os.path.join(cls.tmp, "gw"), internal_domains=("example.com",))
-        cp = cls.gw.import_keys(cls.bob_pub)
-        if cp.returncode != 0:
-            raise RuntimeError("sealgate keys import of Thunderbird's Bob failed (%d): %s"
-                               % (cp.returncode, cp.stderr))
-        cls.import_out = cp.stdout
+        cls.import_out = cls.gw.import_keys_checked(cls.bob_pub).stdout
 
     def test_bob_fingerprint_known(self):
         # The sample identity's published fingerprint.

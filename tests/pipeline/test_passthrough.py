@@ -15,40 +15,24 @@ import subprocess
 import unittest
 
 import sgtest
-from sgtest import canon, make_message, std_headers
+from sgtest import BOB, CAROL, ERIN, MARKER, SENDER, canon, make_message, std_headers
 
-SENDER = "alice@example.com"
-BOB = "bob@example.com"           # internal, has a key in the keystore
-CAROL = "carol@partner.example"   # external, has a key
-ERIN = "erin@other.example"       # external, no key
-MARKER = "SGMARK-" + os.urandom(6).hex()
+# Keys in the keystore: BOB (internal) and CAROL (external); ERIN (external)
+# has none.
 
 
 class Passthrough(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sgtest.require_binary()
-        cls.tmp = sgtest.tmpdir("sgpass")
-        cls.carol = sgtest.GpgHome(os.path.join(cls.tmp, "gc"))
-        cls.bob = sgtest.GpgHome(os.path.join(cls.tmp, "gb"))
-        cls.carol.gen_key("Carol Partner", CAROL)
-        cls.bob.gen_key("Bob Example", BOB)
-        cls.keyfiles = []
-        for home, addr in ((cls.carol, CAROL), (cls.bob, BOB)):
-            p = os.path.join(cls.tmp, addr.split("@")[0] + ".asc")
-            with open(p, "wb") as f:
-                f.write(home.export_public(addr))
-            cls.keyfiles.append(p)
+        cls.tmp, homes = sgtest.class_set_up("sgpass", CAROL, BOB)
+        (cls.carol, _fpr), (cls.bob, _fpr) = homes
         cls.gw = cls._gateway("gw", "encrypt-if-key")
 
     @classmethod
     def _gateway(cls, name, action):
         gw = sgtest.Gateway(os.path.join(cls.tmp, name), default_action=action)
-        cp = gw.import_keys(*cls.keyfiles)
-        if cp.returncode != 0:
-            raise RuntimeError("sealgate keys import failed (%d): %s"
-                               % (cp.returncode, cp.stderr))
+        sgtest.import_public_keys(gw, cls.tmp, [(cls.carol, CAROL), (cls.bob, BOB)])
         return gw
 
     def assert_untouched(self, msg, sender, rcpts, gw=None):

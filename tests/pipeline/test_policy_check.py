@@ -13,30 +13,7 @@ import unittest
 
 import sgtest
 
-VALID = """\
-version: 1
-gateway:
-  keystore: "store"
-  spool_dir: "spool"
-  trusted_networks: [127.0.0.0/8, "::1"]
-internal_domains: [example.com]
-outbound:
-  default: { action: encrypt-if-key, methods: [openpgp] }
-  rules:
-    - name: confidential
-      when: { header: { name: Sensitivity, matches: "company-confidential" } }
-      action: encrypt
-      on_missing_key: reject
-    - name: mip
-      when: { label: Confidential }
-      action: encrypt
-    - name: subject-tag
-      when: { subject_tag: "[secure]" }
-      action: encrypt
-    - name: partner
-      when: { recipient_domain: [partner.example] }
-      action: encrypt
-      on_missing_key: send-plain
+VALID = sgtest.policy_yaml(trusted_networks='127.0.0.0/8, "::1"', rules=sgtest.REFERENCE_RULES + """\
     - name: bank
       when: { recipient: ["*@bank.example", "*.bank.example"], sender: alice@example.com }
       action: encrypt
@@ -44,19 +21,11 @@ outbound:
     - name: big
       when: { size_over: 1M }
       action: encrypt-if-key
-"""
+""")
 
 # Eight rules, each with one problem (rule 1 is fine). Line numbers and
 # columns are looked up in this text, never written down by hand.
-BAD = """\
-version: 1
-gateway:
-  keystore: "store"
-  spool_dir: "spool"
-internal_domains: [example.com]
-outbound:
-  default: { action: encrypt-if-key, methods: [openpgp] }
-  rules:
+BAD = sgtest.policy_yaml(rules="""\
     - name: x
       when: { recipient_domain: [a.example] }
       action: encrypt
@@ -85,17 +54,9 @@ outbound:
     - name: signer
       when: { recipient_domain: f.example }
       action: sign
-"""
+""")
 
-BAD_DEFAULT_SIGN = """\
-version: 1
-gateway:
-  keystore: "store"
-  spool_dir: "spool"
-internal_domains: [example.com]
-outbound:
-  default: { action: sign, methods: [openpgp] }
-"""
+BAD_DEFAULT_SIGN = sgtest.policy_yaml(action="sign")
 
 LINE_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<msg>.*)$")
 
@@ -275,20 +236,12 @@ class PolicyCheck(unittest.TestCase):
         self.assertNotIn("OK", cp.stdout)
 
     def test_duplicate_key_and_bad_values(self):
-        text = ("version: 1\n"
-                "gateway:\n"
-                "  keystore: \"store\"\n"
-                "  spool_dir: \"spool\"\n"
-                "  trusted_networks: [127.0.0.0/33]\n"
-                "internal_domains: [example.com]\n"
-                "outbound:\n"
-                "  default: { action: encrypt-if-key, methods: [openpgp, pigeon] }\n"
-                "  rules:\n"
-                "    - name: a\n"
-                "      when: { recipient_domain: a.example }\n"
-                "      action: encrypt\n"
-                "      action: none\n"
-                "      on_missing_key: maybe\n")
+        text = sgtest.policy_yaml(trusted_networks="127.0.0.0/33", methods="openpgp, pigeon",
+                                  rules="    - name: a\n"
+                                        "      when: { recipient_domain: a.example }\n"
+                                        "      action: encrypt\n"
+                                        "      action: none\n"
+                                        "      on_missing_key: maybe\n")
         path = self.write("dupkey", text)
         cp = self.check(path)
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)

@@ -14,46 +14,17 @@ import re
 import unittest
 
 import sgtest
-from sgtest import make_message, std_headers
+from sgtest import (BOB, CAROL, DAVE, ERIN, MARKER, SENDER, XPART, make_message,
+                    std_headers)
 
-SENDER = "alice@example.com"
-BOB = "bob@example.com"
-CAROL = "carol@partner.example"
-XPART = "x@partner.example"
-ERIN = "erin@other.example"
-DAVE = "dave@other.example"
 BANK = "x@eu.bank.example"
-MARKER = "SGMARK-" + os.urandom(6).hex()
 
-POLICY = """\
-version: 1
-gateway:
-  keystore: "store"
-  spool_dir: "spool"
-  trusted_networks: [127.0.0.0/8]
-internal_domains: [example.com]
-outbound:
-  default: { action: encrypt-if-key, methods: [openpgp] }
-  rules:
-    - name: confidential
-      when: { header: { name: Sensitivity, matches: "company-confidential" } }
-      action: encrypt
-      on_missing_key: reject
-    - name: mip
-      when: { label: Confidential }
-      action: encrypt
-    - name: subject-tag
-      when: { subject_tag: "[secure]" }
-      action: encrypt
-    - name: partner
-      when: { recipient_domain: [partner.example] }
-      action: encrypt
-      on_missing_key: send-plain
+POLICY = sgtest.policy_yaml(trusted_networks="127.0.0.0/8", rules=sgtest.REFERENCE_RULES + """\
     - name: bank
       when: { recipient: "*.bank.example" }
       action: encrypt
       on_missing_key: tempfail
-"""
+""")
 RULES = ["confidential", "mip", "subject-tag", "partner", "bank"]
 CONTENT_RULES = ["confidential", "mip", "subject-tag"]
 OUTCOMES = {"encrypt", "plain", "reject", "tempfail", "pass"}
@@ -95,12 +66,8 @@ class PolicyExplain(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sgtest.require_binary()
-        cls.tmp = sgtest.tmpdir("sgexp")
-        cls.carol = sgtest.GpgHome(os.path.join(cls.tmp, "gc"))
-        cls.dave = sgtest.GpgHome(os.path.join(cls.tmp, "gd"))
-        cls.carol_fpr = cls.carol.gen_key("Carol Partner", CAROL)
-        cls.dave_fpr = cls.dave.gen_key("Dave Other", DAVE)
+        cls.tmp, homes = sgtest.class_set_up("sgexp", CAROL, DAVE)
+        (cls.carol, cls.carol_fpr), (cls.dave, cls.dave_fpr) = homes
         cls.homes = {CAROL: cls.carol, DAVE: cls.dave}
         cls.gw = sgtest.policy_gateway(os.path.join(cls.tmp, "gw"), POLICY)
         sgtest.import_public_keys(cls.gw, cls.tmp, [(cls.carol, CAROL), (cls.dave, DAVE)])

@@ -21,52 +21,16 @@ import re
 import unittest
 
 import sgtest
-from sgtest import make_message, std_headers
+from sgtest import (BOB, CAROL, DAVE, ERIN, MARKER, SENDER, XPART, make_message,
+                    std_headers)
 
-SENDER = "alice@example.com"
-BOB = "bob@example.com"
-CAROL = "carol@partner.example"
-XPART = "x@partner.example"
 YPART = "y@partner.example"
-ERIN = "erin@other.example"
-DAVE = "dave@other.example"
-MARKER = "SGMARK-" + os.urandom(6).hex()
 
-MAIN_POLICY = """\
-version: 1
-gateway:
-  keystore: "store"
-  spool_dir: "spool"
-internal_domains: [example.com]
-outbound:
-  default: { action: encrypt-if-key, methods: [openpgp] }
-  rules:
-    - name: confidential
-      when: { header: { name: Sensitivity, matches: "company-confidential" } }
-      action: encrypt
-      on_missing_key: reject
-    - name: mip
-      when: { label: Confidential }
-      action: encrypt
-    - name: subject-tag
-      when: { subject_tag: "[secure]" }
-      action: encrypt
-    - name: partner
-      when: { recipient_domain: [partner.example] }
-      action: encrypt
-      on_missing_key: send-plain
-"""
+MAIN_POLICY = sgtest.policy_yaml(rules=sgtest.REFERENCE_RULES)
 
-EXTRA_POLICY = """\
-version: 1
-gateway:
-  keystore: "store"
-  spool_dir: "spool"
-  trusted_networks: [10.1.0.0/16, "2001:db8::/32"]
-internal_domains: [example.com, corp.example.com]
-outbound:
-  default: { action: encrypt-if-key, methods: [openpgp] }
-  rules:
+EXTRA_POLICY = sgtest.policy_yaml(
+    trusted_networks='10.1.0.0/16, "2001:db8::/32"',
+    internal_domains="example.com, corp.example.com", rules="""\
     - name: tag-tempfail
       when: { subject_tag: "[secure]" }
       action: encrypt
@@ -91,7 +55,7 @@ outbound:
     - name: never
       when: { recipient: "carol@partner.example", sender: "press@example.com" }
       action: none
-"""
+""")
 
 REJECT_FMT = '550 5.7.1 encryption required by rule "%s"; no usable key for: %s'
 TEMPFAIL_FMT = '451 4.7.1 encryption required by rule "%s"; no usable key for: %s'
@@ -116,19 +80,13 @@ class PolicyRules(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sgtest.require_binary()
-        cls.tmp = sgtest.tmpdir("sgrules")
-        cls.carol = sgtest.GpgHome(os.path.join(cls.tmp, "gc"))
-        cls.dave = sgtest.GpgHome(os.path.join(cls.tmp, "gd"))
-        cls.carol.gen_key("Carol Partner", CAROL)
-        cls.dave.gen_key("Dave Other", DAVE)
+        cls.tmp, homes = sgtest.class_set_up("sgrules", CAROL, DAVE)
+        (cls.carol, _fpr), (cls.dave, _fpr) = homes
         cls.main = sgtest.policy_gateway(os.path.join(cls.tmp, "main"), MAIN_POLICY)
         cls.extra = sgtest.policy_gateway(os.path.join(cls.tmp, "extra"), EXTRA_POLICY)
         for gw in (cls.main, cls.extra):
             sgtest.import_public_keys(gw, cls.tmp, [(cls.carol, CAROL), (cls.dave, DAVE)])
-            check = gw.run("policy", "check", "-c", gw.policy)
-            if check.returncode != 0:
-                raise RuntimeError("test policy refused: %s" % check.stderr)
+            gw.check_policy()
 
     # -- helpers ---------------------------------------------------------
 

@@ -1,0 +1,77 @@
+/* From decisions to a plan: what each recipient of an outbound
+ * transaction gets (plain, signed, encrypted, both, or a refusal), and the
+ * one body that serves them all. */
+#ifndef SEALGATE_PLAN_H
+#define SEALGATE_PLAN_H
+
+#include <stdbool.h>
+
+#include <glib.h>
+
+#include "sealgate/keystore.h"
+#include "sealgate/msg.h"
+#include "sealgate/openpgp.h"
+#include "sealgate/policy.h"
+#include "sealgate/rules.h"
+
+/* The sender's signing keys, per method (enum sg_method). */
+struct sg_signers {
+	bool looked_up;
+	bool have[SG_MAX_METHODS];
+	char fpr[SG_MAX_METHODS][SG_FPR_MAX];
+	char why[SG_MAX_METHODS][160];
+};
+
+/* Looks the sender's signing keys up once. Negative on internal errors. */
+int sg_signers_lookup(struct sg_signers *s, const struct sg_keystore *ks,
+		      const char *sender);
+
+enum sg_outcome {
+	SG_OUTCOME_PASS,        /* not outbound, or internal */
+	SG_OUTCOME_PLAIN,
+	SG_OUTCOME_SIGN,
+	SG_OUTCOME_ENCRYPT,
+	SG_OUTCOME_SIGN_ENCRYPT,
+	SG_OUTCOME_REJECT,      /* mandatory, a key missing, on_missing_key reject */
+	SG_OUTCOME_TEMPFAIL,    /* same, on_missing_key tempfail */
+};
+
+const char *sg_outcome_name(enum sg_outcome o);
+
+struct sg_rcpt_plan {
+	enum sg_outcome outcome;
+	int encrypt_method;     /* enum sg_method or -1 */
+	int sign_method;        /* enum sg_method or -1 */
+	const char *missing;    /* for a refusal: "key" or "signing key" */
+};
+
+/* What decision d means for one recipient of class cls. signers must have
+ * been looked up when d's action signs. */
+void sg_plan_recipient(const struct sg_decision *d, enum sg_class cls,
+		       const struct sg_signers *signers, struct sg_rcpt_plan *out);
+
+/* The plan of a whole transaction. */
+struct sg_plan {
+	bool sign, encrypt;
+	int sign_method, encrypt_method;
+	const char *signer_fpr;     /* in signers */
+	int cipher;                 /* S/MIME: the most compatible asked for */
+	GArray *oaep;               /* gboolean per recipient */
+	bool conflict;              /* recipients need different bodies */
+	unsigned n_plain_keyless;   /* plain recipients that have no key */
+	GString *missing[3];        /* by on_missing_key: addresses */
+	const char *missing_rule[3];
+	const char *missing_what[3];
+	const char *rule;           /* a deciding rule, for the log */
+	const char *strip_tag;      /* tag to remove from the Subject */
+	struct sg_signers signers;
+};
+
+/* Decides every recipient of msg (all of class cls) and unites them. */
+int sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
+			const struct sg_policy *pol,
+			const struct sg_keystore *ks, enum sg_class cls,
+			const struct sg_facts *facts);
+void sg_plan_clear(struct sg_plan *plan);
+
+#endif
