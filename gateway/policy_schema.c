@@ -29,20 +29,6 @@ const struct enum_value sg_on_missing_values[] = {
 	{ NULL, 0 },
 };
 
-/* Signing arrives with S/MIME and OpenPGP signing support; until then a
- * policy asking for it is refused rather than half-honoured. */
-static bool
-action_available(struct loader *ld, const struct key *k, int action,
-		 yaml_mark_t mark)
-{
-	(void)k;
-	if (action != SG_ACTION_SIGN && action != SG_ACTION_SIGN_ENCRYPT)
-		return true;
-	sg_policy_report(ld, mark, "action \"%s\" is not available in this "
-	    "version (signing is not supported yet)", sg_action_name(action));
-	return false;
-}
-
 const struct enum_value sg_cipher_values[] = {
 	{ "aes-256-gcm", SG_SMIME_AES256_GCM },
 	{ "aes-128-gcm", SG_SMIME_AES128_GCM },
@@ -81,8 +67,7 @@ static const struct key gateway_keys[] = {
 static const struct key default_keys[] = {
 	{ "action", KT_ENUM, POL(out_default.action), NULL, sg_action_values,
 	  "encrypt-if-key", false,
-	  "none | sign | encrypt | sign-encrypt | encrypt-if-key",
-	  action_available },
+	  "none | sign | encrypt | sign-encrypt | encrypt-if-key" },
 	{ "methods", KT_METHODS, POL(out_default.methods), NULL, sg_method_values,
 	  "openpgp,smime", false, "methods in order of preference: openpgp, smime" },
 	{ "on_missing_key", KT_ENUM, POL(out_default.on_missing_key), NULL,
@@ -130,8 +115,7 @@ static const struct key rule_keys[] = {
 	{ "when", KT_MAP, 0, when_keys, NULL, NULL, true,
 	  "conditions; all must hold" },
 	{ "action", KT_ENUM, RULE(action), NULL, sg_action_values, NULL, true,
-	  "none | sign | encrypt | sign-encrypt | encrypt-if-key",
-	  action_available },
+	  "none | sign | encrypt | sign-encrypt | encrypt-if-key" },
 	{ "methods", KT_METHODS, RULE(methods), NULL, sg_method_values, NULL,
 	  false, "methods in order of preference (default: outbound.default's)" },
 	{ "on_missing_key", KT_ENUM, RULE(on_missing_key), NULL,

@@ -155,7 +155,7 @@ sign(struct job *j, int method)
 	if (rc == 0)
 		rc = copy_stream(e7, j->body);
 	if (rc == 0) {
-		text = g_strdup_printf("\r\n--%s\r\n%s\r\n", boundary, pgp
+		text = g_strdup_printf("\r\n--%s\r\n%s\r\n\r\n", boundary, pgp
 		    ? "Content-Type: application/pgp-signature; name=\"signature.asc\"\r\n"
 		      "Content-Description: OpenPGP digital signature\r\n"
 		      "Content-Disposition: attachment; filename=\"signature.asc\""

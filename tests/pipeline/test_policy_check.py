@@ -51,12 +51,14 @@ BAD = sgtest.policy_yaml(rules="""\
       when: { recipient_domain: e.example }
       action: encrypt-if-key
       on_missing_key: tempfail
-    - name: signer
+    - name: stripper
       when: { recipient_domain: f.example }
-      action: sign
+      action: encrypt
+      strip_tag: false
 """)
 
-BAD_DEFAULT_SIGN = sgtest.policy_yaml(action="sign")
+BAD_DEFAULT_CIPHER = sgtest.policy_yaml(action="encrypt").replace(
+    "methods: [openpgp] }", "methods: [openpgp], smime_cipher: des }")
 
 LINE_RE = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<col>\d+): (?P<msg>.*)$")
 
@@ -82,7 +84,7 @@ class PolicyCheck(unittest.TestCase):
         cls.tmp = sgtest.tmpdir("sgchk")
         cls.valid = cls.write("valid", VALID)
         cls.bad = cls.write("bad", BAD)
-        cls.bad_default = cls.write("baddef", BAD_DEFAULT_SIGN)
+        cls.bad_default = cls.write("baddef", BAD_DEFAULT_CIPHER)
         cp = cls.check(cls.bad)
         cls.bad_rc, cls.bad_out, cls.bad_err = cp.returncode, cp.stdout, cp.stderr
         cls.problems = []                  # [(line, col, message)]
@@ -154,7 +156,7 @@ class PolicyCheck(unittest.TestCase):
             r'sign-encrypt, encrypt-if-key\)$',
             r'rule "empty" has no conditions: ',
             r'on_missing_key has no effect with action "encrypt-if-key"',
-            r'action "sign" is not available in this version',
+            r'rule "stripper": strip_tag needs a subject_tag condition',
         ]
         for message_re in expected:
             with self.subTest(problem=message_re):
@@ -170,8 +172,7 @@ class PolicyCheck(unittest.TestCase):
 
     def test_exact_texts(self):
         for text in ('rule "soft": on_missing_key has no effect with action "encrypt-if-key"',
-                     'action "sign" is not available in this version '
-                     '(signing is not supported yet)'):
+                     'rule "stripper": strip_tag needs a subject_tag condition'):
             with self.subTest(text=text):
                 self.problem("^" + re.escape(text) + "$")
         self.problem(r'^rule "empty" has no conditions: it would match every message')
@@ -208,21 +209,24 @@ class PolicyCheck(unittest.TestCase):
                        pos(BAD, "on_missing_key: tempfail", "on_missing_key"),
                        pos(BAD, "on_missing_key: tempfail", "tempfail"))
 
-    def test_position_sign_in_rule(self):
-        self.assert_at(r'action "sign" is not available',
-                       pos(BAD, "action: sign", "action"), pos(BAD, "action: sign", "sign"))
+    def test_position_strip_tag_without_tag(self):
+        self.assert_at(r'strip_tag needs a subject_tag condition',
+                       pos(BAD, "strip_tag: false", "strip_tag"),
+                       pos(BAD, "strip_tag: false", "false"))
 
-    def test_position_sign_in_default(self):
+    def test_position_bad_value_in_default(self):
         cp = self.check(self.bad_default)
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
-        lines = [l for l in cp.stderr.splitlines() if 'action "sign" is not available' in l]
+        lines = [l for l in cp.stderr.splitlines()
+                 if 'unknown smime_cipher "des" (expected one of: aes-256-gcm, '
+                    'aes-128-gcm, aes-256-cbc, aes-128-cbc)' in l]
         self.assertEqual(len(lines), 1, cp.stderr)
         m = LINE_RE.match(lines[0])
         self.assertIsNotNone(m, lines[0])
         self.assertEqual(m.group("file"), self.bad_default)
         got = (int(m.group("line")), int(m.group("col")))
-        want = (pos(BAD_DEFAULT_SIGN, "action: sign", "action"),
-                pos(BAD_DEFAULT_SIGN, "action: sign", "sign"))
+        want = (pos(BAD_DEFAULT_CIPHER, "smime_cipher: des", "smime_cipher"),
+                pos(BAD_DEFAULT_CIPHER, "smime_cipher: des", "des"))
         self.assertIn(got, want, "%s; expected %s" % (lines[0], " or ".join(
             "%d:%d" % p for p in want)))
 

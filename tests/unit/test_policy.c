@@ -219,16 +219,6 @@ static const struct error_case error_cases[] = {
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - { name: r, when: { sender: a@b.c }, action: encrypt, strip_tag: false }\n",
 	  "DIR/policy.yaml:5:60: rule \"r\": strip_tag needs a subject_tag condition" },
-	{ "signing not available",
-	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
-	  "    - { name: r, when: { sender: a@b.c }, action: sign }\n",
-	  "DIR/policy.yaml:5:51: action \"sign\" is not available in "
-	  "this version (signing is not supported yet)" },
-	{ "signing not available in the default",
-	  "version: 1\ngateway: { keystore: s }\n"
-	  "outbound:\n  default:\n    action: sign-encrypt\n",
-	  "DIR/policy.yaml:5:13: action \"sign-encrypt\" is not available in "
-	  "this version (signing is not supported yet)" },
 	{ "errors in file order",
 	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
 	  "    - name: r\n      when: { sender: a@b.c }\n      strip_tag: false\n"
