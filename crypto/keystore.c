@@ -22,8 +22,7 @@ static const char gpg_conf[] =
 	"trust-model always\n"
 	"no-greeting\n";
 
-static const char *const smime_subdirs[] = { "certs", "keys", "anchors",
-	"trusted" };
+static const char *const smime_subdirs[] = { "certs", "keys", "anchors" };
 
 char *
 sg_keystore_smime_path(const struct sg_keystore *ks, const char *sub,

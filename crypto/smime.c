@@ -112,16 +112,6 @@ sg_smime_load_dir(const struct sg_keystore *ks, const char *sub)
 	return certs;
 }
 
-static bool
-is_trusted_as_is(const struct sg_keystore *ks, const char *fpr)
-{
-	char *path = sg_keystore_smime_path(ks, "trusted", fpr);
-	bool yes = access(path, F_OK) == 0;
-
-	g_free(path);
-	return yes;
-}
-
 /* Why cert cannot encrypt (sign false) or sign (sign true), or NULL
  * when it can. The chain is checked against anchors with intermediates
  * from pool. */
@@ -134,7 +124,6 @@ unusable_for(const struct sg_keystore *ks, X509 *cert, bool sign,
 	X509_STORE_CTX *ctx = NULL;
 	EVP_PKEY *pkey = X509_get0_pubkey(cert);
 	uint32_t ku = X509_get_key_usage(cert);
-	char fpr[SG_FPR_MAX];
 	const char *why = NULL;
 	int type;
 
@@ -165,14 +154,15 @@ unusable_for(const struct sg_keystore *ks, X509 *cert, bool sign,
 	if ((X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) &&
 	    !(X509_get_extended_key_usage(cert) & (XKU_SMIME | XKU_ANYEKU)))
 		return "extended key usage does not include emailProtection";
-	sg_x509_fpr(cert, fpr);
-	if (is_trusted_as_is(ks, fpr))
-		return NULL;
-
+	(void)ks;
 	store = X509_STORE_new();
 	ctx = X509_STORE_CTX_new();
 	for (int i = 0; store != NULL && i < sk_X509_num(anchors); i++)
 		X509_STORE_add_cert(store, sk_X509_value(anchors, i));
+	/* An anchor ends the chain even when it is not self-signed: a
+	 * partner's own certificate imported as trusted is its own anchor. */
+	if (store != NULL)
+		X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
 	if (store == NULL || ctx == NULL ||
 	    !X509_STORE_CTX_init(ctx, store, cert, pool)) {
 		why = "cannot check the certificate chain";

@@ -284,6 +284,16 @@ store_pem(const struct sg_keystore *ks, const char *sub, const char *fpr,
 	return rc;
 }
 
+static bool
+has_email(X509 *c)
+{
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(c);
+	bool yes = sk_OPENSSL_STRING_num(emails) > 0;
+
+	X509_email_free(emails);
+	return yes;
+}
+
 static int
 check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	     struct sg_err *err)
@@ -295,12 +305,9 @@ check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 		return sg_err_set(err, SG_EINVAL, "no certificate or key found");
 	for (int i = 0; i < sk_X509_num(p->certs); i++) {
 		X509 *c = sk_X509_value(p->certs, i);
-		STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(c);
 		bool ca = X509_check_ca(c) != 0;
-		int n = sk_OPENSSL_STRING_num(emails);
 
-		X509_email_free(emails);
-		if (!ca && !(flags & SG_SMIME_TRUST_ANCHOR) && n == 0)
+		if (!ca && !(flags & SG_SMIME_TRUST_ANCHOR) && !has_email(c))
 			return sg_err_set(err, SG_EINVAL,
 			    "certificate without an email address");
 	}
@@ -333,6 +340,13 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 		PEM_write_bio_X509(pem, c);
 		rc = store_pem(ks, anchor ? "anchors" : "certs", fpr, pem, 0600,
 		    &created, err);
+		/* An explicitly trusted end-entity certificate is also a
+		 * certificate to encrypt to. */
+		if (rc == 0 && anchor && has_email(c)) {
+			bool also;
+
+			rc = store_pem(ks, "certs", fpr, pem, 0600, &also, err);
+		}
 		BIO_free(pem);
 		if (anchor)
 			created ? res->anchors_new++ : res->anchors_unchanged++;

@@ -18,10 +18,12 @@ keys="$root/keys-example/openpgp"
 [ -x "$bin" ] || { echo "run-example: $bin: not an executable (run 'make build')" >&2; exit 1; }
 [ -r "$policy" ] || { echo "run-example: $policy: cannot read policy file" >&2; exit 1; }
 
-# Public keys of the external correspondents only (EXAMPLE keys, see keys-example/README.md).
-echo "== importing example partner keys into the keystore of $policy"
+# Public keys of the external correspondents, and the internal users' secret
+# keys for signing (EXAMPLE keys, see keys-example/README.md).
+echo "== importing example keys into the keystore of $policy"
 "$bin" keys -c "$policy" import \
-	"$keys/carol.pub.asc" "$keys/dave.pub.asc" "$keys/erin.pub.asc"
+	"$keys/carol.pub.asc" "$keys/dave.pub.asc" "$keys/erin.pub.asc" \
+	"$keys/alice.sec.asc" "$keys/bob.sec.asc"
 
 echo
 echo "== keystore"

@@ -3,8 +3,9 @@
  *   openpgp/          an isolated GnuPG home for OpenPGP keys
  *   smime/certs/      X.509 certificates, FPR.pem (SHA-256 of the DER)
  *   smime/keys/       private keys of some of them, FPR.pem (0600)
- *   smime/anchors/    trust anchors, FPR.pem
- *   smime/trusted/    FPR: certificates trusted as they are (no chain) */
+ *   smime/anchors/    trust anchors, FPR.pem; an end-entity certificate
+ *                     imported as an anchor is also in certs/ and is
+ *                     trusted as it is */
 #ifndef SEALGATE_KEYSTORE_H
 #define SEALGATE_KEYSTORE_H
 

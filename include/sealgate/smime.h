@@ -27,7 +27,7 @@ const char *sg_smime_type(int cipher);
 
 /* Finds the best usable encryption certificate for addr (valid now, key
  * usage and extended key usage allow encryption, addr in the certificate,
- * chains to a trust anchor unless imported as trusted). SG_ENOKEY when
+ * chains to a trust anchor or is one itself). SG_ENOKEY when
  * there is none; err then says why the best candidate was refused. */
 int sg_smime_find_cert(const struct sg_keystore *ks, const char *addr,
 		       char fpr[SG_FPR_MAX], struct sg_err *err);
@@ -58,7 +58,9 @@ int sg_smime_encrypt(const struct sg_keystore *ks,
 		     struct sg_err *err);
 
 enum {
-	SG_SMIME_TRUST_ANCHOR = 1 << 0, /* certificates become trust anchors */
+	/* Certificates become trust anchors; one with an email address is
+	 * also usable as it is (explicitly trusted). */
+	SG_SMIME_TRUST_ANCHOR = 1 << 0,
 };
 
 /* What one import changed. */
