@@ -153,15 +153,37 @@ addr_ok(const char *addr)
 	return true;
 }
 
-int
-sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
-		    char fpr[SG_FPR_MAX], struct sg_err *err)
+/* Whether a key fits; returns its rank (higher is better), 0 if not. */
+typedef long (*key_rank)(gpgme_key_t key, const char *addr);
+
+static long
+rank_encryption(gpgme_key_t key, const char *addr)
+{
+	if (!key_usable(key) || !key->can_encrypt || !uid_matches(key, addr))
+		return 0;
+	return best_encryption_subkey(key);
+}
+
+static long
+rank_signing(gpgme_key_t key, const char *addr)
+{
+	if (!key_usable(key) || !key->can_sign || !key->secret ||
+	    !uid_matches(key, addr) || key->subkeys == NULL)
+		return 0;
+	return key->subkeys->timestamp;
+}
+
+/* The best key for addr by rank; none and no_usable describe failures. */
+static int
+find_best(const struct sg_keystore *ks, const char *addr, int secret,
+	  key_rank rank, char fpr[SG_FPR_MAX], const char *none,
+	  const char *no_usable, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_key_t key;
 	gpgme_error_t gerr;
 	char *pattern;
-	long best = 0, created;
+	long best = 0, r;
 	unsigned seen = 0;
 	int rc;
 
@@ -171,31 +193,41 @@ sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
 	if (rc < 0)
 		return rc;
 	pattern = g_strdup_printf("<%s>", addr);
-	gerr = gpgme_op_keylist_start(ctx, pattern, 0);
-	while (!gerr) {
-		gerr = gpgme_op_keylist_next(ctx, &key);
-		if (gerr)
-			break;
+	gerr = gpgme_op_keylist_start(ctx, pattern, secret);
+	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
 		seen++;
-		if (key_usable(key) && key->can_encrypt && uid_matches(key, addr)) {
-			created = best_encryption_subkey(key);
-			if (created > best && key->fpr != NULL) {
-				best = created;
-				g_strlcpy(fpr, key->fpr, SG_FPR_MAX);
-			}
+		r = rank(key, addr);
+		if (r > best && key->fpr != NULL) {
+			best = r;
+			g_strlcpy(fpr, key->fpr, SG_FPR_MAX);
 		}
 		gpgme_key_unref(key);
 	}
 	g_free(pattern);
-	if (gpg_err_code(gerr) != GPG_ERR_EOF) {
+	if (gpg_err_code(gerr) != GPG_ERR_EOF)
 		rc = gpg_fail(err, "key listing failed", gerr);
-	} else if (best == 0) {
-		rc = sg_err_set(err, SG_ENOKEY, seen == 0 ? "no OpenPGP key"
-		    : "no usable OpenPGP key (expired, revoked or cannot encrypt)");
-	}
+	else if (best == 0)
+		rc = sg_err_set(err, SG_ENOKEY, "%s", seen == 0 ? none : no_usable);
 	gpgme_op_keylist_end(ctx);
 	gpgme_release(ctx);
 	return rc;
+}
+
+int
+sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
+		    char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	return find_best(ks, addr, 0, rank_encryption, fpr, "no OpenPGP key",
+	    "no usable OpenPGP key (expired, revoked or cannot encrypt)", err);
+}
+
+int
+sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
+			    char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	return find_best(ks, addr, 1, rank_signing, fpr, "no OpenPGP secret key",
+	    "no usable OpenPGP signing key (expired, revoked or cannot sign)",
+	    err);
 }
 
 /* GPGME data callbacks over sg_reader / sg_writer. */
@@ -337,47 +369,6 @@ out:
 	g_free(keys);
 	if (ctx != NULL)
 		gpgme_release(ctx);
-	return rc;
-}
-
-int
-sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
-			    char fpr[SG_FPR_MAX], struct sg_err *err)
-{
-	gpgme_ctx_t ctx;
-	gpgme_key_t key;
-	gpgme_error_t gerr;
-	char *pattern;
-	long best = 0;
-	unsigned seen = 0;
-	int rc;
-
-	if (!addr_ok(addr))
-		return sg_err_set(err, SG_ENOKEY, "not a usable address");
-	rc = new_ctx(ks, &ctx, err);
-	if (rc < 0)
-		return rc;
-	pattern = g_strdup_printf("<%s>", addr);
-	gerr = gpgme_op_keylist_start(ctx, pattern, 1);
-	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		seen++;
-		if (key_usable(key) && key->can_sign && key->secret &&
-		    uid_matches(key, addr) && key->subkeys != NULL &&
-		    key->subkeys->timestamp > best && key->fpr != NULL) {
-			best = key->subkeys->timestamp;
-			g_strlcpy(fpr, key->fpr, SG_FPR_MAX);
-		}
-		gpgme_key_unref(key);
-	}
-	g_free(pattern);
-	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		rc = gpg_fail(err, "key listing failed", gerr);
-	else if (best == 0)
-		rc = sg_err_set(err, SG_ENOKEY, seen == 0 ? "no OpenPGP secret key"
-		    : "no usable OpenPGP signing key (expired, revoked or "
-		    "cannot sign)");
-	gpgme_op_keylist_end(ctx);
-	gpgme_release(ctx);
 	return rc;
 }
 

@@ -307,6 +307,23 @@ add_chain(const struct sg_keystore *ks, CMS_ContentInfo *cms, X509 *cert)
 	ERR_clear_error();
 }
 
+/* A BIO reading from in, and a base64 BIO chain writing to out. */
+static int
+open_bios(struct sg_reader *in, struct sg_writer *out, BIO **inb, BIO **b64,
+	  struct sg_err *err)
+{
+	BIO *sink = sg_bio_writer(out);
+
+	*inb = sg_bio_reader(in);
+	*b64 = BIO_new(BIO_f_base64());
+	if (*inb == NULL || sink == NULL || *b64 == NULL) {
+		BIO_free(sink);
+		return sg_err_set(err, SG_ENOMEM, "out of memory");
+	}
+	*b64 = BIO_push(*b64, sink);
+	return SG_OK;
+}
+
 int
 sg_smime_sign(const struct sg_keystore *ks, const char *fpr,
 	      struct sg_reader *in, struct sg_writer *out, struct sg_err *err)
@@ -315,7 +332,7 @@ sg_smime_sign(const struct sg_keystore *ks, const char *fpr,
 	CMS_ContentInfo *cms = NULL;
 	X509 *cert = sg_smime_load_cert(ks, "certs", fpr);
 	EVP_PKEY *key = load_key(ks, fpr);
-	BIO *inb = NULL, *b64 = NULL, *sink = NULL;
+	BIO *inb = NULL, *b64 = NULL;
 	int rc = SG_OK;
 
 	if (cert == NULL || key == NULL) {
@@ -330,21 +347,14 @@ sg_smime_sign(const struct sg_keystore *ks, const char *fpr,
 		goto out;
 	}
 	add_chain(ks, cms, cert);
-	inb = sg_bio_reader(in);
-	sink = sg_bio_writer(out);
-	b64 = BIO_new(BIO_f_base64());
-	if (inb == NULL || sink == NULL || b64 == NULL) {
-		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
+	rc = open_bios(in, out, &inb, &b64, err);
+	if (rc < 0)
 		goto out;
-	}
-	b64 = BIO_push(b64, sink);
-	sink = NULL;
 	if (CMS_final(cms, inb, NULL, flags) != 1 ||
 	    i2d_CMS_bio(b64, cms) != 1 || BIO_flush(b64) != 1)
 		rc = sg_ssl_fail(err, SG_ECRYPTO, "S/MIME signing failed");
 out:
 	BIO_free_all(b64);
-	BIO_free(sink);
 	BIO_free(inb);
 	CMS_ContentInfo_free(cms);
 	EVP_PKEY_free(key);
@@ -381,7 +391,7 @@ sg_smime_encrypt(const struct sg_keystore *ks,
 {
 	const int flags = CMS_BINARY | CMS_STREAM | CMS_PARTIAL;
 	CMS_ContentInfo *cms = NULL;
-	BIO *inb = NULL, *sink = NULL, *b64 = NULL;
+	BIO *inb = NULL, *b64 = NULL;
 	int rc = SG_OK;
 
 	cms = CMS_encrypt(NULL, NULL, evp_cipher(cipher), flags);
@@ -402,20 +412,13 @@ sg_smime_encrypt(const struct sg_keystore *ks,
 	}
 	if (rc < 0)
 		goto out;
-	inb = sg_bio_reader(in);
-	sink = sg_bio_writer(out);
-	b64 = BIO_new(BIO_f_base64());
-	if (inb == NULL || sink == NULL || b64 == NULL) {
-		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
+	rc = open_bios(in, out, &inb, &b64, err);
+	if (rc < 0)
 		goto out;
-	}
-	b64 = BIO_push(b64, sink);
-	sink = NULL;
 	if (i2d_CMS_bio_stream(b64, cms, inb, flags) != 1 || BIO_flush(b64) != 1)
 		rc = sg_ssl_fail(err, SG_ECRYPTO, "S/MIME encryption failed");
 out:
 	BIO_free_all(b64);
-	BIO_free(sink);
 	BIO_free(inb);
 	CMS_ContentInfo_free(cms);
 	ERR_clear_error();
