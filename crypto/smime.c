@@ -168,8 +168,11 @@ unusable_for(const struct sg_keystore *ks, X509 *cert, bool sign,
 		why = "cannot check the certificate chain";
 		goto out;
 	}
-	X509_STORE_CTX_set_purpose(ctx, sign ? X509_PURPOSE_SMIME_SIGN
-	    : X509_PURPOSE_SMIME_ENCRYPT);
+	/* OpenSSL's S/MIME encryption purpose insists on keyEncipherment,
+	 * which ECDH certificates rightly lack; the leaf's key usage was
+	 * checked above, so encryption only needs the chain itself. */
+	if (sign)
+		X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SMIME_SIGN);
 	if (X509_verify_cert(ctx) != 1) {
 		snprintf(buf, len, "certificate does not chain to a trust anchor "
 		    "(%s)", X509_verify_cert_error_string(

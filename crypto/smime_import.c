@@ -105,17 +105,46 @@ parse_pkcs12(struct parsed *p, PKCS12 *p12, const char *pass,
 	return SG_OK;
 }
 
+/* A traditional PEM key ("RSA PRIVATE KEY" and the like), possibly
+ * encrypted with Proc-Type/DEK-Info headers. */
+static int
+parse_legacy_key(struct parsed *p, const char *header, unsigned char *der,
+		 long len, const char *pass, struct sg_err *err)
+{
+	EVP_CIPHER_INFO cipher;
+	const unsigned char *q = der;
+	EVP_PKEY *key;
+
+	if (!PEM_get_EVP_CIPHER_INFO((char *)header, &cipher))
+		return sg_ssl_fail(err, SG_EINVAL, "bad private key header");
+	if (cipher.cipher != NULL && pass == NULL)
+		return sg_err_set(err, SG_EINVAL,
+		    "private key is protected: give --passphrase-file");
+	if (!PEM_do_header(&cipher, der, &len, pass_cb, (void *)pass))
+		return sg_ssl_fail(err, SG_EINVAL,
+		    "wrong passphrase for the private key");
+	key = d2i_AutoPrivateKey(NULL, &q, len);
+	if (key == NULL)
+		return sg_ssl_fail(err, SG_EINVAL, "bad private key");
+	g_ptr_array_add(p->keys, key);
+	return SG_OK;
+}
+
 /* One PEM block by its name. */
 static int
-parse_pem_block(struct parsed *p, const char *name, const unsigned char *der,
-		long len, const char *pass, BIO *whole, struct sg_err *err)
+parse_pem_block(struct parsed *p, const char *name, const char *header,
+		unsigned char *der, long len, const char *pass,
+		struct sg_err *err)
 {
 	const unsigned char *q = der;
 	X509 *cert;
 	PKCS7 *p7;
 	EVP_PKEY *key;
 
-	(void)whole;
+	if (strstr(name, "PRIVATE KEY") != NULL &&
+	    strcmp(name, "PRIVATE KEY") != 0 &&
+	    strcmp(name, "ENCRYPTED PRIVATE KEY") != 0)
+		return parse_legacy_key(p, header, der, len, pass, err);
 	if (strcmp(name, "CERTIFICATE") == 0 ||
 	    strcmp(name, "X509 CERTIFICATE") == 0) {
 		cert = d2i_X509(NULL, &q, len);
@@ -174,7 +203,7 @@ parse_pem(struct parsed *p, const void *data, size_t len, const char *pass,
 
 	while (rc == 0 && PEM_read_bio(b, &name, &header, &der, &dlen) == 1) {
 		blocks++;
-		rc = parse_pem_block(p, name, der, dlen, pass, b, err);
+		rc = parse_pem_block(p, name, header, der, dlen, pass, err);
 		OPENSSL_free(name);
 		OPENSSL_free(header);
 		OPENSSL_free(der);
@@ -321,13 +350,28 @@ check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	return rc;
 }
 
+/* Records that fpr was in the file (once), and whether it changed. */
+static void
+note_fpr(GPtrArray *fprs, GArray *changed, const char *fpr, int flag)
+{
+	for (guint i = 0; i < fprs->len; i++) {
+		if (strcmp(g_ptr_array_index(fprs, i), fpr) == 0) {
+			g_array_index(changed, int, i) |= flag;
+			return;
+		}
+	}
+	g_ptr_array_add(fprs, g_strdup(fpr));
+	g_array_append_val(changed, flag);
+}
+
 static int
 store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	     struct sg_smime_import *res, struct sg_err *err)
 {
 	GPtrArray *fprs = g_ptr_array_new();
+	GArray *changed = g_array_new(FALSE, TRUE, sizeof(int));
 	STACK_OF(X509) *stored = sg_smime_load_dir(ks, "certs");
-	int rc = SG_OK;
+	int rc = SG_OK, flag;
 	bool created;
 
 	for (int i = 0; i < sk_X509_num(p->certs) && rc == 0; i++) {
@@ -352,7 +396,8 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 			created ? res->anchors_new++ : res->anchors_unchanged++;
 		else
 			created ? res->certs_new++ : res->certs_unchanged++;
-		g_ptr_array_add(fprs, g_strdup(fpr));
+		flag = created;
+		note_fpr(fprs, changed, fpr, flag);
 	}
 	for (int i = 0; i < (int)p->keys->len && rc == 0; i++) {
 		EVP_PKEY *key = g_ptr_array_index(p->keys, i);
@@ -365,9 +410,12 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 		rc = store_pem(ks, "keys", fpr, pem, 0600, &created, err);
 		BIO_free(pem);
 		created ? res->keys_new++ : res->keys_unchanged++;
+		flag = created;
+		note_fpr(fprs, changed, fpr, flag);
 	}
 	g_ptr_array_add(fprs, NULL);
 	res->fprs = (char **)g_ptr_array_free(fprs, FALSE);
+	res->changed = (int *)(void *)g_array_free(changed, FALSE);
 	sk_X509_pop_free(stored, X509_free);
 	return rc;
 }
@@ -400,5 +448,7 @@ void
 sg_smime_import_clear(struct sg_smime_import *res)
 {
 	g_strfreev(res->fprs);
+	g_free(res->changed);
 	res->fprs = NULL;
+	res->changed = NULL;
 }

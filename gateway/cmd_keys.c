@@ -47,12 +47,22 @@ print_smime(const struct sg_smime_identity *id, void *arg)
 	const char *prefix = arg;
 	char expires[32];
 
+	bool active = strcmp(id->state, "active") == 0;
+	GString *usable = g_string_new(NULL);
+
+	if (id->anchor)
+		g_string_append(usable, "trust-anchor");
+	else if (active)
+		g_string_append(usable, "encrypt");
+	if (id->has_key)
+		g_string_append_printf(usable, "%sdecrypt%s",
+		    usable->len ? "," : "", active ? ",sign" : "");
 	format_date(id->expires, expires, sizeof(expires));
-	printf("%s%-32s smime   %s %-8s expires=%s usable=%s%s%s%s\n",
+	printf("%s%-32s smime   %s %-8s expires=%s usable=%s%s%s\n",
 	    prefix != NULL ? prefix : "", id->addr, id->fpr, id->state, expires,
-	    id->anchor ? "trust-anchor" : strcmp(id->state, "active") == 0
-	    ? "encrypt" : "-", id->has_key ? ",decrypt,sign" : "",
-	    id->why ? " reason=" : "", id->why ? id->why : "");
+	    usable->len ? usable->str : "-", id->why ? " reason=" : "",
+	    id->why ? id->why : "");
+	g_string_free(usable, TRUE);
 }
 
 /* OpenPGP data starts with a packet tag (bit 7 set) or with armor. */
@@ -92,7 +102,6 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 {
 	struct sg_smime_import res = { 0 };
 	struct sg_err err = { 0 };
-	unsigned changed;
 
 	if (sg_smime_import(ks, data, len, o->passphrase, o->smime_flags, &res,
 	    &err) < 0) {
@@ -100,10 +109,9 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 		sg_smime_import_clear(&res);
 		return -1;
 	}
-	changed = res.certs_new + res.keys_new + res.anchors_new;
 	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++)
 		sg_smime_list(ks, res.fprs[i], print_smime,
-		    changed ? "imported  " : "unchanged ", &err);
+		    res.changed[i] ? "imported  " : "unchanged ", &err);
 	printf("%s: %u certificate(s) imported, %u unchanged; %u trust anchor(s) "
 	    "imported, %u unchanged; %u private key(s) imported, %u unchanged\n",
 	    path, res.certs_new, res.certs_unchanged, res.anchors_new,

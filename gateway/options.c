@@ -7,6 +7,7 @@
 
 #include <gmime/gmime.h>
 #include <openssl/crypto.h>
+#include <openssl/provider.h>
 
 #include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
@@ -67,10 +68,14 @@ sg_init_libraries(void)
 	struct sg_err err = { 0 };
 
 	g_mime_init();
-	if (OPENSSL_init_crypto(0, NULL) != 1) {
+	if (OPENSSL_init_crypto(0, NULL) != 1 ||
+	    OSSL_PROVIDER_load(NULL, "default") == NULL) {
 		fprintf(stderr, "sealgate: OpenSSL initialisation failed\n");
 		return false;
 	}
+	/* PKCS#12 files from older tools use RC2 or RC4: reading them needs
+	 * the legacy provider. Only the import reads them. */
+	OSSL_PROVIDER_load(NULL, "legacy");
 	if (sg_openpgp_init(&err) < 0) {
 		fprintf(stderr, "sealgate: %s\n", err.msg);
 		return false;

@@ -67,7 +67,9 @@ enum {
 struct sg_smime_import {
 	unsigned certs_new, certs_unchanged, keys_new, keys_unchanged;
 	unsigned anchors_new, anchors_unchanged;
-	char **fprs;            /* NULL-terminated: certificates in the file */
+	char **fprs;            /* NULL-terminated: certificates in the file
+				 * and those its keys belong to */
+	int *changed;           /* per fprs entry: something new stored */
 };
 
 /* Imports certificates (PEM, DER, PEM chains, PKCS#7 bundles), PKCS#12

@@ -17,6 +17,7 @@ import base64
 import datetime
 import os
 import re
+import shutil
 import subprocess
 
 import sgtest
@@ -141,24 +142,23 @@ class Identity:
         self.sha1 = cert_fingerprint(cert, "sha1")
         self._base = base
 
-    def cert_pem(self):
-        return read_file(self.cert)
-
-    def key_pem(self):
-        return read_file(self.key)
-
-    def pkcs12(self, passphrase, legacy=False, chain=(), path=None):
+    def pkcs12(self, passphrase, legacy=False, chain=(), path=None, pbe=None):
         """A PKCS#12 file with this key and certificate (and the PEM
         certificates in chain), protected with passphrase. OpenSSL 3's
-        default encryption, or with legacy=True the RC2/3DES one that gpgsm
-        2.2 can read. Returns its path."""
-        path = path or "%s%s.p12" % (self._base, "-legacy" if legacy else "")
+        default encryption (AES, PBKDF2), with legacy=True the older
+        RC2-40 (certificates) / 3DES (key) one that gpgsm 2.2 can read, or
+        with pbe="PBE-SHA1-3DES" that algorithm for both and a SHA-1 MAC
+        (as older Windows exports). Returns its path."""
+        path = path or "%s%s.p12" % (self._base, "-legacy" if legacy else
+                                     "-" + pbe if pbe else "")
         args = ["pkcs12", "-export", "-in", self.cert, "-inkey", self.key,
                 "-name", self.name, "-passout", "pass:" + passphrase, "-out", path]
         for c in chain:
             args += ["-certfile", c]
         if legacy:
             args.append("-legacy")
+        if pbe:
+            args += ["-certpbe", pbe, "-keypbe", pbe, "-macalg", "sha1"]
         openssl(*args)
         return path
 
@@ -218,9 +218,12 @@ class TestCA:
         self.sha1 = cert_fingerprint(self.cert, "sha1")
         self.parent = parent
 
-    def _request(self, keyfile, subject, key):
+    def _request(self, keyfile, subject, key, reuse=False):
         self._n += 1
         csr = os.path.join(self.dir, "req%d.csr" % self._n)
+        if reuse:
+            openssl("req", "-new", "-key", keyfile, "-out", csr, "-subj", subject)
+            return csr
         args = ["req", "-new", "-nodes", "-keyout", keyfile, "-out", csr, "-subj", subject]
         if key.startswith("ec"):
             curve = key.split(":", 1)[1] if ":" in key else "P-256"
@@ -232,7 +235,7 @@ class TestCA:
 
     def issue(self, name, addrs, key="rsa:2048", ku="default", eku="emailProtection",
               san=True, subject_email=False, start=None, end=None, ca=False,
-              extensions=None, basename=None):
+              extensions=None, basename=None, keyfile=None):
         """Issue a certificate; returns an Identity.
 
         addrs: e-mail addresses, written as SAN rfc822Names (san=True) and/or
@@ -241,7 +244,8 @@ class TestCA:
         keyEncipherment (RSA) or keyAgreement (EC); None leaves it out.
         eku: extendedKeyUsage value or None. start/end: validity (default:
         from a day ago for a year). extensions: the whole extension section
-        instead (for CA certificates).
+        instead (for CA certificates). keyfile: an existing PEM private key
+        to certify (of the type key says) instead of a new one.
         """
         start = start or utcnow() - days(1)
         end = end or utcnow() + days(365)
@@ -263,9 +267,12 @@ class TestCA:
                 ext.append("subjectAltName = " + ", ".join("email:" + a for a in addrs))
             extensions = "\n".join(ext) + "\n"
         base = basename or re.sub(r"[^A-Za-z0-9.-]+", "_", addrs[0] if addrs else name)
-        keyfile = os.path.join(self.dir, base + ".key")
         certfile = os.path.join(self.dir, base + ".pem")
-        csr = self._request(keyfile, subject, key)
+        if keyfile:
+            csr = self._request(keyfile, subject, key, reuse=True)
+        else:
+            keyfile = os.path.join(self.dir, base + ".key")
+            csr = self._request(keyfile, subject, key)
         extfile = write_file(os.path.join(self.dir, base + "-ext.cnf"),
                              "[ ext ]\n" + extensions)
         openssl("ca", "-batch", "-config", self.conf, "-extfile", extfile, "-extensions", "ext",
@@ -329,6 +336,31 @@ def smime_gateway(tmp, policy_text, anchors=(), certs=()):
     return gw
 
 
+def clone_gateway(gw, tmp):
+    """A new Gateway in tmp with gw's policy and a copy of its keystore
+    (a quick start for tests that each need their own keystore)."""
+    with open(gw.policy) as f:
+        text = f.read()
+    new = sgtest.policy_gateway(tmp, text)
+    if os.path.isdir(gw.keystore):
+        shutil.copytree(gw.keystore, new.keystore, symlinks=True,
+                        ignore=shutil.ignore_patterns("S.*", "*.lock"))
+    return new
+
+
+def new_key(path, key="rsa:2048"):
+    """A new unencrypted PEM private key ("rsa:BITS" or "ec:CURVE") at path."""
+    kind, _sep, param = key.partition(":")
+    if kind == "ec":
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt",
+                "ec_paramgen_curve:" + (param or "P-256"), "-out", path)
+    else:
+        openssl("genpkey", "-algorithm", "RSA", "-pkeyopt",
+                "rsa_keygen_bits:" + (param or "2048"), "-out", path)
+    os.chmod(path, 0o600)
+    return path
+
+
 def explain_class(gw, rcpt, sender=sgtest.SENDER):
     """The `class:` value `sealgate policy explain` gives rcpt (str)."""
     cp = gw.run("policy", "explain", "-c", gw.policy, "--from", sender, "--to", rcpt,
@@ -381,7 +413,8 @@ def smime_der(tc, original, out, smime_type):
     smime-type=smime_type and name="smime.p7m", Content-Transfer-Encoding
     base64, Content-Disposition attachment with filename="smime.p7m" and
     optionally a Content-Description; the body is base64 in CRLF lines of at
-    most 76 characters.
+    most 76 characters, each ending in CRLF (LF when the original has
+    no CRLF at all: `sealgate process` keeps the file's convention).
     """
     of, _ = split_header_body(canon(original))
     nf, body = split_header_body(out)
@@ -413,10 +446,16 @@ def smime_der(tc, original, out, smime_type):
                    "attachment")
     tc.assertEqual(disp.get_param("filename"), "smime.p7m")
 
+    # `sealgate process` writes its file with the input file's line ending:
+    # CRLF, or LF for an input without any CR.
+    eol = b"\r\n" if b"\r\n" in original else b"\n"
     tc.assertTrue(body, "empty S/MIME body")
-    tc.assertEqual(body, canon(body), "S/MIME body lines do not end in CRLF")
-    tc.assertTrue(body.endswith(b"\r\n"), "S/MIME body does not end with CRLF")
-    lines = body[:-2].split(b"\r\n")
+    if eol == b"\r\n":
+        tc.assertEqual(body, canon(body), "S/MIME body lines do not end in CRLF")
+    else:
+        tc.assertNotIn(b"\r", body, "CR in the S/MIME body of an LF-only message")
+    tc.assertTrue(body.endswith(eol), "S/MIME body does not end with a line ending")
+    lines = body[:-len(eol)].split(eol)
     for line in lines:
         tc.assertTrue(re.fullmatch(rb"[A-Za-z0-9+/=]{1,76}", line),
                       "not a base64 line of at most 76 characters: %r" % line[:100])
@@ -471,10 +510,6 @@ def openssl_encrypt(data, idents, cipher="aes-256-cbc", oaep=False):
         if oaep:
             args += ["-keyopt", "rsa_padding_mode:oaep"]
     return openssl(*args, input_bytes=data).stdout
-
-
-def expected_entity(original):
-    return sgtest.expected_entity(original)
 
 
 def assert_entity(tc, original, plain, who=""):
