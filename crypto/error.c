@@ -31,6 +31,8 @@ sg_strerror(int code)
 	case SG_EMALFORMED:	return "malformed message";
 	case SG_ELIMIT:		return "limit exceeded";
 	case SG_EKEYSTORE:	return "keystore error";
+	case SG_EINTEGRITY:	return "integrity check failed";
+	case SG_ECIPHER:	return "cipher not allowed";
 	default:		return "unknown error";
 	}
 }

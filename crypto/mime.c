@@ -84,8 +84,8 @@ param_is(GMimeContentType *ct, const char *name, const char *value)
 	return v != NULL && g_ascii_strcasecmp(v, value) == 0;
 }
 
-static enum sg_protection
-protection_of(GMimeObject *top)
+enum sg_protection
+sg_mime_protection_of(GMimeObject *top)
 {
 	GMimeContentType *ct;
 
@@ -146,7 +146,7 @@ sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		rc = sg_err_set(err, SG_EMALFORMED, "%s", st.problem);
 		goto out;
 	}
-	out->protection = protection_of(g_mime_message_get_mime_part(msg));
+	out->protection = sg_mime_protection_of(g_mime_message_get_mime_part(msg));
 	out->depth = st.depth;
 	out->parts = st.parts;
 out:
@@ -319,4 +319,31 @@ sg_mime_signed_type(const char *protocol, const char *micalg,
 {
 	return g_strdup_printf("multipart/signed;\n\tprotocol=\"%s\";\n"
 	    "\tmicalg=%s;\n\tboundary=\"%s\"", protocol, micalg, boundary);
+}
+
+bool
+sg_mime_has_nested_encryption(GMimeObject *obj, unsigned depth)
+{
+	if (obj == NULL || depth > SG_MIME_MAX_DEPTH)
+		return false;
+	if (depth > 1 && sg_mime_protection_of(obj) != SG_PROT_NONE)
+		return true;
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+
+		if (depth == 1 && sg_mime_protection_of(obj) != SG_PROT_NONE)
+			return false;   /* the whole message is encrypted */
+		for (int i = 0; i < g_mime_multipart_get_count(mp); i++)
+			if (sg_mime_has_nested_encryption(
+			    g_mime_multipart_get_part(mp, i), depth + 1))
+				return true;
+	} else if (GMIME_IS_MESSAGE_PART(obj)) {
+		GMimeMessage *m = g_mime_message_part_get_message(
+		    GMIME_MESSAGE_PART(obj));
+
+		if (m != NULL)
+			return sg_mime_has_nested_encryption(
+			    g_mime_message_get_mime_part(m), depth + 1);
+	}
+	return false;
 }

@@ -7,7 +7,7 @@
 #include <glib.h>
 #include <gpgme.h>
 
-#include "sealgate/openpgp.h"
+#include "openpgp_int.h"
 
 static const char *gpgme_version_str;
 static char engine_version_str[64] = "unknown";
@@ -17,8 +17,8 @@ static char engine_version_str[64] = "unknown";
 static GMutex home_lock;
 static char *default_home;
 
-static int
-gpg_fail(struct sg_err *err, const char *what, gpgme_error_t gerr)
+int
+sg_pgp_fail(struct sg_err *err, const char *what, gpgme_error_t gerr)
 {
 	char buf[256];
 
@@ -38,7 +38,7 @@ sg_openpgp_init(struct sg_err *err)
 	gpgme_set_locale(NULL, LC_CTYPE, setlocale(LC_CTYPE, NULL));
 	gerr = gpgme_engine_check_version(GPGME_PROTOCOL_OpenPGP);
 	if (gerr)
-		return gpg_fail(err, "gpg engine not usable", gerr);
+		return sg_pgp_fail(err, "gpg engine not usable", gerr);
 	if (gpgme_get_engine_info(&info) == 0) {
 		for (; info != NULL; info = info->next)
 			if (info->protocol == GPGME_PROTOCOL_OpenPGP &&
@@ -64,8 +64,8 @@ sg_openpgp_engine_version(void)
 static bool use_default_home(const char *home);
 
 /* A context bound to the keystore's GnuPG home, offline. */
-static int
-new_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
+int
+sg_pgp_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_error_t gerr;
@@ -75,14 +75,14 @@ new_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
 	is_default = use_default_home(ks->gnupg_home);
 	gerr = gpgme_new(&ctx);
 	if (gerr)
-		return gpg_fail(err, "gpgme_new", gerr);
+		return sg_pgp_fail(err, "gpgme_new", gerr);
 	gerr = gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP);
 	if (!gerr && !is_default)
 		gerr = gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP,
 		    NULL, ks->gnupg_home);
 	if (gerr) {
 		gpgme_release(ctx);
-		return gpg_fail(err, "cannot use the keystore's GnuPG home", gerr);
+		return sg_pgp_fail(err, "cannot use the keystore's GnuPG home", gerr);
 	}
 	gpgme_set_offline(ctx, 1);
 	gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL);
@@ -105,15 +105,15 @@ use_default_home(const char *home)
 	return ok;
 }
 
-static bool
-key_usable(gpgme_key_t key)
+bool
+sg_pgp_key_usable(gpgme_key_t key)
 {
 	return !key->revoked && !key->expired && !key->disabled &&
 	    !key->invalid;
 }
 
-static bool
-uid_matches(gpgme_key_t key, const char *addr)
+bool
+sg_pgp_uid_matches(gpgme_key_t key, const char *addr)
 {
 	for (gpgme_user_id_t uid = key->uids; uid != NULL; uid = uid->next) {
 		if (uid->revoked || uid->invalid || uid->email == NULL)
@@ -141,8 +141,8 @@ best_encryption_subkey(gpgme_key_t key)
 }
 
 /* Addresses become gpg search patterns: refuse anything odd. */
-static bool
-addr_ok(const char *addr)
+bool
+sg_pgp_addr_ok(const char *addr)
 {
 	if (*addr == '\0' || strlen(addr) > 254 || strchr(addr, '@') == NULL)
 		return false;
@@ -159,7 +159,7 @@ typedef long (*key_rank)(gpgme_key_t key, const char *addr);
 static long
 rank_encryption(gpgme_key_t key, const char *addr)
 {
-	if (!key_usable(key) || !key->can_encrypt || !uid_matches(key, addr))
+	if (!sg_pgp_key_usable(key) || !key->can_encrypt || !sg_pgp_uid_matches(key, addr))
 		return 0;
 	return best_encryption_subkey(key);
 }
@@ -167,8 +167,8 @@ rank_encryption(gpgme_key_t key, const char *addr)
 static long
 rank_signing(gpgme_key_t key, const char *addr)
 {
-	if (!key_usable(key) || !key->can_sign || !key->secret ||
-	    !uid_matches(key, addr) || key->subkeys == NULL)
+	if (!sg_pgp_key_usable(key) || !key->can_sign || !key->secret ||
+	    !sg_pgp_uid_matches(key, addr) || key->subkeys == NULL)
 		return 0;
 	return key->subkeys->timestamp;
 }
@@ -187,9 +187,9 @@ find_best(const struct sg_keystore *ks, const char *addr, int secret,
 	unsigned seen = 0;
 	int rc;
 
-	if (!addr_ok(addr))
+	if (!sg_pgp_addr_ok(addr))
 		return sg_err_set(err, SG_ENOKEY, "not a usable address");
-	rc = new_ctx(ks, &ctx, err);
+	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
 	pattern = g_strdup_printf("<%s>", addr);
@@ -205,7 +205,7 @@ find_best(const struct sg_keystore *ks, const char *addr, int secret,
 	}
 	g_free(pattern);
 	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		rc = gpg_fail(err, "key listing failed", gerr);
+		rc = sg_pgp_fail(err, "key listing failed", gerr);
 	else if (best == 0)
 		rc = sg_err_set(err, SG_ENOKEY, "%s", seen == 0 ? none : no_usable);
 	gpgme_op_keylist_end(ctx);
@@ -231,8 +231,8 @@ sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
 }
 
 /* GPGME data callbacks over sg_reader / sg_writer. */
-static ssize_t
-cb_read(void *handle, void *buf, size_t len)
+ssize_t
+sg_pgp_cb_read(void *handle, void *buf, size_t len)
 {
 	struct sg_reader *r = handle;
 	size_t n;
@@ -244,8 +244,8 @@ cb_read(void *handle, void *buf, size_t len)
 	return (ssize_t)n;
 }
 
-static ssize_t
-cb_write(void *handle, const void *buf, size_t len)
+ssize_t
+sg_pgp_cb_write(void *handle, const void *buf, size_t len)
 {
 	struct sg_writer *w = handle;
 
@@ -280,7 +280,7 @@ get_keys(gpgme_ctx_t ctx, const char *const *fprs, size_t n, gpgme_key_t *keys,
 	gpgme_op_keylist_end(ctx);
 	g_free(patterns);
 	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		return gpg_fail(err, "key listing failed", gerr);
+		return sg_pgp_fail(err, "key listing failed", gerr);
 	for (size_t i = 0; i < n; i++)
 		if (keys[i] == NULL)
 			rc = sg_err_set(err, SG_ENOKEY, "recipient key %s vanished",
@@ -297,11 +297,11 @@ add_signer(gpgme_ctx_t ctx, const char *signer, struct sg_err *err)
 
 	gerr = gpgme_get_key(ctx, signer, &key, 1);
 	if (gerr)
-		return gpg_fail(err, "signing key vanished", gerr);
+		return sg_pgp_fail(err, "signing key vanished", gerr);
 	gerr = gpgme_signers_add(ctx, key);
 	gpgme_key_unref(key);
 	if (gerr)
-		return gpg_fail(err, "cannot use the signing key", gerr);
+		return sg_pgp_fail(err, "cannot use the signing key", gerr);
 	/* Never ask for a passphrase: a protected key fails. */
 	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
 	return SG_OK;
@@ -313,8 +313,8 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		   struct sg_reader *in, struct sg_writer *out,
 		   struct sg_err *err)
 {
-	struct gpgme_data_cbs in_cbs = { .read = cb_read };
-	struct gpgme_data_cbs out_cbs = { .write = cb_write };
+	struct gpgme_data_cbs in_cbs = { .read = sg_pgp_cb_read };
+	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t plain = NULL, cipher = NULL;
 	gpgme_key_t *keys;
@@ -324,7 +324,7 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	int rc;
 
 	keys = g_new0(gpgme_key_t, nfprs + 1);
-	rc = new_ctx(ks, &ctx, err);
+	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		goto out;
 	gpgme_set_armor(ctx, 1);
@@ -357,7 +357,7 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		goto out;
 	}
 	if (gerr) {
-		rc = gpg_fail(err, "encryption failed", gerr);
+		rc = sg_pgp_fail(err, "encryption failed", gerr);
 		goto out;
 	}
 out:
@@ -377,8 +377,8 @@ sg_openpgp_sign(const struct sg_keystore *ks, const char *signer,
 		struct sg_reader *in, struct sg_writer *out,
 		char *micalg, size_t micalg_len, struct sg_err *err)
 {
-	struct gpgme_data_cbs in_cbs = { .read = cb_read };
-	struct gpgme_data_cbs out_cbs = { .write = cb_write };
+	struct gpgme_data_cbs in_cbs = { .read = sg_pgp_cb_read };
+	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t plain = NULL, sig = NULL;
 	gpgme_sign_result_t res;
@@ -386,7 +386,7 @@ sg_openpgp_sign(const struct sg_keystore *ks, const char *signer,
 	const char *hash;
 	int rc;
 
-	rc = new_ctx(ks, &ctx, err);
+	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
 	gpgme_set_armor(ctx, 1);
@@ -402,7 +402,7 @@ sg_openpgp_sign(const struct sg_keystore *ks, const char *signer,
 	res = gpgme_op_sign_result(ctx);
 	if (gerr || res == NULL || res->signatures == NULL ||
 	    res->invalid_signers != NULL) {
-		rc = gpg_fail(err, "signing failed", gerr ? gerr
+		rc = sg_pgp_fail(err, "signing failed", gerr ? gerr
 		    : GPG_ERR_GENERAL);
 		goto out;
 	}
@@ -430,14 +430,14 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	int rc;
 
 	memset(res, 0, sizeof(*res));
-	rc = new_ctx(ks, &ctx, err);
+	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
 	gerr = gpgme_data_new_from_mem(&dh, data, len, 0);
 	if (!gerr)
 		gerr = gpgme_op_import(ctx, dh);
 	if (gerr) {
-		rc = gpg_fail(err, "import failed", gerr);
+		rc = sg_pgp_fail(err, "import failed", gerr);
 		goto out;
 	}
 	ir = gpgme_op_import_result(ctx);
@@ -519,7 +519,7 @@ list_pass(const struct sg_keystore *ks, const char *pattern, int secret,
 	gpgme_error_t gerr;
 	int rc;
 
-	rc = new_ctx(ks, &ctx, err);
+	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
 	gerr = gpgme_op_keylist_start(ctx, pattern, secret);
@@ -549,7 +549,7 @@ list_pass(const struct sg_keystore *ks, const char *pattern, int secret,
 		gpgme_key_unref(key);
 	}
 	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		rc = gpg_fail(err, "key listing failed", gerr);
+		rc = sg_pgp_fail(err, "key listing failed", gerr);
 	gpgme_op_keylist_end(ctx);
 	gpgme_release(ctx);
 	return rc;

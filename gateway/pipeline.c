@@ -10,6 +10,7 @@
 #include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
 #include "sealgate/rewrite.h"
+#include "inbound.h"
 #include "pipeline_int.h"
 #include "sealgate/plan.h"
 #include "sealgate/rules.h"
@@ -380,6 +381,16 @@ out:
 	return rc;
 }
 
+static bool
+all_internal(const struct sg_msg *msg, const struct sg_policy *pol)
+{
+	for (guint i = 0; i < msg->rcpts->len; i++)
+		if (!sg_policy_is_internal(pol, ((struct sg_rcpt *)
+		    g_ptr_array_index(msg->rcpts, i))->addr))
+			return false;
+	return true;
+}
+
 int
 sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		const struct sg_keystore *ks, struct sg_result *res)
@@ -407,10 +418,10 @@ sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		return rc;
 	switch (cls) {
 	case SG_CLASS_PASS:
-		sg_result_reason(res, "not outbound");
-		return SG_OK;
 	case SG_CLASS_INTERNAL:
-		sg_result_reason(res, "internal recipients");
+		if (all_internal(msg, pol))
+			return sg_inbound_run(msg, pol, ks, res);
+		sg_result_reason(res, "not outbound");
 		return SG_OK;
 	default:
 		return run_outbound(msg, pol, ks, cls, res);

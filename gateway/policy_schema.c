@@ -144,6 +144,18 @@ static const struct key inbound_keys[] = {
 	  "decrypt mail for internal recipients" },
 	{ "verify", KT_BOOL, POL(inbound.verify), NULL, NULL, "true", false,
 	  "verify signatures of inbound mail" },
+	{ "require_integrity", KT_BOOL, POL(inbound.require_integrity), NULL,
+	  NULL, "false", false,
+	  "refuse to decrypt S/MIME without integrity protection (AES-CBC) "
+	  "unless a valid signature inside covers it" },
+	{ "max_decrypted_size", KT_SIZE, POL(inbound.max_decrypted_size), NULL,
+	  NULL, "100M", false,
+	  "largest plaintext a decryption may produce (stops compression bombs)" },
+	{ "subject_tags", KT_BOOL, POL(inbound.subject_tags), NULL, NULL, "false",
+	  false, "prefix the Subject with [decrypted], [signed OK] or "
+	  "[signature INVALID] for clients that show no headers" },
+	{ "allow_3des", KT_BOOL, POL(inbound.allow_3des), NULL, NULL, "false",
+	  false, "accept S/MIME encrypted with 3DES (RC2 and DES never)" },
 	END,
 };
 

@@ -15,17 +15,29 @@ sg_facts_init(struct sg_facts *f, const char *sender)
 }
 
 char *
-sg_header_decode(const char *value)
+sg_header_unfold(const char *text)
 {
 	GString *s = g_string_new(NULL);
-	char *decoded;
 
-	/* Unfold: a line break followed by white space is just the space. */
-	for (const char *p = value; *p; p++)
-		if (*p != '\r' && *p != '\n')
-			g_string_append_c(s, *p);
-	decoded = g_mime_utils_header_decode_text(NULL, s->str);
-	g_string_free(s, TRUE);
+	/* A line break followed by white space is just the white space. */
+	for (const char *p = text; *p; p++) {
+		if ((*p == '\r' || *p == '\n') &&
+		    (p[1] == ' ' || p[1] == '\t' ||
+		    (*p == '\r' && p[1] == '\n' && (p[2] == ' ' || p[2] == '\t'))))
+			continue;
+		g_string_append_c(s, *p);
+	}
+	return g_string_free(s, FALSE);
+}
+
+char *
+sg_header_decode(const char *value)
+{
+	char *unfolded = sg_header_unfold(value), *decoded;
+
+	g_strdelimit(unfolded, "\r\n", ' ');
+	decoded = g_mime_utils_header_decode_text(NULL, unfolded);
+	g_free(unfolded);
 	return decoded;
 }
 

@@ -19,6 +19,8 @@ enum {
 	SG_EMALFORMED = -7, /* message cannot be parsed */
 	SG_ELIMIT = -8,     /* a size, depth or count bound was exceeded */
 	SG_EKEYSTORE = -9,  /* keystore missing, unsafe or corrupt */
+	SG_EINTEGRITY = -10, /* decrypted data not integrity protected */
+	SG_ECIPHER = -11,   /* a cipher outside the allow-list */
 };
 
 #define SG_ERR_MAX 512

@@ -37,6 +37,13 @@ int sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 
 const char *sg_mime_protection_name(enum sg_protection prot);
 
+/* How obj, taken as the whole message, is protected. */
+enum sg_protection sg_mime_protection_of(GMimeObject *obj);
+
+/* True when an encrypted part sits inside the message next to or below
+ * other parts (call with depth 1 for the top level). */
+bool sg_mime_has_nested_encryption(GMimeObject *obj, unsigned depth);
+
 /* A fresh random boundary that cannot occur in base64 or armor. */
 void sg_mime_boundary(char *buf, size_t len);
 

@@ -8,11 +8,14 @@
 #include <stddef.h>
 #include <time.h>
 
+#include <glib.h>
+
 #include "sealgate/error.h"
 #include "sealgate/io.h"
 #include "sealgate/keystore.h"
 
 #define SG_FPR_MAX 80
+#define SG_MAX_PKESK 100       /* recipients of one inbound message */
 
 /* Once per process, before any thread uses GPGME. */
 int sg_openpgp_init(struct sg_err *err);
@@ -83,5 +86,34 @@ typedef void (*sg_openpgp_list_cb)(const struct sg_openpgp_identity *id,
  * pattern (NULL: all). */
 int sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 		    sg_openpgp_list_cb cb, void *arg, struct sg_err *err);
+
+/* Integrity protection of an OpenPGP encrypted message. */
+enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
+
+/* Appends the key ids (16 upper-case hex digits; all zeros for a hidden
+ * recipient) of the public-key encrypted session keys at the start of an
+ * OpenPGP message (armored or binary), and tells from the packet that
+ * follows whether the data is integrity protected. SG_EMALFORMED when
+ * there is no session key packet. */
+int sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
+			  int *integrity, struct sg_err *err);
+
+/* Appends the key ids of addr's secret encryption subkeys. */
+int sg_openpgp_decryption_subkeys(const struct sg_keystore *ks,
+				  const char *addr, GPtrArray *keyids,
+				  struct sg_err *err);
+
+struct sg_openpgp_decrypted {
+	bool is_mime;           /* the sender marked the content as MIME */
+	bool signed_inside;     /* a signature was found inside */
+};
+
+/* Decrypts data to out. Success only when the message decrypted
+ * completely AND is integrity protected; on any failure the caller must
+ * discard what out received. SG_EINTEGRITY: no or bad MDC; SG_ELIMIT:
+ * out refused more data; SG_ENOKEY: no secret key. */
+int sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
+		       size_t len, struct sg_writer *out,
+		       struct sg_openpgp_decrypted *info, struct sg_err *err);
 
 #endif

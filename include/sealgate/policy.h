@@ -116,6 +116,10 @@ struct sg_policy {
 	struct {
 		bool decrypt;
 		bool verify;
+		bool require_integrity;     /* refuse CBC S/MIME without signature */
+		long long max_decrypted_size;
+		bool subject_tags;          /* [decrypted], [signed OK], ... */
+		bool allow_3des;            /* accept 3DES S/MIME content */
 	} inbound;
 };
 

@@ -36,6 +36,10 @@ bool sg_glob_match(const char *pattern, const char *addr);
  * (MSIP_Label_<guid>_Name=...), except labels marked Enabled=false. */
 void sg_mip_labels(const char *value, GPtrArray *names);
 
+/* Text with folded lines joined (a line break before white space
+ * removed); other line breaks stay. (transfer full) */
+char *sg_header_unfold(const char *text);
+
 /* Header value unfolded and RFC 2047 decoded. (transfer full) */
 char *sg_header_decode(const char *value);
 

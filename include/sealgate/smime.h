@@ -84,6 +84,23 @@ void sg_smime_import_clear(struct sg_smime_import *res);
 /* True when data looks like something sg_smime_import may take. */
 bool sg_smime_looks_like(const void *data, size_t len);
 
+struct sg_smime_decrypted {
+	const char *cipher;     /* short name, e.g. "id-aes256-GCM" */
+	const char *integrity;  /* "aead" (GCM) or "none" (CBC) */
+	char fpr[SG_FPR_MAX];   /* the certificate whose key decrypted */
+};
+
+/* Decrypts an enveloped or authEnveloped CMS object (DER) to out. The
+ * content encryption must be AES-GCM or AES-CBC (3DES only with
+ * allow_3des), checked before decrypting (SG_ECIPHER otherwise); every one
+ * of the n envelope recipients must have a certificate with private key
+ * that the object is addressed to (SG_ENOKEY otherwise). On failure the
+ * caller must discard what out received. */
+int sg_smime_decrypt(const struct sg_keystore *ks, const void *der, size_t len,
+		     const char *const *rcpts, size_t n, bool allow_3des,
+		     struct sg_writer *out, struct sg_smime_decrypted *info,
+		     struct sg_err *err);
+
 struct sg_smime_identity {
 	const char *addr;
 	const char *fpr;

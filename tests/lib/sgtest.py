@@ -763,3 +763,18 @@ def replace_field(msg, name, new_value):
 def stderr_field(stderr_text, name):
     """Values of the `name: value` lines sealgate prints on stderr."""
     return re.findall(r"^%s: (.*?)\r?$" % re.escape(name), stderr_text, re.M)
+
+
+# Status fields sealgate appends to mail for internal recipients that was
+# neither encrypted nor signed.
+INBOUND_PLAIN_STATUS = (("X-Sealgate-Decrypted", "no; reason=not-encrypted"),
+                        ("X-Sealgate-Signature", "none"))
+
+
+def with_fields_appended(msg, fields=INBOUND_PLAIN_STATUS):
+    """msg with header fields added at the end of its header, in the
+    message's own line ending: what an MTA makes of smfi_addheader."""
+    eol = b"\r\n" if b"\r\n" in msg.split(b"\n", 1)[0] + b"\n" else b"\n"
+    head, sep, body = msg.partition(eol + eol)
+    added = b"".join(("%s: %s" % f).encode() + eol for f in fields)
+    return head + eol + added.rstrip(b"\r\n") + sep + body if sep else msg

@@ -35,13 +35,15 @@ class Passthrough(unittest.TestCase):
         sgtest.import_public_keys(gw, cls.tmp, [(cls.carol, CAROL), (cls.bob, BOB)])
         return gw
 
-    def assert_untouched(self, msg, sender, rcpts, gw=None):
+    def assert_untouched(self, msg, sender, rcpts, gw=None, expect=None):
+        """The message passes byte for byte (or becomes exactly expect)."""
         gw = gw or self.gw
         rc, out, err = gw.process(msg, sender, rcpts)
         self.assertEqual(rc, 0, "exit %d: %s" % (rc, err))
         self.assertEqual(sgtest.verdict(err), "accept", err)
         self.assertIsNotNone(out, "no message written")
-        self.assertTrue(out == msg, "message changed (%d bytes in, %d out); output starts: %r"
+        want = msg if expect is None else expect
+        self.assertTrue(out == want, "message changed (%d bytes in, %d out); output starts: %r"
                         % (len(msg), len(out), out[:300]))
         self.assertNotIn(MARKER, err, "message content on stderr")
         self.assertEqual(gw.spool_entries(), [])
@@ -137,11 +139,14 @@ class Passthrough(unittest.TestCase):
     # -- routing decisions -----------------------------------------------
 
     def test_internal_only_recipients(self):
-        self.assert_untouched(self.plain(to="Bob <%s>" % BOB), SENDER, [BOB])
+        # Not encrypted, only the inbound status fields are added.
+        msg = self.plain(to="Bob <%s>" % BOB)
+        self.assert_untouched(msg, SENDER, [BOB], expect=sgtest.with_fields_appended(msg))
 
     def test_internal_only_several_recipients(self):
-        self.assert_untouched(self.plain(to="Bob <%s>, Team <team@example.com>" % BOB),
-                              SENDER, [BOB, "team@example.com"])
+        msg = self.plain(to="Bob <%s>, Team <team@example.com>" % BOB)
+        self.assert_untouched(msg, SENDER, [BOB, "team@example.com"],
+                              expect=sgtest.with_fields_appended(msg))
 
     def test_external_recipient_without_key(self):
         self.assert_untouched(self.plain(to="Erin <%s>" % ERIN), SENDER, [ERIN])

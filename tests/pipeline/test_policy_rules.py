@@ -125,14 +125,16 @@ class PolicyRules(unittest.TestCase):
                       "no line %r on stderr:\n%s" % (expected, err))
         return err
 
-    def assert_unchanged(self, msg, rcpts, rule=None, gw=None, **kw):
-        """Exit 0, verdict accept, the message written byte for byte."""
+    def assert_unchanged(self, msg, rcpts, rule=None, gw=None, expect=None, **kw):
+        """Exit 0, verdict accept, the message written byte for byte (or
+        exactly as expect)."""
         gw = gw or self.main
         rc, out, err = self.run_gw(gw, msg, rcpts, **kw)
         self.assertEqual(rc, 0, "exit %d, stderr:\n%s" % (rc, err))
         self.assertEqual(sgtest.verdict(err), "accept", err)
         self.assertIsNotNone(out, "no message written")
-        self.assertTrue(out == msg, "message changed (%d bytes in, %d out); output starts: %r"
+        want = msg if expect is None else expect
+        self.assertTrue(out == want, "message changed (%d bytes in, %d out); output starts: %r"
                         % (len(msg), len(out), out[:400]))
         self.assert_rule(err, rule)
         return err
@@ -252,7 +254,10 @@ class PolicyRules(unittest.TestCase):
         self.assert_rejected(both, [ERIN], "confidential")
 
     def test_internal_recipient_not_affected(self):
-        self.assert_unchanged(self.msg("[secure] Q3", to=BOB), [BOB])
+        # No outbound rule applies: the tag stays, only the inbound status
+        # fields are added.
+        msg = self.msg("[secure] Q3", to=BOB)
+        self.assert_unchanged(msg, [BOB], expect=sgtest.with_fields_appended(msg))
 
     # -- who counts as outbound ---------------------------------------------
 

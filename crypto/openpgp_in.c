@@ -1,0 +1,249 @@
+/* Inbound OpenPGP: which keys a message is encrypted to, and decryption
+ * that only ever reports success for an integrity-protected message. */
+#include <string.h>
+
+#include <glib.h>
+
+#include "openpgp_int.h"
+
+/* The binary form of data: decoded when it is ASCII armor. (transfer full) */
+static GByteArray *
+dearmor(const void *data, size_t len)
+{
+	const char *begin = g_strstr_len(data, (gssize)len,
+	    "-----BEGIN PGP MESSAGE-----");
+	const char *end = (const char *)data + len, *p, *nl;
+	GString *b64 = g_string_new(NULL);
+	GByteArray *out;
+	bool in_body = false;
+	gsize n;
+
+	if (begin == NULL) {
+		g_string_free(b64, TRUE);
+		out = g_byte_array_new();
+		g_byte_array_append(out, data, (guint)len);
+		return out;
+	}
+	for (p = begin; p < end; p = nl + 1) {
+		size_t l;
+
+		nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			nl = end;
+		l = (size_t)(nl - p);
+		if (l > 0 && p[l - 1] == '\r')
+			l--;
+		if (!in_body) {
+			if (l == 0)
+				in_body = true; /* after the armor headers */
+			continue;
+		}
+		if (l == 0 || *p == '=' || *p == '-')
+			break;          /* checksum or END line */
+		g_string_append_len(b64, p, (gssize)l);
+		if (nl == end)
+			break;
+	}
+	g_base64_decode_inplace(b64->str, &n);
+	out = g_byte_array_new();
+	g_byte_array_append(out, (guint8 *)b64->str, (guint)n);
+	g_string_free(b64, TRUE);
+	return out;
+}
+
+/* Reads a packet header at p; returns the body offset or 0. */
+static size_t
+packet_header(const guint8 *p, size_t avail, int *tag, size_t *len)
+{
+	size_t h;
+
+	if (avail < 2 || !(p[0] & 0x80))
+		return 0;
+	if (p[0] & 0x40) {                      /* new format */
+		*tag = p[0] & 0x3f;
+		if (p[1] < 192) {
+			*len = p[1];
+			h = 2;
+		} else if (p[1] < 224 && avail >= 3) {
+			*len = ((size_t)(p[1] - 192) << 8) + p[2] + 192;
+			h = 3;
+		} else if (p[1] == 255 && avail >= 6) {
+			*len = ((size_t)p[2] << 24) | ((size_t)p[3] << 16) |
+			    ((size_t)p[4] << 8) | p[5];
+			h = 6;
+		} else {
+			return 0;               /* partial lengths: not a PKESK */
+		}
+	} else {                                /* old format */
+		*tag = (p[0] >> 2) & 0x0f;
+		switch (p[0] & 3) {
+		case 0: *len = p[1]; h = 2; break;
+		case 1:
+			if (avail < 3)
+				return 0;
+			*len = ((size_t)p[1] << 8) | p[2];
+			h = 3;
+			break;
+		case 2:
+			if (avail < 5)
+				return 0;
+			*len = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) |
+			    ((size_t)p[3] << 8) | p[4];
+			h = 5;
+			break;
+		default:
+			return 0;
+		}
+	}
+	return h + *len <= avail ? h : 0;
+}
+
+/* The tag of the packet at p (old or new format), or -1. */
+static int
+packet_tag(const guint8 *p, size_t avail)
+{
+	if (avail < 1 || !(p[0] & 0x80))
+		return -1;
+	return (p[0] & 0x40) ? (p[0] & 0x3f) : ((p[0] >> 2) & 0x0f);
+}
+
+int
+sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
+		      int *integrity, struct sg_err *err)
+{
+	GByteArray *bin = dearmor(data, len);
+	size_t off = 0, blen, h;
+	int tag, found = 0;
+
+	while ((h = packet_header(bin->data + off, bin->len - off, &tag,
+	    &blen)) != 0) {
+		const guint8 *body = bin->data + off + h;
+
+		if (tag == 1 && blen >= 9 && body[0] == 3) {
+			g_ptr_array_add(keyids, g_strdup_printf(
+			    "%02X%02X%02X%02X%02X%02X%02X%02X", body[1], body[2],
+			    body[3], body[4], body[5], body[6], body[7], body[8]));
+			found++;
+		} else if (tag != 1 && tag != 10) {
+			break;          /* past the session key packets */
+		}
+		off += h + blen;
+		if (found > SG_MAX_PKESK)
+			break;
+	}
+	/* The encrypted data packet that follows: 18 (SEIPD, with MDC) and
+	 * 20 (AEAD) protect integrity, 9 (SED) does not. */
+	switch (packet_tag(bin->data + off, bin->len - off)) {
+	case 18:	*integrity = SG_PGP_MDC; break;
+	case 20:	*integrity = SG_PGP_AEAD; break;
+	default:	*integrity = SG_PGP_NONE; break;
+	}
+	g_byte_array_free(bin, TRUE);
+	if (found == 0)
+		return sg_err_set(err, SG_EMALFORMED,
+		    "no public-key encrypted session key");
+	if (found > SG_MAX_PKESK)
+		return sg_err_set(err, SG_ELIMIT, "too many recipients");
+	return SG_OK;
+}
+
+int
+sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
+			      GPtrArray *keyids, struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_key_t key;
+	gpgme_error_t gerr;
+	char *pattern;
+	int rc;
+
+	if (!sg_pgp_addr_ok(addr))
+		return SG_OK;
+	rc = sg_pgp_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	pattern = g_strdup_printf("<%s>", addr);
+	gerr = gpgme_op_keylist_start(ctx, pattern, 1);
+	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
+		if (!key->revoked && !key->disabled && !key->invalid &&
+		    sg_pgp_uid_matches(key, addr)) {
+			for (gpgme_subkey_t sk = key->subkeys; sk; sk = sk->next)
+				if (sk->can_encrypt && sk->secret && !sk->revoked &&
+				    !sk->disabled && !sk->invalid && sk->keyid)
+					g_ptr_array_add(keyids, g_strdup(sk->keyid));
+		}
+		gpgme_key_unref(key);
+	}
+	g_free(pattern);
+	if (gpg_err_code(gerr) != GPG_ERR_EOF)
+		rc = sg_pgp_fail(err, "key listing failed", gerr);
+	gpgme_op_keylist_end(ctx);
+	gpgme_release(ctx);
+	return rc;
+}
+
+/* Classifies a decryption failure for the status header. */
+static int
+decrypt_failure(gpgme_error_t gerr, gpgme_decrypt_result_t res,
+		struct sg_err *err)
+{
+	char buf[128];
+
+	if (res != NULL && res->legacy_cipher_nomdc)
+		return sg_err_set(err, SG_EINTEGRITY, "no integrity protection");
+	switch (gpg_err_code(gerr)) {
+	case GPG_ERR_BAD_DATA:
+	case GPG_ERR_BAD_SIGNATURE:
+	case GPG_ERR_CHECKSUM:
+		return sg_err_set(err, SG_EINTEGRITY, "integrity check failed");
+	case GPG_ERR_NO_SECKEY:
+		return sg_err_set(err, SG_ENOKEY, "no secret key");
+	case GPG_ERR_USER_1:
+		return sg_err_set(err, SG_ELIMIT, "decrypted data too large");
+	default:
+		gpgme_strerror_r(gerr, buf, sizeof(buf));
+		return sg_err_set(err, SG_ECRYPTO, "decryption failed: %s", buf);
+	}
+}
+
+int
+sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
+		   size_t len, struct sg_writer *out,
+		   struct sg_openpgp_decrypted *info, struct sg_err *err)
+{
+	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
+	gpgme_ctx_t ctx = NULL;
+	gpgme_data_t cipher = NULL, plain = NULL;
+	gpgme_decrypt_result_t res;
+	gpgme_verify_result_t vres;
+	gpgme_error_t gerr;
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	rc = sg_pgp_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
+	if (gpgme_data_new_from_mem(&cipher, data, len, 0) ||
+	    gpgme_data_new_from_cbs(&plain, &out_cbs, out)) {
+		rc = sg_err_set(err, SG_ENOMEM, "gpgme data setup failed");
+		goto out;
+	}
+	gerr = gpgme_op_decrypt_verify(ctx, cipher, plain);
+	res = gpgme_op_decrypt_result(ctx);
+	/* gpg writes plaintext before it reports a missing or bad MDC:
+	 * anything but full success is a failure, whatever was written. */
+	if (gerr || res == NULL || res->legacy_cipher_nomdc ||
+	    res->unsupported_algorithm != NULL) {
+		rc = decrypt_failure(gerr, res, err);
+		goto out;
+	}
+	info->is_mime = res->is_mime;
+	vres = gpgme_op_verify_result(ctx);
+	info->signed_inside = vres != NULL && vres->signatures != NULL;
+out:
+	gpgme_data_release(cipher);
+	gpgme_data_release(plain);
+	gpgme_release(ctx);
+	return rc;
+}

@@ -1,0 +1,29 @@
+/* Internals shared by crypto/openpgp*.c. */
+#ifndef SEALGATE_OPENPGP_INT_H
+#define SEALGATE_OPENPGP_INT_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <gpgme.h>
+
+#include "sealgate/openpgp.h"
+
+/* Describes a GPGME failure in err; returns SG_ECRYPTO. */
+int sg_pgp_fail(struct sg_err *err, const char *what, gpgme_error_t gerr);
+
+/* A context on the keystore's GnuPG home, offline. */
+int sg_pgp_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out,
+	       struct sg_err *err);
+
+bool sg_pgp_key_usable(gpgme_key_t key);
+bool sg_pgp_uid_matches(gpgme_key_t key, const char *addr);
+
+/* Addresses become gpg search patterns: refuse anything odd. */
+bool sg_pgp_addr_ok(const char *addr);
+
+/* GPGME data callbacks; the handle is a struct sg_reader / sg_writer. */
+ssize_t sg_pgp_cb_read(void *handle, void *buf, size_t len);
+ssize_t sg_pgp_cb_write(void *handle, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,379 @@
+/* Inbound mail for internal recipients: remove forged status headers,
+ * decrypt whole-message encryption with an envelope recipient's own key,
+ * and say what happened in X-Sealgate-* headers (DESIGN.md §3, §4 rule 3).
+ * Plaintext is collected in a bounded buffer and used only on complete
+ * success; on any failure the original is delivered. */
+#include <string.h>
+
+#include <gmime/gmime.h>
+
+#include "inbound.h"
+#include "pipeline_int.h"
+#include "sealgate/mime.h"
+#include "sealgate/openpgp.h"
+#include "sealgate/rewrite.h"
+#include "sealgate/rules.h"
+#include "sealgate/smime.h"
+
+#define HDR_DECRYPTED "X-Sealgate-Decrypted"
+#define HDR_SIGNATURE "X-Sealgate-Signature"
+
+/* A plaintext buffer that refuses to grow past its bound. */
+struct bounded {
+	GByteArray *buf;
+	size_t max;
+	bool overflow;
+};
+
+static int
+bounded_write(void *ctx, const void *data, size_t len)
+{
+	struct bounded *b = ctx;
+
+	if (b->buf->len + len > b->max) {
+		b->overflow = true;
+		return SG_ELIMIT;
+	}
+	g_byte_array_append(b->buf, data, (guint)len);
+	return SG_OK;
+}
+
+/* Deletes every copy of a status header, whatever its letter case. */
+static void
+strip_forged(const struct sg_msg *msg, const char *name, struct sg_edits *ed)
+{
+	for (unsigned n = sg_msg_header_count(msg, name); n > 0; n--)
+		sg_edits_add(ed, SG_HDR_DELETE, name, n, NULL);
+}
+
+/* The decoded content of a leaf part. (transfer full) */
+static GByteArray *
+part_content(GMimeObject *obj)
+{
+	GMimeDataWrapper *w;
+	GMimeStream *mem;
+	GByteArray *out;
+
+	if (!GMIME_IS_PART(obj))
+		return NULL;
+	w = g_mime_part_get_content(GMIME_PART(obj));
+	if (w == NULL)
+		return NULL;
+	out = g_byte_array_new();
+	mem = g_mime_stream_mem_new_with_byte_array(out);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
+	g_mime_data_wrapper_write_to_stream(w, mem);
+	g_object_unref(mem);
+	return out;
+}
+
+/* What was decrypted and how it went. */
+struct decryption {
+	const char *method;     /* "openpgp" or "smime" */
+	const char *integrity;
+	const char *status;     /* yes, no, failed */
+	const char *reason;
+	struct bounded plain;
+	bool inline_text;       /* inline PGP: the plaintext is the text */
+};
+
+static const char *
+failure_reason(int rc)
+{
+	switch (rc) {
+	case SG_EINTEGRITY:	return "integrity";
+	case SG_ELIMIT:		return "too-large";
+	case SG_ECIPHER:	return "cipher-not-allowed";
+	case SG_EMALFORMED:	return "malformed";
+	default:		return "decryption-error";
+	}
+}
+
+/* OpenPGP: only when every envelope recipient's own secret key is among
+ * the message's recipients. */
+static int
+decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
+		const GByteArray *cipher, struct decryption *d,
+		struct sg_err *err)
+{
+	struct sg_writer out = { bounded_write, &d->plain };
+	struct sg_openpgp_decrypted info;
+	GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
+	GPtrArray *mine = g_ptr_array_new_with_free_func(g_free);
+	int rc, integrity = SG_PGP_NONE;
+
+	d->method = "openpgp";
+	rc = sg_openpgp_recipients(cipher->data, cipher->len, ids, &integrity,
+	    err);
+	/* Without MDC or AEAD there is nothing to decrypt: gpg would write
+	 * unauthenticated plaintext before it noticed. */
+	if (rc == 0 && integrity == SG_PGP_NONE)
+		rc = sg_err_set(err, SG_EINTEGRITY, "no integrity protection");
+	for (guint i = 0; rc == 0 && i < msg->rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+		bool ok = false;
+
+		g_ptr_array_set_size(mine, 0);
+		rc = sg_openpgp_decryption_subkeys(ks, r->addr, mine, err);
+		for (guint j = 0; rc == 0 && j < mine->len && !ok; j++)
+			for (guint k = 0; k < ids->len && !ok; k++)
+				ok = g_ascii_strcasecmp(g_ptr_array_index(mine, j),
+				    g_ptr_array_index(ids, k)) == 0;
+		if (rc == 0 && !ok)
+			rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s",
+			    r->addr);
+	}
+	if (rc == 0)
+		rc = sg_openpgp_decrypt(ks, cipher->data, cipher->len, &out,
+		    &info, err);
+	if (rc == 0)
+		d->integrity = integrity == SG_PGP_AEAD ? "aead" : "mdc";
+	g_ptr_array_free(ids, TRUE);
+	g_ptr_array_free(mine, TRUE);
+	return rc;
+}
+
+static int
+decrypt_smime(const struct sg_msg *msg, const struct sg_policy *pol,
+	      const struct sg_keystore *ks, const GByteArray *der,
+	      struct decryption *d, struct sg_err *err)
+{
+	struct sg_writer out = { bounded_write, &d->plain };
+	struct sg_smime_decrypted info;
+	const char **rcpts = g_new0(const char *, msg->rcpts->len + 1);
+	int rc;
+
+	d->method = "smime";
+	for (guint i = 0; i < msg->rcpts->len; i++)
+		rcpts[i] = ((struct sg_rcpt *)g_ptr_array_index(msg->rcpts, i))->addr;
+	rc = sg_smime_decrypt(ks, der->data, der->len, rcpts, msg->rcpts->len,
+	    pol->inbound.allow_3des, &out, &info, err);
+	if (rc == 0)
+		d->integrity = info.integrity;
+	g_free(rcpts);
+	return rc;
+}
+
+/* Decrypts a whole-message encryption of top into d->plain. */
+static void
+decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
+	const struct sg_keystore *ks, GMimeObject *top, enum sg_protection prot,
+	struct decryption *d)
+{
+	GMimeObject *carrier = top;
+	struct sg_err err = { 0 };
+	GByteArray *cipher;
+	int rc;
+
+	if (prot == SG_PROT_PGP_MIME) {
+		GMimeMultipart *mp = GMIME_MULTIPART(top);
+
+		carrier = g_mime_multipart_get_count(mp) == 2
+		    ? g_mime_multipart_get_part(mp, 1) : NULL;
+	}
+	cipher = carrier != NULL ? part_content(carrier) : NULL;
+	if (cipher == NULL || prot == SG_PROT_ENCRYPTED) {
+		d->status = "no";
+		d->reason = prot == SG_PROT_ENCRYPTED ? "unsupported" : "malformed";
+		goto out;
+	}
+	d->inline_text = prot == SG_PROT_PGP_INLINE;
+	rc = prot == SG_PROT_SMIME ? decrypt_smime(msg, pol, ks, cipher, d, &err)
+	    : decrypt_openpgp(msg, ks, cipher, d, &err);
+	if (rc == 0) {
+		d->status = "yes";
+	} else if (rc == SG_ENOKEY) {
+		d->status = "no";
+		d->reason = "not-for-recipient";
+	} else {
+		d->status = "failed";
+		d->reason = failure_reason(d->plain.overflow ? SG_ELIMIT : rc);
+	}
+out:
+	if (cipher != NULL)
+		g_byte_array_free(cipher, TRUE);
+}
+
+/* Applies the decrypted entity: its Content-* fields replace the
+ * message's, its body replaces the body. */
+static int
+apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
+	     struct decryption *d, struct sg_result *res)
+{
+	const guint8 *p = d->plain.buf->data, *end = p + d->plain.buf->len;
+	GPtrArray *extra = g_ptr_array_new_with_free_func(g_free);
+	struct sg_spool *body = NULL;
+	char *ctype = NULL;
+	const guint8 *b = p;
+	int rc;
+
+	if (d->inline_text) {
+		bool eight = false;
+
+		for (const guint8 *q = p; q < end && !eight; q++)
+			eight = *q >= 0x80;
+		ctype = g_strdup(sg_msg_header(msg, "Content-Type")
+		    ? sg_msg_header(msg, "Content-Type")
+		    : "text/plain; charset=us-ascii");
+		g_ptr_array_add(extra, g_strdup("Content-Transfer-Encoding"));
+		g_ptr_array_add(extra, g_strdup(eight ? "8bit" : "7bit"));
+	} else {
+		/* The header block ends at the first empty line. */
+		GString *hdr = g_string_new(NULL);
+		char **lines, *unfolded;
+
+		while (b < end) {
+			const guint8 *nl = memchr(b, '\n', (size_t)(end - b));
+			size_t l = nl ? (size_t)(nl - b) : (size_t)(end - b);
+
+			if (l == 0 || (l == 1 && b[0] == '\r')) {
+				b = nl ? nl + 1 : end;
+				break;
+			}
+			g_string_append_len(hdr, (const char *)b, (gssize)l);
+			g_string_append_c(hdr, '\n');
+			b = nl ? nl + 1 : end;
+		}
+		unfolded = sg_header_unfold(hdr->str);
+		lines = g_strsplit(unfolded, "\n", -1);
+		for (char **l = lines; *l != NULL; l++) {
+			char *colon = strchr(*l, ':');
+			char *name, *value;
+
+			if (colon == NULL)
+				continue;
+			name = g_strstrip(g_strndup(*l, (gsize)(colon - *l)));
+			value = g_strstrip(g_strdup(colon + 1));
+			g_strdelimit(value, "\r", ' ');
+			if (g_ascii_strcasecmp(name, "Content-Type") == 0 &&
+			    ctype == NULL) {
+				ctype = value;
+				g_free(name);
+			} else if (g_ascii_strncasecmp(name, "Content-", 8) == 0) {
+				g_ptr_array_add(extra, name);
+				g_ptr_array_add(extra, value);
+			} else {
+				g_free(name);
+				g_free(value);
+			}
+		}
+		g_strfreev(lines);
+		g_free(unfolded);
+		g_string_free(hdr, TRUE);
+		if (ctype == NULL)
+			ctype = g_strdup("text/plain; charset=us-ascii");
+	}
+	g_ptr_array_add(extra, NULL);
+	rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &body);
+	if (rc == 0)
+		rc = sg_spool_write_crlf(body, b, (size_t)(end - b));
+	if (rc == 0) {
+		sg_rewrite_content_edits(msg, ctype,
+		    (const char *const *)extra->pdata, &res->edits);
+		res->edits.body = body;
+		body = NULL;
+	}
+	sg_spool_free(body);
+	g_free(ctype);
+	g_ptr_array_free(extra, TRUE);
+	return rc;
+}
+
+static void
+add_status(struct decryption *d, struct sg_result *res)
+{
+	GString *v = g_string_new(d->status);
+
+	if (d->method != NULL && strcmp(d->status, "no") != 0)
+		g_string_append_printf(v, "; method=%s", d->method);
+	if (strcmp(d->status, "yes") == 0)
+		g_string_append_printf(v, "; integrity=%s", d->integrity);
+	if (d->reason != NULL)
+		g_string_append_printf(v, "; reason=%s", d->reason);
+	sg_edits_add(&res->edits, SG_HDR_ADD, HDR_DECRYPTED, 0, v->str);
+	g_string_free(v, TRUE);
+}
+
+static GMimeMessage *
+parse(struct sg_msg *msg)
+{
+	GMimeStream *s = sg_spool_stream(msg->spool, 0, -1);
+	GMimeParser *parser;
+	GMimeMessage *m;
+
+	if (s == NULL)
+		return NULL;
+	parser = g_mime_parser_new_with_stream(s);
+	m = g_mime_parser_construct_message(parser, NULL);
+	g_object_unref(parser);
+	g_object_unref(s);
+	return m;
+}
+
+int
+sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
+	       const struct sg_keystore *ks, struct sg_result *res)
+{
+	struct decryption d = { .status = "no", .reason = "not-encrypted" };
+	struct sg_mime_info info = { 0 };
+	struct sg_err err = { 0 };
+	GMimeMessage *m = NULL;
+	GMimeObject *top;
+	GMimeStream *s;
+	int rc = SG_OK;
+
+	strip_forged(msg, HDR_DECRYPTED, &res->edits);
+	strip_forged(msg, HDR_SIGNATURE, &res->edits);
+	d.plain.buf = g_byte_array_new();
+	d.plain.max = (size_t)pol->inbound.max_decrypted_size;
+
+	s = sg_spool_stream(msg->spool, 0, -1);
+	rc = s != NULL ? sg_mime_inspect(s, &info, &err) : SG_EIO;
+	if (s != NULL)
+		g_object_unref(s);
+	if (rc == SG_EMALFORMED) {
+		d.reason = "malformed";
+		rc = SG_OK;
+		goto status;
+	}
+	if (rc < 0 || (m = parse(msg)) == NULL) {
+		rc = sg_result_internal(res, rc < 0 ? rc : SG_EIO, "MIME parser",
+		    &err);
+		goto out;
+	}
+	top = g_mime_message_get_mime_part(m);
+	if (info.protection == SG_PROT_NONE) {
+		if (sg_mime_has_nested_encryption(top, 1))
+			d.reason = "partial-encryption";
+		goto status;
+	}
+	d.reason = NULL;
+	if (!pol->inbound.decrypt) {
+		d.reason = "disabled";
+		goto status;
+	}
+	decrypt(msg, pol, ks, top, info.protection, &d);
+	if (strcmp(d.status, "yes") == 0) {
+		rc = apply_entity(msg, pol, &d, res);
+		if (rc < 0) {
+			rc = sg_result_internal(res, rc, "spool", NULL);
+			goto out;
+		}
+		res->action = "decrypt";
+		res->method = d.method;
+	}
+status:
+	add_status(&d, res);
+	if (pol->inbound.verify)
+		sg_edits_add(&res->edits, SG_HDR_ADD, HDR_SIGNATURE, 0, "none");
+	sg_result_reason(res, "inbound: decrypted %s%s%s", d.status,
+	    d.reason ? ", " : "", d.reason ? d.reason : "");
+out:
+	/* The plaintext is gone here whatever happened; never logged. */
+	if (d.plain.buf->len > 0)
+		memset(d.plain.buf->data, 0, d.plain.buf->len);
+	g_byte_array_free(d.plain.buf, TRUE);
+	if (m != NULL)
+		g_object_unref(m);
+	return rc;
+}
