@@ -5,6 +5,7 @@
 #include <glib.h>
 
 #include "openpgp_int.h"
+#include "sealgate/verify.h"
 
 /* The binary form of data: decoded when it is ASCII armor. (transfer full) */
 static GByteArray *
@@ -209,7 +210,8 @@ decrypt_failure(gpgme_error_t gerr, gpgme_decrypt_result_t res,
 int
 sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 		   size_t len, struct sg_writer *out,
-		   struct sg_openpgp_decrypted *info, struct sg_err *err)
+		   struct sg_openpgp_decrypted *info, struct sg_sig *sig,
+		   struct sg_err *err)
 {
 	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
 	gpgme_ctx_t ctx = NULL;
@@ -241,6 +243,8 @@ sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 	info->is_mime = res->is_mime;
 	vres = gpgme_op_verify_result(ctx);
 	info->signed_inside = vres != NULL && vres->signatures != NULL;
+	if (info->signed_inside && sig != NULL)
+		sg_openpgp_sig_result(ctx, vres->signatures, sig);
 out:
 	gpgme_data_release(cipher);
 	gpgme_data_release(plain);

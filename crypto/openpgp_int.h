@@ -26,4 +26,10 @@ bool sg_pgp_addr_ok(const char *addr);
 ssize_t sg_pgp_cb_read(void *handle, void *buf, size_t len);
 ssize_t sg_pgp_cb_write(void *handle, const void *buf, size_t len);
 
+struct sg_sig;
+
+/* Fills out from one GPGME signature result. */
+void sg_openpgp_sig_result(gpgme_ctx_t ctx, gpgme_signature_t s,
+			   struct sg_sig *out);
+
 #endif

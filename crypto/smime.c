@@ -47,6 +47,19 @@ evp_cipher(int cipher)
 	}
 }
 
+bool
+sg_x509_has_email(X509 *cert, const char *addr)
+{
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(cert);
+	bool found = false;
+
+	for (int i = 0; i < sk_OPENSSL_STRING_num(emails) && !found; i++)
+		found = g_ascii_strcasecmp(sk_OPENSSL_STRING_value(emails, i),
+		    addr) == 0;
+	X509_email_free(emails);
+	return found;
+}
+
 void
 sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX])
 {
@@ -224,7 +237,7 @@ find_cert(const struct sg_keystore *ks, const char *addr, bool sign,
 
 		char cfpr[SG_FPR_MAX];
 
-		if (X509_check_email(cert, addr, 0, 0) != 1)
+		if (!sg_x509_has_email(cert, addr))
 			continue;
 		sg_x509_fpr(cert, cfpr);
 		why = sign && !has_private_key(ks, cfpr) ? "no private key"

@@ -219,7 +219,7 @@ recipient_cert(const struct sg_keystore *ks, CMS_ContentInfo *cms,
 		char *name, *path;
 		bool has_key;
 
-		if (X509_check_email(c, addr, 0, 0) != 1 || !addressed_to(cms, c))
+		if (!sg_x509_has_email(c, addr) || !addressed_to(cms, c))
 			continue;
 		sg_x509_fpr(c, fpr);
 		name = g_strdup_printf("%s.pem", fpr);

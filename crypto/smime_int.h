@@ -11,6 +11,10 @@
 BIO *sg_bio_reader(struct sg_reader *r);
 BIO *sg_bio_writer(struct sg_writer *w);
 
+/* True when addr is one of the certificate's addresses (SAN rfc822Name,
+ * else subject emailAddress), compared case-insensitively. */
+bool sg_x509_has_email(X509 *cert, const char *addr);
+
 /* Upper-case hex SHA-256 of the certificate's DER. */
 void sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX]);
 

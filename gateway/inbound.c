@@ -3,6 +3,7 @@
  * and say what happened in X-Sealgate-* headers (DESIGN.md §3, §4 rule 3).
  * Plaintext is collected in a bounded buffer and used only on complete
  * success; on any failure the original is delivered. */
+#define _GNU_SOURCE
 #include <string.h>
 
 #include <gmime/gmime.h>
@@ -67,7 +68,7 @@ part_content(GMimeObject *obj)
 	return out;
 }
 
-/* What was decrypted and how it went. */
+/* What was decrypted and verified, and how it went. */
 struct decryption {
 	const char *method;     /* "openpgp" or "smime" */
 	const char *integrity;
@@ -75,6 +76,8 @@ struct decryption {
 	const char *reason;
 	struct bounded plain;
 	bool inline_text;       /* inline PGP: the plaintext is the text */
+	struct sg_sig sig;
+	const char *sig_method;
 };
 
 static const char *
@@ -125,7 +128,9 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	}
 	if (rc == 0)
 		rc = sg_openpgp_decrypt(ks, cipher->data, cipher->len, &out,
-		    &info, err);
+		    &info, &d->sig, err);
+	if (rc == 0 && info.signed_inside)
+		d->sig_method = "openpgp";
 	if (rc == 0)
 		d->integrity = integrity == SG_PGP_AEAD ? "aead" : "mdc";
 	g_ptr_array_free(ids, TRUE);
@@ -294,6 +299,157 @@ add_status(struct decryption *d, struct sg_result *res)
 	g_string_free(v, TRUE);
 }
 
+/* A value from a key, certificate or library, safe in a header: printable
+ * ASCII, no ';' (it separates the fields), at most 128 characters.
+ * (transfer full) */
+static char *
+sanitise(const char *in)
+{
+	GString *s = g_string_new(NULL);
+
+	for (const char *p = in; *p && s->len < 128; p++)
+		g_string_append_c(s, *p == ';' ? ',' : (*p >= ' ' && *p < 0x7f)
+		    ? *p : '_');
+	return g_string_free(s, FALSE);
+}
+
+/* The signer address that matched From (the first one otherwise). */
+static const char *
+signer_addr(const struct sg_sig *sig, const char *from)
+{
+	for (guint i = 0; from && i < sig->addrs->len; i++)
+		if (strcasestr(from, g_ptr_array_index(sig->addrs, i)) != NULL)
+			return g_ptr_array_index(sig->addrs, i);
+	return sig->addrs->len ? g_ptr_array_index(sig->addrs, 0) : NULL;
+}
+
+static void
+add_signature_status(const struct decryption *d, const char *from,
+		     struct sg_result *res)
+{
+	const struct sg_sig *sig = &d->sig;
+	GString *v = g_string_new(sg_sig_status_name(sig->status));
+	char *clean;
+
+	if (d->sig_method != NULL && sig->status != SG_SIG_NONE)
+		g_string_append_printf(v, "; method=%s", d->sig_method);
+	if (sig->status == SG_SIG_VALID && signer_addr(sig, from) != NULL) {
+		clean = sanitise(signer_addr(sig, from));
+		g_string_append_printf(v, "; signer=%s", clean);
+		g_free(clean);
+	}
+	if (*sig->fpr) {
+		clean = sanitise(sig->fpr);
+		g_string_append_printf(v, "; key=%s", clean);
+		g_free(clean);
+	}
+	if (sig->status != SG_SIG_VALID && sig->status != SG_SIG_NONE &&
+	    *sig->reason) {
+		clean = sanitise(sig->reason);
+		g_string_append_printf(v, "; reason=%s", clean);
+		g_free(clean);
+	}
+	sg_edits_add(&res->edits, SG_HDR_ADD, HDR_SIGNATURE, 0, v->str);
+	g_string_free(v, TRUE);
+}
+
+/* [decrypted] / [signed OK] / [signature INVALID] before the Subject. */
+static void
+tag_subject(const struct sg_msg *msg, const struct decryption *d,
+	    struct sg_result *res)
+{
+	const char *subject = sg_msg_header(msg, "Subject");
+	GString *tags = g_string_new(NULL);
+	char *decoded, *value;
+
+	if (strcmp(d->status, "yes") == 0)
+		g_string_append(tags, "[decrypted] ");
+	if (d->sig.status == SG_SIG_VALID)
+		g_string_append(tags, "[signed OK] ");
+	else if (d->sig.status == SG_SIG_INVALID ||
+	    d->sig.status == SG_SIG_SIGNER_MISMATCH ||
+	    d->sig.status == SG_SIG_REVOKED || d->sig.status == SG_SIG_EXPIRED)
+		g_string_append(tags, "[signature INVALID] ");
+	if (tags->len > 0) {
+		decoded = subject ? sg_header_decode(subject) : g_strdup("");
+		g_string_append(tags, decoded);
+		value = sg_subject_encode(tags->str);
+		if (subject != NULL)
+			sg_edits_add(&res->edits, SG_HDR_CHANGE, "Subject", 1, value);
+		else
+			sg_edits_add(&res->edits, SG_HDR_ADD, "Subject", 0, value);
+		g_free(value);
+		g_free(decoded);
+	}
+	g_string_free(tags, TRUE);
+}
+
+/* The top-level entity: Content-* fields, empty line, body. */
+static GByteArray *
+top_entity(const struct sg_msg *msg)
+{
+	GString *head = sg_rewrite_content_headers(msg);
+	GByteArray *out = g_byte_array_new();
+	char buf[65536];
+	off_t off = msg->body_offset;
+	size_t n;
+
+	g_byte_array_append(out, (guint8 *)head->str, (guint)head->len);
+	g_string_free(head, TRUE);
+	while (sg_spool_read_at(msg->spool, off, buf, sizeof(buf), &n) == 0 &&
+	    n > 0) {
+		g_byte_array_append(out, (guint8 *)buf, (guint)n);
+		off += (off_t)n;
+	}
+	return out;
+}
+
+/* The plaintext with every bare LF made CRLF: what a signature inside
+ * was computed over (RFC 5751 canonical form). */
+static void
+canonicalise(struct bounded *plain)
+{
+	GByteArray *out = g_byte_array_sized_new(plain->buf->len + 64);
+
+	for (guint i = 0; i < plain->buf->len; i++) {
+		guint8 c = plain->buf->data[i];
+
+		if (c == '\n' && (i == 0 || plain->buf->data[i - 1] != '\r'))
+			g_byte_array_append(out, (const guint8 *)"\r", 1);
+		g_byte_array_append(out, &c, 1);
+	}
+	memset(plain->buf->data, 0, plain->buf->len);
+	g_byte_array_free(plain->buf, TRUE);
+	plain->buf = out;
+}
+
+/* After a successful decryption: the signature inside, and whether the
+ * result may be used at all. */
+static void
+check_decrypted(const struct sg_msg *msg, const struct sg_policy *pol,
+		const struct sg_keystore *ks, struct decryption *d)
+{
+	const char *from = sg_msg_header(msg, "From");
+	GByteArray *unwrapped = NULL;
+
+	if (d->sig_method != NULL) {
+		sg_inbound_check_signer(from, &d->sig);
+	} else if (pol->inbound.verify && !d->inline_text) {
+		canonicalise(&d->plain);
+		sg_inbound_verify(ks, d->plain.buf->data, d->plain.buf->len, from,
+		    &d->sig, &d->sig_method, &unwrapped);
+		if (unwrapped != NULL)
+			g_byte_array_free(unwrapped, TRUE);
+	}
+	/* CBC S/MIME has no integrity: only a valid signature inside makes
+	 * up for it when the policy asks. */
+	if (pol->inbound.require_integrity &&
+	    strcmp(d->integrity, "none") == 0 && d->sig.status != SG_SIG_VALID) {
+		d->status = "failed";
+		d->reason = "no-integrity";
+	}
+}
+
 static GMimeMessage *
 parse(struct sg_msg *msg)
 {
@@ -317,13 +473,14 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	struct decryption d = { .status = "no", .reason = "not-encrypted" };
 	struct sg_mime_info info = { 0 };
 	struct sg_err err = { 0 };
+	GByteArray *entity = NULL, *unwrapped = NULL;
 	GMimeMessage *m = NULL;
-	GMimeObject *top;
 	GMimeStream *s;
 	int rc = SG_OK;
 
 	strip_forged(msg, HDR_DECRYPTED, &res->edits);
 	strip_forged(msg, HDR_SIGNATURE, &res->edits);
+	sg_sig_init(&d.sig);
 	d.plain.buf = g_byte_array_new();
 	d.plain.max = (size_t)pol->inbound.max_decrypted_size;
 
@@ -341,10 +498,25 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		    &err);
 		goto out;
 	}
-	top = g_mime_message_get_mime_part(m);
 	if (info.protection == SG_PROT_NONE) {
-		if (sg_mime_has_nested_encryption(top, 1))
+		if (sg_mime_has_nested_encryption(g_mime_message_get_mime_part(m), 1))
 			d.reason = "partial-encryption";
+		if (!pol->inbound.verify)
+			goto status;
+		entity = top_entity(msg);
+		sg_inbound_verify(ks, entity->data, entity->len,
+		    sg_msg_header(msg, "From"), &d.sig, &d.sig_method, &unwrapped);
+		if (unwrapped != NULL) {
+			/* Opaque signed-data: deliver what was signed. */
+			g_byte_array_free(d.plain.buf, TRUE);
+			d.plain.buf = unwrapped;
+			rc = apply_entity(msg, pol, &d, res);
+			if (rc < 0) {
+				rc = sg_result_internal(res, rc, "spool", NULL);
+				goto out;
+			}
+			res->action = "unwrap";
+		}
 		goto status;
 	}
 	d.reason = NULL;
@@ -352,7 +524,10 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		d.reason = "disabled";
 		goto status;
 	}
-	decrypt(msg, pol, ks, top, info.protection, &d);
+	decrypt(msg, pol, ks, g_mime_message_get_mime_part(m), info.protection,
+	    &d);
+	if (strcmp(d.status, "yes") == 0)
+		check_decrypted(msg, pol, ks, &d);
 	if (strcmp(d.status, "yes") == 0) {
 		rc = apply_entity(msg, pol, &d, res);
 		if (rc < 0) {
@@ -365,14 +540,20 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 status:
 	add_status(&d, res);
 	if (pol->inbound.verify)
-		sg_edits_add(&res->edits, SG_HDR_ADD, HDR_SIGNATURE, 0, "none");
-	sg_result_reason(res, "inbound: decrypted %s%s%s", d.status,
-	    d.reason ? ", " : "", d.reason ? d.reason : "");
+		add_signature_status(&d, sg_msg_header(msg, "From"), res);
+	if (pol->inbound.subject_tags)
+		tag_subject(msg, &d, res);
+	sg_result_reason(res, "inbound: decrypted %s%s%s, signature %s",
+	    d.status, d.reason ? ", " : "", d.reason ? d.reason : "",
+	    sg_sig_status_name(d.sig.status));
 out:
 	/* The plaintext is gone here whatever happened; never logged. */
 	if (d.plain.buf->len > 0)
 		memset(d.plain.buf->data, 0, d.plain.buf->len);
 	g_byte_array_free(d.plain.buf, TRUE);
+	if (entity != NULL)
+		g_byte_array_free(entity, TRUE);
+	sg_sig_clear(&d.sig);
 	if (m != NULL)
 		g_object_unref(m);
 	return rc;

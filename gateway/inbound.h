@@ -13,4 +13,23 @@
 int sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		   const struct sg_keystore *ks, struct sg_result *res);
 
+#include <glib.h>
+
+#include "sealgate/verify.h"
+
+#define SG_VERIFY_MAX (100 * 1024 * 1024)
+
+/* A valid signature by someone other than the From address becomes
+ * signer-mismatch. */
+void sg_inbound_check_signer(const char *from, struct sg_sig *sig);
+
+/* Verifies the signature of an entity (raw bytes: header block, empty
+ * line, body) that is multipart/signed or opaque S/MIME signed-data, and
+ * compares the signer with the From address. method is "openpgp",
+ * "smime" or NULL (not signed). For opaque signed-data whose signature
+ * holds, unwrapped receives the signed entity. */
+void sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
+		       size_t len, const char *from, struct sg_sig *sig,
+		       const char **method, GByteArray **unwrapped);
+
 #endif

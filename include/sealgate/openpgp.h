@@ -112,8 +112,13 @@ struct sg_openpgp_decrypted {
  * completely AND is integrity protected; on any failure the caller must
  * discard what out received. SG_EINTEGRITY: no or bad MDC; SG_ELIMIT:
  * out refused more data; SG_ENOKEY: no secret key. */
+struct sg_sig;
+
+/* ... and when the message was also signed (RFC 3156 §6.2) and sig is
+ * not NULL, the signature's result goes to sig. */
 int sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 		       size_t len, struct sg_writer *out,
-		       struct sg_openpgp_decrypted *info, struct sg_err *err);
+		       struct sg_openpgp_decrypted *info, struct sg_sig *sig,
+		       struct sg_err *err);
 
 #endif

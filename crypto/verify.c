@@ -1,0 +1,217 @@
+/* Signature verification for inbound mail: OpenPGP with GPGME, S/MIME with
+ * OpenSSL CMS. Only says what it found; the caller compares the signer
+ * with the From address. */
+#include <string.h>
+
+#include <glib.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "openpgp_int.h"
+#include "sealgate/verify.h"
+#include "smime_int.h"
+
+void
+sg_sig_init(struct sg_sig *sig)
+{
+	memset(sig, 0, sizeof(*sig));
+	sig->addrs = g_ptr_array_new_with_free_func(g_free);
+}
+
+void
+sg_sig_clear(struct sg_sig *sig)
+{
+	if (sig->addrs != NULL)
+		g_ptr_array_free(sig->addrs, TRUE);
+	memset(sig, 0, sizeof(*sig));
+}
+
+const char *
+sg_sig_status_name(enum sg_sig_status s)
+{
+	switch (s) {
+	case SG_SIG_VALID:		return "valid";
+	case SG_SIG_INVALID:		return "invalid";
+	case SG_SIG_EXPIRED:		return "expired";
+	case SG_SIG_REVOKED:		return "revoked";
+	case SG_SIG_UNKNOWN_KEY:	return "unknown-key";
+	case SG_SIG_SIGNER_MISMATCH:	return "signer-mismatch";
+	default:			return "none";
+	}
+}
+
+/* The addresses of the key that made signature s. */
+static void
+openpgp_signer(gpgme_ctx_t ctx, gpgme_signature_t s, struct sg_sig *out)
+{
+	gpgme_key_t key = NULL;
+
+	if (s->fpr == NULL || gpgme_get_key(ctx, s->fpr, &key, 0) != 0)
+		return;
+	if (key->fpr != NULL)
+		g_strlcpy(out->fpr, key->fpr, sizeof(out->fpr));
+	for (gpgme_user_id_t uid = key->uids; uid != NULL; uid = uid->next)
+		if (!uid->revoked && !uid->invalid && uid->email && *uid->email)
+			g_ptr_array_add(out->addrs, g_strdup(uid->email));
+	gpgme_key_unref(key);
+}
+
+int
+sg_openpgp_verify(const struct sg_keystore *ks, const void *data, size_t len,
+		  const void *sig, size_t sig_len, struct sg_sig *out,
+		  struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_data_t dsig = NULL, dtext = NULL;
+	gpgme_verify_result_t res;
+	gpgme_signature_t s;
+	int rc;
+
+	rc = sg_pgp_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	if (gpgme_data_new_from_mem(&dsig, sig, sig_len, 0) ||
+	    gpgme_data_new_from_mem(&dtext, data, len, 0)) {
+		rc = sg_err_set(err, SG_ENOMEM, "gpgme data setup failed");
+		goto out;
+	}
+	gpgme_op_verify(ctx, dsig, dtext, NULL);
+	res = gpgme_op_verify_result(ctx);
+	s = res != NULL ? res->signatures : NULL;
+	if (s == NULL) {
+		out->status = SG_SIG_INVALID;
+		g_strlcpy(out->reason, "no signature", sizeof(out->reason));
+		goto out;
+	}
+	sg_openpgp_sig_result(ctx, s, out);
+out:
+	gpgme_data_release(dsig);
+	gpgme_data_release(dtext);
+	gpgme_release(ctx);
+	return rc;
+}
+
+void
+sg_openpgp_sig_result(gpgme_ctx_t ctx, gpgme_signature_t s, struct sg_sig *out)
+{
+	openpgp_signer(ctx, s, out);
+	if (s->summary & GPGME_SIGSUM_KEY_REVOKED)
+		out->status = SG_SIG_REVOKED;
+	else if (s->summary & (GPGME_SIGSUM_KEY_EXPIRED | GPGME_SIGSUM_SIG_EXPIRED))
+		out->status = SG_SIG_EXPIRED;
+	else if (gpg_err_code(s->status) == GPG_ERR_NO_PUBKEY)
+		out->status = SG_SIG_UNKNOWN_KEY;
+	else if (gpg_err_code(s->status) != GPG_ERR_NO_ERROR)
+		out->status = SG_SIG_INVALID;
+	else
+		out->status = SG_SIG_VALID;
+	if (out->status != SG_SIG_VALID)
+		gpgme_strerror_r(s->status, out->reason, sizeof(out->reason));
+	if (s->fpr != NULL && out->fpr[0] == '\0')
+		g_strlcpy(out->fpr, s->fpr, sizeof(out->fpr));
+}
+
+static X509_STORE *
+trust_store(const struct sg_keystore *ks)
+{
+	STACK_OF(X509) *anchors = sg_smime_load_dir(ks, "anchors");
+	X509_STORE *store = X509_STORE_new();
+
+	for (int i = 0; i < sk_X509_num(anchors); i++)
+		X509_STORE_add_cert(store, sk_X509_value(anchors, i));
+	X509_STORE_set_flags(store, X509_V_FLAG_PARTIAL_CHAIN);
+	X509_STORE_set_purpose(store, X509_PURPOSE_SMIME_SIGN);
+	sk_X509_pop_free(anchors, X509_free);
+	return store;
+}
+
+/* Why the signer's certificate does not verify, as a status. */
+static enum sg_sig_status
+chain_status(const struct sg_keystore *ks, X509 *signer, STACK_OF(X509) *extra,
+	     char *reason, size_t len)
+{
+	X509_STORE *store = trust_store(ks);
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *pool = sg_smime_load_dir(ks, "certs");
+	enum sg_sig_status st = SG_SIG_VALID;
+	int e;
+
+	for (int i = 0; extra != NULL && i < sk_X509_num(extra); i++) {
+		X509_up_ref(sk_X509_value(extra, i));
+		sk_X509_push(pool, sk_X509_value(extra, i));
+	}
+	if (ctx == NULL || !X509_STORE_CTX_init(ctx, store, signer, pool)) {
+		st = SG_SIG_UNKNOWN_KEY;
+	} else if (X509_verify_cert(ctx) != 1) {
+		e = X509_STORE_CTX_get_error(ctx);
+		st = e == X509_V_ERR_CERT_HAS_EXPIRED ||
+		    e == X509_V_ERR_CERT_NOT_YET_VALID ? SG_SIG_EXPIRED
+		    : e == X509_V_ERR_CERT_REVOKED ? SG_SIG_REVOKED
+		    : SG_SIG_UNKNOWN_KEY;
+		g_strlcpy(reason, X509_verify_cert_error_string(e), len);
+	}
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_pop_free(pool, X509_free);
+	return st;
+}
+
+int
+sg_smime_verify(const struct sg_keystore *ks, const void *der, size_t der_len,
+		const void *data, size_t len, struct sg_writer *content,
+		struct sg_sig *out, struct sg_err *err)
+{
+	const unsigned char *q = der;
+	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)der_len);
+	BIO *dcont = NULL, *outb = NULL;
+	STACK_OF(X509) *signers = NULL, *certs = NULL;
+	STACK_OF(OPENSSL_STRING) *emails;
+	X509 *signer;
+	int rc = SG_OK;
+
+	if (cms == NULL || OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
+		out->status = SG_SIG_INVALID;
+		g_strlcpy(out->reason, "unreadable signature", sizeof(out->reason));
+		goto out;
+	}
+	if (data != NULL)
+		dcont = BIO_new_mem_buf(data, (int)len);
+	if (content != NULL)
+		outb = sg_bio_writer(content);
+	/* The signature itself first: math only, no chain. */
+	if (CMS_verify(cms, NULL, NULL, dcont, outb, CMS_BINARY |
+	    CMS_NO_SIGNER_CERT_VERIFY) != 1) {
+		bool no_cert = ERR_GET_REASON(ERR_peek_last_error()) ==
+		    CMS_R_SIGNER_CERTIFICATE_NOT_FOUND;
+
+		out->status = no_cert ? SG_SIG_UNKNOWN_KEY : SG_SIG_INVALID;
+		g_strlcpy(out->reason, no_cert ? "signer certificate not included"
+		    : "signature does not match the content", sizeof(out->reason));
+		goto out;
+	}
+	signers = CMS_get0_signers(cms);
+	if (sk_X509_num(signers) != 1) {
+		out->status = SG_SIG_INVALID;
+		g_strlcpy(out->reason, "not exactly one signer", sizeof(out->reason));
+		goto out;
+	}
+	signer = sk_X509_value(signers, 0);
+	sg_x509_fpr(signer, out->fpr);
+	emails = X509_get1_email(signer);
+	for (int i = 0; i < sk_OPENSSL_STRING_num(emails); i++)
+		g_ptr_array_add(out->addrs, g_strdup(sk_OPENSSL_STRING_value(emails, i)));
+	X509_email_free(emails);
+	certs = CMS_get1_certs(cms);
+	out->status = chain_status(ks, signer, certs, out->reason,
+	    sizeof(out->reason));
+out:
+	sk_X509_free(signers);
+	sk_X509_pop_free(certs, X509_free);
+	BIO_free(dcont);
+	BIO_free(outb);
+	CMS_ContentInfo_free(cms);
+	ERR_clear_error();
+	(void)err;
+	return rc;
+}

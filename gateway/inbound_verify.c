@@ -1,0 +1,227 @@
+/* Verifying the signature of an inbound entity: RFC 1847 multipart/signed
+ * (OpenPGP or S/MIME) and opaque S/MIME signed-data. Works on the raw
+ * bytes, so that what is verified is exactly what was signed. */
+#include <string.h>
+
+#include <gmime/gmime.h>
+
+#include "inbound.h"
+#include "sealgate/mime.h"
+#include "sealgate/verify.h"
+
+/* Finds the next delimiter line "--boundary" at or after p. Returns the
+ * start of the line (after the CRLF that precedes it, which belongs to the
+ * delimiter) or NULL. */
+static const guint8 *
+find_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
+	       const guint8 *start)
+{
+	size_t bl = strlen(boundary);
+
+	for (; p + 2 + bl <= end; p++) {
+		if ((p == start || p[-1] == '\n') && p[0] == '-' && p[1] == '-' &&
+		    memcmp(p + 2, boundary, bl) == 0)
+			return p;
+	}
+	return NULL;
+}
+
+static const guint8 *
+line_end(const guint8 *p, const guint8 *end)
+{
+	const guint8 *nl = memchr(p, '\n', (size_t)(end - p));
+
+	return nl != NULL ? nl + 1 : end;
+}
+
+/* The first two parts of a multipart body, exactly: the signed part
+ * without the CRLF before the next delimiter, and the signature part. */
+static bool
+split_signed(const guint8 *body, size_t len, const char *boundary,
+	     const guint8 **p1, size_t *l1, const guint8 **p2, size_t *l2)
+{
+	const guint8 *end = body + len, *d1, *d2, *d3, *s1, *s2;
+
+	d1 = find_delimiter(body, end, boundary, body);
+	if (d1 == NULL)
+		return false;
+	s1 = line_end(d1, end);
+	d2 = find_delimiter(s1, end, boundary, body);
+	if (d2 == NULL)
+		return false;
+	s2 = line_end(d2, end);
+	d3 = find_delimiter(s2, end, boundary, body);
+	if (d3 == NULL)
+		return false;
+	*p1 = s1;
+	*l1 = (size_t)(d2 - s1);
+	if (*l1 >= 2 && d2[-2] == '\r')
+		*l1 -= 2;
+	else if (*l1 >= 1)
+		*l1 -= 1;
+	*p2 = s2;
+	*l2 = (size_t)(d3 - s2);
+	return true;
+}
+
+/* The decoded content of a part given as raw bytes. (transfer full) */
+static GByteArray *
+decode_part(const guint8 *raw, size_t len)
+{
+	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)raw, len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(s);
+	GMimeObject *obj = g_mime_parser_construct_part(parser, NULL);
+	GByteArray *out = NULL;
+
+	if (obj != NULL && GMIME_IS_PART(obj)) {
+		GMimeDataWrapper *w = g_mime_part_get_content(GMIME_PART(obj));
+		GMimeStream *mem;
+
+		out = g_byte_array_new();
+		mem = g_mime_stream_mem_new_with_byte_array(out);
+		g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
+		if (w != NULL)
+			g_mime_data_wrapper_write_to_stream(w, mem);
+		g_object_unref(mem);
+	}
+	if (obj != NULL)
+		g_object_unref(obj);
+	g_object_unref(parser);
+	g_object_unref(s);
+	return out;
+}
+
+static int
+array_write(void *ctx, const void *buf, size_t len)
+{
+	GByteArray *a = ctx;
+
+	if (a->len + len > SG_VERIFY_MAX)
+		return SG_ELIMIT;
+	g_byte_array_append(a, buf, (guint)len);
+	return SG_OK;
+}
+
+/* The body of an entity: the bytes after its first empty line. */
+static const guint8 *
+entity_body(const guint8 *p, size_t len)
+{
+	const guint8 *end = p + len;
+
+	while (p < end) {
+		const guint8 *next = line_end(p, end);
+
+		if (next - p == 1 || (next - p == 2 && p[0] == '\r'))
+			return next;
+		p = next;
+	}
+	return end;
+}
+
+static bool
+from_matches(const char *from, const struct sg_sig *sig)
+{
+	InternetAddressList *list;
+	InternetAddress *ia;
+	const char *addr = NULL;
+	bool ok = false;
+
+	if (from == NULL)
+		return false;
+	list = internet_address_list_parse(NULL, from);
+	if (list != NULL && internet_address_list_length(list) == 1) {
+		ia = internet_address_list_get_address(list, 0);
+		if (INTERNET_ADDRESS_IS_MAILBOX(ia))
+			addr = internet_address_mailbox_get_idn_addr(
+			    INTERNET_ADDRESS_MAILBOX(ia));
+	}
+	for (guint i = 0; addr != NULL && i < sig->addrs->len && !ok; i++)
+		ok = g_ascii_strcasecmp(addr, g_ptr_array_index(sig->addrs, i)) == 0;
+	if (list != NULL)
+		g_object_unref(list);
+	return ok;
+}
+
+void
+sg_inbound_check_signer(const char *from, struct sg_sig *sig)
+{
+	if (sig->status == SG_SIG_VALID && !from_matches(from, sig)) {
+		sig->status = SG_SIG_SIGNER_MISMATCH;
+		g_strlcpy(sig->reason, "signer is not the From address",
+		    sizeof(sig->reason));
+	}
+}
+
+void
+sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
+		  size_t len, const char *from, struct sg_sig *sig,
+		  const char **method, GByteArray **unwrapped)
+{
+	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)entity,
+	    len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(s);
+	GMimeObject *obj = g_mime_parser_construct_part(parser, NULL);
+	GMimeContentType *ct;
+	struct sg_err err = { 0 };
+	const guint8 *body, *p1, *p2;
+	size_t l1, l2;
+
+	*method = NULL;
+	*unwrapped = NULL;
+	if (obj == NULL)
+		goto out;
+	ct = g_mime_object_get_content_type(obj);
+	body = entity_body(entity, len);
+	if (g_mime_content_type_is_type(ct, "multipart", "signed")) {
+		const char *proto = g_mime_content_type_get_parameter(ct, "protocol");
+		const char *boundary = g_mime_content_type_get_parameter(ct, "boundary");
+		bool pgp = proto && g_ascii_strcasecmp(proto,
+		    "application/pgp-signature") == 0;
+		bool smime = proto && (g_ascii_strcasecmp(proto,
+		    "application/pkcs7-signature") == 0 || g_ascii_strcasecmp(proto,
+		    "application/x-pkcs7-signature") == 0);
+		GByteArray *sigdata;
+
+		if ((!pgp && !smime) || boundary == NULL)
+			goto out;
+		*method = pgp ? "openpgp" : "smime";
+		if (!split_signed(body, (size_t)(entity + len - body), boundary,
+		    &p1, &l1, &p2, &l2) || (sigdata = decode_part(p2, l2)) == NULL) {
+			sig->status = SG_SIG_INVALID;
+			g_strlcpy(sig->reason, "malformed", sizeof(sig->reason));
+			goto out;
+		}
+		if (pgp)
+			sg_openpgp_verify(ks, p1, l1, sigdata->data, sigdata->len,
+			    sig, &err);
+		else
+			sg_smime_verify(ks, sigdata->data, sigdata->len, p1, l1,
+			    NULL, sig, &err);
+		g_byte_array_free(sigdata, TRUE);
+	} else if ((g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
+	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) &&
+	    g_strcmp0(g_mime_content_type_get_parameter(ct, "smime-type"),
+	    "signed-data") == 0) {
+		GByteArray *der = decode_part(entity, len);
+		GByteArray *content = g_byte_array_new();
+		struct sg_writer w = { array_write, content };
+
+		*method = "smime";
+		if (der != NULL)
+			sg_smime_verify(ks, der->data, der->len, NULL, 0, &w, sig,
+			    &err);
+		if (der == NULL || sig->status == SG_SIG_INVALID ||
+		    sig->status == SG_SIG_NONE)
+			g_byte_array_free(content, TRUE);
+		else
+			*unwrapped = content;
+		if (der != NULL)
+			g_byte_array_free(der, TRUE);
+	}
+	sg_inbound_check_signer(from, sig);
+out:
+	if (obj != NULL)
+		g_object_unref(obj);
+	g_object_unref(parser);
+	g_object_unref(s);
+}

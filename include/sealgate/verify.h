@@ -1,0 +1,43 @@
+/* Signature verification results, shared by the OpenPGP and S/MIME code. */
+#ifndef SEALGATE_VERIFY_H
+#define SEALGATE_VERIFY_H
+
+#include <glib.h>
+
+#include "sealgate/openpgp.h"
+
+enum sg_sig_status {
+	SG_SIG_NONE = 0,
+	SG_SIG_VALID,           /* good signature by a usable key (From not yet checked) */
+	SG_SIG_INVALID,         /* the signature does not match the content */
+	SG_SIG_EXPIRED,         /* key, certificate or signature expired */
+	SG_SIG_REVOKED,
+	SG_SIG_UNKNOWN_KEY,     /* key not in the keystore / no chain to an anchor */
+	SG_SIG_SIGNER_MISMATCH, /* valid, but not by the From address */
+};
+
+struct sg_sig {
+	enum sg_sig_status status;
+	char fpr[SG_FPR_MAX];
+	GPtrArray *addrs;       /* char *: the signer's addresses */
+	char reason[128];
+};
+
+void sg_sig_init(struct sg_sig *sig);
+void sg_sig_clear(struct sg_sig *sig);
+const char *sg_sig_status_name(enum sg_sig_status s);
+
+/* OpenPGP detached signature sig over data, with keys from the keystore. */
+int sg_openpgp_verify(const struct sg_keystore *ks, const void *data,
+		      size_t len, const void *sig, size_t sig_len,
+		      struct sg_sig *out, struct sg_err *err);
+
+/* S/MIME signature (DER CMS signed-data). Detached when data is not NULL;
+ * opaque otherwise, and then the signed content goes to content. The chain
+ * is checked against the keystore's anchors. */
+int sg_smime_verify(const struct sg_keystore *ks, const void *der,
+		    size_t der_len, const void *data, size_t len,
+		    struct sg_writer *content, struct sg_sig *out,
+		    struct sg_err *err);
+
+#endif
