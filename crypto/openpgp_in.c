@@ -207,24 +207,20 @@ decrypt_failure(gpgme_error_t gerr, gpgme_decrypt_result_t res,
 	}
 }
 
-int
-sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
-		   size_t len, struct sg_writer *out,
-		   struct sg_openpgp_decrypted *info, struct sg_sig *sig,
-		   struct sg_err *err)
+/* Decryption in ctx; see sg_openpgp_decrypt. */
+static int
+decrypt_in(gpgme_ctx_t ctx, const void *data, size_t len,
+	   struct sg_writer *out, struct sg_openpgp_decrypted *info,
+	   struct sg_sig *sig, struct sg_err *err)
 {
 	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
-	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t cipher = NULL, plain = NULL;
 	gpgme_decrypt_result_t res;
 	gpgme_verify_result_t vres;
 	gpgme_error_t gerr;
-	int rc;
+	int rc = SG_OK;
 
 	memset(info, 0, sizeof(*info));
-	rc = sg_pgp_ctx(ks, &ctx, err);
-	if (rc < 0)
-		return rc;
 	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
 	if (gpgme_data_new_from_mem(&cipher, data, len, 0) ||
 	    gpgme_data_new_from_cbs(&plain, &out_cbs, out)) {
@@ -248,6 +244,111 @@ sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 out:
 	gpgme_data_release(cipher);
 	gpgme_data_release(plain);
+	return rc;
+}
+
+int
+sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
+		   size_t len, struct sg_writer *out,
+		   struct sg_openpgp_decrypted *info, struct sg_sig *sig,
+		   struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	int rc;
+
+	rc = sg_pgp_ctx(ks, &ctx, err);
+	if (rc < 0)
+		return rc;
+	rc = decrypt_in(ctx, data, len, out, info, sig, err);
 	gpgme_release(ctx);
+	return rc;
+}
+
+/* Removes a throwaway GnuPG home: its agent first, then the files. */
+static void
+remove_home(const char *home)
+{
+	char *argv[] = { "gpgconf", "--homedir", (char *)home, "--kill", "all",
+		NULL };
+	char *rm[] = { "rm", "-rf", "--", (char *)home, NULL };
+
+	g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH |
+	    G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+	    NULL, NULL, NULL, NULL);
+	g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH |
+	    G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+	    NULL, NULL, NULL, NULL);
+}
+
+/* A context on a new home holding addr's secret keys only. */
+static int
+home_with_keys_of(const struct sg_keystore *ks, const char *addr,
+		  const char *home, gpgme_ctx_t *out, struct sg_err *err)
+{
+	const char *patterns[2] = { NULL, NULL };
+	gpgme_ctx_t src = NULL, dst = NULL;
+	gpgme_data_t keys = NULL;
+	gpgme_import_result_t ir;
+	char *pattern = g_strdup_printf("<%s>", addr);
+	char *conf = g_build_filename(home, "gpg.conf", NULL);
+	int rc;
+
+	g_file_set_contents(conf, "no-auto-key-retrieve\ndisable-dirmngr\n"
+	    "trust-model always\n", -1, NULL);
+	rc = sg_pgp_ctx(ks, &src, err);
+	if (rc < 0)
+		goto out;
+	gpgme_set_pinentry_mode(src, GPGME_PINENTRY_MODE_LOOPBACK);
+	patterns[0] = pattern;
+	if (gpgme_new(&dst) || gpgme_set_protocol(dst, GPGME_PROTOCOL_OpenPGP) ||
+	    gpgme_ctx_set_engine_info(dst, GPGME_PROTOCOL_OpenPGP, NULL, home) ||
+	    gpgme_data_new(&keys)) {
+		rc = sg_err_set(err, SG_ECRYPTO, "cannot set up a GnuPG home");
+		goto out;
+	}
+	gpgme_set_offline(dst, 1);
+	gpgme_set_pinentry_mode(dst, GPGME_PINENTRY_MODE_LOOPBACK);
+	if (gpgme_op_export_ext(src, patterns, GPGME_EXPORT_MODE_SECRET, keys) ||
+	    gpgme_data_seek(keys, 0, SEEK_SET) != 0 ||
+	    gpgme_op_import(dst, keys) ||
+	    (ir = gpgme_op_import_result(dst)) == NULL ||
+	    ir->secret_imported + ir->secret_unchanged == 0) {
+		rc = sg_err_set(err, SG_ENOKEY, "no secret key of %s", addr);
+		goto out;
+	}
+	*out = dst;
+	dst = NULL;
+out:
+	gpgme_data_release(keys);
+	if (src != NULL)
+		gpgme_release(src);
+	if (dst != NULL)
+		gpgme_release(dst);
+	g_free(pattern);
+	g_free(conf);
+	return rc;
+}
+
+int
+sg_openpgp_decrypt_as(const struct sg_keystore *ks, const char *addr,
+		      const void *data, size_t len, struct sg_writer *out,
+		      struct sg_openpgp_decrypted *info, struct sg_err *err)
+{
+	gpgme_ctx_t ctx = NULL;
+	char *home;
+	int rc;
+
+	if (!sg_pgp_addr_ok(addr))
+		return sg_err_set(err, SG_ENOKEY, "not a usable address");
+	home = g_dir_make_tmp("sgk.XXXXXX", NULL);
+	if (home == NULL)
+		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
+	rc = home_with_keys_of(ks, addr, home, &ctx, err);
+	if (rc == 0)
+		rc = decrypt_in(ctx, data, len, out, info, NULL, err);
+	if (ctx != NULL)
+		gpgme_release(ctx);
+	remove_home(home);
+	g_free(home);
 	return rc;
 }

@@ -18,6 +18,7 @@
 
 #define HDR_DECRYPTED "X-Sealgate-Decrypted"
 #define HDR_SIGNATURE "X-Sealgate-Signature"
+#define SG_MAX_HIDDEN_TRIES 10  /* recipients tried for hidden key ids */
 
 /* A plaintext buffer that refuses to grow past its bound. */
 struct bounded {
@@ -92,6 +93,49 @@ failure_reason(int rc)
 	}
 }
 
+/* True when the message names no recipient: all key ids are hidden. */
+static bool
+hidden_recipients(const GPtrArray *ids)
+{
+	for (guint i = 0; i < ids->len; i++)
+		if (strcmp(g_ptr_array_index(ids, i), "0000000000000000") != 0)
+			return false;
+	return ids->len > 0;
+}
+
+/* Hidden recipients: every envelope recipient must decrypt it with their
+ * own keys alone; the first one's plaintext is kept. */
+static int
+decrypt_hidden(const struct sg_msg *msg, const struct sg_keystore *ks,
+	       const GByteArray *cipher, struct decryption *d,
+	       struct sg_err *err)
+{
+	struct sg_openpgp_decrypted info;
+	int rc = SG_OK;
+
+	if (msg->rcpts->len > SG_MAX_HIDDEN_TRIES)
+		return sg_err_set(err, SG_ENOKEY, "too many recipients to try");
+	for (guint i = 0; rc == 0 && i < msg->rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+		struct bounded scratch = { g_byte_array_new(), d->plain.max, false };
+		struct sg_writer out = { bounded_write, i == 0 ? (void *)&d->plain
+		    : (void *)&scratch };
+
+		rc = sg_openpgp_decrypt_as(ks, r->addr, cipher->data, cipher->len,
+		    &out, &info, err);
+		if (scratch.overflow)
+			d->plain.overflow = true;
+		if (scratch.buf->len)
+			memset(scratch.buf->data, 0, scratch.buf->len);
+		g_byte_array_free(scratch.buf, TRUE);
+		/* A key that is not the one: not for this recipient. */
+		if (rc == SG_ECRYPTO)
+			rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s",
+			    r->addr);
+	}
+	return rc;
+}
+
 /* OpenPGP: only when every envelope recipient's own secret key is among
  * the message's recipients. */
 static int
@@ -112,6 +156,10 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	 * unauthenticated plaintext before it noticed. */
 	if (rc == 0 && integrity == SG_PGP_NONE)
 		rc = sg_err_set(err, SG_EINTEGRITY, "no integrity protection");
+	if (rc == 0 && hidden_recipients(ids)) {
+		rc = decrypt_hidden(msg, ks, cipher, d, err);
+		goto out;
+	}
 	for (guint i = 0; rc == 0 && i < msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 		bool ok = false;
@@ -131,6 +179,7 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 		    &info, &d->sig, err);
 	if (rc == 0 && info.signed_inside)
 		d->sig_method = "openpgp";
+out:
 	if (rc == 0)
 		d->integrity = integrity == SG_PGP_AEAD ? "aead" : "mdc";
 	g_ptr_array_free(ids, TRUE);

@@ -121,4 +121,12 @@ int sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 		       struct sg_openpgp_decrypted *info, struct sg_sig *sig,
 		       struct sg_err *err);
 
+/* Decrypts a message whose recipients are hidden with addr's secret keys
+ * only (in a throwaway GnuPG home), so that no other user's key is ever
+ * tried. Otherwise as sg_openpgp_decrypt (signatures inside not checked). */
+int sg_openpgp_decrypt_as(const struct sg_keystore *ks, const char *addr,
+			  const void *data, size_t len, struct sg_writer *out,
+			  struct sg_openpgp_decrypted *info,
+			  struct sg_err *err);
+
 #endif
