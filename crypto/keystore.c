@@ -143,3 +143,68 @@ sg_keystore_free(struct sg_keystore *ks)
 	g_free(ks->smime_dir);
 	free(ks);
 }
+
+static char **
+read_deactivated(const struct sg_keystore *ks)
+{
+	char *path = g_build_filename(ks->dir, "deactivated", NULL);
+	char *data = NULL, **lines;
+
+	if (!g_file_get_contents(path, &data, NULL, NULL))
+		data = g_strdup("");
+	lines = g_strsplit(data, "\n", -1);
+	g_free(data);
+	g_free(path);
+	return lines;
+}
+
+bool
+sg_keystore_deactivated(const struct sg_keystore *ks, const char *addr)
+{
+	char **lines = read_deactivated(ks);
+	bool found = false;
+
+	for (char **l = lines; *l != NULL && !found; l++)
+		found = **l && g_ascii_strcasecmp(g_strstrip(*l), addr) == 0;
+	g_strfreev(lines);
+	return found;
+}
+
+int
+sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
+			    bool on, bool *changed, struct sg_err *err)
+{
+	char **lines = read_deactivated(ks);
+	GString *out = g_string_new(NULL);
+	char *path = g_build_filename(ks->dir, "deactivated", NULL);
+	GError *gerr = NULL;
+	bool present = false;
+	int rc = SG_OK;
+
+	for (char **l = lines; *l != NULL; l++) {
+		g_strstrip(*l);
+		if (**l == '\0')
+			continue;
+		if (g_ascii_strcasecmp(*l, addr) == 0) {
+			present = true;
+			if (!on)
+				continue;
+		}
+		g_string_append_printf(out, "%s\n", *l);
+	}
+	*changed = present != on;
+	if (on && !present)
+		g_string_append_printf(out, "%s\n", addr);
+	/* g_file_set_contents writes aside and renames. */
+	if (*changed && !g_file_set_contents(path, out->str, -1, &gerr)) {
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot write %s: %s", path,
+		    gerr->message);
+		g_error_free(gerr);
+	}
+	if (rc == 0)
+		chmod(path, 0600);
+	g_strfreev(lines);
+	g_string_free(out, TRUE);
+	g_free(path);
+	return rc;
+}

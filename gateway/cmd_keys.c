@@ -10,6 +10,16 @@
 #include "sealgate/smime.h"
 #include "sealgate.h"
 
+/* The keystore being listed, for the deactivated state. */
+static const struct sg_keystore *listed;
+
+static const char *
+state_of(const char *addr, const char *state)
+{
+	return listed != NULL && strcmp(state, "active") == 0 &&
+	    sg_keystore_deactivated(listed, addr) ? "deactivated" : state;
+}
+
 struct import_opts {
 	char *passphrase;       /* first line of --passphrase-file */
 	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR */
@@ -36,7 +46,8 @@ print_openpgp(const struct sg_openpgp_identity *id, void *arg)
 
 	format_date(id->expires, expires, sizeof(expires));
 	printf("%s%-32s openpgp %s %-8s expires=%s usable=%s%s\n",
-	    prefix != NULL ? prefix : "", id->addr, id->fpr, id->state, expires,
+	    prefix != NULL ? prefix : "", id->addr, id->fpr,
+	    state_of(id->addr, id->state), expires,
 	    id->can_encrypt ? "encrypt" : "-",
 	    id->secret ? ",decrypt,sign" : "");
 }
@@ -59,7 +70,8 @@ print_smime(const struct sg_smime_identity *id, void *arg)
 		    usable->len ? "," : "", active ? ",sign" : "");
 	format_date(id->expires, expires, sizeof(expires));
 	printf("%s%-32s smime   %s %-8s expires=%s usable=%s%s%s\n",
-	    prefix != NULL ? prefix : "", id->addr, id->fpr, id->state, expires,
+	    prefix != NULL ? prefix : "", id->addr, id->fpr,
+	    state_of(id->addr, id->state), expires,
 	    usable->len ? usable->str : "-", id->why ? " reason=" : "",
 	    id->why ? id->why : "");
 	g_string_free(usable, TRUE);
@@ -164,6 +176,30 @@ cmd_import(const struct sg_keystore *ks, int n, char **files,
 	return failed ? SG_EXIT_USAGE : 0;
 }
 
+/* deactivate / reactivate ADDR. */
+static int
+cmd_activation(const struct sg_keystore *ks, bool deactivate, int n,
+	       char **addrs)
+{
+	struct sg_err err = { 0 };
+	bool changed;
+
+	if (n != 1 || strchr(addrs[0], '@') == NULL) {
+		fprintf(stderr, "usage: sealgate keys %s ADDR\n",
+		    deactivate ? "deactivate" : "reactivate");
+		return SG_EXIT_USAGE;
+	}
+	if (sg_keystore_set_deactivated(ks, addrs[0], deactivate, &changed,
+	    &err) < 0) {
+		fprintf(stderr, "sealgate: %s\n", err.msg);
+		return SG_EXIT_USAGE;
+	}
+	printf("%s: %s%s\n", addrs[0], changed ? "" : "already ",
+	    deactivate ? "deactivated: its keys are kept but no longer used "
+	    "to sign or decrypt" : "active");
+	return 0;
+}
+
 static int
 cmd_list(const struct sg_keystore *ks)
 {
@@ -242,11 +278,13 @@ sg_cmd_keys(int argc, char **argv)
 		goto out;
 	if (optind >= argc) {
 		fprintf(stderr, "usage: sealgate keys [-c FILE] import FILE... "
-		    "[--passphrase-file F] [--trust-anchor] | list\n");
+		    "[--passphrase-file F] [--trust-anchor] | list | "
+		    "deactivate ADDR | reactivate ADDR\n");
 		goto out;
 	}
 	sub = argv[optind++];
-	if (strcmp(sub, "import") != 0 && strcmp(sub, "list") != 0) {
+	if (strcmp(sub, "import") != 0 && strcmp(sub, "list") != 0 &&
+	    strcmp(sub, "deactivate") != 0 && strcmp(sub, "reactivate") != 0) {
 		fprintf(stderr, "sealgate keys: unknown command \"%s\"\n", sub);
 		goto out;
 	}
@@ -257,10 +295,15 @@ sg_cmd_keys(int argc, char **argv)
 	    ? SG_KS_CREATE : 0);
 	if (ks == NULL)
 		goto out;
+	listed = ks;
 	if (strcmp(sub, "import") == 0)
 		rc = cmd_import(ks, argc - optind, argv + optind, &o);
-	else
+	else if (strcmp(sub, "list") == 0)
 		rc = cmd_list(ks);
+	else
+		rc = cmd_activation(ks, strcmp(sub, "deactivate") == 0,
+		    argc - optind, argv + optind);
+	listed = NULL;
 out:
 	if (o.passphrase != NULL)
 		memset(o.passphrase, 0, strlen(o.passphrase));

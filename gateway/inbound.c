@@ -232,6 +232,16 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 		goto out;
 	}
 	d->inline_text = prot == SG_PROT_PGP_INLINE;
+	for (guint i = 0; i < msg->rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+
+		/* A leaver's keys are kept for audit, never used. */
+		if (sg_keystore_deactivated(ks, r->addr)) {
+			d->status = "no";
+			d->reason = "deactivated";
+			goto out;
+		}
+	}
 	rc = prot == SG_PROT_SMIME ? decrypt_smime(msg, pol, ks, cipher, d, &err)
 	    : decrypt_openpgp(msg, ks, cipher, d, &err);
 	if (rc == 0) {

@@ -16,6 +16,13 @@ sg_signers_lookup(struct sg_signers *s, const struct sg_keystore *ks,
 	if (s->looked_up)
 		return SG_OK;
 	s->looked_up = true;
+	/* A deactivated identity (someone who left) signs nothing. */
+	if (sg_keystore_deactivated(ks, sender)) {
+		for (int m = 0; m < SG_MAX_METHODS; m++)
+			g_strlcpy(s->why[m], "identity deactivated",
+			    sizeof(s->why[m]));
+		return SG_OK;
+	}
 	for (int m = 0; m < SG_MAX_METHODS; m++) {
 		err.msg[0] = '\0';
 		rc = m == SG_METHOD_OPENPGP

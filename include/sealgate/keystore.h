@@ -5,9 +5,13 @@
  *   smime/keys/       private keys of some of them, FPR.pem (0600)
  *   smime/anchors/    trust anchors, FPR.pem; an end-entity certificate
  *                     imported as an anchor is also in certs/ and is
- *                     trusted as it is */
+ *                     trusted as it is
+ *   deactivated       addresses, one per line, whose keys are kept but
+ *                     never used to sign or decrypt (people who left) */
 #ifndef SEALGATE_KEYSTORE_H
 #define SEALGATE_KEYSTORE_H
+
+#include <stdbool.h>
 
 #include "sealgate/error.h"
 
@@ -31,5 +35,14 @@ int sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 		     struct sg_keystore **out);
 
 void sg_keystore_free(struct sg_keystore *ks);
+
+/* True when addr is deactivated (read from the file each time, so a
+ * running daemon sees changes at once). */
+bool sg_keystore_deactivated(const struct sg_keystore *ks, const char *addr);
+
+/* Adds (on true) or removes addr from the deactivated list; the file is
+ * replaced atomically. *changed says whether it was not already so. */
+int sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
+				bool on, bool *changed, struct sg_err *err);
 
 #endif
