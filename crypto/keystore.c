@@ -11,7 +11,10 @@
 
 #include "sealgate/keystore.h"
 
-/* GnuPG options of the gateway's own home: never touch the network. */
+/* GnuPG options of the gateway's own home: never touch the network.
+ * Trust comes from the administrator's import (encryption passes
+ * always-trust); "trust-model always" is not set here because with it
+ * gpg applies imported revocations but does not count them. */
 static const char gpg_conf[] =
 	"# Written by sealgate. The gateway's keyring works offline:\n"
 	"# keys arrive only through `sealgate keys import`.\n"
@@ -19,7 +22,6 @@ static const char gpg_conf[] =
 	"no-auto-key-import\n"
 	"auto-key-locate local\n"
 	"disable-dirmngr\n"
-	"trust-model always\n"
 	"no-greeting\n";
 
 static const char *const smime_subdirs[] = { "certs", "keys", "anchors" };

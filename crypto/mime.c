@@ -84,6 +84,52 @@ param_is(GMimeContentType *ct, const char *name, const char *value)
 	return v != NULL && g_ascii_strcasecmp(v, value) == 0;
 }
 
+enum armor { ARMOR_NONE, ARMOR_WHOLE, ARMOR_PART };
+
+#define PGP_BEGIN "-----BEGIN PGP MESSAGE-----"
+#define PGP_END "-----END PGP MESSAGE-----"
+
+/* Whether a text part holds an armored PGP message, and whether that is
+ * all it holds (only white space around it). */
+static enum armor
+inline_armor(GMimePart *part)
+{
+	GMimeDataWrapper *w;
+	GMimeStream *mem;
+	GByteArray *buf;
+	enum armor a = ARMOR_NONE;
+	char *text, *begin;
+
+	if (g_mime_part_get_openpgp_data(part) == GMIME_OPENPGP_DATA_NONE &&
+	    g_mime_part_get_content_encoding(part) !=
+	    GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE &&
+	    g_mime_part_get_content_encoding(part) !=
+	    GMIME_CONTENT_ENCODING_BASE64)
+		return ARMOR_NONE;
+	w = g_mime_part_get_content(part);
+	if (w == NULL)
+		return ARMOR_NONE;
+	buf = g_byte_array_new();
+	mem = g_mime_stream_mem_new_with_byte_array(buf);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
+	g_mime_data_wrapper_write_to_stream(w, mem);
+	g_object_unref(mem);
+	g_byte_array_append(buf, (const guint8 *)"", 1);
+	text = (char *)buf->data;
+	begin = strstr(text, PGP_BEGIN);
+	if (begin != NULL) {
+		char *end = strstr(begin, PGP_END);
+
+		a = ARMOR_PART;
+		g_strstrip(text);
+		if (text == begin && end != NULL &&
+		    end + strlen(PGP_END) == text + strlen(text))
+			a = ARMOR_WHOLE;
+	}
+	g_byte_array_free(buf, TRUE);
+	return a;
+}
+
 enum sg_protection
 sg_mime_protection_of(GMimeObject *top)
 {
@@ -109,8 +155,7 @@ sg_mime_protection_of(GMimeObject *top)
 		return SG_PROT_PGP_INLINE;
 	if (GMIME_IS_PART(top) &&
 	    g_mime_content_type_is_type(ct, "text", "plain") &&
-	    g_mime_part_get_openpgp_data(GMIME_PART(top)) ==
-	    GMIME_OPENPGP_DATA_ENCRYPTED)
+	    inline_armor(GMIME_PART(top)) == ARMOR_WHOLE)
 		return SG_PROT_PGP_INLINE;
 	return SG_PROT_NONE;
 }
@@ -327,6 +372,13 @@ sg_mime_has_nested_encryption(GMimeObject *obj, unsigned depth)
 	if (obj == NULL || depth > SG_MIME_MAX_DEPTH)
 		return false;
 	if (depth > 1 && sg_mime_protection_of(obj) != SG_PROT_NONE)
+		return true;
+	/* Armor inside a text part with other text (or in HTML) is
+	 * encrypted content mixed with content the sender controls. */
+	if (GMIME_IS_PART(obj) && g_mime_content_type_is_type(
+	    g_mime_object_get_content_type(obj), "text", "*") &&
+	    inline_armor(GMIME_PART(obj)) != ARMOR_NONE &&
+	    (depth > 1 || sg_mime_protection_of(obj) == SG_PROT_NONE))
 		return true;
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);

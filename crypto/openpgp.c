@@ -441,6 +441,11 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 		goto out;
 	}
 	ir = gpgme_op_import_result(ctx);
+	if (ir != NULL && ir->considered == 0 && ir->new_revocations > 0) {
+		/* A revocation certificate for a key that is already here. */
+		res->revocations = (unsigned)ir->new_revocations;
+		goto out;
+	}
 	if (ir == NULL || ir->considered == 0) {
 		rc = sg_err_set(err, SG_EINVAL, "no OpenPGP key found");
 		goto out;
@@ -449,6 +454,7 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	res->imported = (unsigned)ir->imported;
 	res->unchanged = (unsigned)ir->unchanged;
 	res->secret_imported = (unsigned)ir->secret_imported;
+	res->revocations = (unsigned)ir->new_revocations;
 	fprs = g_ptr_array_new();
 	changed = g_array_new(FALSE, TRUE, sizeof(gboolean));
 	for (gpgme_import_status_t st = ir->imports; st != NULL; st = st->next) {

@@ -17,7 +17,7 @@ dearmor(const void *data, size_t len)
 	GString *b64 = g_string_new(NULL);
 	GByteArray *out;
 	bool in_body = false;
-	gsize n;
+	gsize n = 0;
 
 	if (begin == NULL) {
 		g_string_free(b64, TRUE);
@@ -45,9 +45,9 @@ dearmor(const void *data, size_t len)
 		if (nl == end)
 			break;
 	}
-	g_base64_decode_inplace(b64->str, &n);
 	out = g_byte_array_new();
-	g_byte_array_append(out, (guint8 *)b64->str, (guint)n);
+	if (b64->len > 0 && g_base64_decode_inplace(b64->str, &n) != NULL)
+		g_byte_array_append(out, (guint8 *)b64->str, (guint)n);
 	g_string_free(b64, TRUE);
 	return out;
 }

@@ -101,9 +101,13 @@ import_openpgp(const struct sg_keystore *ks, const char *path,
 		if (sg_openpgp_list(ks, res.fprs[i], print_openpgp,
 		    res.changed[i] ? "imported  " : "unchanged ", &err) < 0)
 			fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
-	printf("%s: %u key(s) read, %u imported, %u unchanged%s\n", path,
-	    res.considered, res.imported, res.unchanged,
-	    res.secret_imported ? ", secret keys imported" : "");
+	if (res.considered == 0 && res.revocations > 0)
+		printf("%s: %u revocation(s) imported\n", path, res.revocations);
+	else
+		printf("%s: %u key(s) read, %u imported, %u unchanged%s%s\n", path,
+		    res.considered, res.imported, res.unchanged,
+		    res.secret_imported ? ", secret keys imported" : "",
+		    res.revocations ? ", revocations imported" : "");
 	sg_openpgp_import_clear(&res);
 	return 0;
 }

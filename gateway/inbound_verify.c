@@ -9,20 +9,35 @@
 #include "sealgate/mime.h"
 #include "sealgate/verify.h"
 
-/* Finds the next delimiter line "--boundary" at or after p. Returns the
- * start of the line (after the CRLF that precedes it, which belongs to the
- * delimiter) or NULL. */
-static const guint8 *
-find_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
-	       const guint8 *start)
+/* True when p starts a delimiter line of boundary: "--boundary" then
+ * "--" (the close delimiter), or white space up to the line end. A longer
+ * boundary that merely starts the same is not one. */
+static bool
+is_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
+	     bool *close)
 {
 	size_t bl = strlen(boundary);
+	const guint8 *q = p + 2 + bl;
 
-	for (; p + 2 + bl <= end; p++) {
-		if ((p == start || p[-1] == '\n') && p[0] == '-' && p[1] == '-' &&
-		    memcmp(p + 2, boundary, bl) == 0)
+	if (q > end || p[0] != '-' || p[1] != '-' || memcmp(p + 2, boundary, bl))
+		return false;
+	*close = q + 2 <= end && q[0] == '-' && q[1] == '-';
+	if (*close)
+		q += 2;
+	while (q < end && (*q == ' ' || *q == '\t'))
+		q++;
+	return q == end || *q == '\r' || *q == '\n';
+}
+
+/* Finds the next delimiter line at or after p (at a line start). */
+static const guint8 *
+find_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
+	       const guint8 *start, bool *close)
+{
+	for (; p < end; p++)
+		if ((p == start || p[-1] == '\n') &&
+		    is_delimiter(p, end, boundary, close))
 			return p;
-	}
 	return NULL;
 }
 
@@ -41,17 +56,19 @@ split_signed(const guint8 *body, size_t len, const char *boundary,
 	     const guint8 **p1, size_t *l1, const guint8 **p2, size_t *l2)
 {
 	const guint8 *end = body + len, *d1, *d2, *d3, *s1, *s2;
+	bool close;
 
-	d1 = find_delimiter(body, end, boundary, body);
-	if (d1 == NULL)
+	/* Exactly two parts: open, open, close. */
+	d1 = find_delimiter(body, end, boundary, body, &close);
+	if (d1 == NULL || close)
 		return false;
 	s1 = line_end(d1, end);
-	d2 = find_delimiter(s1, end, boundary, body);
-	if (d2 == NULL)
+	d2 = find_delimiter(s1, end, boundary, body, &close);
+	if (d2 == NULL || close)
 		return false;
 	s2 = line_end(d2, end);
-	d3 = find_delimiter(s2, end, boundary, body);
-	if (d3 == NULL)
+	d3 = find_delimiter(s2, end, boundary, body, &close);
+	if (d3 == NULL || !close)
 		return false;
 	*p1 = s1;
 	*l1 = (size_t)(d2 - s1);

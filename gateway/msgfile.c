@@ -147,6 +147,10 @@ parse_input(struct sg_input *in)
 
 		if (first >= 2 && p[first - 1] == '\n' && p[first - 2] == '\r')
 			in->eol = "\r\n";
+		/* An mbox "From " line is no part of the message: an MTA never
+		 * passes it on. It is dropped from a changed message. */
+		if (strncmp(p, "From ", 5) == 0)
+			p += first;
 	}
 	while (p < end) {
 		size_t len = line_length(p, end);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -62,6 +63,17 @@ sg_ensure_spool_dir(const struct sg_policy *pol)
 	return true;
 }
 
+static OSSL_PROVIDER *provider_default, *provider_legacy;
+
+static void
+unload_providers(void)
+{
+	if (provider_legacy != NULL)
+		OSSL_PROVIDER_unload(provider_legacy);
+	if (provider_default != NULL)
+		OSSL_PROVIDER_unload(provider_default);
+}
+
 bool
 sg_init_libraries(void)
 {
@@ -69,13 +81,14 @@ sg_init_libraries(void)
 
 	g_mime_init();
 	if (OPENSSL_init_crypto(0, NULL) != 1 ||
-	    OSSL_PROVIDER_load(NULL, "default") == NULL) {
+	    (provider_default = OSSL_PROVIDER_load(NULL, "default")) == NULL) {
 		fprintf(stderr, "sealgate: OpenSSL initialisation failed\n");
 		return false;
 	}
 	/* PKCS#12 files from older tools use RC2 or RC4: reading them needs
-	 * the legacy provider. Only the import reads them. */
-	OSSL_PROVIDER_load(NULL, "legacy");
+	 * the legacy provider. Inbound decryption has its own allow-list. */
+	provider_legacy = OSSL_PROVIDER_load(NULL, "legacy");
+	atexit(unload_providers);
 	if (sg_openpgp_init(&err) < 0) {
 		fprintf(stderr, "sealgate: %s\n", err.msg);
 		return false;

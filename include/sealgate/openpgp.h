@@ -59,6 +59,7 @@ struct sg_openpgp_import {
 	unsigned imported;
 	unsigned unchanged;
 	unsigned secret_imported;
+	unsigned revocations;   /* revocation certificates applied */
 	char **fprs;            /* NULL-terminated; every key in the file */
 	int *changed;           /* per fprs entry: new or updated */
 };

@@ -1,0 +1,145 @@
+"""Inbound decryption through a real Postfix.
+
+A private Postfix (tests/lib/postfix.py) calls `sealgate milter` and relays
+to smtp-sink. The gateway (internal domain example.com) holds the OpenPGP
+secret keys and S/MIME identities of alice@example.com and bob@example.com;
+mail comes from carol@partner.example, sent with smtplib (exact bytes) to
+the milter-facing smtpd. Every encrypted message is made by gpg in carol's
+GnuPG home or by `openssl cms -encrypt`.
+
+  a) PGP/MIME to alice arrives decrypted: Content-* fields and body of the
+     encrypted entity, other header fields kept, exactly one
+     X-Sealgate-Decrypted and one X-Sealgate-Signature field.
+  b) S/MIME (AES-GCM) to alice arrives decrypted the same way.
+  c) Forged status fields (any case, folded, repeated) in plain, decrypted
+     and undecryptable mail do not survive: only sealgate's own fields
+     arrive.
+  d) A message without MDC arrives as it was sent, marked failed, and its
+     plaintext is nowhere: not in the delivered mail, not in sealgate's log,
+     not in the maillog.
+"""
+
+import os
+import unittest
+
+import inboundtest
+import miltertest
+import sgtest
+from inboundtest import ALICE, BOB, CAROL, InboundCase, alternative_entity, cms_encrypt, \
+    gpg_encrypt, inbound_policy, new_marker, outer_headers, pgp_mime_message, \
+    smime_message, status_fields
+from miltertest import strip_added_received, with_diagnostics
+
+STATE = {}
+
+BINARY = miltertest.require_tools()
+
+FORGED = [("X-Sealgate-Decrypted", "yes; method=openpgp; integrity=mdc"),
+          ("x-sealgate-DECRYPTED", "yes;\r\n method=smime;\r\n\tintegrity=aead"),
+          ("X-SEALGATE-SIGNATURE", "valid; method=smime; signer=ceo@example.com"),
+          ("X-Sealgate-Decrypted-By", "an unrelated field that stays"),
+          ("X-Sealgate-Signature", "valid;\r\n\tsigner=ceo@example.com"),
+          ("X-Sealgate-Decrypted", "yes")]
+
+
+def setUpModule():
+    tmp = sgtest.tmpdir("sgpi")
+    os.chmod(tmp, 0o755)          # the postfix user reaches into it
+    ids = inboundtest.Identities(tmp)
+    gw = ids.gateway(os.path.join(tmp, "gw"), inbound_policy())
+    STATE.update(tmp=tmp, gw=gw, ids=ids, carol=ids.sender)
+    miltertest.start_milter_and_postfix(STATE, BINARY)
+
+
+def tearDownModule():
+    miltertest.tear_down(STATE)
+    if "ids" in STATE:
+        STATE["ids"].kill_agents()
+
+
+class PostfixInbound(miltertest.MilterTestCase, InboundCase):
+
+    state = STATE
+
+    def setUp(self):
+        super().setUp()
+        self.ids = self.state["ids"]
+        self.marker = new_marker()
+        self.entity = alternative_entity(self.marker)
+
+    def deliver(self, msg, rcpts=(ALICE,)):
+        """Send msg from carol; returns the delivered bytes without the
+        Received fields the private Postfix added."""
+        code, text, refused = self.pf.send_smtplib(CAROL, list(rcpts), msg)
+        self.assertEqual((code, refused), (250, {}), text)
+        msgs = self.pf.wait_for_sink(1, timeout=30, settle=1.0)
+        self.assertEqual(len(msgs), 1, msgs)
+        self.assertEqual(sorted(msgs[0].rcpts), sorted(rcpts))
+        self.assertEqual(msgs[0].mail_from, CAROL)
+        self.assertTrue(self.pf.wait_queue_empty(10))
+        return strip_added_received(bytes(msgs[0]))
+
+    def assert_log_clean(self):
+        log = self.milter.log_since(self.log_mark)
+        self.assertNotIn(self.marker, log, "plaintext in sealgate's log")
+        self.assertNotIn(self.marker, self.pf.maillog_since(), "plaintext in the maillog")
+
+    # -- tests -----------------------------------------------------------
+
+    @with_diagnostics
+    def test_a_openpgp_decrypted(self):
+        msg = pgp_mime_message(gpg_encrypt(self.ids, self.entity, [ALICE]))
+        got = self.deliver(msg)
+        self.check_decrypted(got, msg, self.entity, "yes; method=openpgp; integrity=mdc")
+        self.assertIn(self.marker.encode(), got)
+        self.assertNotIn(b"BEGIN PGP MESSAGE", got)
+        self.assert_log_clean()
+
+    @with_diagnostics
+    def test_a_openpgp_decrypted_for_two_recipients(self):
+        msg = pgp_mime_message(gpg_encrypt(self.ids, self.entity, [ALICE, BOB]))
+        got = self.deliver(msg, rcpts=(ALICE, BOB))
+        self.check_decrypted(got, msg, self.entity, "yes; method=openpgp; integrity=mdc")
+        self.assert_log_clean()
+
+    @with_diagnostics
+    def test_b_smime_decrypted(self):
+        der = cms_encrypt(self.entity, [self.ids.smime[ALICE].cert], "aes-256-gcm")
+        msg = smime_message(der)
+        got = self.deliver(msg)
+        self.check_decrypted(got, msg, self.entity, "yes; method=smime; integrity=aead")
+        self.assertEqual(sgtest.field_values(got, "Content-Disposition"), [])
+        self.assert_log_clean()
+
+    @with_diagnostics
+    def test_c_forged_fields_in_plain_mail(self):
+        msg = sgtest.make_message(outer_headers(extra=FORGED)
+                                  + [("Content-Type", "text/plain; charset=us-ascii")],
+                                  "Hello Alice.\r\n")
+        got = self.deliver(msg)
+        self.check_passthrough(got, msg, "no; reason=not-encrypted", canonical=True)
+        self.assertEqual(sgtest.field_values(got, "X-Sealgate-Decrypted-By"),
+                         ["an unrelated field that stays"])
+
+    @with_diagnostics
+    def test_c_forged_fields_in_decrypted_mail(self):
+        msg = pgp_mime_message(gpg_encrypt(self.ids, self.entity, [ALICE]),
+                               headers=outer_headers(extra=FORGED))
+        got = self.deliver(msg)
+        self.check_decrypted(got, msg, self.entity, "yes; method=openpgp; integrity=mdc")
+
+    @with_diagnostics
+    def test_d_no_mdc_with_forged_yes(self):
+        armored = gpg_encrypt(self.ids, self.entity, [ALICE], extra=["--rfc2440"])
+        msg = pgp_mime_message(armored, headers=outer_headers(extra=FORGED))
+        got = self.deliver(msg)
+        self.check_passthrough(got, msg, "failed; method=openpgp; reason=integrity",
+                               canonical=True)
+        self.assertEqual(status_fields(got)[0], ["failed; method=openpgp; reason=integrity"])
+        self.assertNotIn(self.marker.encode(), got)
+        self.assert_log_clean()
+        self.assertEqual(self.gw.spool_entries(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
