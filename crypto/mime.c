@@ -37,7 +37,7 @@ on_warning(gint64 offset, GMimeParserWarning code, const gchar *item,
 		what = "multipart without boundary";
 		break;
 	case GMIME_CRIT_NESTING_OVERFLOW:
-		what = "MIME nesting too deep";
+		st->too_deep = true;
 		break;
 	case GMIME_CRIT_PART_WITHOUT_HEADERS_OR_CONTENT:
 		what = "MIME part without headers or content";
@@ -182,7 +182,7 @@ sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 	}
 	walk(g_mime_message_get_mime_part(msg), 1, &st);
 	if (st.too_deep) {
-		rc = sg_err_set(err, SG_EMALFORMED,
+		rc = sg_err_set(err, SG_ELIMIT,
 		    "MIME nesting deeper than %d levels or more than %d parts",
 		    SG_MIME_MAX_DEPTH, SG_MIME_MAX_PARTS);
 		goto out;

@@ -547,8 +547,11 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	rc = s != NULL ? sg_mime_inspect(s, &info, &err) : SG_EIO;
 	if (s != NULL)
 		g_object_unref(s);
-	if (rc == SG_EMALFORMED) {
-		d.reason = "malformed";
+	if (rc == SG_EMALFORMED || rc == SG_ELIMIT) {
+		/* Too deep to judge: delivered as it came, and said so. */
+		if (rc == SG_ELIMIT)
+			d.status = "failed";
+		d.reason = rc == SG_ELIMIT ? "too-deep" : "malformed";
 		rc = SG_OK;
 		goto status;
 	}

@@ -316,7 +316,7 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 		return sg_result_internal(res, SG_EIO, "spool", NULL);
 	rc = sg_mime_inspect(stream, &info, &err);
 	g_object_unref(stream);
-	if (rc == SG_EMALFORMED) {
+	if (rc == SG_EMALFORMED || rc == SG_ELIMIT) {
 		sg_result_reply(res, SG_VERDICT_REJECT, "554", "5.6.0",
 		    "malformed MIME message (%s); it was not sent", err.msg);
 		sg_result_reason(res, "malformed: %s", err.msg);

@@ -31,7 +31,8 @@ struct sg_mime_info {
 /* Parses the message in stream (headers and body) and describes it.
  * SG_EMALFORMED when GMime finds a structural problem that makes the
  * message's meaning uncertain (conflicting headers, multipart without
- * boundary, ...) or nesting beyond SG_MIME_MAX_DEPTH; err says which. */
+ * boundary, ...); SG_ELIMIT for nesting beyond SG_MIME_MAX_DEPTH or more
+ * than SG_MIME_MAX_PARTS parts; err says which. */
 int sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		    struct sg_err *err);
 

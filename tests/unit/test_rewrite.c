@@ -238,7 +238,7 @@ test_inspect_malformed(void **state)
 	g_string_append(deep, "Content-Type: text/plain\n\nx\n");
 	for (int i = 39; i >= 0; i--)
 		g_string_append_printf(deep, "--b%d--\n", i);
-	assert_int_equal(inspect(deep->str, &info, &err), SG_EMALFORMED);
+	assert_int_equal(inspect(deep->str, &info, &err), SG_ELIMIT);
 	assert_string_equal(err.msg,
 	    "MIME nesting deeper than 32 levels or more than 10000 parts");
 	g_string_free(deep, TRUE);
