@@ -575,3 +575,90 @@ sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 	g_hash_table_destroy(secret);
 	return rc;
 }
+
+/* The keys an administrator names: an address (its user ids) or a
+ * fingerprint. */
+static char *
+admin_pattern(const char *what)
+{
+	return strchr(what, '@') != NULL ? g_strdup_printf("<%s>", what)
+	    : g_strdup(what);
+}
+
+int
+sg_openpgp_export(const struct sg_keystore *ks, const char *what, bool secret,
+		  struct sg_writer *out, unsigned *count, struct sg_err *err)
+{
+	struct gpgme_data_cbs cbs = { .write = sg_pgp_cb_write };
+	const char *patterns[2] = { NULL, NULL };
+	gpgme_ctx_t ctx = NULL;
+	gpgme_data_t dh = NULL;
+	gpgme_key_t key;
+	char *pattern = admin_pattern(what);
+	int rc;
+
+	*count = 0;
+	rc = sg_pgp_ctx(ks, &ctx, err);
+	if (rc < 0)
+		goto out;
+	/* Count first: exporting nothing is not a success. */
+	if (!gpgme_op_keylist_start(ctx, pattern, secret)) {
+		while (!gpgme_op_keylist_next(ctx, &key)) {
+			(*count)++;
+			gpgme_key_unref(key);
+		}
+	}
+	gpgme_op_keylist_end(ctx);
+	if (*count == 0)
+		goto out;
+	patterns[0] = pattern;
+	gpgme_set_armor(ctx, 1);
+	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
+	if (gpgme_data_new_from_cbs(&dh, &cbs, out) ||
+	    gpgme_op_export_ext(ctx, patterns,
+	    secret ? GPGME_EXPORT_MODE_SECRET : 0, dh))
+		rc = sg_err_set(err, SG_ECRYPTO, "export failed");
+out:
+	gpgme_data_release(dh);
+	if (ctx != NULL)
+		gpgme_release(ctx);
+	g_free(pattern);
+	return rc;
+}
+
+int
+sg_openpgp_remove(const struct sg_keystore *ks, const char *what,
+		  unsigned *count, struct sg_err *err)
+{
+	gpgme_ctx_t ctx;
+	gpgme_key_t key;
+	GPtrArray *keys = g_ptr_array_new();
+	char *pattern = admin_pattern(what);
+	gpgme_error_t gerr;
+	int rc;
+
+	*count = 0;
+	rc = sg_pgp_ctx(ks, &ctx, err);
+	if (rc < 0)
+		goto out;
+	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
+	if (!gpgme_op_keylist_start(ctx, pattern, 0))
+		while (!gpgme_op_keylist_next(ctx, &key))
+			g_ptr_array_add(keys, key);
+	gpgme_op_keylist_end(ctx);
+	for (guint i = 0; i < keys->len && rc == 0; i++) {
+		gerr = gpgme_op_delete_ext(ctx, g_ptr_array_index(keys, i),
+		    GPGME_DELETE_ALLOW_SECRET | GPGME_DELETE_FORCE);
+		if (gerr)
+			rc = sg_pgp_fail(err, "cannot remove the key", gerr);
+		else
+			(*count)++;
+	}
+	gpgme_release(ctx);
+out:
+	for (guint i = 0; i < keys->len; i++)
+		gpgme_key_unref(g_ptr_array_index(keys, i));
+	g_ptr_array_free(keys, TRUE);
+	g_free(pattern);
+	return rc;
+}

@@ -1,6 +1,7 @@
 /* S/MIME certificates and encryption with OpenSSL CMS; see
  * include/sealgate/smime.h. */
 #include <dirent.h>
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -527,4 +528,88 @@ sg_smime_list(const struct sg_keystore *ks, const char *only,
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(anchors, X509_free);
 	return SG_OK;
+}
+
+/* Certificates (not anchors) an administrator names: by address or by
+ * fingerprint. */
+static bool
+named(X509 *cert, const char *fpr, const char *what)
+{
+	return strchr(what, '@') != NULL ? sg_x509_has_email(cert, what)
+	    : g_ascii_strcasecmp(fpr, what) == 0;
+}
+
+int
+sg_smime_export(const struct sg_keystore *ks, const char *what, bool secret,
+		struct sg_writer *out, unsigned *count, struct sg_err *err)
+{
+	STACK_OF(X509) *certs = sg_smime_load_dir(ks, "certs");
+	int rc = SG_OK;
+
+	*count = 0;
+	for (int i = 0; i < sk_X509_num(certs) && rc == 0; i++) {
+		X509 *cert = sk_X509_value(certs, i);
+		char fpr[SG_FPR_MAX], *data;
+		BIO *pem = BIO_new(BIO_s_mem());
+		EVP_PKEY *key;
+		long len;
+
+		sg_x509_fpr(cert, fpr);
+		if (!named(cert, fpr, what)) {
+			BIO_free(pem);
+			continue;
+		}
+		PEM_write_bio_X509(pem, cert);
+		if (secret && (key = load_key(ks, fpr)) != NULL) {
+			PEM_write_bio_PrivateKey(pem, key, NULL, NULL, 0, NULL, NULL);
+			EVP_PKEY_free(key);
+		}
+		len = BIO_get_mem_data(pem, &data);
+		rc = out->write(out->ctx, data, (size_t)len);
+		BIO_free(pem);
+		(*count)++;
+	}
+	sk_X509_pop_free(certs, X509_free);
+	(void)err;
+	return rc;
+}
+
+int
+sg_smime_remove(const struct sg_keystore *ks, const char *what,
+		unsigned *count, struct sg_err *err)
+{
+	static const char *const subs[] = { "certs", "keys", "anchors" };
+	STACK_OF(X509) *certs = sg_smime_load_dir(ks, "certs");
+	STACK_OF(X509) *anchors = sg_smime_load_dir(ks, "anchors");
+	int rc = SG_OK;
+
+	*count = 0;
+	for (int set = 0; set < 2; set++) {
+		STACK_OF(X509) *list = set == 0 ? certs : anchors;
+
+		for (int i = 0; i < sk_X509_num(list) && rc == 0; i++) {
+			X509 *cert = sk_X509_value(list, i);
+			char fpr[SG_FPR_MAX], *name;
+
+			sg_x509_fpr(cert, fpr);
+			/* Anchors go by fingerprint only. */
+			if (set == 1 ? g_ascii_strcasecmp(fpr, what) != 0
+			    : !named(cert, fpr, what))
+				continue;
+			name = g_strdup_printf("%s.pem", fpr);
+			for (size_t s = 0; s < G_N_ELEMENTS(subs); s++) {
+				char *path = sg_keystore_smime_path(ks, subs[s], name);
+
+				if (unlink(path) < 0 && errno != ENOENT)
+					rc = sg_err_set(err, SG_EIO, "cannot remove %s: %s",
+					    path, strerror(errno));
+				g_free(path);
+			}
+			g_free(name);
+			(*count)++;
+		}
+	}
+	sk_X509_pop_free(certs, X509_free);
+	sk_X509_pop_free(anchors, X509_free);
+	return rc;
 }

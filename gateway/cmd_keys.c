@@ -1,5 +1,6 @@
 /* `sealgate keys import|list`: the administrator's view of the keystore. */
 #include <getopt.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -25,6 +26,12 @@ struct import_opts {
 	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR */
 };
 
+struct list_opts {
+	int expiring_days;      /* -1: list everything */
+	bool json;
+	bool secret;            /* export --secret */
+};
+
 static void
 format_date(time_t t, char *buf, size_t len)
 {
@@ -36,6 +43,68 @@ format_date(time_t t, char *buf, size_t len)
 	}
 	gmtime_r(&t, &tm);
 	strftime(buf, len, "%Y-%m-%d", &tm);
+}
+
+/* One line of `keys list`, for the text and the JSON form. */
+struct row {
+	char *addr, *method, *fpr, *state, *usable;
+	time_t expires;
+};
+
+static void
+row_free(gpointer p)
+{
+	struct row *r = p;
+
+	g_free(r->addr);
+	g_free(r->method);
+	g_free(r->fpr);
+	g_free(r->state);
+	g_free(r->usable);
+	g_free(r);
+}
+
+static void
+add_row(GPtrArray *rows, const char *addr, const char *method,
+	const char *fpr, const char *state, time_t expires, const char *usable)
+{
+	struct row *r = g_new0(struct row, 1);
+
+	r->addr = g_strdup(addr);
+	r->method = g_strdup(method);
+	r->fpr = g_strdup(fpr);
+	r->state = g_strdup(state_of(addr, state));
+	r->expires = expires;
+	r->usable = g_strdup(usable);
+	g_ptr_array_add(rows, r);
+}
+
+static void
+row_openpgp(const struct sg_openpgp_identity *id, void *arg)
+{
+	char *usable = g_strdup_printf("%s%s", id->can_encrypt ? "encrypt" : "-",
+	    id->secret ? ",decrypt,sign" : "");
+
+	add_row(arg, id->addr, "openpgp", id->fpr, id->state, id->expires, usable);
+	g_free(usable);
+}
+
+static void
+row_smime(const struct sg_smime_identity *id, void *arg)
+{
+	bool active = strcmp(id->state, "active") == 0;
+	GString *u = g_string_new(NULL);
+
+	if (id->anchor)
+		g_string_append(u, "trust-anchor");
+	else if (active)
+		g_string_append(u, "encrypt");
+	if (id->has_key)
+		g_string_append_printf(u, "%sdecrypt%s", u->len ? "," : "",
+		    active ? ",sign" : "");
+	add_row(arg, id->addr, "smime", id->fpr, id->state, id->expires,
+	    u->len ? u->str : "-");
+	g_string_free(u, TRUE);
 }
 
 static void
@@ -204,16 +273,148 @@ cmd_activation(const struct sg_keystore *ks, bool deactivate, int n,
 	return 0;
 }
 
-static int
-cmd_list(const struct sg_keystore *ks)
+static void
+json_str(GString *out, const char *s)
 {
-	struct sg_err err = { 0 };
+	g_string_append_c(out, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			g_string_append_printf(out, "\\u%04x", *p);
+		else
+			g_string_append_c(out, (char)*p);
+	}
+	g_string_append_c(out, '"');
+}
 
-	if (sg_openpgp_list(ks, NULL, print_openpgp, NULL, &err) < 0 ||
-	    sg_smime_list(ks, NULL, print_smime, NULL, &err) < 0) {
+static void
+print_rows(GPtrArray *rows, bool json)
+{
+	GString *out = g_string_new(json ? "[" : NULL);
+	char expires[32];
+
+	for (guint i = 0; i < rows->len; i++) {
+		struct row *r = g_ptr_array_index(rows, i);
+
+		format_date(r->expires, expires, sizeof(expires));
+		if (!json) {
+			g_string_append_printf(out, "%-32s %-7s %s %-8s expires=%s "
+			    "usable=%s\n", r->addr, r->method, r->fpr, r->state,
+			    expires, r->usable);
+			continue;
+		}
+		g_string_append(out, i ? ",{\"address\":" : "{\"address\":");
+		json_str(out, r->addr);
+		g_string_append(out, ",\"method\":");
+		json_str(out, r->method);
+		g_string_append(out, ",\"fingerprint\":");
+		json_str(out, r->fpr);
+		g_string_append(out, ",\"state\":");
+		json_str(out, r->state);
+		g_string_append(out, ",\"expires\":");
+		if (r->expires == 0)
+			g_string_append(out, "null");
+		else
+			json_str(out, expires);
+		g_string_append(out, ",\"usable\":");
+		json_str(out, r->usable);
+		g_string_append_c(out, '}');
+	}
+	if (json)
+		g_string_append(out, "]\n");
+	fputs(out->str, stdout);
+	g_string_free(out, TRUE);
+}
+
+/* list [--expiring DAYS] [--json]. With --expiring, only what expires
+ * within DAYS (and is not expired or revoked yet) is listed, and the exit
+ * code is 1 when there is such a thing: for cron and monitoring. */
+static int
+cmd_list(const struct sg_keystore *ks, const struct list_opts *o)
+{
+	GPtrArray *rows = g_ptr_array_new_with_free_func(row_free);
+	struct sg_err err = { 0 };
+	time_t limit = time(NULL) + (time_t)o->expiring_days * 86400;
+	int rc = 0;
+
+	if (sg_openpgp_list(ks, NULL, row_openpgp, rows, &err) < 0 ||
+	    sg_smime_list(ks, NULL, row_smime, rows, &err) < 0) {
+		fprintf(stderr, "sealgate: %s\n", err.msg);
+		g_ptr_array_free(rows, TRUE);
+		return SG_EXIT_USAGE;
+	}
+	if (o->expiring_days >= 0) {
+		for (guint i = rows->len; i > 0; i--) {
+			struct row *r = g_ptr_array_index(rows, i - 1);
+
+			if (r->expires == 0 || r->expires > limit ||
+			    strcmp(r->state, "active") != 0)
+				g_ptr_array_remove_index(rows, i - 1);
+		}
+		rc = rows->len > 0 ? 1 : 0;
+	}
+	print_rows(rows, o->json);
+	g_ptr_array_free(rows, TRUE);
+	return rc;
+}
+
+static int
+write_stdout(void *ctx, const void *buf, size_t len)
+{
+	(void)ctx;
+	return fwrite(buf, 1, len, stdout) == len ? SG_OK : SG_EIO;
+}
+
+/* export ADDR|FPR [--secret]: public material unless asked. */
+static int
+cmd_export(const struct sg_keystore *ks, int n, char **what, bool secret)
+{
+	struct sg_writer out = { write_stdout, NULL };
+	struct sg_err err = { 0 };
+	unsigned pgp = 0, smime = 0;
+
+	if (n != 1) {
+		fprintf(stderr, "usage: sealgate keys export ADDR|FINGERPRINT "
+		    "[--secret]\n");
+		return SG_EXIT_USAGE;
+	}
+	if (sg_openpgp_export(ks, what[0], secret, &out, &pgp, &err) < 0 ||
+	    sg_smime_export(ks, what[0], secret, &out, &smime, &err) < 0) {
 		fprintf(stderr, "sealgate: %s\n", err.msg);
 		return SG_EXIT_USAGE;
 	}
+	if (pgp + smime == 0) {
+		fprintf(stderr, "sealgate: nothing in the keystore for %s\n",
+		    what[0]);
+		return SG_EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* remove ADDR|FPR: every key and certificate it names. */
+static int
+cmd_remove(const struct sg_keystore *ks, int n, char **what)
+{
+	struct sg_err err = { 0 };
+	unsigned pgp = 0, smime = 0;
+
+	if (n != 1) {
+		fprintf(stderr, "usage: sealgate keys remove ADDR|FINGERPRINT\n");
+		return SG_EXIT_USAGE;
+	}
+	if (sg_openpgp_remove(ks, what[0], &pgp, &err) < 0 ||
+	    sg_smime_remove(ks, what[0], &smime, &err) < 0) {
+		fprintf(stderr, "sealgate: %s\n", err.msg);
+		return SG_EXIT_USAGE;
+	}
+	if (pgp + smime == 0) {
+		fprintf(stderr, "sealgate: nothing in the keystore for %s\n",
+		    what[0]);
+		return SG_EXIT_USAGE;
+	}
+	printf("%s: %u OpenPGP key(s) and %u certificate(s) removed\n", what[0],
+	    pgp, smime);
 	return 0;
 }
 
@@ -237,14 +438,18 @@ read_passphrase(const char *path)
 
 static int
 parse_options(int argc, char **argv, const char **config,
-	      struct import_opts *o)
+	      struct import_opts *o, struct list_opts *l)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "passphrase-file", required_argument, NULL, 'p' },
 		{ "trust-anchor", no_argument, NULL, 't' },
+		{ "expiring", required_argument, NULL, 'e' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "secret", no_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
+	char *end;
 	int c;
 
 	optind = 1;
@@ -262,6 +467,21 @@ parse_options(int argc, char **argv, const char **config,
 		case 't':
 			o->smime_flags |= SG_SMIME_TRUST_ANCHOR;
 			break;
+		case 'e':
+			l->expiring_days = (int)strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || l->expiring_days < 0 ||
+			    l->expiring_days > 36500) {
+				fprintf(stderr, "sealgate: --expiring needs a number "
+				    "of days\n");
+				return -1;
+			}
+			break;
+		case 'j':
+			l->json = true;
+			break;
+		case 's':
+			l->secret = true;
+			break;
 		default:
 			return -1;
 		}
@@ -273,22 +493,28 @@ int
 sg_cmd_keys(int argc, char **argv)
 {
 	struct import_opts o = { 0 };
+	struct list_opts l = { .expiring_days = -1 };
 	const char *config = NULL, *sub;
+	static const char *const verbs[] = { "import", "list", "deactivate",
+		"reactivate", "export", "remove", NULL };
+	bool known = false;
 	struct sg_policy *pol = NULL;
 	struct sg_keystore *ks = NULL;
 	int rc = SG_EXIT_USAGE;
 
-	if (parse_options(argc, argv, &config, &o) < 0)
+	if (parse_options(argc, argv, &config, &o, &l) < 0)
 		goto out;
 	if (optind >= argc) {
 		fprintf(stderr, "usage: sealgate keys [-c FILE] import FILE... "
-		    "[--passphrase-file F] [--trust-anchor] | list | "
+		    "[--passphrase-file F] [--trust-anchor] | list [--expiring DAYS] "
+		    "[--json] | export ADDR|FPR [--secret] | remove ADDR|FPR | "
 		    "deactivate ADDR | reactivate ADDR\n");
 		goto out;
 	}
 	sub = argv[optind++];
-	if (strcmp(sub, "import") != 0 && strcmp(sub, "list") != 0 &&
-	    strcmp(sub, "deactivate") != 0 && strcmp(sub, "reactivate") != 0) {
+	for (const char *const *v = verbs; *v != NULL; v++)
+		known |= strcmp(sub, *v) == 0;
+	if (!known) {
 		fprintf(stderr, "sealgate keys: unknown command \"%s\"\n", sub);
 		goto out;
 	}
@@ -303,7 +529,11 @@ sg_cmd_keys(int argc, char **argv)
 	if (strcmp(sub, "import") == 0)
 		rc = cmd_import(ks, argc - optind, argv + optind, &o);
 	else if (strcmp(sub, "list") == 0)
-		rc = cmd_list(ks);
+		rc = cmd_list(ks, &l);
+	else if (strcmp(sub, "export") == 0)
+		rc = cmd_export(ks, argc - optind, argv + optind, l.secret);
+	else if (strcmp(sub, "remove") == 0)
+		rc = cmd_remove(ks, argc - optind, argv + optind);
 	else
 		rc = cmd_activation(ks, strcmp(sub, "deactivate") == 0,
 		    argc - optind, argv + optind);

@@ -122,6 +122,17 @@ int sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 		       struct sg_openpgp_decrypted *info, struct sg_sig *sig,
 		       struct sg_err *err);
 
+/* Writes the armored keys named by what (an address or a fingerprint),
+ * public only unless secret; *count says how many there were (0: none,
+ * nothing written). */
+int sg_openpgp_export(const struct sg_keystore *ks, const char *what,
+		      bool secret, struct sg_writer *out, unsigned *count,
+		      struct sg_err *err);
+
+/* Removes the keys (public and secret) named by what. */
+int sg_openpgp_remove(const struct sg_keystore *ks, const char *what,
+		      unsigned *count, struct sg_err *err);
+
 /* Decrypts a message whose recipients are hidden with addr's secret keys
  * only (in a throwaway GnuPG home), so that no other user's key is ever
  * tried. Otherwise as sg_openpgp_decrypt (signatures inside not checked). */

@@ -101,6 +101,17 @@ int sg_smime_decrypt(const struct sg_keystore *ks, const void *der, size_t len,
 		     struct sg_writer *out, struct sg_smime_decrypted *info,
 		     struct sg_err *err);
 
+/* Writes the PEM certificates named by what (an address or a
+ * fingerprint), with their private keys when secret. */
+int sg_smime_export(const struct sg_keystore *ks, const char *what,
+		    bool secret, struct sg_writer *out, unsigned *count,
+		    struct sg_err *err);
+
+/* Removes the certificates (and their keys) named by what; trust anchors
+ * only by fingerprint. */
+int sg_smime_remove(const struct sg_keystore *ks, const char *what,
+		    unsigned *count, struct sg_err *err);
+
 struct sg_smime_identity {
 	const char *addr;
 	const char *fpr;
