@@ -120,30 +120,11 @@ print_text(const struct explained *e)
 }
 
 static void
-json_string(GString *out, const char *s)
-{
-	if (s == NULL) {
-		g_string_append(out, "null");
-		return;
-	}
-	g_string_append_c(out, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			g_string_append_printf(out, "\\u%04x", *p);
-		else
-			g_string_append_c(out, (char)*p);
-	}
-	g_string_append_c(out, '"');
-}
-
-static void
 json_field(GString *out, const char *name, const char *value, bool comma)
 {
-	json_string(out, name);
+	sg_json_string(out, name);
 	g_string_append_c(out, ':');
-	json_string(out, value);
+	sg_json_string(out, value);
 	if (comma)
 		g_string_append_c(out, ',');
 }

@@ -47,7 +47,7 @@ format_date(time_t t, char *buf, size_t len)
 
 /* One line of `keys list`, for the text and the JSON form. */
 struct row {
-	char *addr, *method, *fpr, *state, *usable;
+	char *addr, *method, *fpr, *state, *usable, *why;
 	time_t expires;
 };
 
@@ -61,12 +61,14 @@ row_free(gpointer p)
 	g_free(r->fpr);
 	g_free(r->state);
 	g_free(r->usable);
+	g_free(r->why);
 	g_free(r);
 }
 
 static void
 add_row(GPtrArray *rows, const char *addr, const char *method,
-	const char *fpr, const char *state, time_t expires, const char *usable)
+	const char *fpr, const char *state, time_t expires, const char *usable,
+	const char *why)
 {
 	struct row *r = g_new0(struct row, 1);
 
@@ -76,6 +78,7 @@ add_row(GPtrArray *rows, const char *addr, const char *method,
 	r->state = g_strdup(state_of(addr, state));
 	r->expires = expires;
 	r->usable = g_strdup(usable);
+	r->why = g_strdup(why);
 	g_ptr_array_add(rows, r);
 }
 
@@ -85,7 +88,8 @@ row_openpgp(const struct sg_openpgp_identity *id, void *arg)
 	char *usable = g_strdup_printf("%s%s", id->can_encrypt ? "encrypt" : "-",
 	    id->secret ? ",decrypt,sign" : "");
 
-	add_row(arg, id->addr, "openpgp", id->fpr, id->state, id->expires, usable);
+	add_row(arg, id->addr, "openpgp", id->fpr, id->state, id->expires, usable,
+	    NULL);
 	g_free(usable);
 }
 
@@ -103,47 +107,40 @@ row_smime(const struct sg_smime_identity *id, void *arg)
 		g_string_append_printf(u, "%sdecrypt%s", u->len ? "," : "",
 		    active ? ",sign" : "");
 	add_row(arg, id->addr, "smime", id->fpr, id->state, id->expires,
-	    u->len ? u->str : "-");
+	    u->len ? u->str : "-", id->why);
 	g_string_free(u, TRUE);
 }
 
 static void
-print_openpgp(const struct sg_openpgp_identity *id, void *arg)
+print_row(const char *prefix, const struct row *r)
 {
-	const char *prefix = arg;
 	char expires[32];
 
-	format_date(id->expires, expires, sizeof(expires));
-	printf("%s%-32s openpgp %s %-8s expires=%s usable=%s%s\n",
-	    prefix != NULL ? prefix : "", id->addr, id->fpr,
-	    state_of(id->addr, id->state), expires,
-	    id->can_encrypt ? "encrypt" : "-",
-	    id->secret ? ",decrypt,sign" : "");
+	format_date(r->expires, expires, sizeof(expires));
+	printf("%s%-32s %-7s %s %-8s expires=%s usable=%s%s%s\n",
+	    prefix != NULL ? prefix : "", r->addr, r->method, r->fpr, r->state,
+	    expires, r->usable, r->why ? " reason=" : "", r->why ? r->why : "");
+}
+
+/* Import lines: one identity, with "imported" or "unchanged" before it. */
+static void
+print_openpgp(const struct sg_openpgp_identity *id, void *arg)
+{
+	GPtrArray *one = g_ptr_array_new_with_free_func(row_free);
+
+	row_openpgp(id, one);
+	print_row(arg, g_ptr_array_index(one, 0));
+	g_ptr_array_free(one, TRUE);
 }
 
 static void
 print_smime(const struct sg_smime_identity *id, void *arg)
 {
-	const char *prefix = arg;
-	char expires[32];
+	GPtrArray *one = g_ptr_array_new_with_free_func(row_free);
 
-	bool active = strcmp(id->state, "active") == 0;
-	GString *usable = g_string_new(NULL);
-
-	if (id->anchor)
-		g_string_append(usable, "trust-anchor");
-	else if (active)
-		g_string_append(usable, "encrypt");
-	if (id->has_key)
-		g_string_append_printf(usable, "%sdecrypt%s",
-		    usable->len ? "," : "", active ? ",sign" : "");
-	format_date(id->expires, expires, sizeof(expires));
-	printf("%s%-32s smime   %s %-8s expires=%s usable=%s%s%s\n",
-	    prefix != NULL ? prefix : "", id->addr, id->fpr,
-	    state_of(id->addr, id->state), expires,
-	    usable->len ? usable->str : "-", id->why ? " reason=" : "",
-	    id->why ? id->why : "");
-	g_string_free(usable, TRUE);
+	row_smime(id, one);
+	print_row(arg, g_ptr_array_index(one, 0));
+	g_ptr_array_free(one, TRUE);
 }
 
 /* OpenPGP data starts with a packet tag (bit 7 set) or with armor. */
@@ -274,56 +271,35 @@ cmd_activation(const struct sg_keystore *ks, bool deactivate, int n,
 }
 
 static void
-json_str(GString *out, const char *s)
-{
-	g_string_append_c(out, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			g_string_append_printf(out, "\\u%04x", *p);
-		else
-			g_string_append_c(out, (char)*p);
-	}
-	g_string_append_c(out, '"');
-}
-
-static void
 print_rows(GPtrArray *rows, bool json)
 {
-	GString *out = g_string_new(json ? "[" : NULL);
+	GString *out = g_string_new("[");
 	char expires[32];
 
 	for (guint i = 0; i < rows->len; i++) {
 		struct row *r = g_ptr_array_index(rows, i);
 
-		format_date(r->expires, expires, sizeof(expires));
 		if (!json) {
-			g_string_append_printf(out, "%-32s %-7s %s %-8s expires=%s "
-			    "usable=%s\n", r->addr, r->method, r->fpr, r->state,
-			    expires, r->usable);
+			print_row(NULL, r);
 			continue;
 		}
+		format_date(r->expires, expires, sizeof(expires));
 		g_string_append(out, i ? ",{\"address\":" : "{\"address\":");
-		json_str(out, r->addr);
+		sg_json_string(out, r->addr);
 		g_string_append(out, ",\"method\":");
-		json_str(out, r->method);
+		sg_json_string(out, r->method);
 		g_string_append(out, ",\"fingerprint\":");
-		json_str(out, r->fpr);
+		sg_json_string(out, r->fpr);
 		g_string_append(out, ",\"state\":");
-		json_str(out, r->state);
+		sg_json_string(out, r->state);
 		g_string_append(out, ",\"expires\":");
-		if (r->expires == 0)
-			g_string_append(out, "null");
-		else
-			json_str(out, expires);
+		sg_json_string(out, r->expires == 0 ? NULL : expires);
 		g_string_append(out, ",\"usable\":");
-		json_str(out, r->usable);
+		sg_json_string(out, r->usable);
 		g_string_append_c(out, '}');
 	}
 	if (json)
-		g_string_append(out, "]\n");
-	fputs(out->str, stdout);
+		printf("%s]\n", out->str);
 	g_string_free(out, TRUE);
 }
 

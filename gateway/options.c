@@ -202,3 +202,22 @@ sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 		    sg_strerror(rc));
 	return rc;
 }
+
+void
+sg_json_string(GString *out, const char *s)
+{
+	if (s == NULL) {
+		g_string_append(out, "null");
+		return;
+	}
+	g_string_append_c(out, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			g_string_append_printf(out, "\\%c", *p);
+		else if (*p < 0x20)
+			g_string_append_printf(out, "\\u%04x", *p);
+		else
+			g_string_append_c(out, (char)*p);
+	}
+	g_string_append_c(out, '"');
+}

@@ -69,6 +69,9 @@ struct sg_keystore *sg_open_keystore_or_report(const struct sg_policy *pol,
 /* Creates gateway.spool_dir (0700) when missing; prints why on failure. */
 bool sg_ensure_spool_dir(const struct sg_policy *pol);
 
+/* Appends s as a JSON string (NULL: null). */
+void sg_json_string(GString *out, const char *s);
+
 /* GMime, GPGME and OpenSSL initialisation, once, before any thread. */
 bool sg_init_libraries(void);
 
