@@ -1,5 +1,7 @@
 /* Memory-then-file byte spool; see include/sealgate/spool.h. */
+#define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -55,21 +57,34 @@ full_pwrite(int fd, const void *buf, size_t len, off_t off)
 	return SG_OK;
 }
 
-/* Moves the in-memory bytes to a fresh, already unlinked 0600 temp file. */
+/* A 0600 file in dir that has no name: O_TMPFILE where the file system
+ * has it, else a temp file unlinked right after it was created. */
+static int
+nameless_file(const char *dir)
+{
+	char *path;
+	int fd;
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	path = g_strdup_printf("%s/sealgate.XXXXXX", dir);
+	fd = mkstemp(path); /* creates the file with mode 0600 */
+	if (fd >= 0)
+		unlink(path);
+	g_free(path);
+	return fd;
+}
+
+/* Moves the in-memory bytes to a fresh, nameless 0600 temp file. */
 static int
 spool_to_disk(struct sg_spool *sp)
 {
-	char *path;
 	int fd, rc;
 
-	path = g_strdup_printf("%s/sealgate.XXXXXX", sp->dir);
-	fd = mkstemp(path); /* creates the file with mode 0600 */
-	if (fd < 0) {
-		g_free(path);
+	fd = nameless_file(sp->dir);
+	if (fd < 0)
 		return SG_EIO;
-	}
-	unlink(path);
-	g_free(path);
 	rc = full_pwrite(fd, sp->mem->data, sp->mem->len, 0);
 	if (rc < 0) {
 		close(fd);
