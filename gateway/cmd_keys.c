@@ -7,6 +7,7 @@
 
 #include <glib.h>
 
+#include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
 #include "sealgate/smime.h"
 #include "sealgate.h"
@@ -254,7 +255,7 @@ cmd_activation(const struct sg_keystore *ks, bool deactivate, int n,
 	struct sg_err err = { 0 };
 	bool changed;
 
-	if (n != 1 || strchr(addrs[0], '@') == NULL) {
+	if (n != 1 || !sg_addr_valid(addrs[0])) {
 		fprintf(stderr, "usage: sealgate keys %s ADDR\n",
 		    deactivate ? "deactivate" : "reactivate");
 		return SG_EXIT_USAGE;

@@ -197,3 +197,18 @@ sg_msg_free(struct sg_msg *msg)
 	sg_spool_free(msg->spool);
 	g_free(msg);
 }
+
+bool
+sg_addr_valid(const char *addr)
+{
+	const char *at = strchr(addr, '@');
+
+	if (at == NULL || at == addr || at[1] == '\0' ||
+	    strchr(at + 1, '@') != NULL || strlen(addr) > 254)
+		return false;
+	for (const char *p = addr; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f ||
+		    strchr("<>()[]\\,;:\"", *p) != NULL)
+			return false;
+	return true;
+}

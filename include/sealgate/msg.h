@@ -82,6 +82,10 @@ const char *sg_msg_header(const struct sg_msg *msg, const char *name);
 /* Number of fields with that name. */
 unsigned sg_msg_header_count(const struct sg_msg *msg, const char *name);
 
+/* True for a plain local@domain address (one '@', nothing empty, no
+ * white space, controls or specials). */
+bool sg_addr_valid(const char *addr);
+
 /* Domain part of an address (after the last '@'), or "" if none. */
 const char *sg_addr_domain(const char *addr);
 
