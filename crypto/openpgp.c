@@ -417,6 +417,77 @@ out:
 	return rc;
 }
 
+#define MIN_RSA_BITS 2048
+
+static bool
+is_rsa(gpgme_subkey_t sk)
+{
+	return sk->pubkey_algo == GPGME_PK_RSA || sk->pubkey_algo == GPGME_PK_RSA_E ||
+	    sk->pubkey_algo == GPGME_PK_RSA_S;
+}
+
+/* Why a key in a file may not enter the keystore, or NULL. */
+static const char *
+refused_key(gpgme_key_t key)
+{
+	bool enc = false;
+
+	if (key->revoked)
+		return "is revoked";
+	if (key->expired)
+		return "has expired";
+	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
+		if (is_rsa(sk) && sk->length < MIN_RSA_BITS)
+			return "has an RSA key smaller than 2048 bits";
+		enc |= sk->can_encrypt && !sk->revoked && !sk->expired &&
+		    !sk->disabled && !sk->invalid;
+	}
+	return enc ? NULL : "has no encryption-capable (sub)key";
+}
+
+int
+sg_openpgp_check(const void *data, size_t len, unsigned *keys,
+		 struct sg_err *err)
+{
+	char *home = g_dir_make_tmp("sgi.XXXXXX", NULL);
+	gpgme_ctx_t ctx = NULL;
+	gpgme_data_t dh = NULL;
+	gpgme_key_t key;
+	int rc = SG_OK;
+
+	*keys = 0;
+	if (home == NULL)
+		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
+	if (gpgme_new(&ctx) || gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP) ||
+	    gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP, NULL, home) ||
+	    gpgme_data_new_from_mem(&dh, data, len, 0)) {
+		rc = sg_err_set(err, SG_ECRYPTO, "cannot set up a GnuPG home");
+		goto out;
+	}
+	gpgme_set_offline(ctx, 1);
+	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
+	if (gpgme_op_import(ctx, dh) == 0 &&
+	    !gpgme_op_keylist_start(ctx, NULL, 0)) {
+		while (!gpgme_op_keylist_next(ctx, &key)) {
+			const char *why = refused_key(key);
+
+			(*keys)++;
+			if (why != NULL && rc == 0)
+				rc = sg_err_set(err, SG_EINVAL, "key %s %s",
+				    key->fpr ? key->fpr : "?", why);
+			gpgme_key_unref(key);
+		}
+		gpgme_op_keylist_end(ctx);
+	}
+out:
+	gpgme_data_release(dh);
+	if (ctx != NULL)
+		gpgme_release(ctx);
+	sg_pgp_remove_home(home);
+	g_free(home);
+	return rc;
+}
+
 int
 sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 		  struct sg_openpgp_import *res, struct sg_err *err)
@@ -430,6 +501,11 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	int rc;
 
 	memset(res, 0, sizeof(*res));
+	/* Every key first, in a throwaway home: one bad key refuses the
+	 * whole file, before the keystore changes. */
+	rc = sg_openpgp_check(data, len, &res->considered, err);
+	if (rc < 0)
+		return rc;
 	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;

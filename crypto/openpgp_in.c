@@ -264,9 +264,8 @@ sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 	return rc;
 }
 
-/* Removes a throwaway GnuPG home: its agent first, then the files. */
-static void
-remove_home(const char *home)
+void
+sg_pgp_remove_home(const char *home)
 {
 	char *argv[] = { "gpgconf", "--homedir", (char *)home, "--kill", "all",
 		NULL };
@@ -348,7 +347,7 @@ sg_openpgp_decrypt_as(const struct sg_keystore *ks, const char *addr,
 		rc = decrypt_in(ctx, data, len, out, info, NULL, err);
 	if (ctx != NULL)
 		gpgme_release(ctx);
-	remove_home(home);
+	sg_pgp_remove_home(home);
 	g_free(home);
 	return rc;
 }

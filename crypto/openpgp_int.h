@@ -26,6 +26,9 @@ bool sg_pgp_addr_ok(const char *addr);
 ssize_t sg_pgp_cb_read(void *handle, void *buf, size_t len);
 ssize_t sg_pgp_cb_write(void *handle, const void *buf, size_t len);
 
+/* Removes a throwaway GnuPG home: its agent first, then the files. */
+void sg_pgp_remove_home(const char *home);
+
 struct sg_sig;
 
 /* Fills out from one GPGME signature result. */

@@ -436,8 +436,12 @@ sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
 		rc = parse_der(&p, data, len, passphrase, err);
 	if (rc == 0)
 		rc = check_parsed(ks, &p, flags, err);
-	if (rc == 0)
+	if (rc == 0 && (flags & SG_SMIME_DRY_RUN)) {
+		res->certs_new = (unsigned)sk_X509_num(p.certs);
+		res->keys_new = p.keys->len;
+	} else if (rc == 0) {
 		rc = store_parsed(ks, &p, flags, res, err);
+	}
 	sk_X509_pop_free(p.certs, X509_free);
 	g_ptr_array_free(p.keys, TRUE);
 	ERR_clear_error();

@@ -24,7 +24,8 @@ state_of(const char *addr, const char *state)
 
 struct import_opts {
 	char *passphrase;       /* first line of --passphrase-file */
-	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR */
+	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR, SG_SMIME_DRY_RUN */
+	bool dry_run;
 };
 
 struct list_opts {
@@ -154,10 +155,25 @@ is_openpgp(const char *data, gsize len)
 
 static int
 import_openpgp(const struct sg_keystore *ks, const char *path,
-	       const char *data, gsize len)
+	       const char *data, gsize len, bool dry_run)
 {
 	struct sg_openpgp_import res = { 0 };
 	struct sg_err err = { 0 };
+	unsigned n;
+
+	if (dry_run) {
+		if (sg_openpgp_check(data, len, &n, &err) < 0) {
+			fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+			return -1;
+		}
+		if (n == 0) {
+			fprintf(stderr, "sealgate: %s: no OpenPGP key found\n", path);
+			return -1;
+		}
+		printf("%s: %u OpenPGP key(s) checked; nothing imported (dry run)\n",
+		    path, n);
+		return 0;
+	}
 
 	if (sg_openpgp_import(ks, data, len, &res, &err) < 0) {
 		fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
@@ -192,6 +208,13 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 		sg_smime_import_clear(&res);
 		return -1;
 	}
+	if (o->dry_run) {
+		printf("%s: %u certificate(s) and %u private key(s) checked; "
+		    "nothing imported (dry run)\n", path, res.certs_new,
+		    res.keys_new);
+		sg_smime_import_clear(&res);
+		return 0;
+	}
 	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++)
 		sg_smime_list(ks, res.fprs[i], print_smime,
 		    res.changed[i] ? "imported  " : "unchanged ", &err);
@@ -218,7 +241,7 @@ import_file(const struct sg_keystore *ks, const char *path,
 		return -1;
 	}
 	if (is_openpgp(data, len)) {
-		rc = import_openpgp(ks, path, data, len);
+		rc = import_openpgp(ks, path, data, len, o->dry_run);
 	} else if (sg_smime_looks_like(data, len)) {
 		rc = import_smime(ks, path, data, len, o);
 	} else {
@@ -424,6 +447,7 @@ parse_options(int argc, char **argv, const char **config,
 		{ "expiring", required_argument, NULL, 'e' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "secret", no_argument, NULL, 's' },
+		{ "dry-run", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	char *end;
@@ -459,6 +483,10 @@ parse_options(int argc, char **argv, const char **config,
 		case 's':
 			l->secret = true;
 			break;
+		case 'n':
+			o->dry_run = true;
+			o->smime_flags |= SG_SMIME_DRY_RUN;
+			break;
 		default:
 			return -1;
 		}
@@ -483,7 +511,8 @@ sg_cmd_keys(int argc, char **argv)
 		goto out;
 	if (optind >= argc) {
 		fprintf(stderr, "usage: sealgate keys [-c FILE] import FILE... "
-		    "[--passphrase-file F] [--trust-anchor] | list [--expiring DAYS] "
+		    "[--passphrase-file F] [--trust-anchor] [--dry-run] | "
+		    "list [--expiring DAYS] "
 		    "[--json] | export ADDR|FPR [--secret] | remove ADDR|FPR | "
 		    "deactivate ADDR | reactivate ADDR\n");
 		goto out;

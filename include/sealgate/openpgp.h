@@ -64,7 +64,14 @@ struct sg_openpgp_import {
 	int *changed;           /* per fprs entry: new or updated */
 };
 
-/* Imports keys (armored or binary). SG_EINVAL when data holds no key. */
+/* Checks every key in data (in a throwaway GnuPG home): a revoked or
+ * expired key, one without a usable encryption subkey, or RSA below 2048
+ * bits is refused (SG_EINVAL, err names the key). *keys: how many. */
+int sg_openpgp_check(const void *data, size_t len, unsigned *keys,
+		     struct sg_err *err);
+
+/* Imports keys (armored or binary) after sg_openpgp_check: one bad key
+ * refuses the whole file. SG_EINVAL also when data holds no key. */
 int sg_openpgp_import(const struct sg_keystore *ks, const void *data,
 		      size_t len, struct sg_openpgp_import *res,
 		      struct sg_err *err);

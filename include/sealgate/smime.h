@@ -61,6 +61,9 @@ enum {
 	/* Certificates become trust anchors; one with an email address is
 	 * also usable as it is (explicitly trusted). */
 	SG_SMIME_TRUST_ANCHOR = 1 << 0,
+	/* Check everything, store nothing; certs_new and keys_new count
+	 * what the file holds. */
+	SG_SMIME_DRY_RUN = 1 << 1,
 };
 
 /* What one import changed. */

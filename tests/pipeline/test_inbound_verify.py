@@ -24,6 +24,7 @@ fields, and sanitised values from keys and certificates.
 import email
 import email.policy
 import os
+import subprocess
 import re
 import unittest
 
@@ -103,8 +104,13 @@ class InboundVerify(vt.VerifyCase, unittest.TestCase):
                                              keyfile=cls.carol_rsa.key)
 
         cls.gw = cls.ids.gateway(os.path.join(cls.tmp, "gw"), inboundtest.inbound_policy())
-        sgtest.import_public_keys(cls.gw, cls.tmp, [(cls.carol, CAROL), (cls.old, OLD),
-                                                    (cls.gone, GONE)])
+        sgtest.import_public_keys(cls.gw, cls.tmp, [(cls.carol, CAROL), (cls.gone, GONE)])
+        # `keys import` refuses keys that have already expired; a key that
+        # expired after it was imported is what a keystore holds in practice,
+        # so it is put there the way the passing of time would.
+        expired = sgtest.export_public_key(cls.tmp, cls.old, OLD)
+        subprocess.run(["gpg", "--homedir", os.path.join(cls.gw.keystore, "openpgp"),
+                        "--batch", "--import", expired], check=True, capture_output=True)
         cls.tags = inboundtest.variant(cls.gw, os.path.join(cls.tmp, "gwtags"),
                                        inboundtest.inbound_policy(subject_tags="true"))
         cls.integrity = inboundtest.variant(
