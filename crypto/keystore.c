@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -87,6 +88,30 @@ out:
 	return rc;
 }
 
+/* Refuses private key files that other users could read. */
+static int
+check_private_files(const char *dir, struct sg_err *err)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	struct stat st;
+	int rc = SG_OK;
+
+	while (rc == 0 && d != NULL && (name = g_dir_read_name(d)) != NULL) {
+		char *path = g_build_filename(dir, name, NULL);
+
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+		    (st.st_mode & 077) != 0)
+			rc = sg_err_set(err, SG_EKEYSTORE, "private key file %s can be "
+			    "read by other users (mode %04o); fix it with: chmod 600 %s",
+			    path, (unsigned)(st.st_mode & 07777), path);
+		g_free(path);
+	}
+	if (d != NULL)
+		g_dir_close(d);
+	return rc;
+}
+
 int
 sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 		 struct sg_keystore **out)
@@ -124,7 +149,16 @@ sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 
 		if (access(sub, F_OK) < 0)
 			rc = make_private_dir(sub, err);
+		if (rc == 0 && strcmp(smime_subdirs[i], "keys") == 0)
+			rc = check_private_files(sub, err);
 		g_free(sub);
+	}
+	if (rc == 0) {
+		char *pgp = g_build_filename(ks->gnupg_home, "private-keys-v1.d",
+		    NULL);
+
+		rc = check_private_files(pgp, err);
+		g_free(pgp);
 	}
 	if (rc < 0)
 		goto fail;
@@ -209,4 +243,21 @@ sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
 	g_string_free(out, TRUE);
 	g_free(path);
 	return rc;
+}
+
+int
+sg_keystore_lock(const struct sg_keystore *ks, struct sg_err *err)
+{
+	char *path = g_build_filename(ks->dir, ".lock", NULL);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+		sg_err_set(err, SG_EKEYSTORE, "cannot lock %s: %s", path,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	g_free(path);
+	return fd < 0 ? SG_EKEYSTORE : fd;
 }

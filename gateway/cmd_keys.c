@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -503,6 +504,7 @@ sg_cmd_keys(int argc, char **argv)
 	static const char *const verbs[] = { "import", "list", "deactivate",
 		"reactivate", "export", "remove", NULL };
 	bool known = false;
+	int lock = -1;
 	struct sg_policy *pol = NULL;
 	struct sg_keystore *ks = NULL;
 	int rc = SG_EXIT_USAGE;
@@ -531,6 +533,16 @@ sg_cmd_keys(int argc, char **argv)
 	    ? SG_KS_CREATE : 0);
 	if (ks == NULL)
 		goto out;
+	/* Changes wait for each other; listing and export do not. */
+	if (strcmp(sub, "list") != 0 && strcmp(sub, "export") != 0) {
+		struct sg_err err = { 0 };
+
+		lock = sg_keystore_lock(ks, &err);
+		if (lock < 0) {
+			fprintf(stderr, "sealgate: %s\n", err.msg);
+			goto out;
+		}
+	}
 	listed = ks;
 	if (strcmp(sub, "import") == 0)
 		rc = cmd_import(ks, argc - optind, argv + optind, &o);
@@ -545,6 +557,8 @@ sg_cmd_keys(int argc, char **argv)
 		    argc - optind, argv + optind);
 	listed = NULL;
 out:
+	if (lock >= 0)
+		close(lock);
 	if (o.passphrase != NULL)
 		memset(o.passphrase, 0, strlen(o.passphrase));
 	g_free(o.passphrase);

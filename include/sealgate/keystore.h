@@ -30,11 +30,16 @@ enum {
 };
 
 /* Opens (and with SG_KS_CREATE initialises) the keystore at dir. Refuses a
- * directory that other users can read or enter. (transfer full) */
+ * directory that other users can read or enter, and private key files
+ * that they could read. (transfer full) */
 int sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 		     struct sg_keystore **out);
 
 void sg_keystore_free(struct sg_keystore *ks);
+
+/* Waits for and takes the keystore's change lock (one change at a time);
+ * returns a descriptor to close() to release it, or a negative code. */
+int sg_keystore_lock(const struct sg_keystore *ks, struct sg_err *err);
 
 /* True when addr is deactivated (read from the file each time, so a
  * running daemon sees changes at once). */

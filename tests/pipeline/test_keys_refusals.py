@@ -90,5 +90,29 @@ class KeyRefusals(unittest.TestCase):
         self.assertIn("smaller than 2048 bits", cp.stderr)
 
 
+class KeyFilePermissions(unittest.TestCase):
+    """A private key file other users could read stops every command that
+    opens the keystore (and so the milter's start), saying how to fix it."""
+
+    def test_readable_private_key_refused(self):
+        gw = sgtest.Gateway(sgtest.tmpdir("sgperm"))
+        sec = os.path.join(sgtest.src_dir(), "keys-example", "openpgp", "alice.sec.asc")
+        cp = gw.import_keys(sec)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        keydir = os.path.join(gw.keystore, "openpgp", "private-keys-v1.d")
+        files = [os.path.join(keydir, n) for n in os.listdir(keydir)]
+        self.assertTrue(files, "no private key files")
+        os.chmod(files[0], 0o644)
+        cp = gw.list_keys()
+        self.assertEqual(cp.returncode, 1, cp.stdout)
+        self.assertIn("can be read by other users", cp.stderr)
+        self.assertIn("chmod 600 " + files[0], cp.stderr)
+        rc, out, err = gw.process(b"Subject: x\r\n\r\nx\r\n", "alice@example.com",
+                                  ["carol@partner.example"])
+        self.assertEqual(rc, 1, err)
+        os.chmod(files[0], 0o600)
+        self.assertEqual(gw.list_keys().returncode, 0)
+
+
 if __name__ == "__main__":
     unittest.main()
