@@ -248,16 +248,15 @@ sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
 int
 sg_keystore_lock(const struct sg_keystore *ks, struct sg_err *err)
 {
-	char *path = g_build_filename(ks->dir, ".lock", NULL);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	/* The directory itself carries the lock: no file appears in it. */
+	int fd = open(ks->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
-		sg_err_set(err, SG_EKEYSTORE, "cannot lock %s: %s", path,
+		sg_err_set(err, SG_EKEYSTORE, "cannot lock %s: %s", ks->dir,
 		    strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		fd = -1;
+		return SG_EKEYSTORE;
 	}
-	g_free(path);
-	return fd < 0 ? SG_EKEYSTORE : fd;
+	return fd;
 }
