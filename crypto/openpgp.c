@@ -63,31 +63,46 @@ sg_openpgp_engine_version(void)
 
 static bool use_default_home(const char *home);
 
-/* A context bound to the keystore's GnuPG home, offline. */
-int
-sg_pgp_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
+/* A context on home (NULL: GPGME's default), offline. */
+static int
+new_ctx(const char *home, gpgme_ctx_t *out, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_error_t gerr;
-	bool is_default;
 
-	/* A new context copies the default engine info: set it first. */
-	is_default = use_default_home(ks->gnupg_home);
 	gerr = gpgme_new(&ctx);
 	if (gerr)
 		return sg_pgp_fail(err, "gpgme_new", gerr);
 	gerr = gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP);
-	if (!gerr && !is_default)
+	if (!gerr && home != NULL)
 		gerr = gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP,
-		    NULL, ks->gnupg_home);
+		    NULL, home);
 	if (gerr) {
 		gpgme_release(ctx);
-		return sg_pgp_fail(err, "cannot use the keystore's GnuPG home", gerr);
+		return sg_pgp_fail(err, "cannot use the GnuPG home", gerr);
 	}
 	gpgme_set_offline(ctx, 1);
 	gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL);
 	*out = ctx;
 	return SG_OK;
+}
+
+int
+sg_pgp_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out, struct sg_err *err)
+{
+	/* A new context copies the default engine info: set it first. */
+	return new_ctx(use_default_home(ks->gnupg_home) ? NULL : ks->gnupg_home,
+	    out, err);
+}
+
+int
+sg_pgp_ctx_at(const char *home, gpgme_ctx_t *out, struct sg_err *err)
+{
+	int rc = new_ctx(home, out, err);
+
+	if (rc == 0)
+		gpgme_set_pinentry_mode(*out, GPGME_PINENTRY_MODE_LOOPBACK);
+	return rc;
 }
 
 /* Makes home GPGME's default for new contexts when nothing else is. */
@@ -453,20 +468,15 @@ sg_openpgp_check(const void *data, size_t len, unsigned *keys,
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t dh = NULL;
 	gpgme_key_t key;
-	int rc = SG_OK;
+	int rc;
 
 	*keys = 0;
 	if (home == NULL)
 		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
-	if (gpgme_new(&ctx) || gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP) ||
-	    gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP, NULL, home) ||
-	    gpgme_data_new_from_mem(&dh, data, len, 0)) {
-		rc = sg_err_set(err, SG_ECRYPTO, "cannot set up a GnuPG home");
-		goto out;
-	}
-	gpgme_set_offline(ctx, 1);
-	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
-	if (gpgme_op_import(ctx, dh) == 0 &&
+	rc = sg_pgp_ctx_at(home, &ctx, err);
+	if (rc == 0 && gpgme_data_new_from_mem(&dh, data, len, 0))
+		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
+	if (rc == 0 && gpgme_op_import(ctx, dh) == 0 &&
 	    !gpgme_op_keylist_start(ctx, NULL, 0)) {
 		while (!gpgme_op_keylist_next(ctx, &key)) {
 			const char *why = refused_key(key);
@@ -479,7 +489,6 @@ sg_openpgp_check(const void *data, size_t len, unsigned *keys,
 		}
 		gpgme_op_keylist_end(ctx);
 	}
-out:
 	gpgme_data_release(dh);
 	if (ctx != NULL)
 		gpgme_release(ctx);
@@ -492,8 +501,9 @@ int
 sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 		  struct sg_openpgp_import *res, struct sg_err *err)
 {
-	gpgme_ctx_t ctx;
+	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t dh = NULL;
+	char *home;
 	gpgme_import_result_t ir;
 	gpgme_error_t gerr;
 	GPtrArray *fprs;
@@ -506,9 +516,13 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	rc = sg_openpgp_check(data, len, &res->considered, err);
 	if (rc < 0)
 		return rc;
-	rc = sg_pgp_ctx(ks, &ctx, err);
+	/* Into a copy of the keyring, which replaces it only when complete. */
+	rc = sg_pgp_stage_begin(ks, &home, err);
 	if (rc < 0)
 		return rc;
+	rc = sg_pgp_ctx_at(home, &ctx, err);
+	if (rc < 0)
+		goto out;
 	gerr = gpgme_data_new_from_mem(&dh, data, len, 0);
 	if (!gerr)
 		gerr = gpgme_op_import(ctx, dh);
@@ -557,7 +571,11 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 		rc = sg_err_set(err, SG_EINVAL, "no key could be imported");
 out:
 	gpgme_data_release(dh);
-	gpgme_release(ctx);
+	if (ctx != NULL)
+		gpgme_release(ctx);
+	if (rc == 0)
+		return sg_pgp_stage_commit(ks, home, err);
+	sg_pgp_stage_abort(home);
 	return rc;
 }
 
@@ -706,18 +724,22 @@ int
 sg_openpgp_remove(const struct sg_keystore *ks, const char *what,
 		  unsigned *count, struct sg_err *err)
 {
-	gpgme_ctx_t ctx;
+	gpgme_ctx_t ctx = NULL;
 	gpgme_key_t key;
 	GPtrArray *keys = g_ptr_array_new();
 	char *pattern = admin_pattern(what);
+	char *home = NULL;
 	gpgme_error_t gerr;
 	int rc;
 
 	*count = 0;
-	rc = sg_pgp_ctx(ks, &ctx, err);
+	/* On a copy of the keyring, so that a key never loses its secret
+	 * part without its public part, nor one key of several goes alone. */
+	rc = sg_pgp_stage_begin(ks, &home, err);
+	if (rc == 0)
+		rc = sg_pgp_ctx_at(home, &ctx, err);
 	if (rc < 0)
 		goto out;
-	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
 	if (!gpgme_op_keylist_start(ctx, pattern, 0))
 		while (!gpgme_op_keylist_next(ctx, &key))
 			g_ptr_array_add(keys, key);
@@ -736,5 +758,12 @@ out:
 		gpgme_key_unref(g_ptr_array_index(keys, i));
 	g_ptr_array_free(keys, TRUE);
 	g_free(pattern);
+	if (home == NULL)
+		return rc;
+	if (rc == 0 && *count > 0)
+		return sg_pgp_stage_commit(ks, home, err);
+	sg_pgp_stage_abort(home);
+	if (rc < 0)
+		*count = 0;
 	return rc;
 }

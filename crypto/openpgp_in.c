@@ -264,21 +264,6 @@ sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 	return rc;
 }
 
-void
-sg_pgp_remove_home(const char *home)
-{
-	char *argv[] = { "gpgconf", "--homedir", (char *)home, "--kill", "all",
-		NULL };
-	char *rm[] = { "rm", "-rf", "--", (char *)home, NULL };
-
-	g_spawn_sync(NULL, argv, NULL, G_SPAWN_SEARCH_PATH |
-	    G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
-	    NULL, NULL, NULL, NULL);
-	g_spawn_sync(NULL, rm, NULL, G_SPAWN_SEARCH_PATH |
-	    G_SPAWN_STDOUT_TO_DEV_NULL | G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
-	    NULL, NULL, NULL, NULL);
-}
-
 /* A context on a new home holding addr's secret keys only. */
 static int
 home_with_keys_of(const struct sg_keystore *ks, const char *addr,

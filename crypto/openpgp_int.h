@@ -16,6 +16,20 @@ int sg_pgp_fail(struct sg_err *err, const char *what, gpgme_error_t gerr);
 int sg_pgp_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out,
 	       struct sg_err *err);
 
+/* A context on another GnuPG home, offline, never asking for a
+ * passphrase. */
+int sg_pgp_ctx_at(const char *home, gpgme_ctx_t *out, struct sg_err *err);
+
+/* Keyring changes (openpgp_stage.c): begin makes *home a copy of the
+ * keystore's GnuPG home; commit puts it in the real home's place in one
+ * atomic step; abort throws it away. Both free home. The caller holds the
+ * keystore lock. */
+int sg_pgp_stage_begin(const struct sg_keystore *ks, char **home,
+		       struct sg_err *err);
+int sg_pgp_stage_commit(const struct sg_keystore *ks, char *home,
+			struct sg_err *err);
+void sg_pgp_stage_abort(char *home);
+
 bool sg_pgp_key_usable(gpgme_key_t key);
 bool sg_pgp_uid_matches(gpgme_key_t key, const char *addr);
 
