@@ -1,6 +1,8 @@
 /* Keystore directory handling; see include/sealgate/keystore.h. */
+#define _GNU_SOURCE /* renameat2, syncfs */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,4 +261,190 @@ sg_keystore_lock(const struct sg_keystore *ks, struct sg_err *err)
 		return SG_EKEYSTORE;
 	}
 	return fd;
+}
+
+/*
+ * Changes on a copy.
+ *
+ * gpg writes its keyring key by key, the agent writes secret keys file by
+ * file, and a certificate bundle is many files: a change killed half-way
+ * would leave part of it behind. A change is therefore made on a copy of
+ * the part of the keystore it touches (openpgp/ or smime/), made beside it,
+ * which then trades places with the original in one step (renameat2 with
+ * RENAME_EXCHANGE). Until that step the original is untouched; after it
+ * the change is complete. A copy left by a killed change is removed by
+ * the next change of the same part.
+ */
+
+#define STAGE_INFIX ".new."
+
+/* Sockets, lock files and half-written files stay behind. */
+static bool
+worth_copying(const char *name, const struct stat *st)
+{
+	if (S_ISDIR(st->st_mode))
+		return true;
+	return S_ISREG(st->st_mode) && !g_str_has_suffix(name, ".lock") &&
+	    !g_str_has_prefix(name, ".#lk") && strstr(name, ".tmp") == NULL;
+}
+
+static int
+copy_file(const char *from, const char *to, mode_t mode, struct sg_err *err)
+{
+	char buf[65536];
+	ssize_t n = 0;
+	int in, out, rc = SG_OK;
+
+	in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return sg_err_set(err, SG_EKEYSTORE, "cannot read %s: %s", from,
+		    strerror(errno));
+	out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0700);
+	if (out < 0) {
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot create %s: %s", to,
+		    strerror(errno));
+		goto out;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		for (ssize_t off = 0, w; off < n; off += w) {
+			w = write(out, buf + off, (size_t)(n - off));
+			if (w < 0) {
+				n = -1;
+				goto done;
+			}
+		}
+done:
+	if (n < 0)
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot copy %s: %s", from,
+		    strerror(errno));
+	close(out);
+out:
+	close(in);
+	return rc;
+}
+
+/* Copies the contents of directory from into the existing directory to. */
+static int
+copy_tree(const char *from, const char *to, struct sg_err *err)
+{
+	GDir *d = g_dir_open(from, 0, NULL);
+	const char *name;
+	struct stat st;
+	int rc = SG_OK;
+
+	if (d == NULL)
+		return sg_err_set(err, SG_EKEYSTORE, "cannot read %s", from);
+	while (rc == 0 && (name = g_dir_read_name(d)) != NULL) {
+		char *src = g_build_filename(from, name, NULL);
+		char *dst = g_build_filename(to, name, NULL);
+
+		if (lstat(src, &st) < 0 || !worth_copying(name, &st))
+			;
+		else if (!S_ISDIR(st.st_mode))
+			rc = copy_file(src, dst, st.st_mode, err);
+		else if (mkdir(dst, 0700) < 0)
+			rc = sg_err_set(err, SG_EKEYSTORE, "cannot create %s: %s",
+			    dst, strerror(errno));
+		else
+			rc = copy_tree(src, dst, err);
+		g_free(src);
+		g_free(dst);
+	}
+	g_dir_close(d);
+	return rc;
+}
+
+static int
+remove_entry(const char *path, const struct stat *st, int type,
+	     struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void
+sg_keystore_remove_tree(const char *path)
+{
+	nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Removes copies of part left by changes that were killed. The caller
+ * holds the keystore lock, so no other change is using one. */
+static void
+remove_leftovers(const char *part)
+{
+	char *parent = g_path_get_dirname(part);
+	char *base = g_path_get_basename(part);
+	char *prefix = g_strconcat(base, STAGE_INFIX, NULL);
+	GDir *d = g_dir_open(parent, 0, NULL);
+	const char *name;
+
+	while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
+		if (g_str_has_prefix(name, prefix)) {
+			char *path = g_build_filename(parent, name, NULL);
+
+			sg_keystore_remove_tree(path);
+			g_free(path);
+		}
+	}
+	if (d != NULL)
+		g_dir_close(d);
+	g_free(prefix);
+	g_free(base);
+	g_free(parent);
+}
+
+int
+sg_keystore_stage_begin(const char *part, char **copy, struct sg_err *err)
+{
+	char *path;
+	int rc;
+
+	remove_leftovers(part);
+	/* Beside the original: the exchange needs the same file system. */
+	path = g_strconcat(part, STAGE_INFIX "XXXXXX", NULL);
+	if (g_mkdtemp_full(path, 0700) == NULL) {
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot create %s: %s", path,
+		    strerror(errno));
+		g_free(path);
+		return rc;
+	}
+	rc = copy_tree(part, path, err);
+	if (rc < 0) {
+		sg_keystore_stage_abort(path);
+		return rc;
+	}
+	*copy = path;
+	return SG_OK;
+}
+
+void
+sg_keystore_stage_abort(char *copy)
+{
+	sg_keystore_remove_tree(copy);
+	g_free(copy);
+}
+
+int
+sg_keystore_stage_commit(const char *part, char *copy, struct sg_err *err)
+{
+	int fd, rc = SG_OK;
+
+	/* On disk before it counts, so a crash cannot commit a torn copy. */
+	fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || syncfs(fd) < 0)
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot write %s: %s", copy,
+		    strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0 && renameat2(AT_FDCWD, copy, AT_FDCWD, part,
+	    RENAME_EXCHANGE) < 0)
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot replace %s atomically: "
+		    "%s", part, strerror(errno));
+	/* On success copy now holds the previous contents. */
+	sg_keystore_stage_abort(copy);
+	return rc;
 }

@@ -517,7 +517,7 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	if (rc < 0)
 		return rc;
 	/* Into a copy of the keyring, which replaces it only when complete. */
-	rc = sg_pgp_stage_begin(ks, &home, err);
+	rc = sg_keystore_stage_begin(ks->gnupg_home, &home, err);
 	if (rc < 0)
 		return rc;
 	rc = sg_pgp_ctx_at(home, &ctx, err);
@@ -735,7 +735,7 @@ sg_openpgp_remove(const struct sg_keystore *ks, const char *what,
 	*count = 0;
 	/* On a copy of the keyring, so that a key never loses its secret
 	 * part without its public part, nor one key of several goes alone. */
-	rc = sg_pgp_stage_begin(ks, &home, err);
+	rc = sg_keystore_stage_begin(ks->gnupg_home, &home, err);
 	if (rc == 0)
 		rc = sg_pgp_ctx_at(home, &ctx, err);
 	if (rc < 0)

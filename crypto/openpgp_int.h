@@ -20,12 +20,8 @@ int sg_pgp_ctx(const struct sg_keystore *ks, gpgme_ctx_t *out,
  * passphrase. */
 int sg_pgp_ctx_at(const char *home, gpgme_ctx_t *out, struct sg_err *err);
 
-/* Keyring changes (openpgp_stage.c): begin makes *home a copy of the
- * keystore's GnuPG home; commit puts it in the real home's place in one
- * atomic step; abort throws it away. Both free home. The caller holds the
- * keystore lock. */
-int sg_pgp_stage_begin(const struct sg_keystore *ks, char **home,
-		       struct sg_err *err);
+/* Keyring changes on a copy of the GnuPG home (sg_keystore_stage_begin
+ * on ks->gnupg_home); commit and abort also stop the copy's agent. */
 int sg_pgp_stage_commit(const struct sg_keystore *ks, char *home,
 			struct sg_err *err);
 void sg_pgp_stage_abort(char *home);

@@ -2,7 +2,9 @@
  * include/sealgate/smime.h. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -100,28 +102,74 @@ sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
 	return cert;
 }
 
+/* The certificates in directory dir; *same: dir still names the
+ * directory that was read. */
+static STACK_OF(X509) *
+read_cert_dir(const char *dir, bool *same)
+{
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	struct stat before, now;
+	struct dirent *e;
+	DIR *d = NULL;
+	int fd, dfd = -1;
+
+	*same = true;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &before) == 0)
+		dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dfd >= 0)
+		d = fdopendir(dfd);
+	if (d == NULL) {
+		if (dfd >= 0)
+			close(dfd);
+		if (fd >= 0)
+			close(fd);
+		return certs;
+	}
+	while ((e = readdir(d)) != NULL) {
+		int f;
+		BIO *b;
+		X509 *cert = NULL;
+
+		if (!g_str_has_suffix(e->d_name, ".pem"))
+			continue;
+		f = openat(fd, e->d_name, O_RDONLY | O_CLOEXEC);
+		if (f < 0)
+			continue;
+		b = BIO_new_fd(f, BIO_CLOSE);
+		if (b != NULL)
+			cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
+		else
+			close(f);
+		BIO_free(b);
+		if (cert != NULL && !sk_X509_push(certs, cert))
+			X509_free(cert);
+	}
+	closedir(d);
+	*same = stat(dir, &now) == 0 && now.st_dev == before.st_dev &&
+	    now.st_ino == before.st_ino;
+	close(fd);
+	return certs;
+}
+
 STACK_OF(X509) *
 sg_smime_load_dir(const struct sg_keystore *ks, const char *sub)
 {
-	STACK_OF(X509) *certs = sk_X509_new_null();
 	char *dir = sg_keystore_smime_path(ks, sub, NULL);
-	GDir *d = g_dir_open(dir, 0, NULL);
-	const char *name;
+	STACK_OF(X509) *certs;
+	bool same;
 
-	while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
-		char *path;
-		X509 *cert;
-
-		if (!g_str_has_suffix(name, ".pem"))
-			continue;
-		path = g_build_filename(dir, name, NULL);
-		cert = load_pem_file(path);
-		if (cert != NULL && !sk_X509_push(certs, cert))
-			X509_free(cert);
-		g_free(path);
+	/* A change replaces the whole store and then deletes the old one
+	 * (sg_keystore_stage_commit). A listing of a directory that was
+	 * replaced while it was read may lack entries the deletion took
+	 * away; the new directory holds them, so it is read again. Changes
+	 * come seconds apart, a read takes milliseconds. */
+	for (int tries = 0;; tries++) {
+		certs = read_cert_dir(dir, &same);
+		if (same || tries == 100)
+			break;
+		sk_X509_pop_free(certs, X509_free);
 	}
-	if (d != NULL)
-		g_dir_close(d);
 	g_free(dir);
 	return certs;
 }
@@ -574,8 +622,8 @@ sg_smime_export(const struct sg_keystore *ks, const char *what, bool secret,
 	return rc;
 }
 
-int
-sg_smime_remove(const struct sg_keystore *ks, const char *what,
+static int
+remove_matching(const struct sg_keystore *ks, const char *what,
 		unsigned *count, struct sg_err *err)
 {
 	static const char *const subs[] = { "certs", "keys", "anchors" };
@@ -611,5 +659,28 @@ sg_smime_remove(const struct sg_keystore *ks, const char *what,
 	}
 	sk_X509_pop_free(certs, X509_free);
 	sk_X509_pop_free(anchors, X509_free);
+	return rc;
+}
+
+int
+sg_smime_remove(const struct sg_keystore *ks, const char *what,
+		unsigned *count, struct sg_err *err)
+{
+	/* On a copy, so that a certificate never goes without its key. */
+	struct sg_keystore staged = *ks;
+	char *copy;
+	int rc;
+
+	*count = 0;
+	rc = sg_keystore_stage_begin(ks->smime_dir, &copy, err);
+	if (rc < 0)
+		return rc;
+	staged.smime_dir = copy;
+	rc = remove_matching(&staged, what, count, err);
+	if (rc == 0 && *count > 0)
+		return sg_keystore_stage_commit(ks->smime_dir, copy, err);
+	sg_keystore_stage_abort(copy);
+	if (rc < 0)
+		*count = 0;
 	return rc;
 }

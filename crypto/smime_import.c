@@ -420,6 +420,26 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	return rc;
 }
 
+/* store_parsed on a copy of the S/MIME store that replaces it whole. */
+static int
+store_staged(const struct sg_keystore *ks, struct parsed *p, int flags,
+	     struct sg_smime_import *res, struct sg_err *err)
+{
+	struct sg_keystore staged = *ks;
+	char *copy;
+	int rc;
+
+	rc = sg_keystore_stage_begin(ks->smime_dir, &copy, err);
+	if (rc < 0)
+		return rc;
+	staged.smime_dir = copy;
+	rc = store_parsed(&staged, p, flags, res, err);
+	if (rc == 0 && res->certs_new + res->anchors_new + res->keys_new > 0)
+		return sg_keystore_stage_commit(ks->smime_dir, copy, err);
+	sg_keystore_stage_abort(copy);
+	return rc;
+}
+
 int
 sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
 		const char *passphrase, int flags, struct sg_smime_import *res,
@@ -440,7 +460,7 @@ sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
 		res->certs_new = (unsigned)sk_X509_num(p.certs);
 		res->keys_new = p.keys->len;
 	} else if (rc == 0) {
-		rc = store_parsed(ks, &p, flags, res, err);
+		rc = store_staged(ks, &p, flags, res, err);
 	}
 	sk_X509_pop_free(p.certs, X509_free);
 	g_ptr_array_free(p.keys, TRUE);

@@ -41,6 +41,18 @@ void sg_keystore_free(struct sg_keystore *ks);
  * returns a descriptor to close() to release it, or a negative code. */
 int sg_keystore_lock(const struct sg_keystore *ks, struct sg_err *err);
 
+/* Changes on a copy, all or nothing. begin copies part (a directory of
+ * the keystore, e.g. ks->smime_dir) to *copy beside it, first removing
+ * copies that killed changes left; commit makes the copy take part's
+ * place in one atomic step; abort throws the copy away. Both free copy.
+ * The caller holds the lock. */
+int sg_keystore_stage_begin(const char *part, char **copy, struct sg_err *err);
+int sg_keystore_stage_commit(const char *part, char *copy, struct sg_err *err);
+void sg_keystore_stage_abort(char *copy);
+
+/* Removes a directory tree; errors are ignored. */
+void sg_keystore_remove_tree(const char *path);
+
 /* True when addr is deactivated (read from the file each time, so a
  * running daemon sees changes at once). */
 bool sg_keystore_deactivated(const struct sg_keystore *ks, const char *addr);
