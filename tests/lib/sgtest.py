@@ -389,6 +389,13 @@ class Gateway:
         Returns (returncode, output bytes or None, stderr text); the output is
         None when the file was not created or is empty.
         """
+        return self.start_process(msg_bytes, sender, rcpts, client_ip,
+                                  extra_args).result()
+
+    def start_process(self, msg_bytes, sender, rcpts, client_ip="127.0.0.1",
+                      extra_args=()):
+        """process() started in the background: a Processing whose .proc
+        is the running sealgate and whose .result() waits for it."""
         if isinstance(rcpts, str):
             rcpts = [rcpts]
         self._n += 1
@@ -403,17 +410,31 @@ class Gateway:
             argv += ["--client-ip", client_ip]
         argv += list(extra_args)
         argv += ["-i", inp, "-o", out]
-        cp = self.run(*argv)
-        data = None
-        if os.path.exists(out):
-            with open(out, "rb") as f:
-                data = f.read() or None
-            os.unlink(out)
-        os.unlink(inp)
-        return cp.returncode, data, cp.stderr
+        return Processing([self.bin] + argv, inp, out)
 
     def spool_entries(self):
         return sorted(os.listdir(self.spool)) if os.path.isdir(self.spool) else []
+
+
+class Processing:
+    """A `sealgate process` run in the background (Gateway.start_process)."""
+
+    def __init__(self, argv, inp, out):
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._inp = inp
+        self._out = out
+
+    def result(self):
+        """(returncode, output bytes or None, stderr text), as Gateway.process."""
+        _stdout, stderr = self.proc.communicate(timeout=CMD_TIMEOUT)
+        data = None
+        if os.path.exists(self._out):
+            with open(self._out, "rb") as f:
+                data = f.read() or None
+            os.unlink(self._out)
+        os.unlink(self._inp)
+        return self.proc.returncode, data, _text(stderr)
 
 
 def verdict(stderr_text):

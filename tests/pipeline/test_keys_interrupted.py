@@ -1,6 +1,11 @@
-"""`sealgate keys import` killed half-way through a large keyring (SIGKILL,
+"""OpenPGP keyring changes are all or nothing.
+
+`sealgate keys import` killed half-way through a large keyring (SIGKILL,
 as from an administrator's `kill -9` or the OOM killer) leaves the keystore
 as it was; the next import completes and leaves nothing of the killed one.
+An import or remove that cannot put its finished copy of the keyring in
+place (made immutable with chattr) fails with the reason and changes
+nothing; so does an S/MIME import.
 
 The keyring holds 150 public keys with two secret keys in the middle. The
 import is killed once a GnuPG keyring under the keystore directory (the real
@@ -8,12 +13,15 @@ one, or any directory the import created) has grown by a given share of
 what the whole keyring adds, so gpg is known to be writing keys when the
 kill comes.
 """
+import contextlib
 import os
+import shutil
 import subprocess
 import time
 import unittest
 
 import sgtest
+import smimetest
 
 PARTNERS = 150
 SECRETS = ("sec1@example.com", "sec2@example.com")
@@ -43,14 +51,21 @@ def keyring_size(home):
         return 0
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def key_files(gw):
-    """The real GnuPG home's keyring and private key files, by name."""
+    """The keyring, the private key files and the S/MIME store, by name."""
     home = home_of(gw)
-    files = {"pubring.kbx": open(os.path.join(home, "pubring.kbx"), "rb").read()}
-    priv = os.path.join(home, "private-keys-v1.d")
-    for name in sorted(os.listdir(priv)):
-        with open(os.path.join(priv, name), "rb") as f:
-            files["private-keys-v1.d/" + name] = f.read()
+    files = {"pubring.kbx": read(os.path.join(home, "pubring.kbx"))}
+    for top in (os.path.join(home, "private-keys-v1.d"),
+                os.path.join(gw.keystore, "smime")):
+        for d, _sub, names in os.walk(top):
+            for name in names:
+                path = os.path.join(d, name)
+                files[os.path.relpath(path, gw.keystore)] = read(path)
     return files
 
 
@@ -85,6 +100,15 @@ class InterruptedImport(unittest.TestCase):
             write(cls.tmp, "alice.asc", h.export_secret("alice@example.com")),
             write(cls.tmp, "partner.asc", h.export_public(partners[0])),
         ]
+        cls.new_partner = write(cls.tmp, "new.asc", h.export_public(partners[1]))
+        cls.new_cert = os.path.join(cls.tmp, "new.pem")
+        smimetest.openssl("req", "-x509", "-new", "-nodes", "-newkey", "ec",
+                          "-pkeyopt", "ec_paramgen_curve:P-256",
+                          "-keyout", os.path.join(cls.tmp, "new.key"),
+                          "-out", cls.new_cert, "-days", "30",
+                          "-subj", "/CN=New Partner",
+                          "-addext", "subjectAltName=email:new@partner.example",
+                          "-addext", "basicConstraints=critical,CA:FALSE")
 
         # The same import, not interrupted, in a second keystore: the size
         # the keyring grows to and the listing it ends with.
@@ -138,6 +162,58 @@ class InterruptedImport(unittest.TestCase):
         self.assertEqual(sorted(gw.list_keys().stdout.splitlines()),
                          self.listing_after)
         self.assertEqual(sorted(os.listdir(gw.keystore)), entries)
+
+
+    @contextlib.contextmanager
+    def immutable(self, path):
+        """path made immutable (chattr +i) for the block; skips where the
+        file system or the user cannot do that."""
+        if shutil.which("chattr") is None:
+            self.skipTest("chattr is not installed")
+        cp = subprocess.run(["chattr", "+i", path], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, check=False)
+        if cp.returncode != 0:
+            self.skipTest("cannot make %s immutable: %s" % (path, cp.stdout))
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", path], check=True)
+
+    def assert_refused_unchanged(self, gw, locked, why, *args):
+        listing = gw.list_keys().stdout
+        files = key_files(gw)
+        entries = sorted(os.listdir(gw.keystore))
+        with self.immutable(locked):
+            cp = gw.run("keys", "-c", gw.policy, *args)
+        self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+        self.assertIn(why, cp.stderr)
+        self.assertEqual(gw.list_keys().stdout, listing)
+        self.assertEqual(key_files(gw), files, "key files changed")
+        self.assertEqual(sorted(os.listdir(gw.keystore)), entries)
+
+    def test_change_that_cannot_replace_the_keyring_changes_nothing(self):
+        gw = sgtest.Gateway(sgtest.tmpdir("sgkillro"))
+        gw.import_keys_checked(*self.before_files)
+        home = home_of(gw)
+        with self.subTest("import"):
+            self.assert_refused_unchanged(
+                gw, home, "cannot replace %s atomically" % home,
+                "import", self.new_partner)
+        with self.subTest("remove"):
+            self.assert_refused_unchanged(
+                gw, home, "cannot replace %s atomically" % home,
+                "remove", "alice@example.com")
+        smime = os.path.join(gw.keystore, "smime")
+        with self.subTest("S/MIME import"):
+            self.assert_refused_unchanged(
+                gw, smime, "cannot replace %s atomically" % smime,
+                "import", self.new_cert)
+
+    def test_change_that_cannot_copy_the_keyring_changes_nothing(self):
+        gw = sgtest.Gateway(sgtest.tmpdir("sgkillro"))
+        gw.import_keys_checked(*self.before_files)
+        self.assert_refused_unchanged(gw, gw.keystore, "cannot create",
+                                      "import", self.new_partner)
 
 
 if __name__ == "__main__":
