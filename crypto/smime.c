@@ -108,6 +108,8 @@ static STACK_OF(X509) *
 read_cert_dir(const char *dir, bool *same)
 {
 	STACK_OF(X509) *certs = sk_X509_new_null();
+	GByteArray *data;
+	guint8 buf[16384];
 	struct stat before, now;
 	struct dirent *e;
 	DIR *d = NULL;
@@ -126,7 +128,9 @@ read_cert_dir(const char *dir, bool *same)
 			close(fd);
 		return certs;
 	}
+	data = g_byte_array_new();
 	while ((e = readdir(d)) != NULL) {
+		ssize_t n;
 		int f;
 		BIO *b;
 		X509 *cert = NULL;
@@ -136,16 +140,21 @@ read_cert_dir(const char *dir, bool *same)
 		f = openat(fd, e->d_name, O_RDONLY | O_CLOEXEC);
 		if (f < 0)
 			continue;
-		b = BIO_new_fd(f, BIO_CLOSE);
+		/* Whole, then parsed: PEM over a file descriptor BIO reads
+		 * a byte per system call. */
+		g_byte_array_set_size(data, 0);
+		while ((n = read(f, buf, sizeof(buf))) > 0)
+			g_byte_array_append(data, buf, (guint)n);
+		close(f);
+		b = n == 0 ? BIO_new_mem_buf(data->data, (int)data->len) : NULL;
 		if (b != NULL)
 			cert = PEM_read_bio_X509(b, NULL, NULL, NULL);
-		else
-			close(f);
 		BIO_free(b);
 		if (cert != NULL && !sk_X509_push(certs, cert))
 			X509_free(cert);
 	}
 	closedir(d);
+	g_byte_array_free(data, TRUE);
 	*same = stat(dir, &now) == 0 && now.st_dev == before.st_dev &&
 	    now.st_ino == before.st_ino;
 	close(fd);
