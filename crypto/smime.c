@@ -672,24 +672,49 @@ remove_matching(const struct sg_keystore *ks, const char *what,
 }
 
 int
-sg_smime_remove(const struct sg_keystore *ks, const char *what,
-		unsigned *count, struct sg_err *err)
+sg_smime_staged(const struct sg_keystore *ks, sg_smime_change change,
+		void *arg, struct sg_err *err)
 {
-	/* On a copy, so that a certificate never goes without its key. */
 	struct sg_keystore staged = *ks;
+	bool changed = false;
 	char *copy;
 	int rc;
 
-	*count = 0;
 	rc = sg_keystore_stage_begin(ks->smime_dir, &copy, err);
 	if (rc < 0)
 		return rc;
 	staged.smime_dir = copy;
-	rc = remove_matching(&staged, what, count, err);
-	if (rc == 0 && *count > 0)
+	rc = change(&staged, arg, &changed, err);
+	if (rc == 0 && changed)
 		return sg_keystore_stage_commit(ks->smime_dir, copy, err);
 	sg_keystore_stage_abort(copy);
-	if (rc < 0)
-		*count = 0;
+	return rc;
+}
+
+struct removal {
+	const char *what;
+	unsigned count;
+};
+
+static int
+remove_staged(const struct sg_keystore *staged, void *arg, bool *changed,
+	      struct sg_err *err)
+{
+	struct removal *r = arg;
+	int rc = remove_matching(staged, r->what, &r->count, err);
+
+	*changed = r->count > 0;
+	return rc;
+}
+
+int
+sg_smime_remove(const struct sg_keystore *ks, const char *what,
+		unsigned *count, struct sg_err *err)
+{
+	/* On a copy, so that a certificate never goes without its key. */
+	struct removal r = { what, 0 };
+	int rc = sg_smime_staged(ks, remove_staged, &r, err);
+
+	*count = rc == 0 ? r.count : 0;
 	return rc;
 }

@@ -420,23 +420,22 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	return rc;
 }
 
-/* store_parsed on a copy of the S/MIME store that replaces it whole. */
-static int
-store_staged(const struct sg_keystore *ks, struct parsed *p, int flags,
-	     struct sg_smime_import *res, struct sg_err *err)
-{
-	struct sg_keystore staged = *ks;
-	char *copy;
-	int rc;
+struct storing {
+	struct parsed *p;
+	int flags;
+	struct sg_smime_import *res;
+};
 
-	rc = sg_keystore_stage_begin(ks->smime_dir, &copy, err);
-	if (rc < 0)
-		return rc;
-	staged.smime_dir = copy;
-	rc = store_parsed(&staged, p, flags, res, err);
-	if (rc == 0 && res->certs_new + res->anchors_new + res->keys_new > 0)
-		return sg_keystore_stage_commit(ks->smime_dir, copy, err);
-	sg_keystore_stage_abort(copy);
+/* store_parsed on a copy of the store (sg_smime_staged). */
+static int
+store_staged(const struct sg_keystore *staged, void *arg, bool *changed,
+	     struct sg_err *err)
+{
+	struct storing *st = arg;
+	int rc = store_parsed(staged, st->p, st->flags, st->res, err);
+
+	*changed = st->res->certs_new + st->res->anchors_new +
+	    st->res->keys_new > 0;
 	return rc;
 }
 
@@ -460,7 +459,9 @@ sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
 		res->certs_new = (unsigned)sk_X509_num(p.certs);
 		res->keys_new = p.keys->len;
 	} else if (rc == 0) {
-		rc = store_staged(ks, &p, flags, res, err);
+		struct storing st = { &p, flags, res };
+
+		rc = sg_smime_staged(ks, store_staged, &st, err);
 	}
 	sk_X509_pop_free(p.certs, X509_free);
 	g_ptr_array_free(p.keys, TRUE);

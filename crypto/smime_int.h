@@ -29,4 +29,12 @@ STACK_OF(X509) *sg_smime_load_dir(const struct sg_keystore *ks,
 /* Drains OpenSSL's error queue into err with a prefix. */
 int sg_ssl_fail(struct sg_err *err, int code, const char *what);
 
+/* Runs change on a copy of the S/MIME store (staged is ks with smime_dir
+ * set to the copy); the copy replaces the store when change succeeds and
+ * sets *changed (sg_keystore_stage_begin). */
+typedef int (*sg_smime_change)(const struct sg_keystore *staged, void *arg,
+			       bool *changed, struct sg_err *err);
+int sg_smime_staged(const struct sg_keystore *ks, sg_smime_change change,
+		    void *arg, struct sg_err *err);
+
 #endif
