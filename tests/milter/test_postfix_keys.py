@@ -14,6 +14,11 @@ mail to alice is encrypted.
      `sealgate keys deactivate alice@example.com` the next one arrives as
      sent, marked `X-Sealgate-Decrypted: no; reason=deactivated`; after
      `reactivate` it is decrypted again.
+  3) with carol's OpenPGP key removed, mail to her arrives plain; after
+     `sealgate keys import` of her S/MIME certificate (and her CA as a
+     trust anchor) the next message arrives S/MIME-encrypted and openssl
+     decrypts it with her key; after `sealgate keys remove` of the
+     certificate it arrives plain again.
 """
 
 import os
@@ -22,6 +27,7 @@ import unittest
 import inboundtest
 import miltertest
 import sgtest
+import smimetest
 from inboundtest import ALICE, CAROL, InboundCase, inbound_policy, new_marker, \
     outer_headers, pgp_mime_message, status_fields, text_entity
 from miltertest import make_msg, marker, strip_added_received, with_diagnostics
@@ -40,7 +46,10 @@ def setUpModule():
     ids = inboundtest.Identities(tmp, smime=False)
     gw = ids.gateway(os.path.join(tmp, "gw"), inbound_policy(), openpgp=(ALICE,), smime=())
     carol_pub = sgtest.export_public_key(tmp, ids.sender, CAROL)
-    STATE.update(tmp=tmp, gw=gw, ids=ids, carol=ids.sender, carol_pub=carol_pub)
+    ca = smimetest.TestCA(os.path.join(tmp, "ca"), key="ec")
+    carol_cert = ca.issue("Carol Partner", [CAROL], key="ec:P-256")
+    STATE.update(tmp=tmp, gw=gw, ids=ids, carol=ids.sender, carol_pub=carol_pub,
+                 ca=ca, carol_cert=carol_cert)
     miltertest.start_milter_and_postfix(STATE, BINARY)
 
 
@@ -124,6 +133,33 @@ class PostfixKeys(miltertest.MilterTestCase, InboundCase):
 
         got = self.inbound(msg)
         self.check_decrypted(got, msg, entity, STATUS_YES)
+        self.assertTrue(self.milter.running(), "the milter stopped")
+
+    @with_diagnostics
+    def test_3_smime_certificate_import_and_remove_without_restart(self):
+        cert = self.state["carol_cert"]
+        cp = self.keys("remove", CAROL)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        secret = marker()
+        msg, delivered = self.outbound(secret)
+        self.assert_plain_copy(delivered, msg, secret)
+
+        cp = self.keys("import", "--trust-anchor", self.state["ca"].cert)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        cp = self.keys("import", cert.cert)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        secret = marker()
+        msg, delivered = self.outbound(secret)
+        self.assertNotIn(secret.encode(), delivered.raw, "sent in clear")
+        out = strip_added_received(bytes(delivered))
+        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        smimetest.assert_openssl_decrypts(self, der, cert, msg)
+
+        cp = self.keys("remove", cert.fpr)
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        secret = marker()
+        msg, delivered = self.outbound(secret)
+        self.assert_plain_copy(delivered, msg, secret)
         self.assertTrue(self.milter.running(), "the milter stopped")
 
 
