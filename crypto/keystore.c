@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,20 +248,48 @@ sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
 	return rc;
 }
 
+/* The name of uid, or its number. (transfer full) */
+static char *
+user_name(uid_t uid)
+{
+	struct passwd pw, *found = NULL;
+	char buf[1024];
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found != NULL)
+		return g_strdup(found->pw_name);
+	return g_strdup_printf("%u", (unsigned)uid);
+}
+
 int
 sg_keystore_lock(const struct sg_keystore *ks, struct sg_err *err)
 {
 	/* The directory itself carries the lock: no file appears in it. */
 	int fd = open(ks->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
+	char *owner;
 
-	if (fd < 0 || flock(fd, LOCK_EX) < 0) {
-		sg_err_set(err, SG_EKEYSTORE, "cannot lock %s: %s", ks->dir,
-		    strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		goto fail;
+	/* A change writes new files, and replaces whole parts of the store:
+	 * made by another user (root, say), they would be unreadable for the
+	 * gateway, which would then miss every key. */
+	if (st.st_uid != geteuid()) {
+		owner = user_name(st.st_uid);
+		sg_err_set(err, SG_EKEYSTORE, "keystore %s belongs to user %s: "
+		    "change it as that user, e.g. sudo -u %s sealgate keys ...",
+		    ks->dir, owner, owner);
+		g_free(owner);
+		close(fd);
 		return SG_EKEYSTORE;
 	}
-	return fd;
+	if (flock(fd, LOCK_EX) == 0)
+		return fd;
+fail:
+	sg_err_set(err, SG_EKEYSTORE, "cannot lock %s: %s", ks->dir,
+	    strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return SG_EKEYSTORE;
 }
 
 /*

@@ -38,7 +38,9 @@ int sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 void sg_keystore_free(struct sg_keystore *ks);
 
 /* Waits for and takes the keystore's change lock (one change at a time);
- * returns a descriptor to close() to release it, or a negative code. */
+ * returns a descriptor to close() to release it, or a negative code.
+ * Refuses a keystore directory that belongs to another user: the files a
+ * change writes must be readable by the gateway, which owns the store. */
 int sg_keystore_lock(const struct sg_keystore *ks, struct sg_err *err);
 
 /* Changes on a copy, all or nothing. begin copies part (a directory of

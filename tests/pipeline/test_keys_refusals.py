@@ -3,9 +3,11 @@ file, before the keystore changes; `--dry-run` checks without importing.
 
 Refused: an expired key, a revoked key, a key without an encryption-capable
 (sub)key, an RSA key below 2048 bits. A keyring with one bad key among good
-ones is refused whole.
+ones is refused whole. A private key file others could read stops every
+command; a change by a user other than the keystore's owner is refused.
 """
 import os
+import pwd
 import unittest
 
 import sgtest
@@ -112,6 +114,42 @@ class KeyFilePermissions(unittest.TestCase):
         self.assertEqual(rc, 1, err)
         os.chmod(files[0], 0o600)
         self.assertEqual(gw.list_keys().returncode, 0)
+
+
+class KeystoreOwner(unittest.TestCase):
+    """Changes to a keystore that belongs to another user (an administrator
+    running `sealgate keys` as root on the gateway user's store) are
+    refused, naming the owner: the files they wrote would be unreadable for
+    the gateway. Listing still works."""
+
+    def test_change_by_another_user_refused(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give the keystore to another user")
+        gw = sgtest.Gateway(sgtest.tmpdir("sgowner"))
+        gw.import_keys_checked(os.path.join(sgtest.src_dir(), "keys-example",
+                                            "openpgp", "carol.pub.asc"))
+        before = keystore_listing(gw)
+        os.chown(gw.keystore, 65534, -1)
+        try:
+            owner = pwd.getpwuid(65534).pw_name
+        except KeyError:
+            owner = "65534"
+        try:
+            for args in (["import", os.path.join(sgtest.src_dir(), "keys-example",
+                                                 "openpgp", "dave.pub.asc")],
+                         ["remove", "carol@partner.example"],
+                         ["deactivate", "alice@example.com"]):
+                with self.subTest(args[0]):
+                    cp = gw.run("keys", "-c", gw.policy, *args)
+                    self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+                    self.assertIn("keystore %s belongs to user %s" % (gw.keystore, owner),
+                                  cp.stderr)
+                    self.assertIn("sudo -u %s sealgate keys" % owner, cp.stderr)
+            cp = gw.list_keys()
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            self.assertEqual(cp.stdout, before)
+        finally:
+            os.chown(gw.keystore, 0, -1)
 
 
 if __name__ == "__main__":
