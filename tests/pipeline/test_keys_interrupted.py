@@ -1,4 +1,4 @@
-"""OpenPGP keyring changes are all or nothing.
+"""Keystore changes are all or nothing.
 
 `sealgate keys import` killed half-way through a large keyring (SIGKILL,
 as from an administrator's `kill -9` or the OOM killer) leaves the keystore
