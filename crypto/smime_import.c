@@ -20,6 +20,7 @@
 struct parsed {
 	STACK_OF(X509) *certs;
 	GPtrArray *keys;        /* EVP_PKEY * */
+	STACK_OF(X509) *stored; /* the store's certificates, when keys */
 };
 
 bool
@@ -252,8 +253,7 @@ parse_der(struct parsed *p, const void *data, size_t len, const char *pass,
 
 /* The certificate (from the file or the keystore) a key belongs to. */
 static X509 *
-owner_of(const struct sg_keystore *ks, EVP_PKEY *key, STACK_OF(X509) *certs,
-	 STACK_OF(X509) *stored)
+owner_of(EVP_PKEY *key, STACK_OF(X509) *certs, STACK_OF(X509) *stored)
 {
 	for (int i = 0; i < sk_X509_num(certs); i++)
 		if (X509_check_private_key(sk_X509_value(certs, i), key) == 1)
@@ -261,7 +261,6 @@ owner_of(const struct sg_keystore *ks, EVP_PKEY *key, STACK_OF(X509) *certs,
 	for (int i = 0; i < sk_X509_num(stored); i++)
 		if (X509_check_private_key(sk_X509_value(stored, i), key) == 1)
 			return sk_X509_value(stored, i);
-	(void)ks;
 	ERR_clear_error();
 	return NULL;
 }
@@ -327,7 +326,6 @@ static int
 check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	     struct sg_err *err)
 {
-	STACK_OF(X509) *stored;
 	int rc = SG_OK;
 
 	if (sk_X509_num(p->certs) == 0 && (int)p->keys->len == 0)
@@ -340,13 +338,15 @@ check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 			return sg_err_set(err, SG_EINVAL,
 			    "certificate without an email address");
 	}
-	stored = sg_smime_load_dir(ks, "certs");
+	/* A key may belong to a certificate imported before: read the store
+	 * once, for this check and for storing. */
+	if (p->keys->len > 0)
+		p->stored = sg_smime_load_dir(ks, "certs");
 	for (int i = 0; i < (int)p->keys->len && rc == 0; i++)
-		if (owner_of(ks, g_ptr_array_index(p->keys, i), p->certs,
-		    stored) == NULL)
+		if (owner_of(g_ptr_array_index(p->keys, i), p->certs,
+		    p->stored) == NULL)
 			rc = sg_err_set(err, SG_EINVAL,
 			    "private key matches no imported certificate");
-	sk_X509_pop_free(stored, X509_free);
 	return rc;
 }
 
@@ -370,7 +370,6 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 {
 	GPtrArray *fprs = g_ptr_array_new();
 	GArray *changed = g_array_new(FALSE, TRUE, sizeof(int));
-	STACK_OF(X509) *stored = sg_smime_load_dir(ks, "certs");
 	int rc = SG_OK, flag;
 	bool created;
 
@@ -401,7 +400,7 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	}
 	for (int i = 0; i < (int)p->keys->len && rc == 0; i++) {
 		EVP_PKEY *key = g_ptr_array_index(p->keys, i);
-		X509 *owner = owner_of(ks, key, p->certs, stored);
+		X509 *owner = owner_of(key, p->certs, p->stored);
 		char fpr[SG_FPR_MAX];
 		BIO *pem = BIO_new(BIO_s_mem());
 
@@ -416,7 +415,6 @@ store_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	g_ptr_array_add(fprs, NULL);
 	res->fprs = (char **)g_ptr_array_free(fprs, FALSE);
 	res->changed = (int *)(void *)g_array_free(changed, FALSE);
-	sk_X509_pop_free(stored, X509_free);
 	return rc;
 }
 
@@ -464,6 +462,7 @@ sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
 		rc = sg_smime_staged(ks, store_staged, &st, err);
 	}
 	sk_X509_pop_free(p.certs, X509_free);
+	sk_X509_pop_free(p.stored, X509_free);
 	g_ptr_array_free(p.keys, TRUE);
 	ERR_clear_error();
 	return rc;

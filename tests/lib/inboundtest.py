@@ -498,6 +498,24 @@ def decoded_leaves_text(entity):
     return out
 
 
+def assert_entity_in_place(tc, original, out, entity, what):
+    """out has original's top-level fields other than Content-* (same
+    order; incoming status fields removed, two status fields last), then
+    the Content-* fields of entity (the what entity: "decrypted", "signed")
+    and its body."""
+    of, _ob = split_header_body(canon(without_status_fields(original)))
+    nf, nb = split_header_body(canon(out))
+    keep = [(n.lower(), v) for n, v in of if not is_content_field(n)]
+    got = [(n.lower(), v) for n, v in nf[:-2] if not is_content_field(n)]
+    tc.assertEqual(got, keep, "outer fields other than Content-* changed")
+    ef, eb = split_header_body(canon(entity))
+    want_c = sorted((n.lower(), norm_value(v)) for n, v in ef if is_content_field(n))
+    got_c = sorted((n.lower(), norm_value(v)) for n, v in nf if is_content_field(n))
+    tc.assertEqual(got_c, want_c, "Content-* fields are not the %s entity's" % what)
+    tc.assertTrue(nb == eb, "body is not the %s entity's body:\n%r\n---\n%r"
+                  % (what, nb[:1500], eb[:1500]))
+
+
 class InboundCase:
     """Mix-in for unittest.TestCase with the inbound checks."""
 
@@ -570,17 +588,7 @@ class InboundCase:
         self.assert_signature_field(sig, signature)
         self.assertEqual([n.lower() for n in last], [DECRYPTED.lower(), SIGNATURE.lower()],
                          "the status fields are not the last two of the header")
-        of, _ob = split_header_body(canon(without_status_fields(msg)))
-        nf, nb = split_header_body(canon(out))
-        keep = [(n.lower(), v) for n, v in of if not is_content_field(n)]
-        got = [(n.lower(), v) for n, v in nf[:-2] if not is_content_field(n)]
-        self.assertEqual(got, keep, "outer fields other than Content-* changed")
-        ef, eb = split_header_body(canon(entity))
-        want_c = sorted((n.lower(), norm_value(v)) for n, v in ef if is_content_field(n))
-        got_c = sorted((n.lower(), norm_value(v)) for n, v in nf if is_content_field(n))
-        self.assertEqual(got_c, want_c, "Content-* fields are not the decrypted entity's")
-        self.assertTrue(nb == eb, "body is not the decrypted entity's body:\n%r\n---\n%r"
-                        % (nb[:1500], eb[:1500]))
+        assert_entity_in_place(self, msg, out, entity, "decrypted")
 
     def assert_decrypted(self, gw, msg, rcpts, entity, status, sender=CAROL,
                          signature="none"):

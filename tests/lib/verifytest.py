@@ -24,7 +24,7 @@ import re
 import inboundtest
 import sgtest
 import smimetest
-from sgtest import canon, header_values, is_content_field, norm_value, split_header_body
+from sgtest import canon, header_values, split_header_body
 
 DECRYPTED = inboundtest.DECRYPTED
 SIGNATURE = inboundtest.SIGNATURE
@@ -298,17 +298,7 @@ class VerifyCase:
         """out has the original's top-level fields other than Content-*
         (same order; incoming status fields removed), then the entity's
         Content-* fields, the two status fields last, and the entity's body."""
-        of, _ob = split_header_body(canon(inboundtest.without_status_fields(original)))
-        nf, nb = split_header_body(canon(out))
-        keep = [(n.lower(), v) for n, v in of if not is_content_field(n)]
-        got = [(n.lower(), v) for n, v in nf[:-2] if not is_content_field(n)]
-        self.assertEqual(got, keep, "outer fields other than Content-* changed")
-        ef, eb = split_header_body(canon(entity))
-        want_c = sorted((n.lower(), norm_value(v)) for n, v in ef if is_content_field(n))
-        got_c = sorted((n.lower(), norm_value(v)) for n, v in nf if is_content_field(n))
-        self.assertEqual(got_c, want_c, "Content-* fields are not the signed entity's")
-        self.assertTrue(nb == eb, "body is not the signed entity's body:\n%r\n---\n%r"
-                        % (nb[:1500], eb[:1500]))
+        inboundtest.assert_entity_in_place(self, original, out, entity, "signed")
 
 
 def header_names(msg):
