@@ -36,6 +36,7 @@ test-asan: deps
 
 bench: build
 	@./bench/run.sh $(BUILD)/sealgate
+	@python3 bench/milter.py $(BUILD)/sealgate
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

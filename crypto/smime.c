@@ -103,21 +103,23 @@ sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
 }
 
 /* The certificates in directory dir; *same: dir still names the
- * directory that was read. */
+ * directory that was read, whose identity is *read (zeroed when dir could
+ * not be read). */
 static STACK_OF(X509) *
-read_cert_dir(const char *dir, bool *same)
+read_cert_dir(const char *dir, struct stat *read_st, bool *same)
 {
 	STACK_OF(X509) *certs = sk_X509_new_null();
 	GByteArray *data;
 	guint8 buf[16384];
-	struct stat before, now;
+	struct stat now;
 	struct dirent *e;
 	DIR *d = NULL;
 	int fd, dfd = -1;
 
 	*same = true;
+	memset(read_st, 0, sizeof(*read_st));
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0 && fstat(fd, &before) == 0)
+	if (fd >= 0 && fstat(fd, read_st) == 0)
 		dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dfd >= 0)
 		d = fdopendir(dfd);
@@ -155,29 +157,113 @@ read_cert_dir(const char *dir, bool *same)
 	}
 	closedir(d);
 	g_byte_array_free(data, TRUE);
-	*same = stat(dir, &now) == 0 && now.st_dev == before.st_dev &&
-	    now.st_ino == before.st_ino;
+	*same = stat(dir, &now) == 0 && now.st_dev == read_st->st_dev &&
+	    now.st_ino == read_st->st_ino;
 	close(fd);
 	return certs;
+}
+
+/*
+ * Certificates read from a directory, kept while it is the same directory.
+ * Every change through `sealgate keys` replaces the whole store
+ * (sg_keystore_stage_commit), and a file added or removed by hand changes
+ * the directory's times, so the directory's identity and times say whether
+ * a copy is current. The daemon thus parses a store once per change, not
+ * once per message.
+ */
+#define CERT_CACHE_MAX 8
+
+struct cert_cache {
+	char *dir;
+	struct stat st;
+	STACK_OF(X509) *certs;
+};
+
+static GMutex cache_lock;
+static GPtrArray *cert_caches;          /* struct cert_cache *, newest last */
+
+static bool
+same_dir(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	    a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	    a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	    a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+static void
+cert_cache_free(gpointer p)
+{
+	struct cert_cache *c = p;
+
+	g_free(c->dir);
+	sk_X509_pop_free(c->certs, X509_free);
+	g_free(c);
+}
+
+/* A new reference to the cached certificates of dir as st shows it, or
+ * NULL. */
+static STACK_OF(X509) *
+cache_get(const char *dir, const struct stat *st)
+{
+	STACK_OF(X509) *certs = NULL;
+
+	g_mutex_lock(&cache_lock);
+	for (guint i = 0; cert_caches != NULL && i < cert_caches->len; i++) {
+		struct cert_cache *c = g_ptr_array_index(cert_caches, i);
+
+		if (strcmp(c->dir, dir) == 0 && same_dir(&c->st, st))
+			certs = X509_chain_up_ref(c->certs);
+	}
+	g_mutex_unlock(&cache_lock);
+	return certs;
+}
+
+static void
+cache_put(const char *dir, const struct stat *st, STACK_OF(X509) *certs)
+{
+	struct cert_cache *c = g_new0(struct cert_cache, 1);
+
+	c->dir = g_strdup(dir);
+	c->st = *st;
+	c->certs = X509_chain_up_ref(certs);
+	g_mutex_lock(&cache_lock);
+	if (cert_caches == NULL)
+		cert_caches = g_ptr_array_new_with_free_func(cert_cache_free);
+	for (guint i = 0; i < cert_caches->len; i++)
+		if (strcmp(((struct cert_cache *)
+		    g_ptr_array_index(cert_caches, i))->dir, dir) == 0)
+			g_ptr_array_remove_index(cert_caches, i--);
+	if (cert_caches->len >= CERT_CACHE_MAX)
+		g_ptr_array_remove_index(cert_caches, 0);
+	g_ptr_array_add(cert_caches, c);
+	g_mutex_unlock(&cache_lock);
 }
 
 STACK_OF(X509) *
 sg_smime_load_dir(const struct sg_keystore *ks, const char *sub)
 {
 	char *dir = sg_keystore_smime_path(ks, sub, NULL);
-	STACK_OF(X509) *certs;
+	STACK_OF(X509) *certs = NULL;
+	struct stat st;
 	bool same;
 
+	if (stat(dir, &st) == 0)
+		certs = cache_get(dir, &st);
 	/* A change replaces the whole store and then deletes the old one
 	 * (sg_keystore_stage_commit). A listing of a directory that was
 	 * replaced while it was read may lack entries the deletion took
 	 * away; the new directory holds them, so it is read again. Changes
 	 * come seconds apart, a read takes milliseconds. */
-	for (int tries = 0;; tries++) {
-		certs = read_cert_dir(dir, &same);
+	for (int tries = 0; certs == NULL; tries++) {
+		certs = read_cert_dir(dir, &st, &same);
+		if (same && st.st_ino != 0)
+			cache_put(dir, &st, certs);
 		if (same || tries == 100)
 			break;
 		sk_X509_pop_free(certs, X509_free);
+		certs = NULL;
 	}
 	g_free(dir);
 	return certs;
