@@ -5,16 +5,19 @@ POLICY   ?= policy.yaml.example
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Debian packages: build, run, test.
-PKGS = gcc make cmake pkg-config libgmime-3.0-dev libgpgme-dev libssl-dev \
-       libmilter-dev libyaml-dev gnupg gpgsm gpg-agent libcmocka-dev postfix swaks \
-       miltertest python3 openssl
+PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest python3
+# The crypto stack: always brought to Debian's current (security) version,
+# not only installed when missing (README, "Security floor").
+CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \
+       gpgsm gpg-agent gpgconf dirmngr libgmime-3.0-0 libgmime-3.0-dev \
+       libmilter1.0.1 libmilter-dev libyaml-0-2 libyaml-dev
 
 .PHONY: all deps build run test test-asan bench clean
 
 all: build
 
 deps:
-	@./scripts/deps.sh $(PKGS)
+	@./scripts/deps.sh --current "$(CRYPTO_PKGS)" $(PKGS) $(CRYPTO_PKGS)
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -7,6 +7,7 @@
 #include <libmilter/mfapi.h>
 #include <openssl/crypto.h>
 
+#include "sealgate/floor.h"
 #include "sealgate/openpgp.h"
 #include "sealgate.h"
 
@@ -31,11 +32,26 @@ usage(FILE *fp)
 	    SG_DEFAULT_CONFIG);
 }
 
+/* What `version` says of the OpenSSL release in use. */
+static const char *
+openssl_floor(char *buf, size_t len)
+{
+	unsigned long num = sg_openssl_runtime();
+	char fixed[32];
+
+	if (!sg_openssl_vulnerable(num, fixed, sizeof(fixed)))
+		return "security floor: ok";
+	snprintf(buf, len, "VULNERABLE: %s; first fixed release of this "
+	    "branch: %s", SG_OPENSSL_FLAWS, fixed);
+	return buf;
+}
+
 static int
 cmd_version(void)
 {
 	unsigned int major, minor, patch;
 	struct sg_err err = { 0 };
+	char floor[SG_ERR_MAX];
 
 	smfi_version(&major, &minor, &patch);
 	sg_openpgp_init(&err);
@@ -44,7 +60,8 @@ cmd_version(void)
 	    gmime_micro_version);
 	printf("GPGME %s\n", sg_openpgp_gpgme_version());
 	printf("gpg %s\n", sg_openpgp_engine_version());
-	printf("OpenSSL %s\n", OpenSSL_version(OPENSSL_VERSION_STRING));
+	printf("OpenSSL %s (%s)\n", OpenSSL_version(OPENSSL_VERSION_STRING),
+	    openssl_floor(floor, sizeof(floor)));
 	printf("libmilter %u.%u.%u\n", major, minor, patch);
 	return 0;
 }

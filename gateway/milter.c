@@ -483,6 +483,22 @@ no_delay_on_listeners(void)
 	}
 }
 
+/* OpenSSL's security floor at start-up: logged (and on stderr when the
+ * log goes to syslog); false when the daemon must not run. */
+static bool
+security_floor(const struct sg_policy *pol, bool log_stderr)
+{
+	char msg[SG_ERR_MAX];
+	bool ok = sg_security_floor(pol, msg, sizeof(msg));
+
+	if (msg[0] != '\0') {
+		sg_log(SG_LOG_ERR, NULL, "%s", msg);
+		if (!log_stderr)
+			fprintf(stderr, "sealgate: %s\n", msg);
+	}
+	return ok;
+}
+
 int
 sg_cmd_milter(int argc, char **argv)
 {
@@ -510,9 +526,11 @@ sg_cmd_milter(int argc, char **argv)
 		fprintf(stderr, "usage: sealgate milter [-c FILE] [-s SOCKET] [-f]\n");
 		return SG_EXIT_USAGE;
 	}
+	sg_log_open(log_stderr);
 	current.path = config != NULL ? config : sg_policy_default_path();
 	current.pol = sg_load_policy_or_report(current.path);
-	if (current.pol == NULL || !sg_ensure_spool_dir(current.pol))
+	if (current.pol == NULL || !sg_ensure_spool_dir(current.pol) ||
+	    !security_floor(current.pol, log_stderr))
 		return SG_EXIT_USAGE;
 	ks = sg_open_keystore_or_report(current.pol, 0);
 	if (ks == NULL)
@@ -523,6 +541,12 @@ sg_cmd_milter(int argc, char **argv)
 	if (!sg_init_libraries())
 		return SG_EXIT_USAGE;
 
+	/* Before the socket listens: a SIGUSR1 sent as soon as the port
+	 * accepts must reach the reload thread, not kill the process. */
+	if (!start_reload_thread()) {
+		fprintf(stderr, "sealgate: cannot start the reload thread\n");
+		return SG_EXIT_USAGE;
+	}
 	umask(0007); /* unix socket: owner and group (the MTA's) only */
 	if (smfi_setconn((char *)sock) != MI_SUCCESS ||
 	    smfi_register(milter_desc) != MI_SUCCESS) {
@@ -534,11 +558,6 @@ sg_cmd_milter(int argc, char **argv)
 		return SG_EXIT_USAGE;
 	}
 	no_delay_on_listeners();
-	if (!start_reload_thread()) {
-		fprintf(stderr, "sealgate: cannot start the reload thread\n");
-		return SG_EXIT_USAGE;
-	}
-	sg_log_open(log_stderr);
 	sg_log(SG_LOG_INFO, NULL, "listening on %s, policy %s", sock,
 	    current.path);
 	rc = smfi_main();

@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/provider.h>
 
+#include "sealgate/floor.h"
 #include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
 #include "sealgate.h"
@@ -61,6 +62,31 @@ sg_ensure_spool_dir(const struct sg_policy *pol)
 		return false;
 	}
 	return true;
+}
+
+bool
+sg_security_floor(const struct sg_policy *pol, char *msg, size_t len)
+{
+	unsigned long num = sg_openssl_runtime();
+	char version[32], fixed[32];
+	bool fixable;
+
+	msg[0] = '\0';
+	if (!sg_openssl_vulnerable(num, fixed, sizeof(fixed)))
+		return true;
+	sg_openssl_version_text(num, version, sizeof(version));
+	fixable = strcmp(fixed, "none") != 0;
+	snprintf(msg, len, "OpenSSL %s in use has known flaws: %s; %s%s%s; %s",
+	    version, SG_OPENSSL_FLAWS,
+	    fixable ? "upgrade to " : "no release of this branch is fixed: "
+	    "upgrade to a supported branch",
+	    fixable ? fixed : "", fixable ? " or later (make deps, or "
+	    "apt-get install libssl3 openssl)" : "",
+	    pol->gateway.allow_vulnerable_openssl ?
+	    "running anyway because gateway.allow_vulnerable_openssl is true" :
+	    "refusing to run (gateway.allow_vulnerable_openssl: true accepts "
+	    "the risk)");
+	return pol->gateway.allow_vulnerable_openssl;
 }
 
 static OSSL_PROVIDER *provider_default, *provider_legacy;
@@ -176,6 +202,18 @@ sg_cli_clear(struct sg_cli *cli)
 	memset(cli, 0, sizeof(*cli));
 }
 
+/* The security floor for a command: the message goes to stderr. */
+static bool
+floor_or_report(const struct sg_policy *pol)
+{
+	char msg[SG_ERR_MAX];
+	bool ok = sg_security_floor(pol, msg, sizeof(msg));
+
+	if (msg[0] != '\0')
+		fprintf(stderr, "sealgate: %s\n", msg);
+	return ok;
+}
+
 int
 sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 {
@@ -186,6 +224,8 @@ sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 	cli->pol = sg_load_policy_or_report(cli->config);
 	if (cli->pol == NULL || !sg_ensure_spool_dir(cli->pol) ||
 	    !sg_init_libraries())
+		return SG_ECONFIG;
+	if ((flags & SG_CLI_FLOOR) && !floor_or_report(cli->pol))
 		return SG_ECONFIG;
 	cli->ks = sg_open_keystore_or_report(cli->pol, 0);
 	if (cli->ks == NULL)

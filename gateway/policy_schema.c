@@ -61,6 +61,10 @@ static const struct key gateway_keys[] = {
 	{ "trusted_networks", KT_CIDRS, POL(gateway.trusted_networks), NULL, NULL,
 	  "127.0.0.0/8,::1", false,
 	  "clients allowed to send outbound mail without SMTP AUTH" },
+	{ "allow_vulnerable_openssl", KT_BOOL,
+	  POL(gateway.allow_vulnerable_openssl), NULL, NULL, "false", false,
+	  "run on an OpenSSL release with known flaws in CMS/PKCS#7 "
+	  "(README, \"Security floor\"); only until the upgrade" },
 	END,
 };
 

@@ -45,6 +45,7 @@ enum {
 	SG_CLI_OUTPUT = 1 << 0,         /* accepts -o */
 	SG_CLI_JSON = 1 << 1,           /* accepts --json */
 	SG_CLI_INPUT_OPTIONAL = 1 << 2, /* without -i: envelope only */
+	SG_CLI_FLOOR = 1 << 3,          /* decrypts: OpenSSL's security floor */
 };
 
 /* Parses the options, loads the policy, opens the keystore and reads the
@@ -71,6 +72,12 @@ bool sg_ensure_spool_dir(const struct sg_policy *pol);
 
 /* Appends s as a JSON string (NULL: null). */
 void sg_json_string(GString *out, const char *s);
+
+/* Checks the OpenSSL release in use against the security floor (README,
+ * "Security floor"). Writes what to report to msg (empty when the release
+ * is fine); returns false when the release is below the floor and the
+ * policy does not allow it. */
+bool sg_security_floor(const struct sg_policy *pol, char *msg, size_t len);
 
 /* GMime, GPGME and OpenSSL initialisation, once, before any thread. */
 bool sg_init_libraries(void);

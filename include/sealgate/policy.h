@@ -103,6 +103,7 @@ struct sg_policy {
 		char *spool_dir;        /* absolute */
 		long long max_message_size; /* bytes */
 		GArray *trusted_networks;   /* struct sg_cidr */
+		bool allow_vulnerable_openssl; /* run below the floor */
 	} gateway;
 	GPtrArray *internal_domains; /* char *, lower case */
 	struct {

@@ -4,7 +4,12 @@
   FILE:LINE:COL message, nothing listening;
 - a valid policy: listening within seconds; SIGTERM stops it with exit 0;
 - SIGUSR1 with a broken file logs the errors and keeps running;
-  with a good file it logs the reload.
+  with a good file it logs the reload;
+- on an OpenSSL release below the security floor (chosen with the
+  LD_PRELOAD shim of tests/shim/) it names the CVEs and exits 1 without
+  listening, unless gateway.allow_vulnerable_openssl is true;
+- SIGUSR1 sent the moment the port first accepts a connection reloads
+  (signals are blocked before the socket listens), 20 starts in a row.
 """
 import os
 import signal
@@ -35,6 +40,17 @@ def wait_listening(port, proc, timeout=10.0):
     return False
 
 
+def fake_openssl(release):
+    """Environment in which OpenSSL_version_num() answers release."""
+    shim = os.environ.get("SEALGATE_FAKE_OPENSSL")
+    if not shim or not os.path.isfile(shim):
+        raise unittest.SkipTest("the OpenSSL version shim is not built (run under ctest)")
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = shim
+    env["SEALGATE_FAKE_OPENSSL_VERSION"] = release
+    return env
+
+
 def wait_for(path, text, timeout=10.0):
     end = time.time() + timeout
     while time.time() < end:
@@ -59,11 +75,11 @@ class MilterStartup(unittest.TestCase):
             self.proc.kill()
             self.proc.wait()
 
-    def start(self, policy):
+    def start(self, policy, *extra, env=None):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sgtest.sealgate_bin(), "milter", "-c", policy, "-f"],
-            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+            [sgtest.sealgate_bin(), "milter", "-c", policy, "-f"] + list(extra),
+            stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=env)
         logf.close()
         return self.proc
 
@@ -121,6 +137,57 @@ class MilterStartup(unittest.TestCase):
         self.assertIsNone(proc.poll())
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=20), 0)
+
+    def test_vulnerable_openssl_refused(self):
+        proc = self.start(self.gw.policy, env=fake_openssl("3.0.19"))
+        self.assertEqual(proc.wait(timeout=20), 1, self.read_log())
+        log = self.read_log()
+        self.assertIn("OpenSSL 3.0.19 in use has known flaws", log)
+        self.assertIn("CVE-2026-34182", log)
+        self.assertIn("CVE-2026-45447", log)
+        self.assertIn("upgrade to 3.0.21 or later", log)
+        self.assertNotIn("listening on", log)
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+
+    def test_vulnerable_openssl_allowed_by_policy(self):
+        with open(self.gw.policy) as f:
+            text = f.read()
+        with open(self.gw.policy, "w") as f:
+            f.write(text.replace('  spool_dir: "spool"\n',
+                                 '  spool_dir: "spool"\n  allow_vulnerable_openssl: true\n'))
+        proc = self.start(self.gw.policy, env=fake_openssl("3.0.20"))
+        self.assertTrue(wait_listening(self.port, proc), self.read_log())
+        log = self.read_log()
+        self.assertIn("OpenSSL 3.0.20 in use has known flaws", log)
+        self.assertIn("running anyway because gateway.allow_vulnerable_openssl is true", log)
+
+    def test_fixed_openssl_starts_quietly(self):
+        proc = self.start(self.gw.policy, env=fake_openssl("3.0.21"))
+        self.assertTrue(wait_listening(self.port, proc), self.read_log())
+        self.assertNotIn("known flaws", self.read_log())
+
+    def test_sigusr1_at_first_accept(self):
+        # The earliest moment an administrator's reload (or logrotate) can
+        # reach a fresh daemon: the first connection it accepts.
+        for run in range(20):
+            with self.subTest(run=run):
+                port = free_port()
+                self.log = os.path.join(self.tmp, "milter-%d.log" % run)
+                proc = self.start(self.gw.policy, "-s", "inet:%d@127.0.0.1" % port)
+                end = time.time() + 15
+                while time.time() < end and proc.poll() is None:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        time.sleep(0.001)
+                proc.send_signal(signal.SIGUSR1)
+                self.assertTrue(wait_for(self.log, "reloaded"),
+                                "no reload logged: exit %r\n%s" % (proc.poll(), self.read_log()))
+                self.assertIsNone(proc.poll(), self.read_log())
+                proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ encrypted input is made with the real tools -- gpg in carol's GnuPG home,
 (`gpg --rfc2440`), a flipped byte in a real ciphertext or GCM tag, a cut
 armor or CMS object, a disallowed cipher, a compression bomb, an encrypted
 part between HTML parts (EFAIL). Before sealgate sees an adversarial
-message, gpg or openssl is shown to be fooled by it or to reject it, so
-that each test is about a real hazard.
+message, gpg or openssl is shown to reject it (by exit status and status
+lines, never by what a tool wrote before refusing, which differs between
+their versions), so that each test is about a real hazard.
 
 Checked every time:
   - decrypted: outer fields other than Content-* kept in order, Content-*
@@ -73,12 +74,11 @@ class Base(unittest.TestCase, InboundCase):
         self.alice_cert = IDS.smime[ALICE].cert
         self.bob_cert = IDS.smime[BOB].cert
 
-    def gpg_fooled(self, armored):
-        """gpg (holding alice's key) writes the marker for armored, and
-        reports that it failed: the message is the dangerous kind."""
-        rc, plain, err = IDS.alice.decrypt(armored)
-        self.assertIn(self.marker.encode(), plain,
-                      "gpg did not even write the plaintext (the test input is wrong)")
+    def gpg_refuses(self, armored):
+        """gpg (holding alice's key) refuses armored: its exit status and
+        status lines say so. What gpg wrote before it refused differs
+        between its versions and is not looked at."""
+        rc, _plain, err = IDS.alice.decrypt(armored)
         self.assertFalse(sgtest.decryption_succeeded(rc, err), err)
         return err
 
@@ -302,24 +302,24 @@ class Failures(Base):
     def test_openpgp_without_mdc(self):
         armored = gpg_encrypt(IDS, self.entity, [ALICE], extra=["--rfc2440"])
         self.assertIn("encrypted data packet", IDS.alice.list_packets(armored))
-        self.gpg_fooled(armored)
+        self.gpg_refuses(armored)
         self.assert_passthrough(GW, pgp_mime_message(armored), [ALICE],
                                 "failed; method=openpgp; reason=integrity", marker=self.marker)
 
     def test_inline_without_mdc(self):
         text = ("Hello, %s\r\n" % self.marker).encode()
         armored = gpg_encrypt(IDS, text, [ALICE], extra=["--rfc2440"])
-        rc, plain, _err = IDS.alice.decrypt(armored)
-        self.assertIn(self.marker.encode(), plain)
+        self.assertIn("encrypted data packet", IDS.alice.list_packets(armored))
+        self.gpg_refuses(armored)
         self.assert_passthrough(GW, inline_message(armored), [ALICE],
                                 "failed; method=openpgp; reason=integrity", marker=self.marker)
 
     def test_openpgp_bad_mdc(self):
         # Uncompressed, one byte flipped near the end of the literal data:
-        # gpg writes the plaintext (marker intact) and then reports BADMDC.
+        # gpg reports BADMDC (gpg 2.2 writes the plaintext first).
         armored = gpg_encrypt(IDS, self.entity, [ALICE], extra=["--compress-algo", "none"])
         tampered = flip_pgp(armored, 40)
-        err = self.gpg_fooled(tampered)
+        err = self.gpg_refuses(tampered)
         self.assertIn("BADMDC", err)
         self.assert_passthrough(GW, pgp_mime_message(tampered), [ALICE],
                                 "failed; method=openpgp; reason=decryption-error",
@@ -328,7 +328,7 @@ class Failures(Base):
     def test_openpgp_mdc_packet_flipped(self):
         armored = gpg_encrypt(IDS, self.entity, [ALICE], extra=["--compress-algo", "none"])
         tampered = flip_pgp(armored, 3)
-        self.gpg_fooled(tampered)
+        self.gpg_refuses(tampered)
         self.assert_passthrough(GW, pgp_mime_message(tampered), [ALICE],
                                 "failed; method=openpgp; reason=decryption-error",
                                 marker=self.marker)
@@ -374,9 +374,9 @@ class Failures(Base):
     def test_smime_gcm_tag_flipped(self):
         der = cms_encrypt(self.entity, [self.alice_cert], "aes-256-gcm")
         tampered = flip(der, -1)            # the last byte of the 16-byte MAC
-        rc, plain, _err = inboundtest.cms_decrypt(tampered, IDS.smime[ALICE])
+        # openssl refuses it (before 3.0.21 it writes the plaintext first).
+        rc, _plain, _err = inboundtest.cms_decrypt(tampered, IDS.smime[ALICE])
         self.assertNotEqual(rc, 0)
-        self.assertNotIn(self.marker.encode(), plain)
         self.assert_passthrough(GW, smime_message(tampered), [ALICE],
                                 "failed; method=smime; reason=integrity", marker=self.marker)
 

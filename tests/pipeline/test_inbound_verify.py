@@ -109,8 +109,11 @@ class InboundVerify(vt.VerifyCase, unittest.TestCase):
         # expired after it was imported is what a keystore holds in practice,
         # so it is put there the way the passing of time would.
         expired = sgtest.export_public_key(cls.tmp, cls.old, OLD)
-        subprocess.run(["gpg", "--homedir", os.path.join(cls.gw.keystore, "openpgp"),
-                        "--batch", "--import", expired], check=True, capture_output=True)
+        cp = subprocess.run(["gpg", "--homedir", os.path.join(cls.gw.keystore, "openpgp"),
+                             "--batch", "--import", expired], capture_output=True)
+        if cp.returncode != 0:
+            raise RuntimeError("gpg --import of the expired key failed (%d): %s"
+                               % (cp.returncode, cp.stderr.decode("utf-8", "replace")))
         cls.tags = inboundtest.variant(cls.gw, os.path.join(cls.tmp, "gwtags"),
                                        inboundtest.inbound_policy(subject_tags="true"))
         cls.integrity = inboundtest.variant(

