@@ -207,11 +207,13 @@ decrypt_failure(gpgme_error_t gerr, gpgme_decrypt_result_t res,
 	}
 }
 
-/* Decryption in ctx; see sg_openpgp_decrypt. */
+/* Decryption in ctx (see sg_openpgp_session_key_as); the session key
+ * that opened the message goes to session_key when it is not NULL (the
+ * context must have been asked to export it). */
 static int
 decrypt_in(gpgme_ctx_t ctx, const void *data, size_t len,
 	   struct sg_writer *out, struct sg_openpgp_decrypted *info,
-	   struct sg_sig *sig, struct sg_err *err)
+	   struct sg_sig *sig, char **session_key, struct sg_err *err)
 {
 	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
 	gpgme_data_t cipher = NULL, plain = NULL;
@@ -236,6 +238,13 @@ decrypt_in(gpgme_ctx_t ctx, const void *data, size_t len,
 		rc = decrypt_failure(gerr, res, err);
 		goto out;
 	}
+	if (session_key != NULL) {
+		if (res->session_key == NULL || *res->session_key == '\0') {
+			rc = sg_err_set(err, SG_ECRYPTO, "no session key reported");
+			goto out;
+		}
+		*session_key = g_strdup(res->session_key);
+	}
 	info->is_mime = res->is_mime;
 	vres = gpgme_op_verify_result(ctx);
 	info->signed_inside = vres != NULL && vres->signatures != NULL;
@@ -248,10 +257,11 @@ out:
 }
 
 int
-sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
-		   size_t len, struct sg_writer *out,
-		   struct sg_openpgp_decrypted *info, struct sg_sig *sig,
-		   struct sg_err *err)
+sg_openpgp_decrypt_with(const struct sg_keystore *ks,
+			const char *session_key, const void *data, size_t len,
+			struct sg_writer *out,
+			struct sg_openpgp_decrypted *info, struct sg_sig *sig,
+			struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	int rc;
@@ -259,7 +269,13 @@ sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
 	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
-	rc = decrypt_in(ctx, data, len, out, info, sig, err);
+	/* With a session key given, gpg skips every session key packet, so
+	 * no secret key of the keystore is tried. GPGME hands it over on a
+	 * file descriptor, not on the command line. */
+	if (gpgme_set_ctx_flag(ctx, "override-session-key", session_key))
+		rc = sg_err_set(err, SG_ECRYPTO, "cannot pass the session key");
+	else
+		rc = decrypt_in(ctx, data, len, out, info, sig, NULL, err);
 	gpgme_release(ctx);
 	return rc;
 }
@@ -314,10 +330,11 @@ out:
 }
 
 int
-sg_openpgp_decrypt_as(const struct sg_keystore *ks, const char *addr,
-		      const void *data, size_t len, struct sg_writer *out,
-		      struct sg_openpgp_decrypted *info, struct sg_err *err)
+sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
+			  const void *data, size_t len, struct sg_writer *out,
+			  char **session_key, struct sg_err *err)
 {
+	struct sg_openpgp_decrypted info;
 	gpgme_ctx_t ctx = NULL;
 	char *home;
 	int rc;
@@ -328,8 +345,11 @@ sg_openpgp_decrypt_as(const struct sg_keystore *ks, const char *addr,
 	if (home == NULL)
 		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
 	rc = home_with_keys_of(ks, addr, home, &ctx, err);
+	if (rc == 0 && gpgme_set_ctx_flag(ctx, "export-session-key", "1"))
+		rc = sg_err_set(err, SG_ECRYPTO, "cannot ask for the session key");
 	if (rc == 0)
-		rc = decrypt_in(ctx, data, len, out, info, NULL, err);
+		rc = decrypt_in(ctx, data, len, out, &info, NULL, session_key,
+		    err);
 	if (ctx != NULL)
 		gpgme_release(ctx);
 	sg_pgp_remove_home(home);

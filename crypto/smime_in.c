@@ -7,14 +7,26 @@
 #include <openssl/asn1.h>
 #include <openssl/cms.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include "smime_int.h"
 
 /* A cursor over DER/BER. */
 struct der {
 	const unsigned char *p, *end;
+};
+
+/* What the DER of an encrypted CMS object says of itself. */
+struct sg_cms_shape {
+	int type;               /* NID of the content type */
+	int cipher;             /* NID of the content encryption */
+	long nonce_len;         /* GCM nonce; -1: absent */
+	long icv_len;           /* GCM ICV length (default 12); -1: absent */
+	long iv_len;            /* CBC IV; -1: absent */
+	long mac_len;           /* AuthEnvelopedData MAC; -1: absent */
 };
 
 /* Reads one header; *inf set for indefinite lengths. */
@@ -75,17 +87,6 @@ der_skip(struct der *d)
 	    der_skip_body(d, len, c, i, 0);
 }
 
-static bool
-der_enter(struct der *d, int want_tag, int want_cls)
-{
-	int tag, cls;
-	long len;
-	bool c, i;
-
-	return der_header(d, &tag, &cls, &len, &c, &i) && c && tag == want_tag &&
-	    cls == want_cls;
-}
-
 static int
 der_oid(struct der *d)
 {
@@ -101,68 +102,212 @@ der_oid(struct der *d)
 	return nid;
 }
 
-/* The content type and content-encryption algorithm of an enveloped or
- * authEnveloped CMS object, read from the DER without decrypting. */
+/* Enters a constructed element: inner covers its content (to the end of d
+ * when the length is indefinite; der_leave() then expects the
+ * end-of-contents octets where inner stopped). */
 static bool
-cms_algorithms(const unsigned char *der, size_t len, int *type, int *cipher)
+der_open(struct der *d, int want_tag, int want_cls, struct der *inner,
+	 bool *inf)
 {
-	struct der d = { der, der + len };
 	int tag, cls;
-	long l;
-	bool c, i;
+	long len;
+	bool c;
 
-	if (!der_enter(&d, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL))
+	if (!der_header(d, &tag, &cls, &len, &c, inf) || !c ||
+	    tag != want_tag || cls != want_cls)
 		return false;
-	*type = der_oid(&d);
-	if (!der_enter(&d, 0, V_ASN1_CONTEXT_SPECIFIC) ||
-	    !der_enter(&d, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL) ||
-	    !der_skip(&d))                      /* version */
+	if (!*inf && len > d->end - d->p)
 		return false;
-	/* Optional originatorInfo [0], then the recipientInfos SET. */
-	if (!der_header(&d, &tag, &cls, &l, &c, &i))
-		return false;
-	if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0) {
-		if (!der_skip_body(&d, l, c, i, 0) ||
-		    !der_header(&d, &tag, &cls, &l, &c, &i))
-			return false;
-	}
-	if (tag != V_ASN1_SET || !der_skip_body(&d, l, c, i, 0))
-		return false;
-	if (!der_enter(&d, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL) || /* contentInfo */
-	    der_oid(&d) == NID_undef ||
-	    !der_enter(&d, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL))   /* algorithm */
-		return false;
-	*cipher = der_oid(&d);
-	return *cipher != NID_undef;
+	inner->p = d->p;
+	inner->end = *inf ? d->end : d->p + len;
+	return true;
 }
 
-/* The allow-list: AES in GCM (integrity) or CBC (none); 3DES by policy. */
-static int
-check_cipher(int nid, bool allow_3des, const char **integrity,
-	     struct sg_err *err)
+static bool
+der_at_end(const struct der *d, bool inf)
 {
-	switch (nid) {
+	if (inf)
+		return d->end - d->p >= 2 && d->p[0] == 0 && d->p[1] == 0;
+	return d->p >= d->end;
+}
+
+static bool
+der_leave(struct der *d, const struct der *inner, bool inf)
+{
+	if (!der_at_end(inner, inf))
+		return false;
+	d->p = inf ? inner->p + 2 : inner->end;
+	return true;
+}
+
+/* The tag and class of the next element, without moving. */
+static bool
+der_peek(const struct der *d, int *tag, int *cls)
+{
+	struct der copy = *d;
+	long len;
+	bool c, i;
+
+	return der_header(&copy, tag, cls, &len, &c, &i);
+}
+
+/* A primitive element: its value and length. */
+static bool
+der_prim(struct der *d, int want_tag, const unsigned char **val, long *len)
+{
+	int tag, cls;
+	bool c, i;
+
+	if (!der_header(d, &tag, &cls, len, &c, &i) || c || i ||
+	    tag != want_tag || cls != V_ASN1_UNIVERSAL || *len > d->end - d->p)
+		return false;
+	*val = d->p;
+	d->p += *len;
+	return true;
+}
+
+/* A small non-negative INTEGER. */
+static bool
+der_small_int(struct der *d, long *out)
+{
+	const unsigned char *v;
+	long len;
+
+	if (!der_prim(d, V_ASN1_INTEGER, &v, &len) || len < 1 || len > 3 ||
+	    (v[0] & 0x80))
+		return false;
+	*out = 0;
+	for (long k = 0; k < len; k++)
+		*out = (*out << 8) | v[k];
+	return true;
+}
+
+static bool
+is_gcm(int nid)
+{
+	return nid == NID_aes_128_gcm || nid == NID_aes_192_gcm ||
+	    nid == NID_aes_256_gcm;
+}
+
+static bool
+is_cbc(int nid)
+{
+	return nid == NID_aes_128_cbc || nid == NID_aes_192_cbc ||
+	    nid == NID_aes_256_cbc || nid == NID_des_ede3_cbc;
+}
+
+/* The content-encryption parameters: the GCM nonce and ICV length
+ * (RFC 5084; the ICV length defaults to 12), or the CBC IV. */
+static bool
+cms_cipher_params(struct der *alg, bool inf, struct sg_cms_shape *sh)
+{
+	const unsigned char *v;
+	struct der gp;
+	bool ginf;
+
+	if (der_at_end(alg, inf))
+		return true;                    /* no parameters */
+	if (!is_gcm(sh->cipher) && !is_cbc(sh->cipher))
+		return der_skip(alg);           /* refused by check_shape */
+	if (is_gcm(sh->cipher)) {
+		if (!der_open(alg, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &gp, &ginf) ||
+		    !der_prim(&gp, V_ASN1_OCTET_STRING, &v, &sh->nonce_len))
+			return false;
+		sh->icv_len = 12;
+		if (!der_at_end(&gp, ginf) && !der_small_int(&gp, &sh->icv_len))
+			return false;
+		return der_leave(alg, &gp, ginf);
+	}
+	return der_prim(alg, V_ASN1_OCTET_STRING, &v, &sh->iv_len);
+}
+
+/* Reads the shape of an enveloped or authEnveloped CMS object from the
+ * DER without decrypting: content type, content-encryption algorithm and
+ * its parameters, and the length of the MAC. */
+static bool
+cms_shape(const unsigned char *der, size_t len, struct sg_cms_shape *sh)
+{
+	struct der top = { der, der + len }, ci, ex, ed, eci, alg;
+	const unsigned char *v;
+	bool i0, i1, i2, i3, i4;
+	int tag, cls;
+
+	memset(sh, 0, sizeof(*sh));
+	sh->cipher = NID_undef;
+	sh->nonce_len = sh->icv_len = sh->iv_len = sh->mac_len = -1;
+	if (!der_open(&top, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &ci, &i0))
+		return false;
+	sh->type = der_oid(&ci);
+	if (!der_open(&ci, 0, V_ASN1_CONTEXT_SPECIFIC, &ex, &i1) ||
+	    !der_open(&ex, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &ed, &i2) ||
+	    !der_skip(&ed) ||                            /* version */
+	    !der_peek(&ed, &tag, &cls))
+		return false;
+	if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0 && !der_skip(&ed))
+		return false;                           /* originatorInfo */
+	if (!der_peek(&ed, &tag, &cls) || tag != V_ASN1_SET || !der_skip(&ed) ||
+	    !der_open(&ed, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &eci, &i3) ||
+	    der_oid(&eci) == NID_undef ||
+	    !der_open(&eci, V_ASN1_SEQUENCE, V_ASN1_UNIVERSAL, &alg, &i4))
+		return false;
+	sh->cipher = der_oid(&alg);
+	if (sh->cipher == NID_undef || !cms_cipher_params(&alg, i4, sh) ||
+	    !der_leave(&eci, &alg, i4))
+		return false;
+	if (!der_at_end(&eci, i3) && !der_skip(&eci))  /* encryptedContent */
+		return false;
+	if (!der_leave(&ed, &eci, i3))
+		return false;
+	if (sh->type != NID_id_smime_ct_authEnvelopedData)
+		return true;
+	if (!der_peek(&ed, &tag, &cls))
+		return false;
+	if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 1 && !der_skip(&ed))
+		return false;                           /* authAttrs */
+	return der_prim(&ed, V_ASN1_OCTET_STRING, &v, &sh->mac_len);
+}
+
+/* The allow-list: AES-GCM in AuthEnvelopedData (integrity), AES-CBC in
+ * EnvelopedData (none), 3DES by policy; with the parameters sealgate
+ * checks itself before OpenSSL sees them (CVE-2026-34182): a 12-byte
+ * nonce, an ICV length of 12 to 16 and a MAC of exactly that length. */
+static int
+check_shape(const struct sg_cms_shape *sh, bool allow_3des,
+	    const char **integrity, struct sg_err *err)
+{
+	switch (sh->cipher) {
 	case NID_aes_128_gcm:
 	case NID_aes_192_gcm:
 	case NID_aes_256_gcm:
+		if (sh->type != NID_id_smime_ct_authEnvelopedData)
+			return sg_err_set(err, SG_EMALFORMED,
+			    "AES-GCM outside AuthEnvelopedData");
+		if (sh->nonce_len != 12 || sh->icv_len < 12 || sh->icv_len > 16 ||
+		    sh->mac_len != sh->icv_len)
+			return sg_err_set(err, SG_EMALFORMED, "AES-GCM parameters "
+			    "out of bounds (nonce %ld, ICV length %ld, MAC %ld "
+			    "bytes)", sh->nonce_len, sh->icv_len, sh->mac_len);
 		*integrity = "aead";
 		return SG_OK;
 	case NID_aes_128_cbc:
 	case NID_aes_192_cbc:
 	case NID_aes_256_cbc:
+	case NID_des_ede3_cbc:
+		if (sh->cipher == NID_des_ede3_cbc && !allow_3des)
+			break;
+		if (sh->type != NID_pkcs7_enveloped)
+			return sg_err_set(err, SG_EMALFORMED,
+			    "CBC content encryption in AuthEnvelopedData");
+		if (sh->iv_len != (sh->cipher == NID_des_ede3_cbc ? 8 : 16))
+			return sg_err_set(err, SG_EMALFORMED,
+			    "CBC initialisation vector of %ld bytes", sh->iv_len);
 		*integrity = "none";
 		return SG_OK;
-	case NID_des_ede3_cbc:
-		if (allow_3des) {
-			*integrity = "none";
-			return SG_OK;
-		}
-		break;
 	default:
 		break;
 	}
 	return sg_err_set(err, SG_ECIPHER, "content encryption %s is not allowed",
-	    nid == NID_undef ? "unknown" : OBJ_nid2sn(nid));
+	    sh->cipher == NID_undef ? "unknown" : OBJ_nid2sn(sh->cipher));
 }
 
 static EVP_PKEY *
@@ -237,66 +382,101 @@ recipient_cert(const struct sg_keystore *ks, CMS_ContentInfo *cms,
 	return found;
 }
 
-int
-sg_smime_decrypt(const struct sg_keystore *ks, const void *der, size_t len,
-		 const char *const *rcpts, size_t nrcpts, bool allow_3des,
-		 struct sg_writer *out, struct sg_smime_decrypted *info,
-		 struct sg_err *err)
+/* A writer that passes everything on (when next is set) and digests it. */
+struct digest_writer {
+	struct sg_writer *next;
+	EVP_MD_CTX *md;
+};
+
+static int
+digest_write(void *ctx, const void *buf, size_t len)
+{
+	struct digest_writer *w = ctx;
+
+	if (EVP_DigestUpdate(w->md, buf, len) != 1)
+		return SG_ECRYPTO;
+	return w->next != NULL ? w->next->write(w->next->ctx, buf, len) : SG_OK;
+}
+
+/* Decrypts der with addr's own certificate and key only: OpenSSL is given
+ * that certificate, so that it tries no RecipientInfo but the one for it.
+ * The plaintext goes to next (when not NULL) and its SHA-256 to digest. */
+static int
+decrypt_as(const struct sg_keystore *ks, const void *der, size_t len,
+	   const char *addr, struct sg_writer *next,
+	   unsigned char digest[SHA256_DIGEST_LENGTH], char fpr[SG_FPR_MAX],
+	   struct sg_err *err)
 {
 	const unsigned char *q = der;
-	CMS_ContentInfo *cms = NULL;
+	struct digest_writer dw = { next, EVP_MD_CTX_new() };
+	struct sg_writer w = { digest_write, &dw };
+	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
 	BIO *outb = NULL;
-	int type = NID_undef, cipher = NID_undef, rc;
+	int rc = SG_OK;
 
-	memset(info, 0, sizeof(*info));
-	if (!cms_algorithms(der, len, &type, &cipher))
-		return sg_err_set(err, SG_EMALFORMED, "not an S/MIME encrypted object");
-	if (type != NID_pkcs7_enveloped && type != NID_id_smime_ct_authEnvelopedData)
-		return sg_err_set(err, SG_EMALFORMED, "not enveloped data");
-	rc = check_cipher(cipher, allow_3des, &info->integrity, err);
-	if (rc < 0)
-		return rc;
-	info->cipher = OBJ_nid2sn(cipher);
-	cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
 	if (cms == NULL) {
 		rc = sg_ssl_fail(err, SG_EMALFORMED, "cannot read the CMS object");
 		goto out;
 	}
-	/* Every envelope recipient must be able to read it with their own
-	 * key; the first one's is used. */
-	for (size_t i = 0; i < nrcpts; i++) {
-		X509 *c = recipient_cert(ks, cms, rcpts[i], info->fpr);
-
-		if (c == NULL) {
-			rc = sg_err_set(err, SG_ENOKEY, "not encrypted to a key of %s",
-			    rcpts[i]);
-			goto out;
-		}
-		if (cert == NULL)
-			cert = c;
-		else
-			X509_free(c);
-	}
+	cert = recipient_cert(ks, cms, addr, fpr);
 	if (cert == NULL) {
-		rc = sg_err_set(err, SG_ENOKEY, "no recipient");
+		rc = sg_err_set(err, SG_ENOKEY, "not encrypted to a key of %s",
+		    addr);
 		goto out;
 	}
-	sg_x509_fpr(cert, info->fpr);
-	key = load_key(ks, info->fpr);
-	outb = sg_bio_writer(out);
-	if (key == NULL || outb == NULL) {
+	key = load_key(ks, fpr);
+	outb = sg_bio_writer(&w);
+	if (key == NULL || outb == NULL || dw.md == NULL ||
+	    EVP_DigestInit_ex(dw.md, EVP_sha256(), NULL) != 1) {
 		rc = sg_err_set(err, SG_ENOKEY, "private key unreadable");
 		goto out;
 	}
-	if (CMS_decrypt(cms, key, cert, NULL, outb, CMS_BINARY) != 1)
+	if (CMS_decrypt(cms, key, cert, NULL, outb, CMS_BINARY) != 1 ||
+	    EVP_DigestFinal_ex(dw.md, digest, NULL) != 1)
 		rc = sg_ssl_fail(err, SG_EINTEGRITY, "decryption failed");
 out:
 	BIO_free(outb);
 	EVP_PKEY_free(key);
 	X509_free(cert);
 	CMS_ContentInfo_free(cms);
+	EVP_MD_CTX_free(dw.md);
+	return rc;
+}
+
+int
+sg_smime_decrypt(const struct sg_keystore *ks, const void *der, size_t len,
+		 const char *const *rcpts, size_t nrcpts, bool allow_3des,
+		 struct sg_writer *out, struct sg_smime_decrypted *info,
+		 struct sg_err *err)
+{
+	unsigned char first[SHA256_DIGEST_LENGTH], other[SHA256_DIGEST_LENGTH];
+	struct sg_cms_shape shape;
+	char fpr[SG_FPR_MAX];
+	int rc;
+
+	memset(info, 0, sizeof(*info));
+	if (!cms_shape(der, len, &shape))
+		return sg_err_set(err, SG_EMALFORMED, "not an S/MIME encrypted object");
+	if (shape.type != NID_pkcs7_enveloped &&
+	    shape.type != NID_id_smime_ct_authEnvelopedData)
+		return sg_err_set(err, SG_EMALFORMED, "not enveloped data");
+	rc = check_shape(&shape, allow_3des, &info->integrity, err);
+	if (rc < 0)
+		return rc;
+	info->cipher = OBJ_nid2sn(shape.cipher);
+	if (nrcpts == 0)
+		return sg_err_set(err, SG_ENOKEY, "no recipient");
+	/* Every envelope recipient must read it with their own key, and all
+	 * must read the same: the first one's plaintext is kept. */
+	rc = decrypt_as(ks, der, len, rcpts[0], out, first, info->fpr, err);
+	for (size_t i = 1; rc == 0 && i < nrcpts; i++) {
+		rc = decrypt_as(ks, der, len, rcpts[i], NULL, other, fpr, err);
+		if (rc == 0 && CRYPTO_memcmp(first, other, sizeof(first)) != 0)
+			rc = sg_err_set(err, SG_ENOKEY, "recipients would read "
+			    "different messages");
+	}
 	ERR_clear_error();
 	return rc;
 }

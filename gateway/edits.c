@@ -18,6 +18,17 @@ sg_edits_init(struct sg_edits *ed)
 	ed->body = NULL;
 }
 
+bool
+sg_header_name_ok(const char *name)
+{
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++, n++)
+		if (*p <= ' ' || *p >= 0x7f || *p == ':')
+			return false;
+	return n > 0 && n <= 998;
+}
+
 int
 sg_edits_add(struct sg_edits *ed, enum sg_hdr_op op, const char *name,
 	     unsigned index, const char *value)

@@ -10,6 +10,7 @@
 
 #include "inbound.h"
 #include "pipeline_int.h"
+#include "sealgate/edits.h"
 #include "sealgate/mime.h"
 #include "sealgate/openpgp.h"
 #include "sealgate/rewrite.h"
@@ -18,7 +19,9 @@
 
 #define HDR_DECRYPTED "X-Sealgate-Decrypted"
 #define HDR_SIGNATURE "X-Sealgate-Signature"
-#define SG_MAX_HIDDEN_TRIES 10  /* recipients tried for hidden key ids */
+/* Each envelope recipient decrypts a message with their own key: at most
+ * this many (the rest of the time goes to the MTA's retries). */
+#define SG_MAX_DECRYPT_RECIPIENTS 20
 
 /* A plaintext buffer that refuses to grow past its bound. */
 struct bounded {
@@ -79,6 +82,7 @@ struct decryption {
 	bool inline_text;       /* inline PGP: the plaintext is the text */
 	struct sg_sig sig;
 	const char *sig_method;
+	GByteArray *signed_body; /* integrity=signature: what is delivered */
 };
 
 static const char *
@@ -93,51 +97,81 @@ failure_reason(int rc)
 	}
 }
 
-/* True when the message names no recipient: all key ids are hidden. */
+/* True when a session key packet names no recipient (a hidden key id). */
 static bool
-hidden_recipients(const GPtrArray *ids)
+has_hidden_recipient(const GPtrArray *ids)
 {
 	for (guint i = 0; i < ids->len; i++)
-		if (strcmp(g_ptr_array_index(ids, i), "0000000000000000") != 0)
-			return false;
-	return ids->len > 0;
+		if (strcmp(g_ptr_array_index(ids, i), "0000000000000000") == 0)
+			return true;
+	return false;
 }
 
-/* Hidden recipients: every envelope recipient must decrypt it with their
- * own keys alone; the first one's plaintext is kept. */
+/* named: one of addr's own decryption subkeys is named by the message's
+ * session key packets, or one of them hides its recipient (hidden_only:
+ * only the latter). */
 static int
-decrypt_hidden(const struct sg_msg *msg, const struct sg_keystore *ks,
-	       const GByteArray *cipher, struct decryption *d,
-	       struct sg_err *err)
+names_recipient(const struct sg_keystore *ks, const char *addr,
+		const GPtrArray *ids, bool *hidden_only, bool *named,
+		struct sg_err *err)
 {
-	struct sg_openpgp_decrypted info;
-	int rc = SG_OK;
+	GPtrArray *mine = g_ptr_array_new_with_free_func(g_free);
+	bool by_id = false;
+	int rc;
 
-	if (msg->rcpts->len > SG_MAX_HIDDEN_TRIES)
-		return sg_err_set(err, SG_ENOKEY, "too many recipients to try");
-	for (guint i = 0; rc == 0 && i < msg->rcpts->len; i++) {
-		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
-		struct bounded scratch = { g_byte_array_new(), d->plain.max, false };
-		struct sg_writer out = { bounded_write, i == 0 ? (void *)&d->plain
-		    : (void *)&scratch };
-
-		rc = sg_openpgp_decrypt_as(ks, r->addr, cipher->data, cipher->len,
-		    &out, &info, err);
-		if (scratch.overflow)
-			d->plain.overflow = true;
-		if (scratch.buf->len)
-			memset(scratch.buf->data, 0, scratch.buf->len);
-		g_byte_array_free(scratch.buf, TRUE);
-		/* A key that is not the one: not for this recipient. */
-		if (rc == SG_ECRYPTO)
-			rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s",
-			    r->addr);
-	}
+	rc = sg_openpgp_decryption_subkeys(ks, addr, mine, err);
+	for (guint j = 0; rc == 0 && j < mine->len && !by_id; j++)
+		for (guint k = 0; k < ids->len && !by_id; k++)
+			by_id = g_ascii_strcasecmp(g_ptr_array_index(mine, j),
+			    g_ptr_array_index(ids, k)) == 0;
+	*named = by_id || has_hidden_recipient(ids);
+	*hidden_only = !by_id;
+	g_ptr_array_free(mine, TRUE);
 	return rc;
 }
 
-/* OpenPGP: only when every envelope recipient's own secret key is among
- * the message's recipients. */
+static void
+free_secret(char *s)
+{
+	if (s != NULL) {
+		memset(s, 0, strlen(s));
+		g_free(s);
+	}
+}
+
+/* The session key with which addr's own secret keys alone open cipher.
+ * (transfer full: *key) */
+static int
+recipient_session_key(const struct sg_keystore *ks, const char *addr,
+		      const GPtrArray *ids, const GByteArray *cipher,
+		      struct decryption *d, char **key, struct sg_err *err)
+{
+	struct bounded scratch = { g_byte_array_new(), d->plain.max, false };
+	struct sg_writer sink = { bounded_write, &scratch };
+	bool named, hidden_only;
+	int rc;
+
+	rc = names_recipient(ks, addr, ids, &hidden_only, &named, err);
+	if (rc == 0 && !named)
+		rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s", addr);
+	if (rc == 0)
+		rc = sg_openpgp_session_key_as(ks, addr, cipher->data,
+		    cipher->len, &sink, key, err);
+	if (scratch.overflow)
+		d->plain.overflow = true;
+	if (scratch.buf->len)
+		memset(scratch.buf->data, 0, scratch.buf->len);
+	g_byte_array_free(scratch.buf, TRUE);
+	/* A hidden recipient that is not this one: not for them. */
+	if (rc == SG_ECRYPTO && hidden_only && !d->plain.overflow)
+		rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s", addr);
+	return rc;
+}
+
+/* Every envelope recipient opens the message with their own secret keys
+ * alone (whatever key ids it carries), and all must reach the same
+ * session key; then the message is decrypted with that key, in a context
+ * where no secret key is tried, and a signature inside is verified. */
 static int
 decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 		const GByteArray *cipher, struct decryption *d,
@@ -146,7 +180,7 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	struct sg_writer out = { bounded_write, &d->plain };
 	struct sg_openpgp_decrypted info;
 	GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
-	GPtrArray *mine = g_ptr_array_new_with_free_func(g_free);
+	char *agreed = NULL, *key;
 	int rc, integrity = SG_PGP_NONE;
 
 	d->method = "openpgp";
@@ -156,34 +190,29 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	 * unauthenticated plaintext before it noticed. */
 	if (rc == 0 && integrity == SG_PGP_NONE)
 		rc = sg_err_set(err, SG_EINTEGRITY, "no integrity protection");
-	if (rc == 0 && hidden_recipients(ids)) {
-		rc = decrypt_hidden(msg, ks, cipher, d, err);
-		goto out;
-	}
 	for (guint i = 0; rc == 0 && i < msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
-		bool ok = false;
 
-		g_ptr_array_set_size(mine, 0);
-		rc = sg_openpgp_decryption_subkeys(ks, r->addr, mine, err);
-		for (guint j = 0; rc == 0 && j < mine->len && !ok; j++)
-			for (guint k = 0; k < ids->len && !ok; k++)
-				ok = g_ascii_strcasecmp(g_ptr_array_index(mine, j),
-				    g_ptr_array_index(ids, k)) == 0;
-		if (rc == 0 && !ok)
-			rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s",
-			    r->addr);
+		key = NULL;
+		rc = recipient_session_key(ks, r->addr, ids, cipher, d, &key, err);
+		if (rc == 0 && agreed != NULL && strcmp(agreed, key) != 0)
+			rc = sg_err_set(err, SG_ENOKEY, "recipients would read "
+			    "different messages");
+		if (rc == 0 && agreed == NULL) {
+			agreed = key;
+			key = NULL;
+		}
+		free_secret(key);
 	}
 	if (rc == 0)
-		rc = sg_openpgp_decrypt(ks, cipher->data, cipher->len, &out,
-		    &info, &d->sig, err);
+		rc = sg_openpgp_decrypt_with(ks, agreed, cipher->data,
+		    cipher->len, &out, &info, &d->sig, err);
 	if (rc == 0 && info.signed_inside)
 		d->sig_method = "openpgp";
-out:
 	if (rc == 0)
 		d->integrity = integrity == SG_PGP_AEAD ? "aead" : "mdc";
+	free_secret(agreed);
 	g_ptr_array_free(ids, TRUE);
-	g_ptr_array_free(mine, TRUE);
 	return rc;
 }
 
@@ -232,6 +261,11 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 		goto out;
 	}
 	d->inline_text = prot == SG_PROT_PGP_INLINE;
+	if (msg->rcpts->len > SG_MAX_DECRYPT_RECIPIENTS) {
+		d->status = "no";
+		d->reason = "too-many-recipients";
+		goto out;
+	}
 	for (guint i = 0; i < msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
@@ -258,8 +292,20 @@ out:
 		g_byte_array_free(cipher, TRUE);
 }
 
+/* A header value from inside encrypted mail: no control characters but
+ * tab (a CR or NUL would end or cut the header where the MTA writes it). */
+static bool
+value_ok(const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return false;
+	return true;
+}
+
 /* Applies the decrypted entity: its Content-* fields replace the
- * message's, its body replaces the body. */
+ * message's, its body replaces the body. SG_EMALFORMED when a field of
+ * the entity's header is not one a header can carry. */
 static int
 apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	     struct decryption *d, struct sg_result *res)
@@ -269,7 +315,10 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	struct sg_spool *body = NULL;
 	char *ctype = NULL;
 	const guint8 *b = p;
-	int rc;
+	/* CBC content vouched for by a signature: only the Content-Type
+	 * (checked when the signature was) comes from outside what it signs. */
+	bool signed_only = g_strcmp0(d->integrity, "signature") == 0;
+	int rc = SG_OK;
 
 	if (d->inline_text) {
 		bool eight = false;
@@ -300,7 +349,7 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 		}
 		unfolded = sg_header_unfold(hdr->str);
 		lines = g_strsplit(unfolded, "\n", -1);
-		for (char **l = lines; *l != NULL; l++) {
+		for (char **l = lines; *l != NULL && rc == 0; l++) {
 			char *colon = strchr(*l, ':');
 			char *name, *value;
 
@@ -309,11 +358,14 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 			name = g_strstrip(g_strndup(*l, (gsize)(colon - *l)));
 			value = g_strstrip(g_strdup(colon + 1));
 			g_strdelimit(value, "\r", ' ');
-			if (g_ascii_strcasecmp(name, "Content-Type") == 0 &&
+			if (!sg_header_name_ok(name) || !value_ok(value))
+				rc = SG_EMALFORMED;
+			if (rc == 0 && g_ascii_strcasecmp(name, "Content-Type") == 0 &&
 			    ctype == NULL) {
 				ctype = value;
 				g_free(name);
-			} else if (g_ascii_strncasecmp(name, "Content-", 8) == 0) {
+			} else if (rc == 0 && !signed_only &&
+			    g_ascii_strncasecmp(name, "Content-", 8) == 0) {
 				g_ptr_array_add(extra, name);
 				g_ptr_array_add(extra, value);
 			} else {
@@ -328,7 +380,12 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 			ctype = g_strdup("text/plain; charset=us-ascii");
 	}
 	g_ptr_array_add(extra, NULL);
-	rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &body);
+	if (d->signed_body != NULL) {
+		b = d->signed_body->data;
+		end = b + d->signed_body->len;
+	}
+	if (rc == 0)
+		rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &body);
 	if (rc == 0)
 		rc = sg_spool_write_crlf(body, b, (size_t)(end - b));
 	if (rc == 0) {
@@ -493,17 +550,24 @@ check_decrypted(const struct sg_msg *msg, const struct sg_policy *pol,
 
 	if (d->sig_method != NULL) {
 		sg_inbound_check_signer(from, &d->sig);
-	} else if (pol->inbound.verify && !d->inline_text) {
+	} else if ((pol->inbound.verify || (pol->inbound.require_integrity &&
+	    strcmp(d->integrity, "none") == 0)) && !d->inline_text) {
 		canonicalise(&d->plain);
 		sg_inbound_verify(ks, d->plain.buf->data, d->plain.buf->len, from,
 		    &d->sig, &d->sig_method, &unwrapped);
 		if (unwrapped != NULL)
 			g_byte_array_free(unwrapped, TRUE);
 	}
-	/* CBC S/MIME has no integrity: only a valid signature inside makes
-	 * up for it when the policy asks. */
-	if (pol->inbound.require_integrity &&
-	    strcmp(d->integrity, "none") == 0 && d->sig.status != SG_SIG_VALID) {
+	/* CBC S/MIME has no integrity: anyone can change blocks of it (the
+	 * EFAIL gadgets). Only a valid signature that covers the whole
+	 * decrypted entity makes up for it, unless the policy accepts none. */
+	if (strcmp(d->integrity, "none") != 0 || !pol->inbound.require_integrity)
+		return;
+	if (d->sig.status == SG_SIG_VALID && d->sig_method != NULL &&
+	    sg_inbound_signed_body(d->plain.buf->data, d->plain.buf->len,
+	    &d->signed_body)) {
+		d->integrity = "signature";
+	} else {
 		d->status = "failed";
 		d->reason = "no-integrity";
 	}
@@ -573,11 +637,14 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 			g_byte_array_free(d.plain.buf, TRUE);
 			d.plain.buf = unwrapped;
 			rc = apply_entity(msg, pol, &d, res);
-			if (rc < 0) {
+			if (rc < 0 && rc != SG_EMALFORMED) {
 				rc = sg_result_internal(res, rc, "spool", NULL);
 				goto out;
 			}
-			res->action = "unwrap";
+			/* A header no MTA could carry: delivered as it came. */
+			if (rc == 0)
+				res->action = "unwrap";
+			rc = SG_OK;
 		}
 		goto status;
 	}
@@ -592,12 +659,17 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		check_decrypted(msg, pol, ks, &d);
 	if (strcmp(d.status, "yes") == 0) {
 		rc = apply_entity(msg, pol, &d, res);
-		if (rc < 0) {
+		if (rc == SG_EMALFORMED) {
+			d.status = "failed";
+			d.reason = "malformed";
+			rc = SG_OK;
+		} else if (rc < 0) {
 			rc = sg_result_internal(res, rc, "spool", NULL);
 			goto out;
+		} else {
+			res->action = "decrypt";
+			res->method = d.method;
 		}
-		res->action = "decrypt";
-		res->method = d.method;
 	}
 status:
 	add_status(&d, res);
@@ -613,6 +685,10 @@ out:
 	if (d.plain.buf->len > 0)
 		memset(d.plain.buf->data, 0, d.plain.buf->len);
 	g_byte_array_free(d.plain.buf, TRUE);
+	if (d.signed_body != NULL) {
+		memset(d.signed_body->data, 0, d.signed_body->len);
+		g_byte_array_free(d.signed_body, TRUE);
+	}
 	if (entity != NULL)
 		g_byte_array_free(entity, TRUE);
 	sg_sig_clear(&d.sig);

@@ -32,4 +32,12 @@ void sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		       size_t len, const char *from, struct sg_sig *sig,
 		       const char **method, GByteArray **unwrapped);
 
+/* What a valid signature of entity (multipart/signed or opaque S/MIME
+ * signed-data at its top) covers of its body: for multipart/signed the
+ * two parts between their delimiters, without the preamble and epilogue
+ * that no signature covers. False when entity is neither. (transfer full:
+ * *body) */
+bool sg_inbound_signed_body(const guint8 *entity, size_t len,
+			    GByteArray **body);
+
 #endif

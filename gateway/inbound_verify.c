@@ -242,3 +242,53 @@ out:
 	g_object_unref(parser);
 	g_object_unref(s);
 }
+
+bool
+sg_inbound_signed_body(const guint8 *entity, size_t len, GByteArray **body)
+{
+	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)entity,
+	    len);
+	GMimeParser *parser = g_mime_parser_new_with_stream(s);
+	GMimeObject *obj = g_mime_parser_construct_part(parser, NULL);
+	const guint8 *b = entity_body(entity, len), *p1, *p2;
+	const char *boundary;
+	GMimeContentType *ct;
+	size_t l1, l2;
+	bool ok = false;
+
+	*body = NULL;
+	if (obj == NULL)
+		goto out;
+	ct = g_mime_object_get_content_type(obj);
+	boundary = g_mime_content_type_get_parameter(ct, "boundary");
+	if (g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
+	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) {
+		/* Opaque signed-data: the signature covers the whole body. */
+		ok = g_strcmp0(g_mime_content_type_get_parameter(ct,
+		    "smime-type"), "signed-data") == 0;
+		if (ok) {
+			*body = g_byte_array_new();
+			g_byte_array_append(*body, b, (guint)(entity + len - b));
+		}
+	} else if (g_mime_content_type_is_type(ct, "multipart", "signed") &&
+	    boundary != NULL && split_signed(b, (size_t)(entity + len - b),
+	    boundary, &p1, &l1, &p2, &l2)) {
+		/* The two parts alone: no preamble, no epilogue. */
+		GString *t = g_string_new(NULL);
+
+		g_string_append_printf(t, "--%s\r\n", boundary);
+		g_string_append_len(t, (const char *)p1, (gssize)l1);
+		g_string_append_printf(t, "\r\n--%s\r\n", boundary);
+		g_string_append_len(t, (const char *)p2, (gssize)l2);
+		g_string_append_printf(t, "--%s--\r\n", boundary);
+		*body = g_byte_array_new_take((guint8 *)t->str, t->len);
+		g_string_free(t, FALSE);
+		ok = true;
+	}
+out:
+	if (obj != NULL)
+		g_object_unref(obj);
+	g_object_unref(parser);
+	g_object_unref(s);
+	return ok;
+}

@@ -263,6 +263,9 @@ apply_edits(SMFICTX *ctx, const struct sg_edits *ed)
 		const struct sg_hdr_edit *e = g_ptr_array_index(ed->hdr, i);
 		int r;
 
+		/* A name the MTA would misread (a CR ends its header block). */
+		if (!sg_header_name_ok(e->name))
+			return false;
 		switch (e->op) {
 		case SG_HDR_ADD:
 			r = smfi_addheader(ctx, e->name, e->value);

@@ -235,10 +235,15 @@ nth_field(struct sg_input *in, const char *name, unsigned index)
 }
 
 /* Applies the header edits the way an MTA does: indexes count the fields
- * of that name that are still there. */
-static void
+ * of that name that are still there. SG_EINVAL (nothing applied) for a
+ * name no header can carry, as the milter refuses it. */
+static int
 apply_header_edits(struct sg_input *in, const struct sg_edits *ed)
 {
+	for (guint i = 0; i < ed->hdr->len; i++)
+		if (!sg_header_name_ok(((struct sg_hdr_edit *)
+		    g_ptr_array_index(ed->hdr, i))->name))
+			return SG_EINVAL;
 	for (guint i = 0; i < ed->hdr->len; i++) {
 		const struct sg_hdr_edit *e = g_ptr_array_index(ed->hdr, i);
 		struct field *f;
@@ -261,6 +266,7 @@ apply_header_edits(struct sg_input *in, const struct sg_edits *ed)
 			f->new_value = g_strdup(e->value);
 		}
 	}
+	return SG_OK;
 }
 
 static int
@@ -321,7 +327,7 @@ write_message(FILE *fp, struct sg_input *in, const struct sg_edits *ed)
 
 	if (sg_edits_empty(ed))
 		return copy_spool(fp, in->raw, 0, NULL);
-	apply_header_edits(in, ed);
+	rc = apply_header_edits(in, ed);
 	for (guint i = 0; i < in->fields->len && rc == 0; i++) {
 		struct field *f = g_ptr_array_index(in->fields, i);
 

@@ -149,9 +149,10 @@ static const struct key inbound_keys[] = {
 	{ "verify", KT_BOOL, POL(inbound.verify), NULL, NULL, "true", false,
 	  "verify signatures of inbound mail" },
 	{ "require_integrity", KT_BOOL, POL(inbound.require_integrity), NULL,
-	  NULL, "false", false,
-	  "refuse to decrypt S/MIME without integrity protection (AES-CBC) "
-	  "unless a valid signature inside covers it" },
+	  NULL, "true", false,
+	  "deliver S/MIME without integrity protection (AES-CBC) decrypted only "
+	  "when a valid signature covers the whole decrypted entity "
+	  "(integrity=signature); false accepts CBC as it is (EFAIL gadgets)" },
 	{ "max_decrypted_size", KT_SIZE, POL(inbound.max_decrypted_size), NULL,
 	  NULL, "100M", false,
 	  "largest plaintext a decryption may produce (stops compression bombs)" },

@@ -28,6 +28,10 @@ struct sg_edits {
 	struct sg_spool *body;  /* new body (CRLF) or NULL: body unchanged */
 };
 
+/* True when name can be a header field name: printable ASCII without
+ * white space or colon (RFC 5322 §2.2), 1 to 998 characters. */
+bool sg_header_name_ok(const char *name);
+
 void sg_edits_init(struct sg_edits *ed);
 int sg_edits_add(struct sg_edits *ed, enum sg_hdr_op op, const char *name,
 		 unsigned index, const char *value);

@@ -116,18 +116,38 @@ struct sg_openpgp_decrypted {
 	bool signed_inside;     /* a signature was found inside */
 };
 
-/* Decrypts data to out. Success only when the message decrypted
- * completely AND is integrity protected; on any failure the caller must
- * discard what out received. SG_EINTEGRITY: no or bad MDC; SG_ELIMIT:
- * out refused more data; SG_ENOKEY: no secret key. */
 struct sg_sig;
 
-/* ... and when the message was also signed (RFC 3156 §6.2) and sig is
- * not NULL, the signature's result goes to sig. */
-int sg_openpgp_decrypt(const struct sg_keystore *ks, const void *data,
-		       size_t len, struct sg_writer *out,
-		       struct sg_openpgp_decrypted *info, struct sg_sig *sig,
-		       struct sg_err *err);
+/*
+ * Decryption happens in two steps, so that a message is only ever opened
+ * with the envelope recipient's own key (DESIGN.md §4 rule 3):
+ *
+ * 1. sg_openpgp_session_key_as() decrypts data with addr's secret keys
+ *    alone, in a throwaway GnuPG home that holds nothing else, whatever
+ *    key ids the message names, and returns the session key that opened
+ *    it ("ALGO:HEX"). The plaintext goes to out (a caller that only wants
+ *    the key passes a bounded sink).
+ * 2. sg_openpgp_decrypt_with() decrypts data with that session key in the
+ *    keystore's home, where no secret key is consulted, and verifies a
+ *    signature inside (RFC 3156 §6.2) with the keystore's public keys.
+ *
+ * Both succeed only when the message decrypted completely AND is
+ * integrity protected; on any failure the caller must discard what out
+ * received. SG_EINTEGRITY: no or bad MDC; SG_ELIMIT: out refused more
+ * data; SG_ENOKEY: addr has no secret key that opens it.
+ */
+int sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
+			      const void *data, size_t len,
+			      struct sg_writer *out, char **session_key,
+			      struct sg_err *err);
+
+/* Step 2 above; when the message is also signed and sig is not NULL, the
+ * signature's result goes to sig. */
+int sg_openpgp_decrypt_with(const struct sg_keystore *ks,
+			    const char *session_key, const void *data,
+			    size_t len, struct sg_writer *out,
+			    struct sg_openpgp_decrypted *info,
+			    struct sg_sig *sig, struct sg_err *err);
 
 /* Writes the armored keys named by what (an address or a fingerprint),
  * public only unless secret; *count says how many there were (0: none,
@@ -139,13 +159,5 @@ int sg_openpgp_export(const struct sg_keystore *ks, const char *what,
 /* Removes the keys (public and secret) named by what. */
 int sg_openpgp_remove(const struct sg_keystore *ks, const char *what,
 		      unsigned *count, struct sg_err *err);
-
-/* Decrypts a message whose recipients are hidden with addr's secret keys
- * only (in a throwaway GnuPG home), so that no other user's key is ever
- * tried. Otherwise as sg_openpgp_decrypt (signatures inside not checked). */
-int sg_openpgp_decrypt_as(const struct sg_keystore *ks, const char *addr,
-			  const void *data, size_t len, struct sg_writer *out,
-			  struct sg_openpgp_decrypted *info,
-			  struct sg_err *err);
 
 #endif

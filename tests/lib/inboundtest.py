@@ -371,6 +371,45 @@ def flip_pgp(armored, where):
     return armor(bytes(binary))
 
 
+def pkesks(armored):
+    """The raw public-key encrypted session key packets of a message."""
+    binary = dearmor(armored)
+    return [binary[h:b + n] for tag, h, b, n in packets(binary) if tag == 1]
+
+
+def spliced(extra_packets, armored):
+    """armored with extra_packets put after its own session key packets, so
+    that a keyring holding every key tries the real ones first."""
+    binary = dearmor(armored)
+    cut = [h for tag, h, _b, _n in packets(binary) if tag not in (1, 3)][0]
+    return armor(binary[:cut] + b"".join(extra_packets) + binary[cut:])
+
+
+def _serial(ident):
+    text = smimetest.openssl("x509", "-noout", "-serial", "-in", ident.cert).stdout
+    return int(text.decode().strip().split("=", 1)[1], 16)
+
+
+def recipient_info_of(cms, ident):
+    """Index of ident's RecipientInfo (issuerAndSerialNumber) in cms: DER
+    sorts the SET, so the order is not the command line's."""
+    want = _serial(ident)
+    found = [i for i, ri in enumerate(cms.recipient_infos)
+             if int.from_bytes(ri[1][1].value, "big") == want]
+    if len(found) != 1:
+        raise ValueError("no single RecipientInfo for %s" % ident.addr)
+    return found[0]
+
+
+def garbled(packet):
+    """A session key packet with its key id kept and its encrypted session
+    key changed."""
+    b = bytearray(packet)
+    for i in range(len(b) - 8, len(b) - 2):
+        b[i] ^= 0x5A
+    return bytes(b)
+
+
 def flip(data, pos):
     """data with the byte at pos (negative: from the end) inverted."""
     b = bytearray(data)

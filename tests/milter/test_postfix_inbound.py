@@ -17,6 +17,12 @@ GnuPG home or by `openssl cms -encrypt`.
   d) A message without MDC arrives as it was sent, marked failed, and its
      plaintext is nowhere: not in the delivered mail, not in sealgate's log,
      not in the maillog.
+  e) Only the envelope recipient's own key: a message that only bob's key
+     opens, with a session key packet for alice spliced in (OpenPGP) or a
+     garbage RecipientInfo for her (S/MIME), sent to alice and bob, arrives
+     as it was sent for both.
+  f) A CR in a field name inside encrypted mail: the message arrives as it
+     was sent, marked failed, with both status fields in its header.
 """
 
 import os
@@ -25,9 +31,10 @@ import unittest
 import inboundtest
 import miltertest
 import sgtest
+import der
 from inboundtest import ALICE, BOB, CAROL, InboundCase, alternative_entity, cms_encrypt, \
-    gpg_encrypt, inbound_policy, new_marker, outer_headers, pgp_mime_message, \
-    smime_message, status_fields
+    gpg_encrypt, inbound_policy, new_marker, outer_headers, pgp_mime_message, pkesks, \
+    recipient_info_of, smime_message, spliced, status_fields
 from miltertest import strip_added_received, with_diagnostics
 
 STATE = {}
@@ -139,6 +146,39 @@ class PostfixInbound(miltertest.MilterTestCase, InboundCase):
         self.assertNotIn(self.marker.encode(), got)
         self.assert_log_clean()
         self.assertEqual(self.gw.spool_entries(), [])
+
+    def assert_arrived_unopened(self, msg, rcpts):
+        got = self.deliver(msg, rcpts=rcpts)
+        status = status_fields(got)[0]
+        self.assertEqual(len(status), 1, status)
+        self.assertFalse(status[0].startswith("yes"), status)
+        self.check_passthrough(got, msg, status[0], signature=None, canonical=True)
+        self.assertNotIn(self.marker.encode(), got)
+        self.assert_log_clean()
+        return status[0]
+
+    @with_diagnostics
+    def test_e_session_key_packet_for_alice_spliced(self):
+        for_bob = gpg_encrypt(self.ids, self.entity, [BOB])
+        other = gpg_encrypt(self.ids, b"another message\r\n", [ALICE])
+        msg = pgp_mime_message(spliced(pkesks(other), for_bob))
+        self.assert_arrived_unopened(msg, (ALICE, BOB))
+
+    @with_diagnostics
+    def test_e_garbage_recipient_info_for_alice(self):
+        cms = der.Cms(cms_encrypt(self.entity, [self.ids.smime[BOB].cert,
+                                                self.ids.smime[ALICE].cert]))
+        key = cms.recipient_infos[recipient_info_of(cms, self.ids.smime[ALICE])][-1]
+        key.value = bytes(b ^ 0x5A for b in key.value)
+        self.assert_arrived_unopened(smime_message(cms.encode()), (BOB, ALICE))
+
+    @with_diagnostics
+    def test_f_cr_in_a_field_name_inside(self):
+        entity = (b"Content-Type: text/plain\r\nContent-Evil\rX-Injected: 1\r\n\r\n"
+                  + ("Hello " + self.marker + "\r\n").encode())
+        msg = pgp_mime_message(gpg_encrypt(self.ids, entity, [ALICE]))
+        self.assertEqual(self.assert_arrived_unopened(msg, (ALICE,)),
+                         "failed; method=openpgp; reason=malformed")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ fields, and sanitised values from keys and certificates.
 import email
 import email.policy
 import os
-import subprocess
 import re
+import subprocess
 import unittest
 
 import inboundtest
@@ -54,6 +54,23 @@ def smime_valid(addr, fpr):
 def mismatch(method, fpr):
     return "signer-mismatch; method=%s; key=%s; reason=signer is not the From address" \
         % (method, fpr)
+
+
+def signed_parts_only(signed):
+    """A signed entity as sealgate delivers it under integrity=signature:
+    its Content-Type and, for multipart/signed, its two parts between their
+    delimiters, without preamble and epilogue (opaque signed-data: its
+    body)."""
+    head, body = signed.split(b"\r\n\r\n", 1)
+    ctype = re.search(rb"(?im)^content-type:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", head).group(0)
+    if b"multipart/signed" not in ctype.lower():
+        return ctype + b"\r\n\r\n" + body     # opaque signed-data
+    delim = b"--" + re.search(rb'boundary="?([^";\r\n]+)', ctype).group(1)
+    inner = body[body.index(delim + b"\r\n") + len(delim) + 2:]
+    part1, rest = inner.split(b"\r\n" + delim + b"\r\n", 1)
+    part2 = rest.split(b"\r\n" + delim + b"--", 1)[0]
+    return (ctype + b"\r\n\r\n" + delim + b"\r\n" + part1 + b"\r\n" + delim + b"\r\n"
+            + part2 + b"\r\n" + delim + b"--\r\n")
 
 
 class InboundVerify(vt.VerifyCase, unittest.TestCase):
@@ -109,9 +126,12 @@ class InboundVerify(vt.VerifyCase, unittest.TestCase):
         # expired after it was imported is what a keystore holds in practice,
         # so it is put there the way the passing of time would.
         expired = sgtest.export_public_key(cls.tmp, cls.old, OLD)
+        # gpg may also ask the keystore's agent about secret keys and exit 2
+        # when that agent is busy starting: the import itself is what counts.
         cp = subprocess.run(["gpg", "--homedir", os.path.join(cls.gw.keystore, "openpgp"),
-                             "--batch", "--import", expired], capture_output=True)
-        if cp.returncode != 0:
+                             "--batch", "--status-fd", "2", "--import", expired],
+                            capture_output=True)
+        if b"[GNUPG:] IMPORT_OK" not in cp.stderr:
             raise RuntimeError("gpg --import of the expired key failed (%d): %s"
                                % (cp.returncode, cp.stderr.decode("utf-8", "replace")))
         cls.tags = inboundtest.variant(cls.gw, os.path.join(cls.tmp, "gwtags"),
@@ -514,17 +534,15 @@ class InboundVerify(vt.VerifyCase, unittest.TestCase):
         self.assert_unchanged(msg, out, dec, sig)
         self.assertNotIn(marker.encode(), out)
         self.assertNotIn(marker, err)
-        # With a valid signature inside: decrypted.
+        # With a valid signature over the whole entity: decrypted, and
+        # only what the signature covers is delivered.
         for name, inner in (("detached", signed), ("opaque", opaque)):
             with self.subTest(name):
                 msg = self.smime_encrypted(inner, cipher="aes-256-cbc")
                 out, err, dec, sig = self.run_inbound(gw, msg)
-                self.assertEqual(dec, "yes; method=smime; integrity=none", err)
+                self.assertEqual(dec, "yes; method=smime; integrity=signature", err)
                 self.assertEqual(sig, smime_valid(CAROL, self.carol_rsa.fpr), err)
-                if inner is opaque and b"signed-data" not in out:
-                    self.assert_entity_delivered(msg, out, entity)
-                else:
-                    self.assert_entity_delivered(msg, out, inner)
+                self.assert_entity_delivered(msg, out, signed_parts_only(inner))
         # AES-GCM: decrypted without a signature.
         msg = self.smime_encrypted(entity, cipher="aes-256-gcm")
         out, err, dec, sig = self.run_inbound(gw, msg)
@@ -539,6 +557,47 @@ class InboundVerify(vt.VerifyCase, unittest.TestCase):
         out, err, dec, sig = self.run_inbound(self.gw, msg)
         self.assertEqual(dec, "yes; method=smime; integrity=none", err)
         self.assert_entity_delivered(msg, out, entity)
+
+    def test_require_integrity_is_the_default(self):
+        gw = inboundtest.variant(self.gw, os.path.join(self.tmp, "gwdefault"),
+                                 inboundtest.inbound_policy().replace(
+                                     " require_integrity: false,", ""))
+        self.assertNotIn("require_integrity", open(gw.policy).read())
+        marker = inboundtest.new_marker()
+        entity = self.entity("Figures: " + marker)
+        msg = self.smime_encrypted(entity, cipher="aes-256-cbc")
+        out, err, dec, sig = self.run_inbound(gw, msg)
+        self.assertEqual(dec, "failed; method=smime; reason=no-integrity", err)
+        self.assert_unchanged(msg, out, dec, sig)
+        self.assertNotIn(marker.encode(), out)
+        signed = vt.smime_sign(self.scratch, self.carol_rsa, entity)
+        out, err, dec, sig = self.run_inbound(gw, self.smime_encrypted(signed,
+                                                                      cipher="aes-256-cbc"))
+        self.assertEqual(dec, "yes; method=smime; integrity=signature", err)
+
+    def test_signature_integrity_delivers_only_what_is_signed(self):
+        # CBC blocks outside the signed part (the entity's own header
+        # fields, the preamble, the epilogue) can be rewritten by anyone
+        # (EFAIL gadgets): none of them reaches the recipient.
+        gw = self.integrity
+        entity = self.entity("Figures: " + inboundtest.new_marker())
+        signed = vt.smime_sign(self.scratch, self.carol_rsa, entity)
+        head, body = signed.split(b"\r\n\r\n", 1)
+        boundary = re.search(rb'boundary="?([^";\r\n]+)', head).group(1)
+        first = body.index(b"--" + boundary)
+        injected = (head + b"\r\nContent-Description: INJECTED-FIELD\r\n\r\n"
+                    + b"INJECTED-PREAMBLE <a href='http://evil.example/'>\r\n"
+                    + body[first:] + b"INJECTED-EPILOGUE\r\n")
+        msg = self.smime_encrypted(injected, cipher="aes-256-cbc")
+        out, err, dec, sig = self.run_inbound(gw, msg)
+        self.assertEqual(dec, "yes; method=smime; integrity=signature", err)
+        self.assertEqual(sig, smime_valid(CAROL, self.carol_rsa.fpr), err)
+        for word in (b"INJECTED-FIELD", b"INJECTED-PREAMBLE", b"INJECTED-EPILOGUE"):
+            self.assertNotIn(word, out)
+        self.assert_entity_delivered(msg, out, signed_parts_only(signed))
+        # openssl verifies what was delivered.
+        ok, text = vt.openssl_verifies(self.scratch, out, self.ids.ca.cert)
+        self.assertTrue(ok, text)
 
     def test_require_integrity_signature_not_valid(self):
         gw = self.integrity

@@ -208,10 +208,11 @@ class SmimeInterop(vt.VerifyCase, unittest.TestCase):
         self.assert_unchanged(msg, out, dec, sig)
 
     def test_require_integrity(self):
-        # CBC enveloped data: decrypted only with a valid signature inside.
+        # CBC enveloped data: decrypted only with a valid signature over
+        # the whole decrypted entity (Thunderbird signs, then encrypts).
         msg, out, err, dec, sig = self.run_file(self.integrity,
                                                 "alice.dsig.SHA256.multipart.env.eml")
-        self.assertEqual(dec, "yes; method=smime; integrity=none", err)
+        self.assertEqual(dec, "yes; method=smime; integrity=signature", err)
         self.assertEqual(sig, self.valid(), err)
         msg, out, err, dec, sig = self.run_file(self.integrity, "alice.env.eml")
         self.assertEqual(dec, "failed; method=smime; reason=no-integrity", err)
