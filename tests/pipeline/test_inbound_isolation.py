@@ -193,6 +193,21 @@ class Isolation(unittest.TestCase, InboundCase):
         msg = smime_message(der_bytes, smime_type)
         self.assertEqual(self.assert_not_decrypted(msg, [ALICE]), SMIME_MALFORMED)
 
+    def test_streamed_ber_passes_the_checks(self):
+        # Indefinite lengths (openssl -stream, as streaming senders write):
+        # the parameter checks read BER too, and sound messages decrypt.
+        for cipher, smime_type, gw, status in (
+                ("aes-256-gcm", "authEnveloped-data", GW, SMIME_GCM_YES),
+                ("aes-128-gcm", "authEnveloped-data", GW, SMIME_GCM_YES),
+                ("aes-256-cbc", "enveloped-data", GW_CBC, "yes; method=smime; integrity=none")):
+            with self.subTest(cipher=cipher):
+                ber = smimetest.openssl("cms", "-encrypt", "-binary", "-stream", "-outform",
+                                        "DER", "-" + cipher, IDS.smime[ALICE].cert,
+                                        input_bytes=self.entity).stdout
+                self.assertEqual(ber[1], 0x80, "not an indefinite length")
+                self.assert_decrypted(gw, smime_message(ber, smime_type), [ALICE],
+                                      self.entity, status)
+
     def test_gcm_icv_length_rewritten(self):
         cms = self.gcm()
         params = cms.algorithm[1]
