@@ -96,9 +96,9 @@ static const struct key header_keys[] = {
 };
 
 static const struct key when_keys[] = {
-	{ "sender", KT_STRINGS, RULE(when.sender), NULL, NULL, NULL, false,
+	{ "sender", KT_GLOBS, RULE(when.sender), NULL, NULL, NULL, false,
 	  "envelope sender: addresses or globs (*@example.com, *.example.com)" },
-	{ "recipient", KT_STRINGS, RULE(when.recipient), NULL, NULL, NULL, false,
+	{ "recipient", KT_GLOBS, RULE(when.recipient), NULL, NULL, NULL, false,
 	  "recipient: addresses or globs (*@partner.example, *.partner.example)" },
 	{ "recipient_domain", KT_DOMAINS, RULE(when.recipient_domain), NULL, NULL,
 	  NULL, false, "recipient's domain is one of these" },
@@ -326,6 +326,8 @@ type_label(enum key_type t)
 	case KT_REGEX:		return "regex";
 	case KT_DOMAINS:	return "domains";
 	case KT_STRINGS:	return "strings";
+	case KT_GLOBS:		return "globs";
+	case KT_FILE_LOGINS:	return "file";
 	case KT_METHODS:	return "methods";
 	case KT_CIDRS:		return "networks";
 	case KT_RULES:		return "list";
