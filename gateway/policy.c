@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "policy_int.h"
+#include "sealgate/logins.h"
 
 void
 sg_policy_report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
@@ -191,6 +192,41 @@ out:
 	return ok;
 }
 
+/* gateway.sender_logins: the path (relative to the policy file) and the
+ * map read from it; problems inside the file are reported at their own
+ * FILE:LINE:COL, a file that cannot be read where the policy names it. */
+static bool
+set_logins(struct loader *ld, const struct key *k, void *base,
+	   const char *text, yaml_mark_t mark)
+{
+	struct sg_err err = { 0 };
+	struct sg_logins *logins = NULL;
+	char *path;
+
+	if (*text == '\0') {
+		report(ld, mark, "\"%s\" must not be empty", k->name);
+		return false;
+	}
+	path = g_path_is_absolute(text) ? g_strdup(text)
+	    : g_build_filename(ld->dir, text, NULL);
+	switch (sg_logins_load(path, ld->errors, &err, &logins)) {
+	case SG_OK:
+		break;
+	case SG_ECONFIG:
+		g_free(path);
+		return false;
+	default:
+		report(ld, mark, "\"%s\": %s", k->name, err.msg);
+		g_free(path);
+		return false;
+	}
+	g_free(*(char **)field(base, k));
+	*(char **)field(base, k) = path;
+	sg_logins_free(ld->pol->logins);
+	ld->pol->logins = logins;
+	return true;
+}
+
 /* Sets a scalar key from its text. Returns false (after reporting) when
  * the text is not a valid value. */
 static bool
@@ -225,6 +261,8 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 			return false;
 		}
 		return true;
+	case KT_FILE_LOGINS:
+		return set_logins(ld, k, base, text, mark);
 	case KT_STRING:
 	case KT_PATH:
 		if (*text == '\0') {
@@ -573,6 +611,8 @@ policy_new(const char *path)
 	pol->internal_domains = g_ptr_array_new_with_free_func(g_free);
 	pol->gateway.trusted_networks = g_array_new(FALSE, TRUE,
 	    sizeof(struct sg_cidr));
+	pol->gateway.signing_networks = g_array_new(FALSE, TRUE,
+	    sizeof(struct sg_cidr));
 	pol->rules = g_ptr_array_new_with_free_func((GDestroyNotify)sg_rule_free);
 	return pol;
 }
@@ -585,6 +625,9 @@ policy_free(struct sg_policy *pol)
 	g_free(pol->gateway.keystore);
 	g_free(pol->gateway.spool_dir);
 	g_array_free(pol->gateway.trusted_networks, TRUE);
+	g_array_free(pol->gateway.signing_networks, TRUE);
+	g_free(pol->gateway.sender_logins);
+	sg_logins_free(pol->logins);
 	g_ptr_array_free(pol->internal_domains, TRUE);
 	g_ptr_array_free(pol->rules, TRUE);
 	g_free(pol);
@@ -781,7 +824,7 @@ cidr_contains(const struct sg_cidr *c, int family, const unsigned char *addr)
 }
 
 bool
-sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
+sg_policy_ip_in(const GArray *nets, const char *ip)
 {
 	unsigned char addr[16];
 	int family;
@@ -800,9 +843,15 @@ sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
 	} else {
 		return false;
 	}
-	for (guint i = 0; i < pol->gateway.trusted_networks->len; i++)
-		if (cidr_contains(&g_array_index(pol->gateway.trusted_networks,
-		    struct sg_cidr, i), family, addr))
+	for (guint i = 0; i < nets->len; i++)
+		if (cidr_contains(&g_array_index(nets, struct sg_cidr, i), family,
+		    addr))
 			return true;
 	return false;
+}
+
+bool
+sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
+{
+	return sg_policy_ip_in(pol->gateway.trusted_networks, ip);
 }

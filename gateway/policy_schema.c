@@ -61,6 +61,16 @@ static const struct key gateway_keys[] = {
 	{ "trusted_networks", KT_CIDRS, POL(gateway.trusted_networks), NULL, NULL,
 	  "127.0.0.0/8,::1", false,
 	  "clients allowed to send outbound mail without SMTP AUTH" },
+	{ "signing_networks", KT_CIDRS, POL(gateway.signing_networks), NULL,
+	  NULL, NULL, false,
+	  "clients that may sign as their MAIL FROM address without SMTP AUTH "
+	  "(they must also be in trusted_networks); default: none" },
+	{ "sender_logins", KT_FILE_LOGINS, POL(gateway.sender_logins), NULL, NULL,
+	  NULL, false,
+	  "file naming the SMTP AUTH logins that own each address (format of "
+	  "Postfix's smtpd_sender_login_maps source: ADDRESS or @DOMAIN, then "
+	  "logins separated by commas or blanks); without it a login owns only "
+	  "the address equal to it or to its local part" },
 	{ "allow_vulnerable_openssl", KT_BOOL,
 	  POL(gateway.allow_vulnerable_openssl), NULL, NULL, "false", false,
 	  "run on an OpenSSL release with known flaws in CMS/PKCS#7 "

@@ -384,8 +384,9 @@ class KeysAdmin(unittest.TestCase, InboundCase):
     # -- deactivate / reactivate ------------------------------------------
 
     def sign_as_alice(self, gw):
+        """alice, authenticated as herself, sends mail a rule must sign."""
         msg = plain_msg(SIGNED, new_marker())
-        return gw.process(msg, ALICE, [SIGNED])
+        return gw.process(msg, ALICE, [SIGNED], extra_args=["--auth", "alice"])
 
     def test_deactivate_stops_signing(self):
         gw = new_gateway(openpgp=(), erin=False)
