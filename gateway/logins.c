@@ -51,8 +51,11 @@ sg_login_canon(const char *login)
 
 	if (login == NULL || *login == '\0' || !g_utf8_validate(login, -1, NULL))
 		return NULL;
+	/* Nothing sg_addr_canon would read as brackets, quotes or ESMTP
+	 * parameters around an address: a login is one word. */
 	for (const char *p = login; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == ',' ||
+		    strchr("<>\"", *p) != NULL)
 			return NULL;
 	if (strchr(login, '@') != NULL) {
 		if (sg_addr_canon(login, &canon, NULL) < 0 || *canon == '\0') {
