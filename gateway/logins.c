@@ -24,6 +24,10 @@ struct reader {
 	struct sg_logins *l;
 	unsigned line;
 	GPtrArray *current;     /* the logins of the last entry, for continuations */
+	unsigned words;         /* login words of the current entry */
+	unsigned key_line;      /* where its key is */
+	size_t key_end;
+	char *key_text;
 };
 
 static void
@@ -91,11 +95,13 @@ entry_key(struct reader *r, const char *text)
 	return key;
 }
 
-/* Adds the logins in text (column col on) to r->current. */
-static void
+/* Adds the logins in text (column col on) to r->current; returns how
+ * many words there were, valid or not. */
+static unsigned
 add_logins(struct reader *r, const char *text, size_t col)
 {
 	const char *p = text;
+	unsigned words = 0;
 
 	while (*p) {
 		size_t n = strcspn(p, ", \t");
@@ -106,6 +112,7 @@ add_logins(struct reader *r, const char *text, size_t col)
 			continue;
 		}
 		word = g_strndup(p, n);
+		words++;
 		login = sg_login_canon(word);
 		if (login == NULL)
 			problem(r, col + (size_t)(p - text), "invalid login \"%s\"",
@@ -115,6 +122,24 @@ add_logins(struct reader *r, const char *text, size_t col)
 		g_free(word);
 		p += n;
 	}
+	return words;
+}
+
+/* Ends the current entry: it needs at least one login, on its own line
+ * or on continuation lines. */
+static void
+entry_end(struct reader *r)
+{
+	unsigned line = r->line;
+
+	if (r->current != NULL && r->words == 0) {
+		r->line = r->key_line;
+		problem(r, r->key_end + 1, "no logins for \"%s\"", r->key_text);
+		r->line = line;
+	}
+	r->current = NULL;
+	g_free(r->key_text);
+	r->key_text = NULL;
 }
 
 /* A line that starts a new entry: KEY LOGINS... */
@@ -122,10 +147,11 @@ static void
 entry_line(struct reader *r, const char *line)
 {
 	size_t klen = strcspn(line, " \t");
-	char *text = g_strndup(line, klen), *key = entry_key(r, text);
+	char *text = g_strndup(line, klen), *key;
 	gpointer first;
 
-	r->current = NULL;
+	entry_end(r);
+	key = entry_key(r, text);
 	if (key == NULL)
 		goto out;
 	if (g_hash_table_lookup_extended(r->l->lines, key, NULL, &first)) {
@@ -135,11 +161,12 @@ entry_line(struct reader *r, const char *line)
 		goto out;
 	}
 	r->current = g_ptr_array_new_with_free_func(g_free);
+	r->key_line = r->line;
+	r->key_end = klen;
+	r->key_text = g_strdup(text);
 	g_hash_table_insert(r->l->lines, g_strdup(key), GUINT_TO_POINTER(r->line));
 	g_hash_table_insert(r->l->owners, key, r->current);
-	add_logins(r, line + klen, klen + 1);
-	if (r->current->len == 0)
-		problem(r, klen + 1, "no logins for \"%s\"", text);
+	r->words = add_logins(r, line + klen, klen + 1);
 out:
 	g_free(text);
 }
@@ -152,7 +179,7 @@ read_line(struct reader *r, const char *line, size_t len)
 	if (len > SG_LOGINS_MAX_LINE) {
 		problem(r, SG_LOGINS_MAX_LINE + 1, "line longer than %d bytes",
 		    SG_LOGINS_MAX_LINE);
-		r->current = NULL;
+		entry_end(r);
 		return;
 	}
 	for (size_t i = 0; i < len; i++) {
@@ -174,7 +201,7 @@ read_line(struct reader *r, const char *line, size_t len)
 	if (p == line)
 		entry_line(r, line);
 	else if (r->current != NULL)
-		add_logins(r, p, (size_t)(p - line) + 1);
+		r->words += add_logins(r, p, (size_t)(p - line) + 1);
 	else
 		problem(r, 1, "continuation line without an entry before it");
 }
@@ -247,6 +274,7 @@ sg_logins_load(const char *path, GPtrArray *errors, struct sg_err *err,
 		data[off + n] = '\0';
 		read_line(&r, data + off, n);
 	}
+	entry_end(&r);
 	g_free(data);
 	if (errors->len > nerr) {
 		sg_logins_free(r.l);
