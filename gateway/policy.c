@@ -105,7 +105,7 @@ valid_domain(const char *d)
 	for (const char *p = d; *p; p++)
 		if (!g_ascii_isalnum(*p) && *p != '-' && *p != '.')
 			return false;
-	return d[0] != '.' && d[strlen(d) - 1] != '.';
+	return d[0] != '.' && d[strlen(d) - 1] != '.' && strstr(d, "..") == NULL;
 }
 
 /* A domain of the policy in the form envelope domains are compared in

@@ -107,11 +107,13 @@ static const struct key header_keys[] = {
 
 static const struct key when_keys[] = {
 	{ "sender", KT_GLOBS, RULE(when.sender), NULL, NULL, NULL, false,
-	  "envelope sender: addresses or globs (*@example.com, *.example.com)" },
+	  "envelope sender (canonical form): addresses or globs (*@example.com, "
+	  "*.example.com); IDN domains as U- or A-labels" },
 	{ "recipient", KT_GLOBS, RULE(when.recipient), NULL, NULL, NULL, false,
-	  "recipient: addresses or globs (*@partner.example, *.partner.example)" },
+	  "recipient (canonical form): addresses or globs (*@partner.example, "
+	  "*.partner.example); IDN domains as U- or A-labels" },
 	{ "recipient_domain", KT_DOMAINS, RULE(when.recipient_domain), NULL, NULL,
-	  NULL, false, "recipient's domain is one of these" },
+	  NULL, false, "recipient's domain is one of these (IDN: U- or A-labels)" },
 	{ "subject_tag", KT_STRING, RULE(when.subject_tag), NULL, NULL, NULL, false,
 	  "text in the Subject, case-insensitive (also RFC 2047 encoded)" },
 	{ "header", KT_MAP, 0, header_keys, NULL, NULL, false,
