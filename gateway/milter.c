@@ -165,6 +165,8 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	refresh_queue_id(ctx, c);
 	if (sg_keystore_open(c->pol->gateway.keystore, 0, &err, &c->ks) < 0)
 		return tempfail(ctx, c, err.msg);
+	if (argv[0] == NULL)
+		sg_err_set(&err, SG_EINVAL, "missing");
 	if (argv[0] == NULL || sg_addr_canon(argv[0], &from, &err) < 0)
 		return bad_address(ctx, c, "5.1.7", "sender", &err);
 	sg_msg_set_sender(c->msg, from);
@@ -191,7 +193,7 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 	    *rcpt == '\0') {
 		g_free(rcpt);
 		if (err.msg[0] == '\0')
-			g_strlcpy(err.msg, "empty address", sizeof(err.msg));
+			sg_err_set(&err, SG_EINVAL, "empty address");
 		return bad_address(ctx, c, "5.1.3", "recipient", &err);
 	}
 	if (sg_pipeline_classify(c->pol, c->ks, c->msg, rcpt, &cls,
