@@ -26,6 +26,7 @@ struct explained {
 	bool decided;           /* rules were evaluated */
 	const char *method;
 	const char *signer;     /* signing key, when the outcome signs */
+	const char *cannot_sign; /* why the sender cannot sign, when asked to */
 	enum sg_outcome outcome;
 	const char *missing;    /* for reject/tempfail: what is missing */
 	GArray *skipped;        /* struct skipped */
@@ -71,7 +72,7 @@ explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
 	}
 	explain_rules(pol, f, e);
 	if (e->d.action == SG_ACTION_SIGN || e->d.action == SG_ACTION_SIGN_ENCRYPT) {
-		rc = sg_signers_lookup(signers, ks, msg->mail_from);
+		rc = sg_signers_lookup(signers, pol, ks, msg);
 		if (rc < 0)
 			return rc;
 	}
@@ -84,6 +85,10 @@ explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
 		e->method = sg_method_name(rp.sign_method);
 	if (rp.sign_method >= 0)
 		e->signer = signers->fpr[rp.sign_method];
+	else if (e->d.action == SG_ACTION_SIGN ||
+	    e->d.action == SG_ACTION_SIGN_ENCRYPT)
+		e->cannot_sign = signers->why[sg_class_method(e->cls) >= 0 ?
+		    sg_class_method(e->cls) : e->d.methods->v[0]];
 	if (rp.encrypt_method < 0)
 		e->fpr[0] = '\0';
 	return SG_OK;
@@ -114,6 +119,8 @@ print_text(const struct explained *e)
 	printf("  key: %s\n", *e->fpr && e->method ? e->fpr : "-");
 	if (e->signer != NULL)
 		printf("  signing key: %s\n", e->signer);
+	if (e->cannot_sign != NULL)
+		printf("  cannot sign: %s\n", e->cannot_sign);
 	printf("  outcome: %s\n", sg_outcome_name(e->outcome));
 	if (e->missing != NULL)
 		printf("  missing: %s\n", e->missing);
@@ -142,6 +149,7 @@ append_json(GString *out, const struct explained *e)
 	json_field(out, "method", e->method, true);
 	json_field(out, "key", *e->fpr && e->method ? e->fpr : NULL, true);
 	json_field(out, "signing_key", e->signer, true);
+	json_field(out, "cannot_sign", e->cannot_sign, true);
 	json_field(out, "on_missing_key", e->decided &&
 	    sg_action_mandatory(e->d.action) ?
 	    sg_on_missing_name(e->d.on_missing_key) : NULL, true);

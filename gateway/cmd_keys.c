@@ -8,6 +8,7 @@
 
 #include <glib.h>
 
+#include "sealgate/addr.h"
 #include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
 #include "sealgate/smime.h"
@@ -271,28 +272,35 @@ cmd_import(const struct sg_keystore *ks, int n, char **files,
 	return failed ? SG_EXIT_USAGE : 0;
 }
 
-/* deactivate / reactivate ADDR. */
+/* deactivate / reactivate ADDR (in canonical form, as the pipeline
+ * compares it). */
 static int
 cmd_activation(const struct sg_keystore *ks, bool deactivate, int n,
 	       char **addrs)
 {
 	struct sg_err err = { 0 };
+	char *addr = NULL;
 	bool changed;
+	int code = SG_EXIT_USAGE;
 
-	if (n != 1 || !sg_addr_valid(addrs[0])) {
+	if (n != 1 || sg_addr_canon(addrs[0], &addr, &err) < 0 ||
+	    !sg_addr_valid(addr)) {
 		fprintf(stderr, "usage: sealgate keys %s ADDR\n",
 		    deactivate ? "deactivate" : "reactivate");
-		return SG_EXIT_USAGE;
+		goto out;
 	}
-	if (sg_keystore_set_deactivated(ks, addrs[0], deactivate, &changed,
+	if (sg_keystore_set_deactivated(ks, addr, deactivate, &changed,
 	    &err) < 0) {
 		fprintf(stderr, "sealgate: %s\n", err.msg);
-		return SG_EXIT_USAGE;
+		goto out;
 	}
-	printf("%s: %s%s\n", addrs[0], changed ? "" : "already ",
+	printf("%s: %s%s\n", addr, changed ? "" : "already ",
 	    deactivate ? "deactivated: its keys are kept but no longer used "
 	    "to sign or decrypt" : "active");
-	return 0;
+	code = 0;
+out:
+	g_free(addr);
+	return code;
 }
 
 static void

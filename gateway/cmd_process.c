@@ -61,8 +61,13 @@ sg_cmd_process(int argc, char **argv)
 	int code = SG_EXIT_USAGE;
 
 	sg_result_init(&res);
-	if (sg_cli_open(argc, argv, SG_CLI_OUTPUT | SG_CLI_FLOOR, &cli) < 0)
+	if (sg_cli_open(argc, argv, SG_CLI_OUTPUT | SG_CLI_FLOOR, &cli) < 0) {
+		if (cli.bad_envelope) {
+			fprintf(stderr, "verdict: reject\n");
+			code = SG_EXIT_REJECT;
+		}
 		goto out;
+	}
 	if (!classes_agree(cli.msg, cli.pol, cli.ks)) {
 		fprintf(stderr, "verdict: tempfail\n");
 		code = SG_EXIT_TEMPFAIL;

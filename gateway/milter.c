@@ -17,6 +17,7 @@
 
 #include <libmilter/mfapi.h>
 
+#include "sealgate/addr.h"
 #include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
@@ -130,13 +131,29 @@ refresh_queue_id(SMFICTX *ctx, struct conn *c)
 	}
 }
 
+/* An envelope address that is not one canonical address is refused
+ * (DESIGN.md §4 rule 7): nothing may be decided from a form the MTA would
+ * resolve differently. */
+static sfsistat
+bad_address(SMFICTX *ctx, struct conn *c, const char *xcode, const char *what,
+	    const struct sg_err *err)
+{
+	char *text = g_strdup_printf("%s address not accepted: %s", what,
+	    err->msg);
+
+	set_reply(ctx, "553", xcode, text);
+	sg_log(SG_LOG_INFO, qid(c), "verdict=reject reason=\"%s\"", text);
+	g_free(text);
+	return SMFIS_REJECT;
+}
+
 static sfsistat
 cb_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct conn *c = conn_of(ctx);
 	struct sg_err err = { 0 };
 	const char *auth;
-	char *from;
+	char *from = NULL;
 
 	if (c == NULL)
 		return tempfail(ctx, NULL, "no connection context");
@@ -148,7 +165,10 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	refresh_queue_id(ctx, c);
 	if (sg_keystore_open(c->pol->gateway.keystore, 0, &err, &c->ks) < 0)
 		return tempfail(ctx, c, err.msg);
-	from = sg_addr_bare(argv[0]);
+	if (argv[0] == NULL)
+		sg_err_set(&err, SG_EINVAL, "missing");
+	if (argv[0] == NULL || sg_addr_canon(argv[0], &from, &err) < 0)
+		return bad_address(ctx, c, "5.1.7", "sender", &err);
 	sg_msg_set_sender(c->msg, from);
 	g_free(from);
 	c->msg->client_ip = g_strdup(c->client_ip);
@@ -161,14 +181,21 @@ static sfsistat
 cb_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct conn *c = conn_of(ctx);
+	struct sg_err err = { 0 };
 	enum sg_class cls;
-	char *rcpt, *text, fpr[SG_FPR_MAX] = "";
+	char *rcpt = NULL, *text, fpr[SG_FPR_MAX] = "";
 	sfsistat st = SMFIS_CONTINUE;
 
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "RCPT without MAIL");
 	refresh_queue_id(ctx, c); /* Postfix assigns it at the first RCPT */
-	rcpt = sg_addr_bare(argv[0]);
+	if (argv[0] == NULL || sg_addr_canon(argv[0], &rcpt, &err) < 0 ||
+	    *rcpt == '\0') {
+		g_free(rcpt);
+		if (err.msg[0] == '\0')
+			sg_err_set(&err, SG_EINVAL, "empty address");
+		return bad_address(ctx, c, "5.1.3", "recipient", &err);
+	}
 	if (sg_pipeline_classify(c->pol, c->ks, c->msg, rcpt, &cls,
 	    fpr, NULL) < 0) {
 		st = tempfail(ctx, c, "recipient classification failed");

@@ -44,24 +44,6 @@ sg_msg_new(const char *spool_dir, struct sg_msg **out)
 	return SG_OK;
 }
 
-char *
-sg_addr_bare(const char *arg)
-{
-	const char *p = arg, *end;
-
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (*p == '<') {
-		p++;
-		end = strchr(p, '>');
-		if (end == NULL)
-			end = p + strlen(p);
-	} else {
-		end = p + strcspn(p, " \t");
-	}
-	return g_strndup(p, (gsize)(end - p));
-}
-
 int
 sg_msg_set_sender(struct sg_msg *msg, const char *addr)
 {

@@ -399,7 +399,6 @@ sg_envelope_to_msg(const struct sg_envelope *env, const char *spool_dir,
 		   struct sg_msg **out)
 {
 	struct sg_msg *msg;
-	char *from;
 	int rc;
 
 	rc = sg_msg_new(spool_dir, &msg);
@@ -407,9 +406,7 @@ sg_envelope_to_msg(const struct sg_envelope *env, const char *spool_dir,
 		return rc;
 	msg->client_ip = g_strdup(env->client_ip);
 	msg->auth_user = g_strdup(env->auth);
-	from = sg_addr_bare(env->from);
-	sg_msg_set_sender(msg, from);
-	g_free(from);
+	sg_msg_set_sender(msg, env->from);
 	for (guint i = 0; i < env->to->len && rc == 0; i++)
 		rc = sg_msg_add_rcpt(msg, g_ptr_array_index(env->to, i),
 		    SG_CLASS_NONE, NULL);

@@ -8,10 +8,11 @@
 #include "sealgate/edits.h"
 #include "sealgate/msg.h"
 
-/* The envelope as given on the command line. */
+/* The envelope as given on the command line; sg_cli_open makes the
+ * addresses canonical (sealgate/addr.h). */
 struct sg_envelope {
 	const char *from;
-	GPtrArray *to;          /* char *: bare addresses */
+	GPtrArray *to;          /* char * */
 	const char *client_ip;  /* NULL: unknown (untrusted) */
 	const char *auth;       /* SASL login, NULL: none */
 };

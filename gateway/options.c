@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/provider.h>
 
+#include "sealgate/addr.h"
 #include "sealgate/floor.h"
 #include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
@@ -162,7 +163,7 @@ sg_parse_message_options(int argc, char **argv, int flags, struct sg_cli *cli)
 		switch (c) {
 		case 'c': cli->config = optarg; break;
 		case 'F': cli->env.from = optarg; break;
-		case 'T': g_ptr_array_add(cli->env.to, sg_addr_bare(optarg)); break;
+		case 'T': g_ptr_array_add(cli->env.to, g_strdup(optarg)); break;
 		case 'I': cli->env.client_ip = optarg; break;
 		case 'A': cli->env.auth = optarg; break;
 		case 'i': cli->in = optarg; break;
@@ -195,6 +196,7 @@ sg_cli_clear(struct sg_cli *cli)
 {
 	if (cli->env.to != NULL)
 		g_ptr_array_free(cli->env.to, TRUE);
+	g_free(cli->from);
 	sg_msg_free(cli->msg);
 	sg_input_free(cli->input);
 	sg_keystore_free(cli->ks);
@@ -214,6 +216,35 @@ floor_or_report(const struct sg_policy *pol)
 	return ok;
 }
 
+/* The envelope in canonical form, as the milter sees it; a form it
+ * refuses is reported with the reply the milter would give. */
+static int
+canon_envelope(struct sg_cli *cli)
+{
+	struct sg_err err = { 0 };
+	char *addr;
+
+	if (sg_addr_canon(cli->env.from, &cli->from, &err) < 0) {
+		fprintf(stderr, "553 5.1.7 sender address not accepted: %s\n",
+		    err.msg);
+		return SG_EINVAL;
+	}
+	cli->env.from = cli->from;
+	for (guint i = 0; i < cli->env.to->len; i++) {
+		addr = NULL;
+		if (sg_addr_canon(g_ptr_array_index(cli->env.to, i), &addr,
+		    &err) < 0 || *addr == '\0') {
+			fprintf(stderr, "553 5.1.3 recipient address not accepted: "
+			    "%s\n", addr != NULL ? "empty address" : err.msg);
+			g_free(addr);
+			return SG_EINVAL;
+		}
+		g_free(g_ptr_array_index(cli->env.to, i));
+		g_ptr_array_index(cli->env.to, i) = addr;
+	}
+	return SG_OK;
+}
+
 int
 sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 {
@@ -221,6 +252,10 @@ sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 
 	if (sg_parse_message_options(argc, argv, flags, cli) < 0)
 		return SG_EINVAL;
+	if (canon_envelope(cli) < 0) {
+		cli->bad_envelope = true;
+		return SG_EINVAL;
+	}
 	cli->pol = sg_load_policy_or_report(cli->config);
 	if (cli->pol == NULL || !sg_ensure_spool_dir(cli->pol) ||
 	    !sg_init_libraries())

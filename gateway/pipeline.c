@@ -276,19 +276,26 @@ refuse_one(const struct sg_plan *plan, int m, struct sg_result *res)
 	bool sign = what != NULL && strcmp(what, "signing key") == 0;
 	const char *rule = rule_label(plan->missing_rule[m]);
 
+	char *denied;
+
 	if (plan->missing[m] == NULL)
 		return false;
+	/* A client that may not sign as the sender is told so, naming it. */
+	denied = sign && plan->signers.denied ?
+	    g_strdup_printf(" (sender <%s> may not sign: %s)",
+	    plan->sender, plan->signers.why[0]) : g_strdup("");
 	if (m == SG_MISSING_REJECT)
 		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
-		    "%s required by rule \"%s\"; no usable %s for: %s",
+		    "%s required by rule \"%s\"; no usable %s for: %s%s",
 		    sign ? "signing" : "encryption", rule, what,
-		    plan->missing[m]->str);
+		    plan->missing[m]->str, denied);
 	else
 		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.7.1",
-		    "%s required by rule \"%s\"; no usable %s for: %s; "
+		    "%s required by rule \"%s\"; no usable %s for: %s%s; "
 		    "try again later", sign ? "signing" : "encryption", rule, what,
-		    plan->missing[m]->str);
-	sg_result_reason(res, "no usable %s (rule %s)", what, rule);
+		    plan->missing[m]->str, denied);
+	sg_result_reason(res, "no usable %s (rule %s)%s", what, rule, denied);
+	g_free(denied);
 	return true;
 }
 

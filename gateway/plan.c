@@ -6,21 +6,36 @@
 #include "sealgate/plan.h"
 #include "sealgate/smime.h"
 
-int
-sg_signers_lookup(struct sg_signers *s, const struct sg_keystore *ks,
-		  const char *sender)
+static void
+no_signer(struct sg_signers *s, const char *why)
 {
+	for (int m = 0; m < SG_MAX_METHODS; m++)
+		g_strlcpy(s->why[m], why, sizeof(s->why[m]));
+}
+
+int
+sg_signers_lookup(struct sg_signers *s, const struct sg_policy *pol,
+		  const struct sg_keystore *ks, const struct sg_msg *msg)
+{
+	const char *sender = msg->mail_from;
 	struct sg_err err = { 0 };
+	char why[sizeof(s->why[0])];
 	int rc;
 
 	if (s->looked_up)
 		return SG_OK;
 	s->looked_up = true;
+	/* Only for the authenticated owner of the address (DESIGN.md §4
+	 * rule 8); the keys are not even looked at otherwise. */
+	if (!sg_policy_may_sign(pol, sender, msg->auth_user, msg->client_ip,
+	    why, sizeof(why))) {
+		s->denied = true;
+		no_signer(s, why);
+		return SG_OK;
+	}
 	/* A deactivated identity (someone who left) signs nothing. */
 	if (sg_keystore_deactivated(ks, sender)) {
-		for (int m = 0; m < SG_MAX_METHODS; m++)
-			g_strlcpy(s->why[m], "identity deactivated",
-			    sizeof(s->why[m]));
+		no_signer(s, "identity deactivated");
 		return SG_OK;
 	}
 	for (int m = 0; m < SG_MAX_METHODS; m++) {
@@ -184,13 +199,14 @@ sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
 
 	memset(plan, 0, sizeof(*plan));
 	plan->sign_method = plan->encrypt_method = -1;
+	plan->sender = msg->mail_from;
 	plan->oaep = g_array_new(FALSE, TRUE, sizeof(gboolean));
 	for (guint i = 0; i < msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
 		sg_policy_decide(pol, facts, r->addr, &d[i]);
 		if (action_signs(d[i].action))
-			rc = sg_signers_lookup(&plan->signers, ks, msg->mail_from);
+			rc = sg_signers_lookup(&plan->signers, pol, ks, msg);
 		if (rc < 0)
 			goto out;
 	}

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "policy_int.h"
+#include "sealgate/logins.h"
 
 void
 sg_policy_report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
@@ -39,6 +40,8 @@ type_name(enum key_type t)
 	case KT_REGEX:		return "a regular expression";
 	case KT_DOMAINS:	return "a list of domains";
 	case KT_STRINGS:	return "a list of strings";
+	case KT_GLOBS:		return "a list of address or domain globs";
+	case KT_FILE_LOGINS:	return "a file name";
 	case KT_METHODS:	return "a list of methods";
 	case KT_CIDRS:		return "a list of networks";
 	case KT_RULES:		return "a list of rules";
@@ -102,7 +105,55 @@ valid_domain(const char *d)
 	for (const char *p = d; *p; p++)
 		if (!g_ascii_isalnum(*p) && *p != '-' && *p != '.')
 			return false;
-	return d[0] != '.' && d[strlen(d) - 1] != '.';
+	return d[0] != '.' && d[strlen(d) - 1] != '.' && strstr(d, "..") == NULL;
+}
+
+/* A domain of the policy in the form envelope domains are compared in
+ * (sealgate/addr.h): lower case, A-labels. NULL when invalid. */
+static char *
+domain_item(const char *text)
+{
+	char *ascii = g_str_is_ascii(text) ? g_strdup(text)
+	    : g_hostname_to_ascii(text);
+	char *lower = ascii != NULL ? g_ascii_strdown(ascii, -1) : NULL;
+
+	g_free(ascii);
+	if (lower != NULL && !valid_domain(lower)) {
+		g_free(lower);
+		lower = NULL;
+	}
+	return lower;
+}
+
+/* An address or domain glob with its domain labels as A-labels and
+ * without a trailing dot, so that it matches canonical addresses; NULL
+ * when a label cannot be converted or something is empty. */
+static char *
+glob_item(const char *text)
+{
+	const char *at = strrchr(text, '@');
+	const char *dom = at != NULL ? at + 1 : text;
+	GString *out = g_string_new_len(text, (gssize)(dom - text));
+	char *d = g_strdup(dom), **labels;
+	size_t len = strlen(d);
+	bool ok = len > 0 && g_utf8_validate(text, -1, NULL);
+
+	if (len > 1 && d[len - 1] == '.')
+		d[len - 1] = '\0';
+	labels = g_strsplit(d, ".", -1);
+	for (char **l = labels; ok && *l != NULL; l++) {
+		char *a = g_str_is_ascii(*l) ? g_strdup(*l) : g_hostname_to_ascii(*l);
+
+		ok = a != NULL && *a != '\0' && strchr(a, '.') == NULL;
+		if (ok)
+			g_string_append_printf(out, "%s%s", l == labels ? "" : ".", a);
+		g_free(a);
+	}
+	g_strfreev(labels);
+	g_free(d);
+	d = ok ? g_ascii_strdown(out->str, -1) : NULL;
+	g_string_free(out, TRUE);
+	return d;
 }
 
 /* "10.0.0.0/8", "2001:db8::/32" or a single address. */
@@ -141,6 +192,41 @@ out:
 	return ok;
 }
 
+/* gateway.sender_logins: the path (relative to the policy file) and the
+ * map read from it; problems inside the file are reported at their own
+ * FILE:LINE:COL, a file that cannot be read where the policy names it. */
+static bool
+set_logins(struct loader *ld, const struct key *k, void *base,
+	   const char *text, yaml_mark_t mark)
+{
+	struct sg_err err = { 0 };
+	struct sg_logins *logins = NULL;
+	char *path;
+
+	if (*text == '\0') {
+		report(ld, mark, "\"%s\" must not be empty", k->name);
+		return false;
+	}
+	path = g_path_is_absolute(text) ? g_strdup(text)
+	    : g_build_filename(ld->dir, text, NULL);
+	switch (sg_logins_load(path, ld->errors, &err, &logins)) {
+	case SG_OK:
+		break;
+	case SG_ECONFIG:
+		g_free(path);
+		return false;
+	default:
+		report(ld, mark, "\"%s\": %s", k->name, err.msg);
+		g_free(path);
+		return false;
+	}
+	g_free(*(char **)field(base, k));
+	*(char **)field(base, k) = path;
+	sg_logins_free(ld->pol->logins);
+	ld->pol->logins = logins;
+	return true;
+}
+
 /* Sets a scalar key from its text. Returns false (after reporting) when
  * the text is not a valid value. */
 static bool
@@ -175,6 +261,8 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 			return false;
 		}
 		return true;
+	case KT_FILE_LOGINS:
+		return set_logins(ld, k, base, text, mark);
 	case KT_STRING:
 	case KT_PATH:
 		if (*text == '\0') {
@@ -233,7 +321,8 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 static bool
 is_list(enum key_type t)
 {
-	return t == KT_DOMAINS || t == KT_STRINGS || t == KT_METHODS ||
+	return t == KT_DOMAINS || t == KT_STRINGS || t == KT_GLOBS ||
+	    t == KT_METHODS ||
 	    t == KT_CIDRS;
 }
 
@@ -248,23 +337,28 @@ add_item(struct loader *ld, const struct key *k, void *base, const char *text,
 	GPtrArray **list;
 	char *names;
 
+	char *item;
+
 	switch (k->type) {
 	case KT_DOMAINS:
 	case KT_STRINGS:
-		if (k->type == KT_DOMAINS && !valid_domain(text)) {
-			report(ld, mark, "invalid domain \"%s\" in \"%s\"", text,
-			    k->name);
-			return false;
-		}
+	case KT_GLOBS:
 		if (*text == '\0') {
 			report(ld, mark, "empty item in \"%s\"", k->name);
+			return false;
+		}
+		item = k->type == KT_DOMAINS ? domain_item(text)
+		    : k->type == KT_GLOBS ? glob_item(text) : g_strdup(text);
+		if (item == NULL) {
+			report(ld, mark, "invalid %s \"%s\" in \"%s\"",
+			    k->type == KT_DOMAINS ? "domain" : "address or domain "
+			    "glob", text, k->name);
 			return false;
 		}
 		list = field(base, k);
 		if (*list == NULL)
 			*list = g_ptr_array_new_with_free_func(g_free);
-		g_ptr_array_add(*list, k->type == KT_DOMAINS
-		    ? g_ascii_strdown(text, -1) : g_strdup(text));
+		g_ptr_array_add(*list, item);
 		return true;
 	case KT_CIDRS:
 		if (!parse_cidr(text, &cidr)) {
@@ -304,6 +398,7 @@ clear_list(void *base, const struct key *k)
 	switch (k->type) {
 	case KT_DOMAINS:
 	case KT_STRINGS:
+	case KT_GLOBS:
 		list = field(base, k);
 		if (*list != NULL)
 			g_ptr_array_set_size(*list, 0);
@@ -516,6 +611,8 @@ policy_new(const char *path)
 	pol->internal_domains = g_ptr_array_new_with_free_func(g_free);
 	pol->gateway.trusted_networks = g_array_new(FALSE, TRUE,
 	    sizeof(struct sg_cidr));
+	pol->gateway.signing_networks = g_array_new(FALSE, TRUE,
+	    sizeof(struct sg_cidr));
 	pol->rules = g_ptr_array_new_with_free_func((GDestroyNotify)sg_rule_free);
 	return pol;
 }
@@ -528,6 +625,9 @@ policy_free(struct sg_policy *pol)
 	g_free(pol->gateway.keystore);
 	g_free(pol->gateway.spool_dir);
 	g_array_free(pol->gateway.trusted_networks, TRUE);
+	g_array_free(pol->gateway.signing_networks, TRUE);
+	g_free(pol->gateway.sender_logins);
+	sg_logins_free(pol->logins);
 	g_ptr_array_free(pol->internal_domains, TRUE);
 	g_ptr_array_free(pol->rules, TRUE);
 	g_free(pol);
@@ -724,7 +824,7 @@ cidr_contains(const struct sg_cidr *c, int family, const unsigned char *addr)
 }
 
 bool
-sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
+sg_policy_ip_in(const GArray *nets, const char *ip)
 {
 	unsigned char addr[16];
 	int family;
@@ -743,9 +843,15 @@ sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
 	} else {
 		return false;
 	}
-	for (guint i = 0; i < pol->gateway.trusted_networks->len; i++)
-		if (cidr_contains(&g_array_index(pol->gateway.trusted_networks,
-		    struct sg_cidr, i), family, addr))
+	for (guint i = 0; i < nets->len; i++)
+		if (cidr_contains(&g_array_index(nets, struct sg_cidr, i), family,
+		    addr))
 			return true;
 	return false;
+}
+
+bool
+sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
+{
+	return sg_policy_ip_in(pol->gateway.trusted_networks, ip);
 }

@@ -20,6 +20,8 @@ enum key_type {
 	KT_REGEX,    /* string compiled with GRegex, case-insensitive */
 	KT_DOMAINS,  /* list of domain names (a single one may stand alone) */
 	KT_STRINGS,  /* list of strings (a single one may stand alone) */
+	KT_GLOBS,    /* list of address or domain globs (domains as A-labels) */
+	KT_FILE_LOGINS, /* path of a sender-login file, read and checked */
 	KT_METHODS,  /* list of method names */
 	KT_CIDRS,    /* list of networks */
 	KT_RULES,    /* list of rules */

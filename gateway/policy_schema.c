@@ -61,6 +61,16 @@ static const struct key gateway_keys[] = {
 	{ "trusted_networks", KT_CIDRS, POL(gateway.trusted_networks), NULL, NULL,
 	  "127.0.0.0/8,::1", false,
 	  "clients allowed to send outbound mail without SMTP AUTH" },
+	{ "signing_networks", KT_CIDRS, POL(gateway.signing_networks), NULL,
+	  NULL, NULL, false,
+	  "clients that may sign as their MAIL FROM address without SMTP AUTH "
+	  "(they must also be in trusted_networks); default: none" },
+	{ "sender_logins", KT_FILE_LOGINS, POL(gateway.sender_logins), NULL, NULL,
+	  NULL, false,
+	  "file naming the SMTP AUTH logins that own each address (format of "
+	  "Postfix's smtpd_sender_login_maps source: ADDRESS or @DOMAIN, then "
+	  "logins separated by commas or blanks); without it a login owns only "
+	  "the address equal to it or to its local part" },
 	{ "allow_vulnerable_openssl", KT_BOOL,
 	  POL(gateway.allow_vulnerable_openssl), NULL, NULL, "false", false,
 	  "run on an OpenSSL release with known flaws in CMS/PKCS#7 "
@@ -96,12 +106,14 @@ static const struct key header_keys[] = {
 };
 
 static const struct key when_keys[] = {
-	{ "sender", KT_STRINGS, RULE(when.sender), NULL, NULL, NULL, false,
-	  "envelope sender: addresses or globs (*@example.com, *.example.com)" },
-	{ "recipient", KT_STRINGS, RULE(when.recipient), NULL, NULL, NULL, false,
-	  "recipient: addresses or globs (*@partner.example, *.partner.example)" },
+	{ "sender", KT_GLOBS, RULE(when.sender), NULL, NULL, NULL, false,
+	  "envelope sender (canonical form): addresses or globs (*@example.com, "
+	  "*.example.com); IDN domains as U- or A-labels" },
+	{ "recipient", KT_GLOBS, RULE(when.recipient), NULL, NULL, NULL, false,
+	  "recipient (canonical form): addresses or globs (*@partner.example, "
+	  "*.partner.example); IDN domains as U- or A-labels" },
 	{ "recipient_domain", KT_DOMAINS, RULE(when.recipient_domain), NULL, NULL,
-	  NULL, false, "recipient's domain is one of these" },
+	  NULL, false, "recipient's domain is one of these (IDN: U- or A-labels)" },
 	{ "subject_tag", KT_STRING, RULE(when.subject_tag), NULL, NULL, NULL, false,
 	  "text in the Subject, case-insensitive (also RFC 2047 encoded)" },
 	{ "header", KT_MAP, 0, header_keys, NULL, NULL, false,
@@ -327,6 +339,8 @@ type_label(enum key_type t)
 	case KT_REGEX:		return "regex";
 	case KT_DOMAINS:	return "domains";
 	case KT_STRINGS:	return "strings";
+	case KT_GLOBS:		return "globs";
+	case KT_FILE_LOGINS:	return "file";
 	case KT_METHODS:	return "methods";
 	case KT_CIDRS:		return "networks";
 	case KT_RULES:		return "list";

@@ -34,6 +34,8 @@ int sg_parse_config_option(int argc, char **argv, const char **config);
 struct sg_cli {
 	const char *config, *in, *out;
 	bool json;
+	bool bad_envelope;       /* an address the milter would refuse */
+	char *from;              /* canonical env.from */
 	struct sg_envelope env;
 	struct sg_policy *pol;
 	struct sg_keystore *ks;

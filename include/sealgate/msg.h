@@ -36,7 +36,7 @@ enum sg_class {
 };
 
 struct sg_rcpt {
-	char *addr;         /* bare address, no angle brackets */
+	char *addr;         /* canonical address (sg_addr_canon) */
 	enum sg_class cls;  /* decided at RCPT time, SG_CLASS_NONE if not */
 	char *key_fpr;      /* the key or certificate found for its class */
 };
@@ -45,7 +45,7 @@ struct sg_msg {
 	char *queue_id;     /* "NOQUEUE" until known */
 	char *client_ip;    /* NULL when unknown */
 	char *auth_user;    /* SASL login, NULL when none */
-	char *mail_from;    /* bare envelope sender, "" for <> */
+	char *mail_from;    /* canonical envelope sender, "" for <> */
 	GPtrArray *rcpts;   /* struct sg_rcpt * */
 	GPtrArray *headers; /* struct sg_header * */
 	struct sg_spool *spool; /* header block, empty line, body; CRLF */
@@ -58,10 +58,7 @@ struct sg_msg {
 /* New empty message whose spool moves to spool_dir above 1 MiB. */
 int sg_msg_new(const char *spool_dir, struct sg_msg **out);
 
-/* Strips angle brackets and ESMTP parameters from an envelope address as
- * the MTA passes it ("<a@b> SIZE=1" -> "a@b"). (transfer full) */
-char *sg_addr_bare(const char *arg);
-
+/* Envelope addresses must be canonical (sealgate/addr.h). */
 int sg_msg_set_sender(struct sg_msg *msg, const char *addr);
 /* Adds a recipient with its class and key (key_fpr may be NULL). */
 int sg_msg_add_rcpt(struct sg_msg *msg, const char *addr, enum sg_class cls,

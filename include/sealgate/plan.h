@@ -17,14 +17,17 @@
 /* The sender's signing keys, per method (enum sg_method). */
 struct sg_signers {
 	bool looked_up;
+	bool denied;            /* the client may not sign as the sender */
 	bool have[SG_MAX_METHODS];
 	char fpr[SG_MAX_METHODS][SG_FPR_MAX];
 	char why[SG_MAX_METHODS][160];
 };
 
-/* Looks the sender's signing keys up once. Negative on internal errors. */
-int sg_signers_lookup(struct sg_signers *s, const struct sg_keystore *ks,
-		      const char *sender);
+/* Looks the signing keys of msg's sender up once: none when the client
+ * may not sign as that address (sg_policy_may_sign; denied is set and why
+ * says why) or the identity is deactivated. Negative on internal errors. */
+int sg_signers_lookup(struct sg_signers *s, const struct sg_policy *pol,
+		      const struct sg_keystore *ks, const struct sg_msg *msg);
 
 enum sg_outcome {
 	SG_OUTCOME_PASS,        /* not outbound, or internal */
@@ -64,6 +67,7 @@ struct sg_plan {
 	const char *missing_what[3];
 	const char *rule;           /* a deciding rule, for the log */
 	const char *strip_tag;      /* tag to remove from the Subject */
+	const char *sender;         /* msg's canonical sender */
 	struct sg_signers signers;
 };
 

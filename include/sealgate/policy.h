@@ -103,8 +103,11 @@ struct sg_policy {
 		char *spool_dir;        /* absolute */
 		long long max_message_size; /* bytes */
 		GArray *trusted_networks;   /* struct sg_cidr */
+		GArray *signing_networks;   /* struct sg_cidr: sign without login */
+		char *sender_logins;        /* absolute path, NULL: none */
 		bool allow_vulnerable_openssl; /* run below the floor */
 	} gateway;
+	struct sg_logins *logins;    /* gateway.sender_logins read, or NULL */
 	GPtrArray *internal_domains; /* char *, lower case */
 	struct {
 		int action;             /* enum sg_action */
@@ -145,6 +148,23 @@ bool sg_policy_allows_method(const struct sg_methods *m, enum sg_method method);
 
 /* True when ip (text form) is in gateway.trusted_networks. */
 bool sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip);
+
+/* True when ip (text form, may be NULL) is in one of nets (struct sg_cidr). */
+bool sg_policy_ip_in(const GArray *nets, const char *ip);
+
+/*
+ * Whether the client of an outbound transaction may sign as sender (a
+ * canonical address) -- DESIGN.md §4 rule 8. With an SMTP AUTH login, only
+ * the login decides: it must own the address in gateway.sender_logins
+ * (the address's own line, else its "@domain" line; an address the file
+ * does not name is owned by nobody), or without that file be the address
+ * or its local part (case-insensitive, canonical forms). Without a login
+ * the client must be in gateway.signing_networks. When not, why (len
+ * bytes) says why not.
+ */
+bool sg_policy_may_sign(const struct sg_policy *pol, const char *sender,
+			const char *login, const char *client_ip, char *why,
+			size_t len);
 
 /* True for sign, encrypt and sign-encrypt: a missing key is not tolerated
  * silently. */

@@ -9,7 +9,10 @@ restarting the milter with the new file. Each policy is
     outbound.default: { action: ACTION, methods: [METHOD, ...] }
 
 with internal_domains [example.com] and trusted_networks [127.0.0.0/8]
-(Postfix connects from 127.0.0.1, so alice's mail is outbound).
+(Postfix connects from 127.0.0.1, so alice's mail is outbound), and
+signing_networks [127.0.0.0/8]: the Postfix on loopback is a submission host
+allowed to sign for its senders without SMTP AUTH (who may sign as whom is
+tested in test_postfix_envelope.py).
 
 Keys (the gateway's keystore, filled with `sealgate keys import`):
   alice@example.com      sender: OpenPGP secret key (alice.sec.asc) and an
@@ -86,7 +89,7 @@ for _prog in ("swaks", "openssl", "gpgsm"):
 def policy(action, methods):
     return ("version: 1\n"
             "gateway: { keystore: \"store\", spool_dir: \"spool\", "
-            "trusted_networks: [127.0.0.0/8] }\n"
+            "trusted_networks: [127.0.0.0/8], signing_networks: [127.0.0.0/8] }\n"
             "internal_domains: [example.com]\n"
             "outbound:\n"
             "  default: { action: %s, methods: [%s] }\n"

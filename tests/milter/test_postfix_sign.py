@@ -10,7 +10,8 @@ verify at the far end.
 alice@example.com has an S/MIME certificate (RSA, from a test CA that is the
 gateway's trust anchor) and an OpenPGP secret key in the gateway's keystore.
 Policy: default action none; recipient smime@other.example -> sign with
-S/MIME, pgp@other.example -> sign with OpenPGP.
+S/MIME, pgp@other.example -> sign with OpenPGP; the Postfix on loopback may
+sign for its senders without SMTP AUTH (signing_networks).
 
   a) the relay path really downgrades: the sink does not announce 8BITMIME
      (Postfix's own smtpd does), a plain 8-bit UTF-8 message arrives with its
@@ -43,7 +44,8 @@ PLAIN_RCPT = "plain@other.example"
 
 POLICY = """\
 version: 1
-gateway: { keystore: "store", spool_dir: "spool", trusted_networks: [127.0.0.0/8] }
+gateway: { keystore: "store", spool_dir: "spool", trusted_networks: [127.0.0.0/8],
+           signing_networks: [127.0.0.0/8] }
 internal_domains: [example.com]
 outbound:
   default: { action: none }

@@ -384,8 +384,9 @@ class KeysAdmin(unittest.TestCase, InboundCase):
     # -- deactivate / reactivate ------------------------------------------
 
     def sign_as_alice(self, gw):
+        """alice, authenticated as herself, sends mail a rule must sign."""
         msg = plain_msg(SIGNED, new_marker())
-        return gw.process(msg, ALICE, [SIGNED])
+        return gw.process(msg, ALICE, [SIGNED], extra_args=["--auth", "alice"])
 
     def test_deactivate_stops_signing(self):
         gw = new_gateway(openpgp=(), erin=False)
@@ -427,6 +428,21 @@ class KeysAdmin(unittest.TestCase, InboundCase):
         cp = keys(gw, "reactivate", ALICE)
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertIn("already", cp.stdout + cp.stderr)
+
+        # Any form of the address names the same identity (canonical form),
+        # and any form of MAIL FROM is stopped.
+        cp = keys(gw, "deactivate", '"Alice"@EXAMPLE.com.')
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout.split(":")[0], "Alice@example.com")
+        for sender in (ALICE, "alice@example.com.", "<@r.example:alice@Example.COM>"):
+            with self.subTest(sender=sender):
+                rc, out, err = gw.process(plain_msg(SIGNED, new_marker()), sender, [SIGNED],
+                                          extra_args=["--auth", "alice"])
+                self.assertEqual(rc, 2, err)
+        cp = keys(gw, "reactivate", "alice@example.com.")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertNotIn("already", cp.stdout)
+        self.assertEqual(self.sign_as_alice(gw)[0], 0)
 
     def test_deactivate_stops_decrypting(self):
         gw = new_gateway(openpgp=(), erin=False)

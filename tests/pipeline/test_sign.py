@@ -56,10 +56,14 @@ SIGN_STATUS = ("NEWSIG", "GOODSIG", "VALIDSIG", "BADSIG", "ERRSIG", "EXPSIG",
 
 
 def policy(keystore, default, rules=""):
+    # The runs play a submission host on loopback that may sign for its
+    # users without SMTP AUTH (gateway.signing_networks); who may sign as
+    # whom is tested in test_sign_owner.py.
     text = ("version: 1\n"
             "gateway:\n"
             "  keystore: \"%s\"\n"
             "  spool_dir: \"spool\"\n"
+            "  signing_networks: [127.0.0.0/8, \"::1\"]\n"
             "internal_domains: [example.com]\n"
             "outbound:\n"
             "  default: { %s }\n" % (keystore, default))

@@ -232,6 +232,25 @@ static const struct error_case error_cases[] = {
 	  "version: 1\ngateway: { keystore: s, trusted_networks: [10.0.0.0/33] }\n",
 	  "DIR/policy.yaml:2:44: invalid network \"10.0.0.0/33\" in "
 	  "\"trusted_networks\" (expected an address or ADDRESS/PREFIX)" },
+	{ "invalid signing network",
+	  "version: 1\ngateway: { keystore: s, signing_networks: [bad] }\n",
+	  "DIR/policy.yaml:2:44: invalid network \"bad\" in "
+	  "\"signing_networks\" (expected an address or ADDRESS/PREFIX)" },
+	{ "sender_logins missing",
+	  "version: 1\ngateway: { keystore: s, sender_logins: /nonexistent/logins }\n",
+	  "DIR/policy.yaml:2:40: \"sender_logins\": cannot open /nonexistent/logins: "
+	  "No such file or directory" },
+	{ "sender_logins not a file",
+	  "version: 1\ngateway: { keystore: s, sender_logins: / }\n",
+	  "DIR/policy.yaml:2:40: \"sender_logins\": / is not a regular file" },
+	{ "glob with an empty label",
+	  "version: 1\ngateway: { keystore: s }\noutbound:\n  rules:\n"
+	  "    - { name: r, when: { recipient: \"*@a..b\" }, action: encrypt }\n",
+	  "DIR/policy.yaml:5:37: invalid address or domain glob \"*@a..b\" in "
+	  "\"recipient\"" },
+	{ "invalid domain",
+	  "version: 1\ngateway: { keystore: s }\ninternal_domains: [a..b]\n",
+	  "DIR/policy.yaml:3:20: invalid domain \"a..b\" in \"internal_domains\"" },
 	{ "rules not a list",
 	  "version: 1\ngateway: { keystore: s }\noutbound: { rules: { a: 1 } }\n",
 	  "DIR/policy.yaml:3:20: \"rules\" must be a list of rules" },
@@ -275,6 +294,99 @@ test_error_texts(void **state)
 		fail_msg("%u error case(s) differ", failed);
 }
 
+/* IDN domains in the policy are kept as A-labels, like envelope domains. */
+static void
+test_idn_domains(void **state)
+{
+	struct sg_policy *pol = NULL;
+	const struct sg_rule *r;
+	char *errs;
+
+	(void)state;
+	errs = load_text(
+	    "version: 1\ngateway: { keystore: s }\n"
+	    "internal_domains: [Bücher.Example]\n"
+	    "outbound:\n  rules:\n"
+	    "    - { name: r, when: { recipient: \"*@*.MÜNCHEN.example.\", "
+	    "recipient_domain: köln.example }, action: encrypt }\n", &pol);
+	assert_string_equal(errs, "");
+	assert_true(sg_policy_is_internal(pol, "a@xn--bcher-kva.example"));
+	r = g_ptr_array_index(pol->rules, 0);
+	assert_string_equal(g_ptr_array_index(r->when.recipient, 0),
+	    "*@*.xn--mnchen-3ya.example");
+	assert_string_equal(g_ptr_array_index(r->when.recipient_domain, 0),
+	    "xn--kln-sna.example");
+	sg_policy_unref(pol);
+	g_free(errs);
+}
+
+/* Who may sign as whom (sg_policy_may_sign), with and without a
+ * sender_logins file. */
+static void
+test_may_sign(void **state)
+{
+	static const struct {
+		bool map;
+		const char *sender, *login, *ip;
+		bool ok;
+		const char *why;
+	} cases[] = {
+		{ false, "alice@example.com", "alice", NULL, true, "" },
+		{ false, "alice@example.com", "ALICE@Example.com.", NULL, true, "" },
+		{ false, "Alice@example.com", "alice", NULL, true, "" },
+		{ false, "alice@example.com", "bob", NULL, false,
+		  "login \"bob\" is neither the address nor its local part" },
+		{ false, "alice@example.com", "alice@example.org", NULL, false, "login" },
+		{ false, "alice@example.com", "alice@example.com x", NULL, false,
+		  "the SMTP AUTH login is not usable" },
+		{ false, "alice@example.com", "", NULL, false, "not usable" },
+		{ false, "alice@example.com", NULL, "10.1.2.3", true, "" },
+		{ false, "alice@example.com", NULL, "::ffff:10.1.2.3", true, "" },
+		{ false, "alice@example.com", NULL, "127.0.0.1", false,
+		  "client 127.0.0.1 is not authenticated (SMTP AUTH) and not in "
+		  "gateway.signing_networks" },
+		{ false, "alice@example.com", NULL, NULL, false, "client (unknown)" },
+		{ false, "", "alice", NULL, false, "null sender" },
+		{ true, "alice@example.com", "assistant", NULL, true, "" },
+		{ true, "alice@example.com", "alice", NULL, false,
+		  "login \"alice\" does not own the address in gateway.sender_logins" },
+		{ true, "bob@example.com", "admin", NULL, true, "" },
+		{ true, "bob@example.com", "bob", NULL, false, "does not own" },
+		{ true, "carol@example.org", "carol", NULL, false,
+		  "gateway.sender_logins names no owner of the address" },
+	};
+	char *path = g_build_filename(tmpdir, "logins", NULL);
+	struct sg_policy *plain = NULL, *map = NULL;
+	char why[160], *errs;
+
+	(void)state;
+	assert_true(g_file_set_contents(path,
+	    "alice@EXAMPLE.com. assistant\n@example.com admin\n", -1, NULL));
+	errs = load_text("version: 1\ngateway: { keystore: s, "
+	    "signing_networks: [10.0.0.0/8] }\n", &plain);
+	assert_string_equal(errs, "");
+	g_free(errs);
+	errs = load_text("version: 1\ngateway: { keystore: s, "
+	    "sender_logins: logins }\n", &map);
+	assert_string_equal(errs, "");
+	g_free(errs);
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+		bool ok;
+
+		why[0] = '\0';
+		ok = sg_policy_may_sign(cases[i].map ? map : plain, cases[i].sender,
+		    cases[i].login, cases[i].ip, why, sizeof(why));
+		if (ok != cases[i].ok || strstr(why, cases[i].why) == NULL)
+			fail_msg("case %zu (%s as %s from %s): %d \"%s\"", i,
+			    cases[i].sender, cases[i].login ? cases[i].login : "-",
+			    cases[i].ip ? cases[i].ip : "-", ok, why);
+	}
+	sg_policy_unref(plain);
+	sg_policy_unref(map);
+	unlink(path);
+	g_free(path);
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -316,6 +428,8 @@ main(void)
 		cmocka_unit_test(test_valid_policy_and_defaults),
 		cmocka_unit_test(test_explicit_values),
 		cmocka_unit_test(test_error_texts),
+		cmocka_unit_test(test_idn_domains),
+		cmocka_unit_test(test_may_sign),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_refcount),
 	};

@@ -315,25 +315,6 @@ test_spool_crlf(void **state)
 	sg_spool_free(sp);
 }
 
-static void
-test_addr_bare(void **state)
-{
-	static const char *cases[][2] = {
-		{ "<alice@example.com>", "alice@example.com" },
-		{ "<alice@example.com> SIZE=100", "alice@example.com" },
-		{ "alice@example.com", "alice@example.com" },
-		{ "<>", "" },
-	};
-
-	(void)state;
-	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-		char *b = sg_addr_bare(cases[i][0]);
-
-		assert_string_equal(b, cases[i][1]);
-		g_free(b);
-	}
-}
-
 int
 main(void)
 {
@@ -346,7 +327,6 @@ main(void)
 		cmocka_unit_test(test_inspect_malformed),
 		cmocka_unit_test(test_spool_memory_then_disk),
 		cmocka_unit_test(test_spool_crlf),
-		cmocka_unit_test(test_addr_bare),
 	};
 
 	g_mime_init();
