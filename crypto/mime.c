@@ -192,6 +192,7 @@ sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		goto out;
 	}
 	out->protection = sg_mime_protection_of(g_mime_message_get_mime_part(msg));
+	out->encrypted = sg_mime_encrypted_as(g_mime_message_get_mime_part(msg));
 	out->depth = st.depth;
 	out->parts = st.parts;
 out:
