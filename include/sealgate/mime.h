@@ -41,6 +41,14 @@ struct sg_mime_info {
 int sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		    struct sg_err *err);
 
+/* Counts the entities and the nesting of the message in stream by its
+ * boundaries, before anything is parsed, and stops at the first bound
+ * exceeded: SG_ELIMIT beyond SG_MIME_MAX_DEPTH levels or
+ * SG_MIME_MAX_PARTS entities (counted as sg_mime_inspect counts them).
+ * Reads the stream once in constant memory. sg_mime_inspect runs it
+ * first. */
+int sg_mime_prescan(GMimeStream *stream, struct sg_err *err);
+
 const char *sg_mime_protection_name(enum sg_protection prot);
 
 /* How obj, taken as the whole message, is labelled as protected. */
