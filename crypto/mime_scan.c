@@ -235,7 +235,8 @@ sg_mime_prescan(GMimeStream *stream, struct sg_err *err)
 			p = nl + 1;
 		}
 	}
-	if (rc == 0 && n < 0)
+	/* A bounded GMime stream answers -1 at its end. */
+	if (rc == 0 && n < 0 && !g_mime_stream_eos(stream))
 		rc = sg_err_set(err, SG_EIO, "cannot read the message");
 	if (rc == 0 && st.line->len > 0)
 		rc = on_line(&st, err);
