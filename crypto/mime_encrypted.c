@@ -29,6 +29,40 @@ part_bytes(GMimeObject *obj)
 	return out;
 }
 
+/* Whether the decoded content of a leaf part starts (after white space)
+ * with an armor line; reads only its first kilobytes, so that ordinary
+ * text is never copied. */
+static bool
+starts_with_armor(GMimeObject *obj)
+{
+	static const char begin[] = "-----BEGIN PGP MESSAGE-----";
+	GMimeDataWrapper *w = GMIME_IS_PART(obj)
+	    ? g_mime_part_get_content(GMIME_PART(obj)) : NULL;
+	GMimeStream *raw, *dec;
+	GMimeFilter *filter;
+	char buf[4096];
+	ssize_t n = 0, r;
+	size_t i = 0;
+
+	if (w == NULL || (raw = g_mime_data_wrapper_get_stream(w)) == NULL)
+		return false;
+	g_mime_stream_reset(raw);
+	dec = g_mime_stream_filter_new(raw);
+	filter = g_mime_filter_basic_new(g_mime_data_wrapper_get_encoding(w),
+	    FALSE);
+	g_mime_stream_filter_add(GMIME_STREAM_FILTER(dec), filter);
+	g_object_unref(filter);
+	while (n < (ssize_t)sizeof(buf) &&
+	    (r = g_mime_stream_read(dec, buf + n, sizeof(buf) - (size_t)n)) > 0)
+		n += r;
+	g_object_unref(dec);
+	g_mime_stream_reset(raw);
+	while (i < (size_t)n && g_ascii_isspace(buf[i]))
+		i++;
+	return (size_t)n - i >= sizeof(begin) - 1 &&
+	    memcmp(buf + i, begin, sizeof(begin) - 1) == 0;
+}
+
 /* Text outside the encrypted data goes out in clear: at most
  * SG_MIME_MAX_CLEAR_TEXT bytes of it besides white space. */
 static bool
@@ -90,6 +124,8 @@ sg_mime_encrypted_as(GMimeObject *top)
 		return GMIME_IS_MULTIPART(top) &&
 		    pgp_mime_encrypted(GMIME_MULTIPART(top))
 		    ? SG_PROT_PGP_MIME : SG_PROT_NONE;
+	if (content_is(top, "text", "plain") && !starts_with_armor(top))
+		return SG_PROT_NONE;
 	b = part_bytes(top);
 	if (b == NULL)
 		return SG_PROT_NONE;

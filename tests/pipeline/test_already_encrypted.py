@@ -233,6 +233,11 @@ class AlreadyEncrypted(unittest.TestCase):
                                      canon(self.encrypt(("inline %s\n" % MARKER).encode())),
                                      "7bit"))
 
+    def test_real_inline_transfer_encoded(self):
+        armored = canon(self.encrypt(("inline %s\n" % MARKER).encode()))
+        self.assert_untouched(single("text/plain; charset=us-ascii", b64(b"\r\n" + armored),
+                                     "base64"))
+
     def test_real_symmetric_inline(self):
         sym = self.alice.gpg("--symmetric", "--armor", "--passphrase", "pw",
                              input_bytes=self.secret).stdout
