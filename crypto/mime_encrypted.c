@@ -118,28 +118,25 @@ enum sg_protection
 sg_mime_encrypted_as(GMimeObject *top)
 {
 	enum sg_protection prot = SG_PROT_NONE;
+	bool smime, pgp, text;
 	GByteArray *b;
 
 	if (content_is(top, "multipart", "encrypted"))
 		return GMIME_IS_MULTIPART(top) &&
 		    pgp_mime_encrypted(GMIME_MULTIPART(top))
 		    ? SG_PROT_PGP_MIME : SG_PROT_NONE;
-	if (content_is(top, "text", "plain") && !starts_with_armor(top))
+	smime = content_is(top, "application", "pkcs7-mime") ||
+	    content_is(top, "application", "x-pkcs7-mime");
+	pgp = content_is(top, "application", "pgp-encrypted");
+	text = content_is(top, "text", "plain");
+	/* Only these are read; a text body only when it starts as armor. */
+	if ((!smime && !pgp && !text) || (text && !starts_with_armor(top)) ||
+	    (b = part_bytes(top)) == NULL)
 		return SG_PROT_NONE;
-	b = part_bytes(top);
-	if (b == NULL)
-		return SG_PROT_NONE;
-	if (content_is(top, "application", "pkcs7-mime") ||
-	    content_is(top, "application", "x-pkcs7-mime")) {
-		if (sg_smime_is_enveloped(b->data, b->len))
-			prot = SG_PROT_SMIME;
-	} else if (content_is(top, "application", "pgp-encrypted")) {
-		if (sg_openpgp_is_encrypted(b->data, b->len, false))
-			prot = SG_PROT_PGP_INLINE;
-	} else if (content_is(top, "text", "plain")) {
-		if (sg_openpgp_is_encrypted(b->data, b->len, true))
-			prot = SG_PROT_PGP_INLINE;
-	}
+	if (smime && sg_smime_is_enveloped(b->data, b->len))
+		prot = SG_PROT_SMIME;
+	else if (!smime && sg_openpgp_is_encrypted(b->data, b->len, text))
+		prot = SG_PROT_PGP_INLINE;
 	g_byte_array_free(b, TRUE);
 	return prot;
 }

@@ -94,7 +94,6 @@ sg_pgp_packet_header(const unsigned char *p, size_t avail, int *tag,
 	return h + *len <= avail ? h : 0;
 }
 
-
 #define ARMOR_BEGIN "-----BEGIN PGP MESSAGE-----"
 #define ARMOR_END "-----END PGP MESSAGE-----"
 
@@ -158,7 +157,7 @@ armor_body(const char *p, const char *end, GString *b64)
 {
 	bool closed = false;   /* after padding */
 	bool crc = false;      /* after the checksum */
-	const char *next;
+	const char *next, *eq;
 	size_t l;
 
 	for (; p < end; p = next) {
@@ -175,10 +174,9 @@ armor_body(const char *p, const char *end, GString *b64)
 		}
 		if (closed)
 			return NULL;
-		if (memchr(p, '=', l) != NULL) {
+		eq = memchr(p, '=', l);
+		if (eq != NULL) {
 			/* padding: only at the end of the last line */
-			const char *eq = memchr(p, '=', l);
-
 			if (eq < p + l - 2 || p[l - 1] != '=')
 				return NULL;
 			closed = true;
