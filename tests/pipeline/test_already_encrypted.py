@@ -9,7 +9,9 @@ are not session keys + one integrity-protected encrypted data packet). Each
 must be encrypted to carol's key -- gpg in her own home decrypts the result to
 the original entity -- and refused (550) for erin, who has no key. Mail that
 really is encrypted (PGP/MIME, inline, symmetric, hidden key ids, CMS
-EnvelopedData and AuthEnvelopedData) still passes byte for byte.
+EnvelopedData and AuthEnvelopedData) still passes byte for byte. A second
+gateway encrypts with S/MIME: its results are decrypted with `openssl cms
+-decrypt` and carol's own key.
 """
 
 import base64
@@ -19,6 +21,7 @@ import subprocess
 import unittest
 
 import sgtest
+import smimetest
 from sgtest import CAROL, ERIN, MARKER, SENDER, canon, make_message, std_headers
 
 OPENSSL = shutil.which("openssl")
@@ -258,6 +261,50 @@ class AlreadyEncrypted(unittest.TestCase):
         der = self.cms("-encrypt", "-aes-128-gcm", "-outform", "DER", cert)
         self.assert_untouched(single('application/pkcs7-mime; name="smime.p7m";\r\n'
                                      '\tsmime-type=authEnveloped-data', b64(der), "base64"))
+
+
+class AlreadyEncryptedSmime(unittest.TestCase):
+    """The same through the S/MIME method: the result is checked with
+    `openssl cms -decrypt` and the recipient's own key."""
+
+    @classmethod
+    def setUpClass(cls):
+        smimetest.require_tools()
+        sgtest.require_binary()
+        cls.tmp = sgtest.tmpdir("sgencs")
+        ca = smimetest.TestCA(os.path.join(cls.tmp, "ca"))
+        cls.carol = ca.issue("Carol Partner", [CAROL])
+        cls.gw = smimetest.smime_gateway(os.path.join(cls.tmp, "gw"), smimetest.smime_policy(
+            action="encrypt"), anchors=[ca.cert], certs=[cls.carol.cert])
+        cls.secret = ("Content-Type: text/plain\r\n\r\nsecret %s\r\n" % MARKER).encode()
+
+    def assert_encrypted(self, msg):
+        rc, out, err = self.gw.process(msg, SENDER, [CAROL])
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn("already protected", err)
+        self.assertNotIn(MARKER.encode(), out)
+        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        smimetest.assert_openssl_decrypts(self, der, self.carol, msg)
+
+    def test_enveloped_label_holding_plain_bytes(self):
+        self.assert_encrypted(single('application/pkcs7-mime; smime-type=enveloped-data; '
+                                     'name="smime.p7m"', b64(self.secret), "base64"))
+
+    def test_opaque_signed_data(self):
+        der = smimetest.openssl("cms", "-sign", "-nodetach", "-binary", "-outform", "DER",
+                                "-signer", self.carol.cert, "-inkey", self.carol.key,
+                                input_bytes=self.secret).stdout
+        self.assert_encrypted(single('application/pkcs7-mime; name="smime.p7m"',
+                                     b64(der), "base64"))
+
+    def test_real_enveloped_data_passes(self):
+        der = smimetest.openssl_encrypt(self.secret, [self.carol])
+        msg = single('application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
+                     b64(der), "base64")
+        rc, out, err = self.gw.process(msg, SENDER, [CAROL])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("already protected", err)
+        self.assertTrue(out == msg, "message changed")
 
 
 if __name__ == "__main__":
