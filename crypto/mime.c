@@ -170,6 +170,12 @@ sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 	struct inspect st = { 0 };
 	int rc = SG_OK;
 
+	/* Bounds before work: GMime builds every object it reads. */
+	rc = sg_mime_prescan(stream, err);
+	if (rc < 0)
+		return rc;
+	if (g_mime_stream_reset(stream) < 0)
+		return sg_err_set(err, SG_EIO, "cannot read the message");
 	opts = g_mime_parser_options_new();
 	g_mime_parser_options_set_warning_callback(opts, on_warning, &st);
 	parser = g_mime_parser_new_with_stream(stream);
@@ -192,6 +198,7 @@ sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		goto out;
 	}
 	out->protection = sg_mime_protection_of(g_mime_message_get_mime_part(msg));
+	out->encrypted = sg_mime_encrypted_as(g_mime_message_get_mime_part(msg));
 	out->depth = st.depth;
 	out->parts = st.parts;
 out:

@@ -445,8 +445,13 @@ is_rsa(gpgme_subkey_t sk)
 static const char *
 refused_key(gpgme_key_t key)
 {
+	unsigned uids = 0;
 	bool enc = false;
 
+	for (gpgme_user_id_t u = key->uids; u != NULL; u = u->next)
+		uids++;
+	if (uids > SG_PGP_MAX_UIDS)
+		return "has more than " G_STRINGIFY(SG_PGP_MAX_UIDS) " user ids";
 	if (key->revoked)
 		return "is revoked";
 	if (key->expired)

@@ -5,99 +5,8 @@
 #include <glib.h>
 
 #include "openpgp_int.h"
+#include "openpgp_packet.h"
 #include "sealgate/verify.h"
-
-/* The binary form of data: decoded when it is ASCII armor. (transfer full) */
-static GByteArray *
-dearmor(const void *data, size_t len)
-{
-	const char *begin = g_strstr_len(data, (gssize)len,
-	    "-----BEGIN PGP MESSAGE-----");
-	const char *end = (const char *)data + len, *p, *nl;
-	GString *b64 = g_string_new(NULL);
-	GByteArray *out;
-	bool in_body = false;
-	gsize n = 0;
-
-	if (begin == NULL) {
-		g_string_free(b64, TRUE);
-		out = g_byte_array_new();
-		g_byte_array_append(out, data, (guint)len);
-		return out;
-	}
-	for (p = begin; p < end; p = nl + 1) {
-		size_t l;
-
-		nl = memchr(p, '\n', (size_t)(end - p));
-		if (nl == NULL)
-			nl = end;
-		l = (size_t)(nl - p);
-		if (l > 0 && p[l - 1] == '\r')
-			l--;
-		if (!in_body) {
-			if (l == 0)
-				in_body = true; /* after the armor headers */
-			continue;
-		}
-		if (l == 0 || *p == '=' || *p == '-')
-			break;          /* checksum or END line */
-		g_string_append_len(b64, p, (gssize)l);
-		if (nl == end)
-			break;
-	}
-	out = g_byte_array_new();
-	if (b64->len > 0 && g_base64_decode_inplace(b64->str, &n) != NULL)
-		g_byte_array_append(out, (guint8 *)b64->str, (guint)n);
-	g_string_free(b64, TRUE);
-	return out;
-}
-
-/* Reads a packet header at p; returns the body offset or 0. */
-static size_t
-packet_header(const guint8 *p, size_t avail, int *tag, size_t *len)
-{
-	size_t h;
-
-	if (avail < 2 || !(p[0] & 0x80))
-		return 0;
-	if (p[0] & 0x40) {                      /* new format */
-		*tag = p[0] & 0x3f;
-		if (p[1] < 192) {
-			*len = p[1];
-			h = 2;
-		} else if (p[1] < 224 && avail >= 3) {
-			*len = ((size_t)(p[1] - 192) << 8) + p[2] + 192;
-			h = 3;
-		} else if (p[1] == 255 && avail >= 6) {
-			*len = ((size_t)p[2] << 24) | ((size_t)p[3] << 16) |
-			    ((size_t)p[4] << 8) | p[5];
-			h = 6;
-		} else {
-			return 0;               /* partial lengths: not a PKESK */
-		}
-	} else {                                /* old format */
-		*tag = (p[0] >> 2) & 0x0f;
-		switch (p[0] & 3) {
-		case 0: *len = p[1]; h = 2; break;
-		case 1:
-			if (avail < 3)
-				return 0;
-			*len = ((size_t)p[1] << 8) | p[2];
-			h = 3;
-			break;
-		case 2:
-			if (avail < 5)
-				return 0;
-			*len = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) |
-			    ((size_t)p[3] << 8) | p[4];
-			h = 5;
-			break;
-		default:
-			return 0;
-		}
-	}
-	return h + *len <= avail ? h : 0;
-}
 
 /* The tag of the packet at p (old or new format), or -1. */
 static int
@@ -112,11 +21,11 @@ int
 sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 		      int *integrity, struct sg_err *err)
 {
-	GByteArray *bin = dearmor(data, len);
+	GByteArray *bin = sg_pgp_dearmor(data, len);
 	size_t off = 0, blen, h;
 	int tag, found = 0;
 
-	while ((h = packet_header(bin->data + off, bin->len - off, &tag,
+	while ((h = sg_pgp_packet_header(bin->data + off, bin->len - off, &tag,
 	    &blen)) != 0) {
 		const guint8 *body = bin->data + off + h;
 

@@ -16,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "smime_int.h"
+#include "smime_pbe.h"
 
 struct parsed {
 	STACK_OF(X509) *certs;
@@ -82,7 +83,13 @@ parse_pkcs12(struct parsed *p, PKCS12 *p12, const char *pass,
 	EVP_PKEY *key = NULL;
 	X509 *cert = NULL;
 	STACK_OF(X509) *ca = NULL;
+	int rc;
 
+	/* Iteration counts are the sender's: bounded before any derivation
+	 * (the MAC check derives a key already). */
+	rc = sg_pbe_check_pkcs12(p12, pass ? pass : "", err);
+	if (rc < 0)
+		return rc;
 	if (!PKCS12_verify_mac(p12, pass ? pass : "", -1) &&
 	    !(pass == NULL && PKCS12_verify_mac(p12, NULL, 0)))
 		return sg_err_set(err, SG_EINVAL, pass == NULL
@@ -163,6 +170,12 @@ parse_pem_block(struct parsed *p, const char *name, const char *header,
 		rc = parse_pkcs7(p, p7, err);
 		PKCS7_free(p7);
 		return rc;
+	}
+	if (strcmp(name, "ENCRYPTED PRIVATE KEY") == 0) {
+		int rc = sg_pbe_check_pkcs8(der, len, err);
+
+		if (rc < 0)
+			return rc;
 	}
 	if (strstr(name, "PRIVATE KEY") != NULL) {
 		char *pem = g_strdup_printf("-----BEGIN %s-----\n", name);

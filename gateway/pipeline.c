@@ -307,8 +307,9 @@ refuse_missing(const struct sg_plan *plan, struct sg_result *res)
 	    refuse_one(plan, SG_MISSING_TEMPFAIL, res);
 }
 
-/* Parses the message; false (with a refusal in res) when it is malformed
- * or already protected is reported in *prot. */
+/* Parses the message; a refusal in res when it is malformed. *prot says
+ * how it is already encrypted as a whole, judged from its content: a
+ * label alone never lets a message pass. */
 static int
 inspect_message(struct sg_msg *msg, struct sg_result *res,
 		enum sg_protection *prot)
@@ -331,7 +332,7 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 	}
 	if (rc < 0)
 		return sg_result_internal(res, rc, "MIME parser", &err);
-	*prot = info.protection;
+	*prot = info.encrypted;
 	return SG_OK;
 }
 

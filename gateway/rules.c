@@ -229,6 +229,27 @@ any_glob(const GPtrArray *globs, const char *addr)
 	return false;
 }
 
+/* v without white space (ASCII or Unicode, e.g. no-break space) at
+ * either end, in place. */
+static char *
+trim_value(char *v)
+{
+	char *start = v, *end = v + strlen(v), *prev;
+
+	while (*start && g_unichar_isspace(g_utf8_get_char_validated(start, -1)))
+		start = g_utf8_next_char(start);
+	while (end > start) {
+		prev = g_utf8_find_prev_char(start, end);
+		if (prev == NULL ||
+		    !g_unichar_isspace(g_utf8_get_char_validated(prev, -1)))
+			break;
+		end = prev;
+	}
+	memmove(v, start, (size_t)(end - start));
+	v[end - start] = '\0';
+	return v;
+}
+
 static bool
 header_matches(const struct sg_cond *c, const struct sg_msg *msg)
 {
@@ -239,7 +260,9 @@ header_matches(const struct sg_cond *c, const struct sg_msg *msg)
 
 		if (g_ascii_strcasecmp(h->name, c->header.name) != 0)
 			continue;
-		v = sg_header_decode(h->value);
+		/* The unfolded, decoded value without the white space around
+		 * it: folding and blanks never hide a value from a rule. */
+		v = trim_value(sg_header_decode(h->value));
 		m = g_regex_match(c->header.re, v, 0, NULL);
 		g_free(v);
 		if (m)

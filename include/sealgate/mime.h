@@ -12,6 +12,10 @@
 
 #define SG_MIME_MAX_DEPTH 32
 #define SG_MIME_MAX_PARTS 10000
+/* Bytes of text (besides white space) allowed in clear around encrypted
+ * data that passes as already encrypted: the MIME preamble and epilogue
+ * of PGP/MIME, each. */
+#define SG_MIME_MAX_CLEAR_TEXT 256
 
 /* How the whole message is already protected. */
 enum sg_protection {
@@ -23,7 +27,8 @@ enum sg_protection {
 };
 
 struct sg_mime_info {
-	enum sg_protection protection;
+	enum sg_protection protection; /* what the labels say */
+	enum sg_protection encrypted;  /* what the content is (sg_mime_encrypted_as) */
 	unsigned depth;       /* deepest nesting level, top level = 1 */
 	unsigned parts;       /* number of MIME entities */
 };
@@ -36,10 +41,27 @@ struct sg_mime_info {
 int sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		    struct sg_err *err);
 
+/* Counts the entities and the nesting of the message in stream by its
+ * boundaries, before anything is parsed, and stops at the first bound
+ * exceeded: SG_ELIMIT beyond SG_MIME_MAX_DEPTH levels or
+ * SG_MIME_MAX_PARTS entities (counted as sg_mime_inspect counts them).
+ * Reads the stream once in constant memory. sg_mime_inspect runs it
+ * first. */
+int sg_mime_prescan(GMimeStream *stream, struct sg_err *err);
+
 const char *sg_mime_protection_name(enum sg_protection prot);
 
-/* How obj, taken as the whole message, is protected. */
+/* How obj, taken as the whole message, is labelled as protected. */
 enum sg_protection sg_mime_protection_of(GMimeObject *obj);
+
+/* How obj, taken as the whole message, is really encrypted, judged from
+ * the content: PGP/MIME whose control part says "Version: 1" and whose
+ * second part is an encrypted OpenPGP message (sg_openpgp_is_encrypted),
+ * with little text around the parts; a text/plain or
+ * application/pgp-encrypted body that is one; application/pkcs7-mime
+ * whose content is CMS (Auth)EnvelopedData (sg_smime_is_enveloped).
+ * SG_PROT_NONE for anything else, whatever its labels say. */
+enum sg_protection sg_mime_encrypted_as(GMimeObject *obj);
 
 /* True when an encrypted part sits inside the message next to or below
  * other parts (call with depth 1 for the top level). */

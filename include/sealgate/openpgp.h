@@ -16,6 +16,7 @@
 
 #define SG_FPR_MAX 80
 #define SG_MAX_PKESK 100       /* recipients of one inbound message */
+#define SG_PGP_MAX_UIDS 100    /* user ids of a key keys import accepts */
 
 /* Once per process, before any thread uses GPGME. */
 int sg_openpgp_init(struct sg_err *err);

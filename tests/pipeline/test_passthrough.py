@@ -126,8 +126,15 @@ class Passthrough(unittest.TestCase):
         self.assert_untouched(msg, SENDER, [CAROL])
 
     def test_smime_enveloped_data_hand_written_headers(self):
-        # The usual header spelling of mail programs, with a folded parameter list.
-        blob = base64.encodebytes(os.urandom(600)).replace(b"\n", b"\r\n")
+        # The usual header spelling of mail programs, with a folded parameter
+        # list, around real EnvelopedData (the content decides, not the label).
+        self._smime("-aes-256-cbc")
+        cp = subprocess.run([shutil.which("openssl"), "cms", "-encrypt", "-aes-256-cbc",
+                             "-outform", "DER", os.path.join(self.tmp, "smime", "c.pem")],
+                            input=b"Content-Type: text/plain\r\n\r\nhi\r\n",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            check=True, timeout=60)
+        blob = base64.encodebytes(cp.stdout).replace(b"\n", b"\r\n")
         msg = make_message(std_headers() + [
             ("Content-Type", 'application/pkcs7-mime; name="smime.p7m";\r\n'
                              '\tsmime-type=enveloped-data'),

@@ -213,6 +213,9 @@ test_inspect_protection(void **state)
 		if (info.protection != cases[i].prot)
 			fail_msg("case %zu: protection %d, want %d", i,
 			    info.protection, cases[i].prot);
+		/* Labels around content that is not encrypted. */
+		if (info.encrypted != SG_PROT_NONE)
+			fail_msg("case %zu: taken as encrypted", i);
 	}
 }
 

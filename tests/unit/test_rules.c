@@ -258,6 +258,47 @@ test_decisions(void **state)
 	sg_policy_unref(pol);
 }
 
+/* An anchored header condition sees the unfolded value without the white
+ * space around it. */
+static void
+test_header_value_trimmed(void **state)
+{
+	static const char yaml[] =
+		"version: 1\n"
+		"gateway: { keystore: s }\n"
+		"internal_domains: [example.com]\n"
+		"outbound:\n"
+		"  default: { action: encrypt-if-key, methods: [openpgp] }\n"
+		"  rules:\n"
+		"    - name: confidential\n"
+		"      when: { header: { name: Sensitivity, matches: \"^company-confidential$\" } }\n"
+		"      action: encrypt\n";
+	static const char *const values[] = {
+		"Company-Confidential",
+		"\n\tCompany-Confidential",
+		"\r\n Company-Confidential\r\n ",
+		"Company-Confidential ",
+		"Company-Confidential\t",
+		"   Company-Confidential \t ",
+		"=?utf-8?q?Company-Confidential_?=",
+		"\xc2\xa0" "Company-Confidential\xc2\xa0",
+	};
+	struct sg_policy *pol = policy(yaml);
+	const char *other[] = { "Sensitivity", "Company-Confidential x", NULL };
+	struct sg_decision d;
+
+	(void)state;
+	for (size_t i = 0; i < G_N_ELEMENTS(values); i++) {
+		const char *h[] = { "Sensitivity", values[i], NULL };
+
+		if (strcmp(decide(pol, h, 10, "x@other.example", &d),
+		    "confidential") != 0)
+			fail_msg("value %zu not matched", i);
+	}
+	assert_string_equal(decide(pol, other, 10, "x@other.example", &d), "default");
+	sg_policy_unref(pol);
+}
+
 static void
 test_why_and_envelope(void **state)
 {
@@ -322,6 +363,7 @@ main(void)
 		cmocka_unit_test(test_subject_strip),
 		cmocka_unit_test(test_subject_decode_encode),
 		cmocka_unit_test(test_decisions),
+		cmocka_unit_test(test_header_value_trimmed),
 		cmocka_unit_test(test_why_and_envelope),
 		cmocka_unit_test(test_trusted_networks),
 	};

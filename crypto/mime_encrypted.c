@@ -1,0 +1,142 @@
+/* Whether a message labelled as encrypted really is encrypted as a whole:
+ * the content decides, never the Content-Type (DESIGN.md §4 rule 7). */
+#include <string.h>
+
+#include "sealgate/encrypted.h"
+#include "sealgate/mime.h"
+
+/* The decoded content of a leaf part. (transfer full) */
+static GByteArray *
+part_bytes(GMimeObject *obj)
+{
+	GMimeDataWrapper *w;
+	GMimeStream *mem;
+	GByteArray *out;
+
+	if (!GMIME_IS_PART(obj))
+		return NULL;
+	w = g_mime_part_get_content(GMIME_PART(obj));
+	if (w == NULL)
+		return NULL;
+	out = g_byte_array_new();
+	mem = g_mime_stream_mem_new_with_byte_array(out);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
+	if (g_mime_data_wrapper_write_to_stream(w, mem) < 0) {
+		g_byte_array_free(out, TRUE);
+		out = NULL;
+	}
+	g_object_unref(mem);
+	return out;
+}
+
+/* Whether the decoded content of a leaf part starts (after white space)
+ * with an armor line; reads only its first kilobytes, so that ordinary
+ * text is never copied. */
+static bool
+starts_with_armor(GMimeObject *obj)
+{
+	static const char begin[] = "-----BEGIN PGP MESSAGE-----";
+	GMimeDataWrapper *w = GMIME_IS_PART(obj)
+	    ? g_mime_part_get_content(GMIME_PART(obj)) : NULL;
+	GMimeStream *raw, *dec;
+	GMimeFilter *filter;
+	char buf[4096];
+	ssize_t n = 0, r;
+	size_t i = 0;
+
+	if (w == NULL || (raw = g_mime_data_wrapper_get_stream(w)) == NULL)
+		return false;
+	g_mime_stream_reset(raw);
+	dec = g_mime_stream_filter_new(raw);
+	filter = g_mime_filter_basic_new(g_mime_data_wrapper_get_encoding(w),
+	    FALSE);
+	g_mime_stream_filter_add(GMIME_STREAM_FILTER(dec), filter);
+	g_object_unref(filter);
+	while (n < (ssize_t)sizeof(buf) &&
+	    (r = g_mime_stream_read(dec, buf + n, sizeof(buf) - (size_t)n)) > 0)
+		n += r;
+	g_object_unref(dec);
+	g_mime_stream_reset(raw);
+	while (i < (size_t)n && g_ascii_isspace(buf[i]))
+		i++;
+	return (size_t)n - i >= sizeof(begin) - 1 &&
+	    memcmp(buf + i, begin, sizeof(begin) - 1) == 0;
+}
+
+/* Text outside the encrypted data goes out in clear: at most
+ * SG_MIME_MAX_CLEAR_TEXT bytes of it besides white space. */
+static bool
+little_text(const char *s)
+{
+	size_t n = 0;
+
+	for (; s != NULL && *s; s++)
+		if (!g_ascii_isspace(*s) && ++n > SG_MIME_MAX_CLEAR_TEXT)
+			return false;
+	return true;
+}
+
+static bool
+content_is(GMimeObject *obj, const char *type, const char *subtype)
+{
+	return obj != NULL && g_mime_content_type_is_type(
+	    g_mime_object_get_content_type(obj), type, subtype);
+}
+
+/* RFC 3156: the control part says "Version: 1" and nothing else, the
+ * second part is the encrypted OpenPGP message. */
+static bool
+pgp_mime_encrypted(GMimeMultipart *mp)
+{
+	GMimeObject *control, *payload;
+	GByteArray *b = NULL;
+	bool ok = false;
+	char *text;
+
+	if (g_mime_multipart_get_count(mp) != 2 ||
+	    !little_text(g_mime_multipart_get_prologue(mp)) ||
+	    !little_text(g_mime_multipart_get_epilogue(mp)))
+		return false;
+	control = g_mime_multipart_get_part(mp, 0);
+	payload = g_mime_multipart_get_part(mp, 1);
+	if (!content_is(control, "application", "pgp-encrypted") ||
+	    (b = part_bytes(control)) == NULL)
+		return false;
+	text = g_strstrip(g_strndup((const char *)b->data, b->len));
+	ok = g_ascii_strcasecmp(text, "Version: 1") == 0 ||
+	    g_ascii_strcasecmp(text, "Version:1") == 0;
+	g_free(text);
+	g_byte_array_free(b, TRUE);
+	if (!ok || (b = part_bytes(payload)) == NULL)
+		return false;
+	ok = sg_openpgp_is_encrypted(b->data, b->len, false);
+	g_byte_array_free(b, TRUE);
+	return ok;
+}
+
+enum sg_protection
+sg_mime_encrypted_as(GMimeObject *top)
+{
+	enum sg_protection prot = SG_PROT_NONE;
+	bool smime, pgp, text;
+	GByteArray *b;
+
+	if (content_is(top, "multipart", "encrypted"))
+		return GMIME_IS_MULTIPART(top) &&
+		    pgp_mime_encrypted(GMIME_MULTIPART(top))
+		    ? SG_PROT_PGP_MIME : SG_PROT_NONE;
+	smime = content_is(top, "application", "pkcs7-mime") ||
+	    content_is(top, "application", "x-pkcs7-mime");
+	pgp = content_is(top, "application", "pgp-encrypted");
+	text = content_is(top, "text", "plain");
+	/* Only these are read; a text body only when it starts as armor. */
+	if ((!smime && !pgp && !text) || (text && !starts_with_armor(top)) ||
+	    (b = part_bytes(top)) == NULL)
+		return SG_PROT_NONE;
+	if (smime && sg_smime_is_enveloped(b->data, b->len))
+		prot = SG_PROT_SMIME;
+	else if (!smime && sg_openpgp_is_encrypted(b->data, b->len, text))
+		prot = SG_PROT_PGP_INLINE;
+	g_byte_array_free(b, TRUE);
+	return prot;
+}
