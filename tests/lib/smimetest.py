@@ -336,6 +336,19 @@ def smime_gateway(tmp, policy_text, anchors=(), certs=()):
     return gw
 
 
+def place_certs(gw, *paths):
+    """Puts certificates (PEM paths) into gw's S/MIME store as FPR.pem, the
+    way the passing of time leaves an expired certificate there: `keys
+    import` refuses expired and not yet valid certificates."""
+    certs = os.path.join(gw.keystore, "smime", "certs")
+    if not os.path.isdir(certs):
+        raise RuntimeError("no S/MIME store in %s: import something first" % gw.keystore)
+    for path in paths:
+        dest = os.path.join(certs, cert_fingerprint(path) + ".pem")
+        shutil.copyfile(path, dest)
+        os.chmod(dest, 0o600)
+
+
 def clone_gateway(gw, tmp):
     """A new Gateway in tmp with gw's policy and a copy of its keystore
     (a quick start for tests that each need their own keystore)."""
