@@ -88,7 +88,7 @@ class CertificateChecks(unittest.TestCase):
                 cls.renew_new)])
         # `keys import` refuses certificates outside their validity period;
         # a store holds them once time has passed.
-        smimetest.place_certs(cls.gw, *[i.cert for i in (cls.expired, cls.future,
+        smimetest.place_certs(cls.gw.keystore, *[i.cert for i in (cls.expired, cls.future,
                                                           cls.renew_old)])
         cp = cls.gw.list_keys()
         if cp.returncode != 0:
