@@ -101,6 +101,9 @@ class TerminalEscape(unittest.TestCase):
         self.assert_clean(out + err, SMIME_ADDR_TEXT)
         rc, out, err = self.sealgate("keys", "-c", self.gw.policy, "list")
         self.assert_clean(out + err, SMIME_ADDR_TEXT)
+        rc, out, err = self.sealgate("keys", "-c", self.gw.policy, "list", "--json")
+        self.assert_clean(out + err, r"\u001b[5mime\u007f@")
+        self.assertIn(SMIME_ADDR.decode(), [r["address"] for r in json.loads(out)])
         rc, out, err = self.sealgate("keys", "-c", self.gw.policy, "remove", self.smime.fpr)
         self.assertEqual(rc, 0, err)
         self.assert_clean(out + err)
@@ -125,6 +128,18 @@ class TerminalEscape(unittest.TestCase):
                                      os.path.join(os.fsencode(self.tmp), b"missing\x1b[1m"))
         self.assertEqual(rc, 1, err)
         self.assert_clean(out + err, r"missing\x1b[1m")
+
+    def test_arguments_echoed(self):
+        evil = b"x\x1b[31m\x7f\xff@partner.example"
+        want = r"x\x1b[31m\x7f\xff@partner.example"
+        self.gw.import_keys_checked(self.pgp_key)
+        for args in (("keys", "-c", self.gw.policy, "export", evil),
+                     ("keys", "-c", self.gw.policy, "remove", evil),
+                     ("policy", "explain", "-c", self.gw.policy, "--from",
+                      "alice@example.com", "--to", evil)):
+            with self.subTest(args[:2] + args[3:4]):
+                rc, out, err = self.sealgate(*args)
+                self.assert_clean(out + err, want)
 
     def test_policy_file_name(self):
         d = os.path.join(os.fsencode(self.tmp), b"pol-" + EVIL + b"\n")
