@@ -68,17 +68,24 @@ signer_has(const struct sg_sig *sig, const char *addr)
 	return found;
 }
 
+/* Letters and digits of any script, with their combining marks. */
+static bool
+word_char(gunichar c)
+{
+	return g_unichar_isalnum(c) || g_unichar_ismark(c);
+}
+
 static bool
 local_char(gunichar c)
 {
-	return g_unichar_isalnum(c) || (c < 0x80 && strchr("!#$%&'*+-/=?^_`{|}~.",
-	    (int)c) != NULL);
+	return word_char(c) || (c > 0 && c < 0x80 &&
+	    strchr("!#$%&'*+-/=?^_`{|}~.", (int)c) != NULL);
 }
 
 static bool
 domain_char(gunichar c)
 {
-	return g_unichar_isalnum(c) || c == '-' || c == '.';
+	return word_char(c) || c == '-' || c == '.';
 }
 
 /* The address around the '@' at u[at], or NULL when there is none: a
@@ -115,9 +122,9 @@ address_at(const gunichar *u, glong n, glong at)
 }
 
 /* The display name as characters: compatibility forms folded (a
- * full-width or small commercial at is an '@'), invisible format
- * characters (zero-width space and joiners, bidi controls) dropped.
- * (transfer full) */
+ * full-width or small commercial at is an '@'), the dots IDNA takes for
+ * label separators made '.', invisible format characters (zero-width
+ * space and joiners, bidi controls) dropped. (transfer full) */
 static gunichar *
 visible_chars(const char *name, glong *n)
 {
@@ -133,9 +140,12 @@ visible_chars(const char *name, glong *n)
 		for (all = 0; all < (glong)len; all++)
 			u[all] = (guchar)name[all];
 	}
-	for (glong i = 0; i < all; i++)
+	for (glong i = 0; i < all; i++) {
+		if (u[i] == 0x3002 || u[i] == 0xff61) /* ideographic full stops */
+			u[i] = '.';
 		if (g_unichar_type(u[i]) != G_UNICODE_FORMAT)
 			u[k++] = u[i];
+	}
 	u[k] = 0;
 	g_free(norm);
 	*n = k;
