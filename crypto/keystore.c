@@ -13,7 +13,7 @@
 
 #include <glib.h>
 
-#include "sealgate/keystore.h"
+#include "keystore_int.h"
 
 /* GnuPG options of the gateway's own home: never touch the network.
  * Trust comes from the administrator's import (encryption passes
@@ -122,6 +122,10 @@ sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 	struct sg_keystore *ks;
 	int rc;
 
+	/* Before anything is created or written in it. */
+	rc = sg_keystore_check_links(dir, err);
+	if (rc < 0)
+		return rc;
 	if ((flags & SG_KS_CREATE) && access(dir, F_OK) < 0) {
 		rc = make_private_dir(dir, err);
 		if (rc < 0)
@@ -324,7 +328,7 @@ copy_file(const char *from, const char *to, mode_t mode, struct sg_err *err)
 	ssize_t n = 0;
 	int in, out, rc = SG_OK;
 
-	in = open(from, O_RDONLY | O_CLOEXEC);
+	in = open(from, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (in < 0)
 		return sg_err_set(err, SG_EKEYSTORE, "cannot read %s: %s", from,
 		    strerror(errno));
@@ -367,8 +371,13 @@ copy_tree(const char *from, const char *to, struct sg_err *err)
 		char *src = g_build_filename(from, name, NULL);
 		char *dst = g_build_filename(to, name, NULL);
 
-		if (lstat(src, &st) < 0 || !worth_copying(name, &st))
+		if (lstat(src, &st) < 0 || (!S_ISLNK(st.st_mode) &&
+		    !worth_copying(name, &st)))
 			;
+		else if (S_ISLNK(st.st_mode))
+			rc = sg_err_set(err, SG_EKEYSTORE, "keystore: %s is a symbolic "
+			    "link; the keystore holds no links: replace it with the "
+			    "file or directory itself", src);
 		else if (!S_ISDIR(st.st_mode))
 			rc = copy_file(src, dst, st.st_mode, err);
 		else if (mkdir(dst, 0700) < 0)

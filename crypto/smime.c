@@ -79,7 +79,7 @@ sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX])
 static X509 *
 load_pem_file(const char *path)
 {
-	BIO *b = BIO_new_file(path, "r");
+	BIO *b = sg_bio_keystore_file(path);
 	X509 *cert;
 
 	if (b == NULL)
@@ -118,7 +118,7 @@ read_cert_dir(const char *dir, struct stat *read_st, bool *same)
 
 	*same = true;
 	memset(read_st, 0, sizeof(*read_st));
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd >= 0 && fstat(fd, read_st) == 0)
 		dfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (dfd >= 0)
@@ -139,7 +139,7 @@ read_cert_dir(const char *dir, struct stat *read_st, bool *same)
 
 		if (!g_str_has_suffix(e->d_name, ".pem"))
 			continue;
-		f = openat(fd, e->d_name, O_RDONLY | O_CLOEXEC);
+		f = openat(fd, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (f < 0)
 			continue;
 		/* Whole, then parsed: PEM over a file descriptor BIO reads
@@ -426,7 +426,7 @@ load_key(const struct sg_keystore *ks, const char *fpr)
 {
 	char *name = g_strdup_printf("%s.pem", fpr);
 	char *path = sg_keystore_smime_path(ks, "keys", name);
-	BIO *b = BIO_new_file(path, "r");
+	BIO *b = sg_bio_keystore_file(path);
 	EVP_PKEY *key = NULL;
 
 	if (b != NULL)

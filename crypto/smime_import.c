@@ -335,6 +335,49 @@ has_email(X509 *c)
 	return yes;
 }
 
+/* A CA certificate proper: basicConstraints with cA set (and, with a
+ * keyUsage, keyCertSign). OpenSSL's other guesses (a self-signed version 1
+ * certificate, keyUsage alone) do not count. */
+static bool
+is_ca(X509 *c)
+{
+	return X509_check_ca(c) == 1;
+}
+
+/* The certificate's subject, for messages. (transfer full) */
+static char *
+subject_of(X509 *c)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data = NULL, *out;
+	long len;
+
+	X509_NAME_print_ex(b, X509_get_subject_name(c), 0, XN_FLAG_RFC2253 &
+	    ~ASN1_STRFLGS_ESC_MSB);
+	len = BIO_get_mem_data(b, &data);
+	out = len > 0 ? g_strndup(data, (gsize)len) : g_strdup("(empty subject)");
+	BIO_free(b);
+	return out;
+}
+
+/* Why certificate c cannot be imported (flags: SG_SMIME_*), or NULL. An
+ * end-entity certificate needs an address (it would be stored, but no
+ * address could ever find it); a CA certificate -- a chain's intermediate
+ * or, with --trust-anchor, an anchor -- needs none. Neither may be expired
+ * or not yet valid. */
+static const char *
+refusal(X509 *c, int flags)
+{
+	if (!is_ca(c) && !(flags & SG_SMIME_TRUST_ANCHOR) && !has_email(c))
+		return "certificate without an email address (subjectAltName "
+		    "rfc822Name or subject emailAddress)";
+	if (X509_cmp_current_time(X509_get0_notAfter(c)) <= 0)
+		return "certificate has expired";
+	if (X509_cmp_current_time(X509_get0_notBefore(c)) >= 0)
+		return "certificate is not valid yet";
+	return NULL;
+}
+
 static int
 check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 	     struct sg_err *err)
@@ -345,11 +388,16 @@ check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
 		return sg_err_set(err, SG_EINVAL, "no certificate or key found");
 	for (int i = 0; i < sk_X509_num(p->certs); i++) {
 		X509 *c = sk_X509_value(p->certs, i);
-		bool ca = X509_check_ca(c) != 0;
+		const char *why = refusal(c, flags);
+		char *subject;
 
-		if (!ca && !(flags & SG_SMIME_TRUST_ANCHOR) && !has_email(c))
-			return sg_err_set(err, SG_EINVAL,
-			    "certificate without an email address");
+		if (why == NULL)
+			continue;
+		subject = subject_of(c);
+		rc = sg_err_set(err, SG_EINVAL, "%s (subject \"%s\"); nothing "
+		    "imported", why, subject);
+		g_free(subject);
+		return rc;
 	}
 	/* A key may belong to a certificate imported before: read the store
 	 * once, for this check and for storing. */

@@ -315,7 +315,7 @@ load_key(const struct sg_keystore *ks, const char *fpr)
 {
 	char *name = g_strdup_printf("%s.pem", fpr);
 	char *path = sg_keystore_smime_path(ks, "keys", name);
-	BIO *b = BIO_new_file(path, "r");
+	BIO *b = sg_bio_keystore_file(path);
 	EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
 
 	BIO_free(b);

@@ -11,6 +11,10 @@
 BIO *sg_bio_reader(struct sg_reader *r);
 BIO *sg_bio_writer(struct sg_writer *w);
 
+/* A memory BIO with the contents of a keystore file, opened without
+ * following a symbolic link; NULL when it cannot be read. */
+BIO *sg_bio_keystore_file(const char *path);
+
 /* True when addr is one of the certificate's addresses (SAN rfc822Name,
  * else subject emailAddress), compared case-insensitively. */
 bool sg_x509_has_email(X509 *cert, const char *addr);

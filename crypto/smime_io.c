@@ -1,5 +1,9 @@
 /* OpenSSL BIOs over sealgate's reader and writer callbacks, so that CMS
- * streams message data without holding it in memory. */
+ * streams message data without holding it in memory; and over keystore
+ * files, which are never reached through a link. */
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <openssl/bio.h>
 
 #include <glib.h>
@@ -102,5 +106,25 @@ sg_bio_writer(struct sg_writer *w)
 	b = BIO_new(writer_method);
 	if (b != NULL)
 		BIO_set_data(b, w);
+	return b;
+}
+
+BIO *
+sg_bio_keystore_file(const char *path)
+{
+	char buf[16384];
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	BIO *b = fd >= 0 ? BIO_new(BIO_s_mem()) : NULL;
+	ssize_t n = 0;
+
+	while (b != NULL && (n = read(fd, buf, sizeof(buf))) > 0)
+		if (BIO_write(b, buf, (int)n) != (int)n)
+			n = -1;
+	if (b != NULL && n < 0) {
+		BIO_free(b);
+		b = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
 	return b;
 }

@@ -1,6 +1,7 @@
 /* Signature verification for inbound mail: OpenPGP with GPGME, S/MIME with
  * OpenSSL CMS. Only says what it found; the caller compares the signer
  * with the From address. */
+#define _DEFAULT_SOURCE /* timegm */
 #include <string.h>
 
 #include <glib.h>
@@ -110,6 +111,29 @@ sg_openpgp_sig_result(gpgme_ctx_t ctx, gpgme_signature_t s, struct sg_sig *out)
 		gpgme_strerror_r(s->status, out->reason, sizeof(out->reason));
 	if (s->fpr != NULL && out->fpr[0] == '\0')
 		g_strlcpy(out->fpr, s->fpr, sizeof(out->fpr));
+	out->created = (time_t)s->timestamp;
+}
+
+/* The signingTime signed attribute of si (UTCTime or GeneralizedTime),
+ * or 0 when it is absent or unreadable. */
+static time_t
+signing_time(CMS_SignerInfo *si)
+{
+	int i = CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, -1);
+	X509_ATTRIBUTE *attr = i >= 0 ? CMS_signed_get_attr(si, i) : NULL;
+	ASN1_TYPE *t;
+	struct tm tm;
+
+	/* Exactly one value (RFC 5652, 11.3), and only one such attribute. */
+	if (attr == NULL || X509_ATTRIBUTE_count(attr) != 1 ||
+	    CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, i) >= 0)
+		return 0;
+	t = X509_ATTRIBUTE_get0_type(attr, 0);
+	if (t == NULL || (t->type != V_ASN1_UTCTIME &&
+	    t->type != V_ASN1_GENERALIZEDTIME) ||
+	    ASN1_TIME_to_tm((ASN1_TIME *)t->value.asn1_string, &tm) != 1)
+		return 0;
+	return timegm(&tm);
 }
 
 static X509_STORE *
@@ -197,6 +221,8 @@ sg_smime_verify(const struct sg_keystore *ks, const void *der, size_t der_len,
 		goto out;
 	}
 	signer = sk_X509_value(signers, 0);
+	out->created = signing_time(sk_CMS_SignerInfo_value(
+	    CMS_get0_SignerInfos(cms), 0));
 	sg_x509_fpr(signer, out->fpr);
 	emails = X509_get1_email(signer);
 	for (int i = 0; i < sk_OPENSSL_STRING_num(emails); i++)

@@ -97,33 +97,34 @@ explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
 static void
 print_text(const struct explained *e)
 {
-	printf("recipient: %s\n", e->addr);
-	printf("  class: %s (%s)\n", sg_class_name(e->cls),
+	sg_tprintf(stdout, "recipient: %s\n", e->addr);
+	sg_tprintf(stdout, "  class: %s (%s)\n", sg_class_name(e->cls),
 	    e->class_reason ? e->class_reason : "");
 	if (e->decided) {
 		for (guint i = 0; i < e->skipped->len; i++) {
 			const struct skipped *s = &g_array_index(e->skipped,
 			    struct skipped, i);
 
-			printf("  skipped %s: %s\n", s->rule, s->why);
+			sg_tprintf(stdout, "  skipped %s: %s\n", s->rule, s->why);
 		}
-		printf("  rule: %s\n", e->d.rule ? e->d.rule : "outbound.default");
-		printf("  action: %s\n", sg_action_name(e->d.action));
+		sg_tprintf(stdout, "  rule: %s\n", e->d.rule ? e->d.rule : "outbound.default");
+		sg_tprintf(stdout, "  action: %s\n", sg_action_name(e->d.action));
 		if (sg_action_mandatory(e->d.action))
-			printf("  on_missing_key: %s\n",
+			sg_tprintf(stdout, "  on_missing_key: %s\n",
 			    sg_on_missing_name(e->d.on_missing_key));
 	} else {
-		printf("  rule: -\n  action: none\n");
+		sg_tprintf(stdout, "  rule: -\n");
+		sg_tprintf(stdout, "  action: none\n");
 	}
-	printf("  method: %s\n", e->method ? e->method : "-");
-	printf("  key: %s\n", *e->fpr && e->method ? e->fpr : "-");
+	sg_tprintf(stdout, "  method: %s\n", e->method ? e->method : "-");
+	sg_tprintf(stdout, "  key: %s\n", *e->fpr && e->method ? e->fpr : "-");
 	if (e->signer != NULL)
-		printf("  signing key: %s\n", e->signer);
+		sg_tprintf(stdout, "  signing key: %s\n", e->signer);
 	if (e->cannot_sign != NULL)
-		printf("  cannot sign: %s\n", e->cannot_sign);
-	printf("  outcome: %s\n", sg_outcome_name(e->outcome));
+		sg_tprintf(stdout, "  cannot sign: %s\n", e->cannot_sign);
+	sg_tprintf(stdout, "  outcome: %s\n", sg_outcome_name(e->outcome));
 	if (e->missing != NULL)
-		printf("  missing: %s\n", e->missing);
+		sg_tprintf(stdout, "  missing: %s\n", e->missing);
 }
 
 static void
@@ -199,8 +200,10 @@ explain(const struct sg_policy *pol, const struct sg_keystore *ks,
 		    true);
 		g_string_append(out, "\"recipients\":[");
 	} else {
-		printf("outbound: %s (%s)\nmessage content: %s\n",
-		    outbound ? "yes" : "no", reason, f->have_content ? "given"
+		sg_tprintf(stdout, "outbound: %s (%s)\n",
+		    outbound ? "yes" : "no", reason);
+		sg_tprintf(stdout, "message content: %s\n",
+		    f->have_content ? "given"
 		    : "not given (content conditions do not match)");
 	}
 	g_free(reason);
@@ -214,7 +217,7 @@ explain(const struct sg_policy *pol, const struct sg_keystore *ks,
 			first = e.cls;
 		split |= e.cls != first;
 		if (rc < 0) {
-			fprintf(stderr, "sealgate: %s: %s\n", r->addr,
+			sg_tprintf(stderr, "sealgate: %s: %s\n", r->addr,
 			    e.class_reason ? e.class_reason : sg_strerror(rc));
 		} else if (json) {
 			if (i > 0)

@@ -121,7 +121,7 @@ print_row(const char *prefix, const struct row *r)
 	char expires[32];
 
 	format_date(r->expires, expires, sizeof(expires));
-	printf("%s%-32s %-7s %s %-8s expires=%s usable=%s%s%s\n",
+	sg_tprintf(stdout, "%s%-32s %-7s %s %-8s expires=%s usable=%s%s%s\n",
 	    prefix != NULL ? prefix : "", r->addr, r->method, r->fpr, r->state,
 	    expires, r->usable, r->why ? " reason=" : "", r->why ? r->why : "");
 }
@@ -165,31 +165,31 @@ import_openpgp(const struct sg_keystore *ks, const char *path,
 
 	if (dry_run) {
 		if (sg_openpgp_check(data, len, &n, &err) < 0) {
-			fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+			sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
 			return -1;
 		}
 		if (n == 0) {
-			fprintf(stderr, "sealgate: %s: no OpenPGP key found\n", path);
+			sg_tprintf(stderr, "sealgate: %s: no OpenPGP key found\n", path);
 			return -1;
 		}
-		printf("%s: %u OpenPGP key(s) checked; nothing imported (dry run)\n",
+		sg_tprintf(stdout, "%s: %u OpenPGP key(s) checked; nothing imported (dry run)\n",
 		    path, n);
 		return 0;
 	}
 
 	if (sg_openpgp_import(ks, data, len, &res, &err) < 0) {
-		fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+		sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
 		sg_openpgp_import_clear(&res);
 		return -1;
 	}
 	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++)
 		if (sg_openpgp_list(ks, res.fprs[i], print_openpgp,
 		    res.changed[i] ? "imported  " : "unchanged ", &err) < 0)
-			fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+			sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
 	if (res.considered == 0 && res.revocations > 0)
-		printf("%s: %u revocation(s) imported\n", path, res.revocations);
+		sg_tprintf(stdout, "%s: %u revocation(s) imported\n", path, res.revocations);
 	else
-		printf("%s: %u key(s) read, %u imported, %u unchanged%s%s\n", path,
+		sg_tprintf(stdout, "%s: %u key(s) read, %u imported, %u unchanged%s%s\n", path,
 		    res.considered, res.imported, res.unchanged,
 		    res.secret_imported ? ", secret keys imported" : "",
 		    res.revocations ? ", revocations imported" : "");
@@ -206,12 +206,12 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 
 	if (sg_smime_import(ks, data, len, o->passphrase, o->smime_flags, &res,
 	    &err) < 0) {
-		fprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+		sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
 		sg_smime_import_clear(&res);
 		return -1;
 	}
 	if (o->dry_run) {
-		printf("%s: %u certificate(s) and %u private key(s) checked; "
+		sg_tprintf(stdout, "%s: %u certificate(s) and %u private key(s) checked; "
 		    "nothing imported (dry run)\n", path, res.certs_new,
 		    res.keys_new);
 		sg_smime_import_clear(&res);
@@ -220,7 +220,7 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++)
 		sg_smime_list(ks, res.fprs[i], print_smime,
 		    res.changed[i] ? "imported  " : "unchanged ", &err);
-	printf("%s: %u certificate(s) imported, %u unchanged; %u trust anchor(s) "
+	sg_tprintf(stdout, "%s: %u certificate(s) imported, %u unchanged; %u trust anchor(s) "
 	    "imported, %u unchanged; %u private key(s) imported, %u unchanged\n",
 	    path, res.certs_new, res.certs_unchanged, res.anchors_new,
 	    res.anchors_unchanged, res.keys_new, res.keys_unchanged);
@@ -238,7 +238,7 @@ import_file(const struct sg_keystore *ks, const char *path,
 	int rc;
 
 	if (!g_file_get_contents(path, &data, &len, &gerr)) {
-		fprintf(stderr, "sealgate: %s: %s\n", path, gerr->message);
+		sg_tprintf(stderr, "sealgate: %s: %s\n", path, gerr->message);
 		g_error_free(gerr);
 		return -1;
 	}
@@ -247,7 +247,7 @@ import_file(const struct sg_keystore *ks, const char *path,
 	} else if (sg_smime_looks_like(data, len)) {
 		rc = import_smime(ks, path, data, len, o);
 	} else {
-		fprintf(stderr, "sealgate: %s: not an OpenPGP key, certificate, "
+		sg_tprintf(stderr, "sealgate: %s: not an OpenPGP key, certificate, "
 		    "PKCS#12 file or private key\n", path);
 		rc = -1;
 	}
@@ -291,10 +291,10 @@ cmd_activation(const struct sg_keystore *ks, bool deactivate, int n,
 	}
 	if (sg_keystore_set_deactivated(ks, addr, deactivate, &changed,
 	    &err) < 0) {
-		fprintf(stderr, "sealgate: %s\n", err.msg);
+		sg_tprintf(stderr, "sealgate: %s\n", err.msg);
 		goto out;
 	}
-	printf("%s: %s%s\n", addr, changed ? "" : "already ",
+	sg_tprintf(stdout, "%s: %s%s\n", addr, changed ? "" : "already ",
 	    deactivate ? "deactivated: its keys are kept but no longer used "
 	    "to sign or decrypt" : "active");
 	code = 0;
@@ -349,7 +349,7 @@ cmd_list(const struct sg_keystore *ks, const struct list_opts *o)
 
 	if (sg_openpgp_list(ks, NULL, row_openpgp, rows, &err) < 0 ||
 	    sg_smime_list(ks, NULL, row_smime, rows, &err) < 0) {
-		fprintf(stderr, "sealgate: %s\n", err.msg);
+		sg_tprintf(stderr, "sealgate: %s\n", err.msg);
 		g_ptr_array_free(rows, TRUE);
 		return SG_EXIT_USAGE;
 	}
@@ -390,11 +390,11 @@ cmd_export(const struct sg_keystore *ks, int n, char **what, bool secret)
 	}
 	if (sg_openpgp_export(ks, what[0], secret, &out, &pgp, &err) < 0 ||
 	    sg_smime_export(ks, what[0], secret, &out, &smime, &err) < 0) {
-		fprintf(stderr, "sealgate: %s\n", err.msg);
+		sg_tprintf(stderr, "sealgate: %s\n", err.msg);
 		return SG_EXIT_USAGE;
 	}
 	if (pgp + smime == 0) {
-		fprintf(stderr, "sealgate: nothing in the keystore for %s\n",
+		sg_tprintf(stderr, "sealgate: nothing in the keystore for %s\n",
 		    what[0]);
 		return SG_EXIT_USAGE;
 	}
@@ -414,15 +414,15 @@ cmd_remove(const struct sg_keystore *ks, int n, char **what)
 	}
 	if (sg_openpgp_remove(ks, what[0], &pgp, &err) < 0 ||
 	    sg_smime_remove(ks, what[0], &smime, &err) < 0) {
-		fprintf(stderr, "sealgate: %s\n", err.msg);
+		sg_tprintf(stderr, "sealgate: %s\n", err.msg);
 		return SG_EXIT_USAGE;
 	}
 	if (pgp + smime == 0) {
-		fprintf(stderr, "sealgate: nothing in the keystore for %s\n",
+		sg_tprintf(stderr, "sealgate: nothing in the keystore for %s\n",
 		    what[0]);
 		return SG_EXIT_USAGE;
 	}
-	printf("%s: %u OpenPGP key(s) and %u certificate(s) removed\n", what[0],
+	sg_tprintf(stdout, "%s: %u OpenPGP key(s) and %u certificate(s) removed\n", what[0],
 	    pgp, smime);
 	return 0;
 }
@@ -435,7 +435,7 @@ read_passphrase(const char *path)
 	char *data = NULL, *nl;
 
 	if (!g_file_get_contents(path, &data, NULL, &gerr)) {
-		fprintf(stderr, "sealgate: %s: %s\n", path, gerr->message);
+		sg_tprintf(stderr, "sealgate: %s: %s\n", path, gerr->message);
 		g_error_free(gerr);
 		return NULL;
 	}
@@ -531,7 +531,7 @@ sg_cmd_keys(int argc, char **argv)
 	for (const char *const *v = verbs; *v != NULL; v++)
 		known |= strcmp(sub, *v) == 0;
 	if (!known) {
-		fprintf(stderr, "sealgate keys: unknown command \"%s\"\n", sub);
+		sg_tprintf(stderr, "sealgate keys: unknown command \"%s\"\n", sub);
 		goto out;
 	}
 	pol = sg_load_policy_or_report(config);
@@ -547,7 +547,7 @@ sg_cmd_keys(int argc, char **argv)
 
 		lock = sg_keystore_lock(ks, &err);
 		if (lock < 0) {
-			fprintf(stderr, "sealgate: %s\n", err.msg);
+			sg_tprintf(stderr, "sealgate: %s\n", err.msg);
 			goto out;
 		}
 	}

@@ -49,7 +49,7 @@ sg_cmd_policy(int argc, char **argv)
 	pol = sg_load_policy_or_report(config);
 	if (pol == NULL)
 		return SG_EXIT_USAGE;
-	printf("%s: OK\n", pol->path);
+	sg_tprintf(stdout, "%s: OK\n", pol->path);
 	sg_policy_unref(pol);
 	return 0;
 }

@@ -25,7 +25,8 @@ classes_agree(struct sg_msg *msg, const struct sg_policy *pol,
 
 		if (sg_pipeline_classify(pol, ks, msg, r->addr, &r->cls,
 		    fpr, NULL) < 0) {
-			fprintf(stderr, "451 4.3.0 <%s>: key lookup failed\n", r->addr);
+			sg_tprintf(stderr, "451 4.3.0 <%s>: key lookup failed\n",
+			    r->addr);
 			return false;
 		}
 		if (sg_class_method(r->cls) >= 0)
@@ -33,7 +34,7 @@ classes_agree(struct sg_msg *msg, const struct sg_policy *pol,
 		if (first == SG_CLASS_NONE)
 			first = r->cls;
 		if (r->cls != first) {
-			fprintf(stderr, "452 4.5.3 <%s>: needs a separate transaction "
+			sg_tprintf(stderr, "452 4.5.3 <%s>: needs a separate transaction "
 			    "(%s, not %s)\n", r->addr, sg_class_name(r->cls),
 			    sg_class_name(first));
 			agree = false;
@@ -76,16 +77,17 @@ sg_cmd_process(int argc, char **argv)
 	sg_pipeline_run(cli.msg, cli.pol, cli.ks, &res);
 	fprintf(stderr, "verdict: %s\n", sg_verdict_name(res.verdict));
 	if (res.rule != NULL)
-		fprintf(stderr, "rule: %s\n", res.rule);
+		sg_tprintf(stderr, "rule: %s\n", res.rule);
 	fprintf(stderr, "action: %s%s%s\n", res.action,
 	    res.method ? " method=" : "", res.method ? res.method : "");
 	if (res.reason != NULL)
-		fprintf(stderr, "reason: %s\n", res.reason);
+		sg_tprintf(stderr, "reason: %s\n", res.reason);
 	for (guint i = 0; i < res.fprs->len; i++)
-		fprintf(stderr, "key: %s\n", (char *)g_ptr_array_index(res.fprs, i));
+		sg_tprintf(stderr, "key: %s\n",
+		    (char *)g_ptr_array_index(res.fprs, i));
 	code = exit_code(res.verdict);
 	if (res.verdict == SG_VERDICT_REJECT || res.verdict == SG_VERDICT_TEMPFAIL) {
-		fprintf(stderr, "%s %s %s\n", res.rcode, res.xcode, res.text);
+		sg_tprintf(stderr, "%s %s %s\n", res.rcode, res.xcode, res.text);
 		goto out;
 	}
 	if (sg_input_write(cli.input, &res.edits, cli.out) < 0)

@@ -545,16 +545,17 @@ static void
 check_decrypted(const struct sg_msg *msg, const struct sg_policy *pol,
 		const struct sg_keystore *ks, struct decryption *d)
 {
-	const char *from = sg_msg_header(msg, "From");
 	GByteArray *unwrapped = NULL;
+	struct sg_claims claims;
 
+	sg_inbound_claims(msg, pol, &claims);
 	if (d->sig_method != NULL) {
-		sg_inbound_check_signer(from, &d->sig);
+		sg_inbound_check_signer(&claims, &d->sig);
 	} else if ((pol->inbound.verify || (pol->inbound.require_integrity &&
 	    strcmp(d->integrity, "none") == 0)) && !d->inline_text) {
 		canonicalise(&d->plain);
-		sg_inbound_verify(ks, d->plain.buf->data, d->plain.buf->len, from,
-		    &d->sig, &d->sig_method, &unwrapped);
+		sg_inbound_verify(ks, d->plain.buf->data, d->plain.buf->len,
+		    &claims, &d->sig, &d->sig_method, &unwrapped);
 		if (unwrapped != NULL)
 			g_byte_array_free(unwrapped, TRUE);
 	}
@@ -596,6 +597,7 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	struct decryption d = { .status = "no", .reason = "not-encrypted" };
 	struct sg_mime_info info = { 0 };
 	struct sg_err err = { 0 };
+	struct sg_claims claims;
 	GByteArray *entity = NULL, *unwrapped = NULL;
 	GMimeMessage *m = NULL;
 	GMimeStream *s;
@@ -630,8 +632,9 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		if (!pol->inbound.verify)
 			goto status;
 		entity = top_entity(msg);
-		sg_inbound_verify(ks, entity->data, entity->len,
-		    sg_msg_header(msg, "From"), &d.sig, &d.sig_method, &unwrapped);
+		sg_inbound_claims(msg, pol, &claims);
+		sg_inbound_verify(ks, entity->data, entity->len, &claims, &d.sig,
+		    &d.sig_method, &unwrapped);
 		if (unwrapped != NULL) {
 			/* Opaque signed-data: deliver what was signed. */
 			g_byte_array_free(d.plain.buf, TRUE);

@@ -19,18 +19,36 @@ int sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 
 #define SG_VERIFY_MAX (100 * 1024 * 1024)
 
+/* What the message claims about its signer, checked against a valid
+ * signature: the From mailbox (and its display name), the Date. */
+struct sg_claims {
+	const char *from;               /* From field value, or NULL */
+	const char *date;               /* first Date field value, or NULL */
+	unsigned dates;                 /* number of Date fields */
+	long long date_tolerance;       /* seconds */
+};
+
+/* The claims of msg under pol's inbound.signature_date_tolerance. */
+void sg_inbound_claims(const struct sg_msg *msg, const struct sg_policy *pol,
+		       struct sg_claims *out);
+
 /* A valid signature by someone other than the From address becomes
- * signer-mismatch. */
-void sg_inbound_check_signer(const char *from, struct sg_sig *sig);
+ * signer-mismatch (reason "signer is not the From address"), one whose
+ * From display name shows another address signer-mismatch
+ * (reason=display-name), one made too far from the Date invalid
+ * (reason=date-mismatch, no-date, bad-date or no-signing-time). */
+void sg_inbound_check_signer(const struct sg_claims *claims,
+			     struct sg_sig *sig);
 
 /* Verifies the signature of an entity (raw bytes: header block, empty
  * line, body) that is multipart/signed or opaque S/MIME signed-data, and
- * compares the signer with the From address. method is "openpgp",
- * "smime" or NULL (not signed). For opaque signed-data whose signature
- * holds, unwrapped receives the signed entity. */
+ * checks it against the claims (sg_inbound_check_signer). method is
+ * "openpgp", "smime" or NULL (not signed). For opaque signed-data whose
+ * signature holds, unwrapped receives the signed entity. */
 void sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
-		       size_t len, const char *from, struct sg_sig *sig,
-		       const char **method, GByteArray **unwrapped);
+		       size_t len, const struct sg_claims *claims,
+		       struct sg_sig *sig, const char **method,
+		       GByteArray **unwrapped);
 
 /* What a valid signature of entity (multipart/signed or opaque S/MIME
  * signed-data at its top) covers of its body: for multipart/signed the

@@ -135,43 +135,9 @@ entity_body(const guint8 *p, size_t len)
 	return end;
 }
 
-static bool
-from_matches(const char *from, const struct sg_sig *sig)
-{
-	InternetAddressList *list;
-	InternetAddress *ia;
-	const char *addr = NULL;
-	bool ok = false;
-
-	if (from == NULL)
-		return false;
-	list = internet_address_list_parse(NULL, from);
-	if (list != NULL && internet_address_list_length(list) == 1) {
-		ia = internet_address_list_get_address(list, 0);
-		if (INTERNET_ADDRESS_IS_MAILBOX(ia))
-			addr = internet_address_mailbox_get_idn_addr(
-			    INTERNET_ADDRESS_MAILBOX(ia));
-	}
-	for (guint i = 0; addr != NULL && i < sig->addrs->len && !ok; i++)
-		ok = g_ascii_strcasecmp(addr, g_ptr_array_index(sig->addrs, i)) == 0;
-	if (list != NULL)
-		g_object_unref(list);
-	return ok;
-}
-
-void
-sg_inbound_check_signer(const char *from, struct sg_sig *sig)
-{
-	if (sig->status == SG_SIG_VALID && !from_matches(from, sig)) {
-		sig->status = SG_SIG_SIGNER_MISMATCH;
-		g_strlcpy(sig->reason, "signer is not the From address",
-		    sizeof(sig->reason));
-	}
-}
-
 void
 sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
-		  size_t len, const char *from, struct sg_sig *sig,
+		  size_t len, const struct sg_claims *claims, struct sg_sig *sig,
 		  const char **method, GByteArray **unwrapped)
 {
 	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)entity,
@@ -235,7 +201,7 @@ sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		if (der != NULL)
 			g_byte_array_free(der, TRUE);
 	}
-	sg_inbound_check_signer(from, sig);
+	sg_inbound_check_signer(claims, sig);
 out:
 	if (obj != NULL)
 		g_object_unref(obj);

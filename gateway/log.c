@@ -34,15 +34,17 @@ void
 sg_log(enum sg_log_level level, const char *qid, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg, stamp[32];
+	char *raw, *msg, stamp[32];
 	struct tm tm;
 	time_t now;
 
 	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
+	raw = g_strdup_vprintf(fmt, ap);
 	va_end(ap);
-	/* One physical line per entry, whatever a value contained. */
-	g_strdelimit(msg, "\r\n", ' ');
+	/* One physical line per entry, no control characters, whatever a
+	 * value contained. */
+	msg = sg_escape(raw);
+	g_free(raw);
 	if (log_stderr) {
 		now = time(NULL);
 		localtime_r(&now, &tm);

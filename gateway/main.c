@@ -92,7 +92,7 @@ main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	fprintf(stderr, "sealgate: unknown verb \"%s\"\n", verb);
+	sg_tprintf(stderr, "sealgate: unknown verb \"%s\"\n", verb);
 	usage(stderr);
 	return SG_EXIT_USAGE;
 }

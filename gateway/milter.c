@@ -580,11 +580,12 @@ sg_cmd_milter(int argc, char **argv)
 	umask(0007); /* unix socket: owner and group (the MTA's) only */
 	if (smfi_setconn((char *)sock) != MI_SUCCESS ||
 	    smfi_register(milter_desc) != MI_SUCCESS) {
-		fprintf(stderr, "sealgate: cannot set up milter socket %s\n", sock);
+		sg_tprintf(stderr, "sealgate: cannot set up milter socket %s\n",
+		    sock);
 		return SG_EXIT_USAGE;
 	}
 	if (smfi_opensocket(true) != MI_SUCCESS) {
-		fprintf(stderr, "sealgate: cannot listen on %s\n", sock);
+		sg_tprintf(stderr, "sealgate: cannot listen on %s\n", sock);
 		return SG_EXIT_USAGE;
 	}
 	no_delay_on_listeners();

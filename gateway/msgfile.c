@@ -10,6 +10,7 @@
 #include <glib.h>
 
 #include "msgfile.h"
+#include "sealgate.h"
 
 #define HEADER_BLOCK_MAX (4 * 1024 * 1024)
 #define CHUNK 65536
@@ -53,7 +54,8 @@ read_all(const char *path, const char *spool_dir, struct sg_spool **out)
 	if (path != NULL && strcmp(path, "-") != 0) {
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
-			fprintf(stderr, "sealgate: %s: %s\n", path, strerror(errno));
+			sg_tprintf(stderr, "sealgate: %s: %s\n", path,
+			    strerror(errno));
 			return SG_EIO;
 		}
 	}
@@ -62,7 +64,7 @@ read_all(const char *path, const char *spool_dir, struct sg_spool **out)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			fprintf(stderr, "sealgate: reading %s: %s\n",
+			sg_tprintf(stderr, "sealgate: reading %s: %s\n",
 			    path ? path : "stdin", strerror(errno));
 			rc = SG_EIO;
 			break;
@@ -377,7 +379,8 @@ sg_input_write(struct sg_input *in, const struct sg_edits *ed, const char *path)
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 		if (fd < 0 || (fp = fdopen(fd, "wb")) == NULL) {
-			fprintf(stderr, "sealgate: %s: %s\n", path, strerror(errno));
+			sg_tprintf(stderr, "sealgate: %s: %s\n", path,
+			    strerror(errno));
 			if (fd >= 0)
 				close(fd);
 			return SG_EIO;
@@ -389,7 +392,7 @@ sg_input_write(struct sg_input *in, const struct sg_edits *ed, const char *path)
 	if (fp != stdout && fclose(fp) != 0)
 		rc = SG_EIO;
 	if (rc < 0)
-		fprintf(stderr, "sealgate: writing %s: %s\n",
+		sg_tprintf(stderr, "sealgate: writing %s: %s\n",
 		    path ? path : "stdout", sg_strerror(rc));
 	return rc;
 }

@@ -26,7 +26,8 @@ sg_load_policy_or_report(const char *path)
 		path = sg_policy_default_path();
 	if (sg_policy_load(path, errors, &pol) < 0) {
 		for (guint i = 0; i < errors->len; i++)
-			fprintf(stderr, "%s\n", (char *)g_ptr_array_index(errors, i));
+			sg_tprintf(stderr, "%s\n",
+			    (char *)g_ptr_array_index(errors, i));
 		pol = NULL;
 	}
 	g_ptr_array_free(errors, TRUE);
@@ -40,7 +41,7 @@ sg_open_keystore_or_report(const struct sg_policy *pol, int flags)
 	struct sg_err err = { 0 };
 
 	if (sg_keystore_open(pol->gateway.keystore, flags, &err, &ks) < 0) {
-		fprintf(stderr, "sealgate: %s\n", err.msg);
+		sg_tprintf(stderr, "sealgate: %s\n", err.msg);
 		return NULL;
 	}
 	return ks;
@@ -53,12 +54,12 @@ sg_ensure_spool_dir(const struct sg_policy *pol)
 	struct stat st;
 
 	if (g_mkdir_with_parents(dir, 0700) < 0 || stat(dir, &st) < 0) {
-		fprintf(stderr, "sealgate: spool directory %s: %s\n", dir,
+		sg_tprintf(stderr, "sealgate: spool directory %s: %s\n", dir,
 		    strerror(errno));
 		return false;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "sealgate: spool directory %s is not a directory\n",
+		sg_tprintf(stderr, "sealgate: spool directory %s is not a directory\n",
 		    dir);
 		return false;
 	}
@@ -286,13 +287,22 @@ sg_json_string(GString *out, const char *s)
 		return;
 	}
 	g_string_append_c(out, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			g_string_append_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			g_string_append_printf(out, "\\u%04x", *p);
+	for (const char *p = s, *end = s + strlen(s); p < end;) {
+		gunichar c = g_utf8_get_char_validated(p, end - p);
+
+		if (c == (gunichar)-1 || c == (gunichar)-2) {
+			/* Not UTF-8: JSON cannot carry the byte. */
+			g_string_append(out, "\\ufffd");
+			p++;
+			continue;
+		}
+		if (c == '"' || c == '\\')
+			g_string_append_printf(out, "\\%c", (char)c);
+		else if (g_unichar_iscntrl(c))  /* C0, DEL, C1 */
+			g_string_append_printf(out, "\\u%04x", (unsigned)c);
 		else
-			g_string_append_c(out, (char)*p);
+			g_string_append_len(out, p, g_utf8_next_char(p) - p);
+		p = g_utf8_next_char(p);
 	}
 	g_string_append_c(out, '"');
 }

@@ -37,6 +37,7 @@ type_name(enum key_type t)
 	case KT_INT:		return "an integer";
 	case KT_BOOL:		return "true or false";
 	case KT_SIZE:		return "a size";
+	case KT_DURATION:	return "a duration";
 	case KT_REGEX:		return "a regular expression";
 	case KT_DOMAINS:	return "a list of domains";
 	case KT_STRINGS:	return "a list of strings";
@@ -92,6 +93,35 @@ parse_size(const char *s, long long *out)
 	default:		break;
 	}
 	if (*end != '\0' || v > LLONG_MAX / mult)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+/* Parses "90", "90s", "30m", "1h", "2d" into seconds, at most
+ * SG_DURATION_MAX. */
+#define SG_DURATION_MAX (366LL * 86400)
+
+static int
+parse_duration(const char *s, long long *out)
+{
+	char *end;
+	long long v, mult = 1;
+
+	errno = 0;
+	if (!g_ascii_isdigit(*s))
+		return -1;
+	v = strtoll(s, &end, 10);
+	if (end == s || errno != 0 || v < 0)
+		return -1;
+	switch (*end) {
+	case 's':	end++; break;
+	case 'm':	mult = 60; end++; break;
+	case 'h':	mult = 3600; end++; break;
+	case 'd':	mult = 86400; end++; break;
+	default:	break;
+	}
+	if (*end != '\0' || v > SG_DURATION_MAX / mult)
 		return -1;
 	*out = v * mult;
 	return 0;
@@ -296,6 +326,15 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 			report(ld, mark, "\"%s\": invalid size \"%s\" "
 			    "(expected a number with optional K, M or G)",
 			    k->name, text);
+			return false;
+		}
+		*(long long *)field(base, k) = size;
+		return true;
+	case KT_DURATION:
+		if (parse_duration(text, &size) < 0 || size == 0) {
+			report(ld, mark, "\"%s\": invalid duration \"%s\" "
+			    "(expected a number of seconds, or with s, m, h or d; "
+			    "more than 0, at most 366d)", k->name, text);
 			return false;
 		}
 		*(long long *)field(base, k) = size;

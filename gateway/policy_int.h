@@ -16,6 +16,7 @@ enum key_type {
 	KT_STRING,
 	KT_PATH,     /* string; relative paths resolved against the file's dir */
 	KT_SIZE,     /* integer with optional K/M/G suffix */
+	KT_DURATION, /* seconds, or a number with s/m/h/d (long long) */
 	KT_ENUM,
 	KT_REGEX,    /* string compiled with GRegex, case-insensitive */
 	KT_DOMAINS,  /* list of domain names (a single one may stand alone) */

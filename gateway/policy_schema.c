@@ -173,6 +173,11 @@ static const struct key inbound_keys[] = {
 	  "[signature INVALID] for clients that show no headers" },
 	{ "allow_3des", KT_BOOL, POL(inbound.allow_3des), NULL, NULL, "false",
 	  false, "accept S/MIME encrypted with 3DES (RC2 and DES never)" },
+	{ "signature_date_tolerance", KT_DURATION,
+	  POL(inbound.signature_date_tolerance), NULL, NULL, "1h", false,
+	  "largest difference between a signature's creation time and the "
+	  "message's Date (seconds, or with s, m, h or d); beyond it the "
+	  "signature is invalid (reason=date-mismatch)" },
 	END,
 };
 
@@ -335,6 +340,7 @@ type_label(enum key_type t)
 	case KT_INT:		return "integer";
 	case KT_BOOL:		return "boolean";
 	case KT_SIZE:		return "size";
+	case KT_DURATION:	return "duration";
 	case KT_ENUM:		return "one of";
 	case KT_REGEX:		return "regex";
 	case KT_DOMAINS:	return "domains";

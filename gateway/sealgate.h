@@ -72,6 +72,18 @@ struct sg_keystore *sg_open_keystore_or_report(const struct sg_policy *pol,
 /* Creates gateway.spool_dir (0700) when missing; prints why on failure. */
 bool sg_ensure_spool_dir(const struct sg_policy *pol);
 
+/* s safe to print on a terminal: control characters (C0, DEL, C1) and
+ * bytes that are not UTF-8 as \xHH, invisible format characters (bidi
+ * controls, zero-width ones) as \uHHHH, a backslash doubled; other UTF-8
+ * as it is. For every value from key material, certificates, files and
+ * file names in human-readable output. (transfer full) */
+char *sg_escape(const char *s);
+
+/* fprintf of one line (fmt ending in a newline or not) escaped as a whole
+ * with sg_escape, the final newline kept. */
+void sg_tprintf(FILE *fp, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
 /* Appends s as a JSON string (NULL: null). */
 void sg_json_string(GString *out, const char *s);
 

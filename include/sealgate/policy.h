@@ -124,6 +124,7 @@ struct sg_policy {
 		long long max_decrypted_size;
 		bool subject_tags;          /* [decrypted], [signed OK], ... */
 		bool allow_3des;            /* accept 3DES S/MIME content */
+		long long signature_date_tolerance; /* seconds */
 	} inbound;
 };
 

@@ -2,6 +2,8 @@
 #ifndef SEALGATE_VERIFY_H
 #define SEALGATE_VERIFY_H
 
+#include <time.h>
+
 #include <glib.h>
 
 #include "sealgate/openpgp.h"
@@ -20,6 +22,8 @@ struct sg_sig {
 	enum sg_sig_status status;
 	char fpr[SG_FPR_MAX];
 	GPtrArray *addrs;       /* char *: the signer's addresses */
+	time_t created;         /* creation time the signature claims (OpenPGP
+				 * signature time, CMS signingTime); 0: none */
 	char reason[128];
 };
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 SKIP = 77                      # ctest SKIP_RETURN_CODE
 CMD_TIMEOUT = 120              # seconds; no single command of a test may hang
@@ -605,6 +606,14 @@ def make_message(headers, body, eol=b"\r\n"):
     return out + eol + body
 
 
+def rfc5322_date(t=None):
+    """t (seconds since the epoch, default now) as a Date field value.
+    Signed mail is checked against its Date (inbound.signature_date_tolerance),
+    so test messages carry the time they are made."""
+    return time.strftime("%a, %d %b %Y %H:%M:%S +0000",
+                         time.gmtime(time.time() if t is None else t))
+
+
 def std_headers(sender="Alice Example <alice@example.com>",
                 to="Carol Partner <carol@partner.example>", subject="Test message",
                 extra=()):
@@ -616,7 +625,7 @@ def std_headers(sender="Alice Example <alice@example.com>",
          ("To", to)]
     h += list(extra)
     h += [("Subject", subject),
-          ("Date", "Mon, 2 Jan 2023 10:00:00 +0000"),
+          ("Date", rfc5322_date()),
           ("Message-ID", "<%s@example.com>" % os.urandom(8).hex()),
           ("X-Mailer", "sgtest 1.0"),
           ("MIME-Version", "1.0")]

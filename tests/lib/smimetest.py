@@ -336,6 +336,28 @@ def smime_gateway(tmp, policy_text, anchors=(), certs=()):
     return gw
 
 
+def place_certs(keystore, *paths):
+    """Puts certificates (PEM paths) into the keystore's S/MIME store as FPR.pem, the
+    way the passing of time leaves an expired certificate there: `keys
+    import` refuses expired and not yet valid certificates."""
+    certs = os.path.join(keystore, "smime", "certs")
+    if not os.path.isdir(certs):
+        raise RuntimeError("no S/MIME store in %s: import something first" % keystore)
+    for path in paths:
+        dest = os.path.join(certs, cert_fingerprint(path) + ".pem")
+        shutil.copyfile(path, dest)
+        os.chmod(dest, 0o600)
+
+
+def place_identity(keystore, ident):
+    """place_certs for ident's certificate, and its private key beside it
+    in smime/keys (0600)."""
+    place_certs(keystore, ident.cert)
+    dest = os.path.join(keystore, "smime", "keys", ident.fpr + ".pem")
+    shutil.copyfile(ident.key, dest)
+    os.chmod(dest, 0o600)
+
+
 def clone_gateway(gw, tmp):
     """A new Gateway in tmp with gw's policy and a copy of its keystore
     (a quick start for tests that each need their own keystore)."""

@@ -23,15 +23,22 @@ GnuPG home or by `openssl cms -encrypt`.
      as it was sent for both.
   f) A CR in a field name inside encrypted mail: the message arrives as it
      was sent, marked failed, with both status fields in its header.
+  g) Signature claims hold through Postfix (which adds no Date of its
+     own): carol's signature is valid with a current Date, invalid with a
+     Date hours away or none (date-mismatch, no-date), and signer-mismatch
+     when the From display name shows another address, also RFC 2047
+     encoded.
 """
 
 import os
+import time
 import unittest
 
 import inboundtest
 import miltertest
 import sgtest
 import der
+import verifytest
 from inboundtest import ALICE, BOB, CAROL, InboundCase, alternative_entity, cms_encrypt, \
     gpg_encrypt, inbound_policy, new_marker, outer_headers, pgp_mime_message, pkesks, \
     recipient_info_of, smime_message, spliced, status_fields
@@ -54,6 +61,7 @@ def setUpModule():
     os.chmod(tmp, 0o755)          # the postfix user reaches into it
     ids = inboundtest.Identities(tmp)
     gw = ids.gateway(os.path.join(tmp, "gw"), inbound_policy())
+    sgtest.import_public_keys(gw, tmp, [(ids.sender, CAROL)])
     STATE.update(tmp=tmp, gw=gw, ids=ids, carol=ids.sender)
     miltertest.start_milter_and_postfix(STATE, BINARY)
 
@@ -92,6 +100,37 @@ class PostfixInbound(miltertest.MilterTestCase, InboundCase):
         self.assertNotIn(self.marker, self.pf.maillog_since(), "plaintext in the maillog")
 
     # -- tests -----------------------------------------------------------
+
+    def signed(self, sender="Carol Partner <%s>" % CAROL, date=True, offset=0):
+        h = verifytest.outer(sender=sender)
+        h = [(n, sgtest.rfc5322_date(time.time() + offset) if n == "Date" else v)
+             for n, v in h if date or n != "Date"]
+        return verifytest.pgp_signed_message(self.state["carol"],
+                                             verifytest.text_entity(self.marker), h)
+
+    @with_diagnostics
+    def test_g_signature_claims(self):
+        fpr = self.state["carol"].fingerprint(CAROL)
+        for name, msg, want in (
+                ("current Date", self.signed(),
+                 "valid; method=openpgp; signer=%s; key=%s" % (CAROL, fpr)),
+                ("Date 3 h old", self.signed(offset=-3 * 3600),
+                 "invalid; method=openpgp; key=%s; reason=date-mismatch" % fpr),
+                ("no Date", self.signed(date=False),
+                 "invalid; method=openpgp; key=%s; reason=no-date" % fpr),
+                ("display name", self.signed(sender='"ceo@example.com" <%s>' % CAROL),
+                 "signer-mismatch; method=openpgp; key=%s; reason=display-name" % fpr),
+                ("encoded display name",
+                 self.signed(sender="=?utf-8?q?ceo=40example=2Ecom?= <%s>" % CAROL),
+                 "signer-mismatch; method=openpgp; key=%s; reason=display-name" % fpr)):
+            with self.subTest(name):
+                self.pf.sink.clear()
+                got = self.deliver(msg)
+                dec, sig, _last = status_fields(got)
+                self.assertEqual(sig, [want], got[:3000])
+                self.assertEqual(dec, [verifytest.NOT_ENCRYPTED])
+                if name == "no Date":
+                    self.assertEqual(sgtest.field_values(got, "Date"), [])
 
     @with_diagnostics
     def test_a_openpgp_decrypted(self):

@@ -260,6 +260,29 @@ class PolicyCheck(unittest.TestCase):
                 self.assertRegex(cp.stderr, r"(?m)^%s:%d:%d: .*%s" % (
                     re.escape(path), line, col, re.escape(word)))
 
+    def test_signature_date_tolerance(self):
+        base = sgtest.policy_yaml()
+        for value in ("1h", "30m", "2d", "45s", "90", "366d"):
+            with self.subTest(value=value):
+                path = self.write("tol-ok-" + value,
+                                  base + "inbound: { signature_date_tolerance: %s }\n" % value)
+                cp = self.check(path)
+                self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        for value in ("0", "0h", "1w", "1.5h", "-1h", "h", "1 h", "1H", "367d",
+                      "99999999999999999999", '""', "[1h]"):
+            with self.subTest(value=value):
+                text = base + "inbound: { signature_date_tolerance: %s }\n" % value
+                path = self.write("tol-bad-%d" % abs(hash(value)), text)
+                cp = self.check(path)
+                self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+                line, col = pos(text, "signature_date_tolerance", value)
+                self.assertRegex(cp.stderr, r"(?m)^%s:%d:%d: .*signature_date_tolerance" % (
+                    re.escape(path), line, col))
+        path = self.write("tol-bad-msg", base + "inbound: { signature_date_tolerance: 2w }\n")
+        self.assertIn('"signature_date_tolerance": invalid duration "2w" (expected a number '
+                      'of seconds, or with s, m, h or d; more than 0, at most 366d)',
+                      self.check(path).stderr)
+
     def test_process_refuses_invalid_policy(self):
         inp = os.path.join(self.tmp, "in.eml")
         outp = os.path.join(self.tmp, "out.eml")

@@ -242,6 +242,12 @@ class Sign(unittest.TestCase):
         gw.import_keys_checked(cls.carol_x.cert, secret, carol_pub)
         cls.unusable_import = []
         for ident in unusable:
+            if ident.addr == GINA:
+                # `keys import` refuses an expired certificate; a store
+                # holds one once time has passed.
+                smimetest.place_identity(cls.keystore, ident)
+                cls.unusable_import.append((ident.addr, gw.list_keys()))
+                continue
             cls.unusable_import.append((ident.addr, gw.import_keys(ident.cert, ident.key)))
 
     # -- helpers ---------------------------------------------------------

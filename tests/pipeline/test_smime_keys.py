@@ -83,9 +83,13 @@ class CertificateChecks(unittest.TestCase):
         cls.gw = smimetest.smime_gateway(
             t("gw"), smimetest.smime_policy(rules=TAG_RULE), anchors=[ca.cert],
             certs=[cls.plain_ca.cert] + [i.cert for i in (
-                cls.good, cls.expired, cls.future, cls.ku_sign, cls.ku_ec, cls.eku_server,
+                cls.good, cls.ku_sign, cls.ku_ec, cls.eku_server,
                 cls.elsewhere, cls.untrusted, cls.plain_chain, cls.rsa1024,
-                cls.renew_old, cls.renew_new)])
+                cls.renew_new)])
+        # `keys import` refuses certificates outside their validity period;
+        # a store holds them once time has passed.
+        smimetest.place_certs(cls.gw.keystore, *[i.cert for i in (cls.expired, cls.future,
+                                                          cls.renew_old)])
         cp = cls.gw.list_keys()
         if cp.returncode != 0:
             raise RuntimeError("keys list failed: %s" % cp.stderr)
@@ -243,6 +247,26 @@ class Import(unittest.TestCase):
         cls.sam = ca.issue("Sam", ["sam@partner.example"])
         cls.noaddr = ca.issue("server.partner.example", [], eku="serverAuth",
                               basename="noaddr", keyfile=shared)
+        now = utcnow()
+        cls.old = ca.issue("Old", ["old@partner.example"], keyfile=shared,
+                           start=now - days(400), end=now - days(1))
+        cls.soon = ca.issue("Soon", ["soon@partner.example"], keyfile=shared,
+                            start=now + days(2), end=now + days(400))
+        cls.old_inter = smimetest.TestCA(t("oldinter"), name="Old Intermediate",
+                                         key="rsa:2048", parent=ca,
+                                         start=now - days(400), end=now - days(1))
+        # Certificates without an address that OpenSSL would guess to be CA
+        # certificates: keyUsage keyCertSign without basicConstraints, and
+        # a self-signed version 1 certificate (openssl x509 -req -signkey).
+        cls.ku_ca = ca.issue("KU only", [], basename="kuonly", keyfile=shared,
+                             extensions="keyUsage = critical, keyCertSign, digitalSignature\n"
+                                        "subjectKeyIdentifier = hash\n")
+        csr = t("v1.csr")
+        smimetest.openssl("req", "-new", "-key", shared, "-subj", "/CN=v1 self-signed",
+                          "-out", csr)
+        cls.v1 = t("v1.pem")
+        smimetest.openssl("x509", "-req", "-in", csr, "-signkey", shared, "-days", "30",
+                          "-out", cls.v1)
         cls.passfile = smimetest.write_file(t("pass.txt"), PASSPHRASE + "\n")
         cls.wrongpass = smimetest.write_file(t("wrong.txt"), "not the passphrase\n")
         cls._n = 0
@@ -569,6 +593,43 @@ class Import(unittest.TestCase):
         gw = self.new_gateway()
         self.assert_refused(gw, self.noaddr.cert, "certificate without an email address")
         self.assert_refused(gw, self.noaddr.der, "certificate without an email address")
+
+    def test_refuse_certificate_without_address_guessed_ca(self):
+        # Stored before, yet invisible in `keys list`: no address finds it.
+        gw = self.new_gateway()
+        self.assertIn("Version: 1 ", smimetest.openssl("x509", "-in", self.v1, "-noout",
+                                                       "-text").stdout.decode())
+        self.assert_refused(gw, self.v1, "certificate without an email address")
+        self.assert_refused(gw, self.ku_ca.cert, "certificate without an email address")
+
+    def test_refuse_expired_and_not_yet_valid(self):
+        gw = self.new_gateway()
+        for name, path, reason, extra in (
+                ("expired", self.old.cert, 'certificate has expired (subject "CN=Old")', ()),
+                ("expired, DER", self.old.der, "certificate has expired", ()),
+                ("expired, as trust anchor", self.old.cert, "certificate has expired",
+                 ("--trust-anchor",)),
+                ("not yet valid", self.soon.cert,
+                 'certificate is not valid yet (subject "CN=Soon")', ()),
+                ("not yet valid, PKCS#7", smimetest.pkcs7_bundle(
+                    os.path.join(self.tmp, "soon.p7b"), [self.soon.cert]),
+                 "certificate is not valid yet", ()),
+                ("expired intermediate in a chain",
+                 smimetest.pem_bundle(os.path.join(self.tmp, "jack-oldinter.pem"),
+                                      self.jack.cert, self.old_inter.cert),
+                 'certificate has expired (subject "CN=Old Intermediate")', ()),
+                ("expired CA as anchor", self.old_inter.cert, "certificate has expired",
+                 ("--trust-anchor",))):
+            with self.subTest(name):
+                self.assert_refused(gw, path, reason, *extra)
+        self.assertEqual([r for r in smime_list_lines(gw.list_keys().stdout)
+                          if r["addr"] != "-"], [])
+
+    def test_refuse_expired_pkcs12(self):
+        gw = self.new_gateway()
+        p12 = self.old.pkcs12(PASSPHRASE, path=os.path.join(self.tmp, "old.p12"))
+        self.assert_refused(gw, p12, "certificate has expired", "--passphrase-file",
+                            self.passfile)
 
     def test_refuse_text_file(self):
         gw = self.new_gateway()

@@ -1,0 +1,11 @@
+/* Internals of the keystore code (crypto/keystore*.c). */
+#ifndef SEALGATE_KEYSTORE_INT_H
+#define SEALGATE_KEYSTORE_INT_H
+
+#include "sealgate/keystore.h"
+
+/* Refuses a symbolic link anywhere in the keystore tree at dir (dir
+ * itself included), naming it. A missing dir passes. */
+int sg_keystore_check_links(const char *dir, struct sg_err *err);
+
+#endif
