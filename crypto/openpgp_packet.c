@@ -97,17 +97,26 @@ sg_pgp_packet_header(const unsigned char *p, size_t avail, int *tag,
 #define ARMOR_BEGIN "-----BEGIN PGP MESSAGE-----"
 #define ARMOR_END "-----END PGP MESSAGE-----"
 
-/* The line at p without its line end and trailing blanks; *next is the
- * start of the following line. */
+/* The line at p without its line end and trailing blanks (a no-break
+ * space too, in UTF-8 or Latin-1: mail programs put one on the empty line
+ * after the armor headers); *next is the start of the following line. */
 static size_t
 armor_line(const char *p, const char *end, const char **next)
 {
+	const unsigned char *u = (const unsigned char *)p;
 	const char *nl = memchr(p, '\n', (size_t)(end - p));
 	size_t l = (size_t)((nl != NULL ? nl : end) - p);
 
 	*next = nl != NULL ? nl + 1 : end;
-	while (l > 0 && (p[l - 1] == '\r' || p[l - 1] == ' ' || p[l - 1] == '\t'))
-		l--;
+	while (l > 0) {
+		if (u[l - 1] == '\r' || u[l - 1] == ' ' || u[l - 1] == '\t') {
+			l--;
+		} else if (u[l - 1] == 0xa0) {
+			l -= l >= 2 && u[l - 2] == 0xc2 ? 2 : 1;
+		} else {
+			break;
+		}
+	}
 	return l;
 }
 

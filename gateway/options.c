@@ -226,8 +226,8 @@ canon_envelope(struct sg_cli *cli)
 	char *addr;
 
 	if (sg_addr_canon(cli->env.from, &cli->from, &err) < 0) {
-		fprintf(stderr, "553 5.1.7 sender address not accepted: %s\n",
-		    err.msg);
+		sg_tprintf(stderr, "553 5.1.7 <%s>: sender address not accepted: "
+		    "%s\n", cli->env.from, err.msg);
 		return SG_EINVAL;
 	}
 	cli->env.from = cli->from;
@@ -235,8 +235,10 @@ canon_envelope(struct sg_cli *cli)
 		addr = NULL;
 		if (sg_addr_canon(g_ptr_array_index(cli->env.to, i), &addr,
 		    &err) < 0 || *addr == '\0') {
-			fprintf(stderr, "553 5.1.3 recipient address not accepted: "
-			    "%s\n", addr != NULL ? "empty address" : err.msg);
+			sg_tprintf(stderr, "553 5.1.3 <%s>: recipient address not "
+			    "accepted: %s\n", (char *)g_ptr_array_index(
+			    cli->env.to, i), addr != NULL ? "empty address" :
+			    err.msg);
 			g_free(addr);
 			return SG_EINVAL;
 		}

@@ -182,11 +182,13 @@ class EnvelopeCanon(unittest.TestCase):
                 self.assertEqual(rc, 2, err)
                 self.assertIsNone(out)
                 self.assertEqual(sgtest.verdict(err), "reject", err)
-                self.assertIn("553 5.1.3 recipient address not accepted: %s" % why,
-                              err.splitlines(), err)
+                shown = rcpt.replace("\x01", "\\x01")       # escaped, never raw
+                self.assertIn("553 5.1.3 <%s>: recipient address not accepted: %s"
+                              % (shown, why), err.splitlines(), err)
         rc, out, err = self.process('"alice@example.com', [NOKEY])
         self.assertEqual(rc, 2, err)
-        self.assertIn("553 5.1.7 sender address not accepted: unbalanced quotes",
+        self.assertIn('553 5.1.7 <"alice@example.com>: sender address not accepted: '
+                      'unbalanced quotes',
                       err.splitlines(), err)
 
     # -- f) policy explain -------------------------------------------------
@@ -204,8 +206,8 @@ class EnvelopeCanon(unittest.TestCase):
         cp = self.gw.run("policy", "explain", "-c", self.gw.policy, "--from", SENDER,
                          "--to", "a@b@c.example", "--client-ip", "127.0.0.1")
         self.assertEqual(cp.returncode, 1, cp.stdout)
-        self.assertRegex(cp.stderr, r"553 5\.1\.3 recipient address not accepted: "
-                         r"more than one '@'")
+        self.assertRegex(cp.stderr, r"553 5\.1\.3 <a@b@c\.example>: recipient address not "
+                         r"accepted: more than one '@'")
 
 
 if __name__ == "__main__":

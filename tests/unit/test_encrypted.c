@@ -121,6 +121,14 @@ test_armor(void **state)
 		{ "-----BEGIN PGP MESSAGE-----\n\n" B64 "\n", false },
 		{ "-----BEGIN PGP SIGNED MESSAGE-----\n\n" B64
 		  "\n-----END PGP MESSAGE-----\n", false },
+		/* A no-break space on the empty line (Thunderbird's corpus). */
+		{ "-----BEGIN PGP MESSAGE-----\r\n\xc2\xa0\r\n" B64
+		  "\r\n-----END PGP MESSAGE-----\r\n", true },
+		{ "-----BEGIN PGP MESSAGE-----\n\xa0\n" B64
+		  "\n-----END PGP MESSAGE-----\n", true },
+		/* ... but no text hides behind one. */
+		{ "-----BEGIN PGP MESSAGE-----\n\xc2\xa0secret\n\n" B64
+		  "\n-----END PGP MESSAGE-----\n", false },
 	};
 
 	(void)state;
