@@ -5,9 +5,8 @@
 #include "sealgate/encrypted.h"
 #include "sealgate/mime.h"
 
-/* The decoded content of a leaf part. (transfer full) */
-static GByteArray *
-part_bytes(GMimeObject *obj)
+GByteArray *
+sg_mime_part_content(GMimeObject *obj)
 {
 	GMimeDataWrapper *w;
 	GMimeStream *mem;
@@ -100,14 +99,14 @@ pgp_mime_encrypted(GMimeMultipart *mp)
 	control = g_mime_multipart_get_part(mp, 0);
 	payload = g_mime_multipart_get_part(mp, 1);
 	if (!content_is(control, "application", "pgp-encrypted") ||
-	    (b = part_bytes(control)) == NULL)
+	    (b = sg_mime_part_content(control)) == NULL)
 		return false;
 	text = g_strstrip(g_strndup((const char *)b->data, b->len));
 	ok = g_ascii_strcasecmp(text, "Version: 1") == 0 ||
 	    g_ascii_strcasecmp(text, "Version:1") == 0;
 	g_free(text);
 	g_byte_array_free(b, TRUE);
-	if (!ok || (b = part_bytes(payload)) == NULL)
+	if (!ok || (b = sg_mime_part_content(payload)) == NULL)
 		return false;
 	ok = sg_openpgp_is_encrypted(b->data, b->len, false);
 	g_byte_array_free(b, TRUE);
@@ -131,7 +130,7 @@ sg_mime_encrypted_as(GMimeObject *top)
 	text = content_is(top, "text", "plain");
 	/* Only these are read; a text body only when it starts as armor. */
 	if ((!smime && !pgp && !text) || (text && !starts_with_armor(top)) ||
-	    (b = part_bytes(top)) == NULL)
+	    (b = sg_mime_part_content(top)) == NULL)
 		return SG_PROT_NONE;
 	if (smime && sg_smime_is_enveloped(b->data, b->len))
 		prot = SG_PROT_SMIME;

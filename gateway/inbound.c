@@ -51,27 +51,6 @@ strip_forged(const struct sg_msg *msg, const char *name, struct sg_edits *ed)
 		sg_edits_add(ed, SG_HDR_DELETE, name, n, NULL);
 }
 
-/* The decoded content of a leaf part. (transfer full) */
-static GByteArray *
-part_content(GMimeObject *obj)
-{
-	GMimeDataWrapper *w;
-	GMimeStream *mem;
-	GByteArray *out;
-
-	if (!GMIME_IS_PART(obj))
-		return NULL;
-	w = g_mime_part_get_content(GMIME_PART(obj));
-	if (w == NULL)
-		return NULL;
-	out = g_byte_array_new();
-	mem = g_mime_stream_mem_new_with_byte_array(out);
-	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
-	g_mime_data_wrapper_write_to_stream(w, mem);
-	g_object_unref(mem);
-	return out;
-}
-
 /* What was decrypted and verified, and how it went. */
 struct decryption {
 	const char *method;     /* "openpgp" or "smime" */
@@ -254,7 +233,7 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 		carrier = g_mime_multipart_get_count(mp) == 2
 		    ? g_mime_multipart_get_part(mp, 1) : NULL;
 	}
-	cipher = carrier != NULL ? part_content(carrier) : NULL;
+	cipher = carrier != NULL ? sg_mime_part_content(carrier) : NULL;
 	if (cipher == NULL || prot == SG_PROT_ENCRYPTED) {
 		d->status = "no";
 		d->reason = prot == SG_PROT_ENCRYPTED ? "unsupported" : "malformed";

@@ -2,13 +2,10 @@
  * policy_schema.c, reporting every problem as FILE:LINE:COL: message, and
  * fills a struct sg_policy. Defaults are the tables' default strings,
  * parsed by the same code as the file's values. */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include "policy_int.h"
 #include "sealgate/logins.h"
@@ -73,153 +70,6 @@ enum_find(const struct enum_value *v, const char *name)
 		if (strcmp(v->name, name) == 0)
 			return v;
 	return NULL;
-}
-
-/* Parses "123", "10K", "50M", "1G" into bytes. */
-static int
-parse_size(const char *s, long long *out)
-{
-	char *end;
-	long long v, mult = 1;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (end == s || errno != 0 || v < 0)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K':	mult = 1024LL; end++; break;
-	case 'm': case 'M':	mult = 1024LL * 1024; end++; break;
-	case 'g': case 'G':	mult = 1024LL * 1024 * 1024; end++; break;
-	default:		break;
-	}
-	if (*end != '\0' || v > LLONG_MAX / mult)
-		return -1;
-	*out = v * mult;
-	return 0;
-}
-
-/* Parses "90", "90s", "30m", "1h", "2d" into seconds, at most
- * SG_DURATION_MAX. */
-#define SG_DURATION_MAX (366LL * 86400)
-
-static int
-parse_duration(const char *s, long long *out)
-{
-	char *end;
-	long long v, mult = 1;
-
-	errno = 0;
-	if (!g_ascii_isdigit(*s))
-		return -1;
-	v = strtoll(s, &end, 10);
-	if (end == s || errno != 0 || v < 0)
-		return -1;
-	switch (*end) {
-	case 's':	end++; break;
-	case 'm':	mult = 60; end++; break;
-	case 'h':	mult = 3600; end++; break;
-	case 'd':	mult = 86400; end++; break;
-	default:	break;
-	}
-	if (*end != '\0' || v > SG_DURATION_MAX / mult)
-		return -1;
-	*out = v * mult;
-	return 0;
-}
-
-static bool
-valid_domain(const char *d)
-{
-	if (*d == '\0' || strlen(d) > 253)
-		return false;
-	for (const char *p = d; *p; p++)
-		if (!g_ascii_isalnum(*p) && *p != '-' && *p != '.')
-			return false;
-	return d[0] != '.' && d[strlen(d) - 1] != '.' && strstr(d, "..") == NULL;
-}
-
-/* A domain of the policy in the form envelope domains are compared in
- * (sealgate/addr.h): lower case, A-labels. NULL when invalid. */
-static char *
-domain_item(const char *text)
-{
-	char *ascii = g_str_is_ascii(text) ? g_strdup(text)
-	    : g_hostname_to_ascii(text);
-	char *lower = ascii != NULL ? g_ascii_strdown(ascii, -1) : NULL;
-
-	g_free(ascii);
-	if (lower != NULL && !valid_domain(lower)) {
-		g_free(lower);
-		lower = NULL;
-	}
-	return lower;
-}
-
-/* An address or domain glob with its domain labels as A-labels and
- * without a trailing dot, so that it matches canonical addresses; NULL
- * when a label cannot be converted or something is empty. */
-static char *
-glob_item(const char *text)
-{
-	const char *at = strrchr(text, '@');
-	const char *dom = at != NULL ? at + 1 : text;
-	GString *out = g_string_new_len(text, (gssize)(dom - text));
-	char *d = g_strdup(dom), **labels;
-	size_t len = strlen(d);
-	bool ok = len > 0 && g_utf8_validate(text, -1, NULL);
-
-	if (len > 1 && d[len - 1] == '.')
-		d[len - 1] = '\0';
-	labels = g_strsplit(d, ".", -1);
-	for (char **l = labels; ok && *l != NULL; l++) {
-		char *a = g_str_is_ascii(*l) ? g_strdup(*l) : g_hostname_to_ascii(*l);
-
-		ok = a != NULL && *a != '\0' && strchr(a, '.') == NULL;
-		if (ok)
-			g_string_append_printf(out, "%s%s", l == labels ? "" : ".", a);
-		g_free(a);
-	}
-	g_strfreev(labels);
-	g_free(d);
-	d = ok ? g_ascii_strdown(out->str, -1) : NULL;
-	g_string_free(out, TRUE);
-	return d;
-}
-
-/* "10.0.0.0/8", "2001:db8::/32" or a single address. */
-static bool
-parse_cidr(const char *text, struct sg_cidr *out)
-{
-	char *addr = g_strdup(text), *slash = strchr(addr, '/'), *end;
-	unsigned max;
-	long prefix;
-	bool ok = false;
-
-	if (slash != NULL)
-		*slash = '\0';
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, addr, out->addr) == 1) {
-		out->family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
-		out->family = AF_INET6;
-		max = 128;
-	} else {
-		goto out;
-	}
-	out->prefix = max;
-	if (slash != NULL) {
-		errno = 0;
-		prefix = strtol(slash + 1, &end, 10);
-		if (slash[1] == '\0' || *end != '\0' || errno || prefix < 0 ||
-		    prefix > (long)max)
-			goto out;
-		out->prefix = (unsigned)prefix;
-	}
-	ok = true;
-out:
-	g_free(addr);
-	return ok;
 }
 
 /* gateway.sender_logins: the path (relative to the policy file) and the
@@ -322,7 +172,7 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 		*(GRegex **)((char *)field(base, k) + sizeof(char *)) = re;
 		return true;
 	case KT_SIZE:
-		if (parse_size(text, &size) < 0 || size == 0) {
+		if (sg_policy_parse_size(text, &size) < 0 || size == 0) {
 			report(ld, mark, "\"%s\": invalid size \"%s\" "
 			    "(expected a number with optional K, M or G)",
 			    k->name, text);
@@ -331,7 +181,7 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 		*(long long *)field(base, k) = size;
 		return true;
 	case KT_DURATION:
-		if (parse_duration(text, &size) < 0 || size == 0) {
+		if (sg_policy_parse_duration(text, &size) < 0 || size == 0) {
 			report(ld, mark, "\"%s\": invalid duration \"%s\" "
 			    "(expected a number of seconds, or with s, m, h or d; "
 			    "more than 0, at most 366d)", k->name, text);
@@ -386,8 +236,8 @@ add_item(struct loader *ld, const struct key *k, void *base, const char *text,
 			report(ld, mark, "empty item in \"%s\"", k->name);
 			return false;
 		}
-		item = k->type == KT_DOMAINS ? domain_item(text)
-		    : k->type == KT_GLOBS ? glob_item(text) : g_strdup(text);
+		item = k->type == KT_DOMAINS ? sg_policy_domain_item(text)
+		    : k->type == KT_GLOBS ? sg_policy_glob_item(text) : g_strdup(text);
 		if (item == NULL) {
 			report(ld, mark, "invalid %s \"%s\" in \"%s\"",
 			    k->type == KT_DOMAINS ? "domain" : "address or domain "
@@ -400,7 +250,7 @@ add_item(struct loader *ld, const struct key *k, void *base, const char *text,
 		g_ptr_array_add(*list, item);
 		return true;
 	case KT_CIDRS:
-		if (!parse_cidr(text, &cidr)) {
+		if (!sg_policy_parse_cidr(text, &cidr)) {
 			report(ld, mark, "invalid network \"%s\" in \"%s\" (expected "
 			    "an address or ADDRESS/PREFIX)", text, k->name);
 			return false;
@@ -822,75 +672,4 @@ sg_policy_unref(struct sg_policy *pol)
 {
 	if (pol != NULL && g_atomic_int_dec_and_test(&pol->refcount))
 		policy_free(pol);
-}
-
-bool
-sg_policy_is_internal(const struct sg_policy *pol, const char *addr)
-{
-	const char *domain = strrchr(addr, '@');
-
-	if (domain == NULL)
-		return false;
-	domain++;
-	for (guint i = 0; i < pol->internal_domains->len; i++)
-		if (g_ascii_strcasecmp(domain,
-		    g_ptr_array_index(pol->internal_domains, i)) == 0)
-			return true;
-	return false;
-}
-
-bool
-sg_policy_allows_method(const struct sg_methods *m, enum sg_method method)
-{
-	for (unsigned i = 0; i < m->n; i++)
-		if (m->v[i] == (int)method)
-			return true;
-	return false;
-}
-
-static bool
-cidr_contains(const struct sg_cidr *c, int family, const unsigned char *addr)
-{
-	unsigned full = c->prefix / 8, rest = c->prefix % 8;
-
-	if (c->family != family)
-		return false;
-	if (memcmp(c->addr, addr, full) != 0)
-		return false;
-	if (rest == 0)
-		return true;
-	return ((c->addr[full] ^ addr[full]) & (0xff << (8 - rest))) == 0;
-}
-
-bool
-sg_policy_ip_in(const GArray *nets, const char *ip)
-{
-	unsigned char addr[16];
-	int family;
-
-	if (ip == NULL)
-		return false;
-	if (inet_pton(AF_INET, ip, addr) == 1) {
-		family = AF_INET;
-	} else if (inet_pton(AF_INET6, ip, addr) == 1) {
-		family = AF_INET6;
-		/* An IPv4-mapped address is judged as IPv4. */
-		if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)(void *)addr)) {
-			memmove(addr, addr + 12, 4);
-			family = AF_INET;
-		}
-	} else {
-		return false;
-	}
-	for (guint i = 0; i < nets->len; i++)
-		if (cidr_contains(&g_array_index(nets, struct sg_cidr, i), family,
-		    addr))
-			return true;
-	return false;
-}
-
-bool
-sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip)
-{
-	return sg_policy_ip_in(pol->gateway.trusted_networks, ip);
 }

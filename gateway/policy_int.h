@@ -82,6 +82,16 @@ void sg_policy_apply_defaults(struct loader *ld, const struct key *keys,
 			      void *base);
 
 /* Loads one item of outbound.rules (node id), checking it as a whole. */
+/* Typed values from text (policy_values.c); -1 / NULL / false when the
+ * text is not one. Sizes in bytes ("50M"), durations in seconds ("1h"). */
+int sg_policy_parse_size(const char *s, long long *out);
+int sg_policy_parse_duration(const char *s, long long *out);
+/* A domain, or an address or domain glob, in the form envelope addresses
+ * are compared in: lower case, A-labels. (transfer full) */
+char *sg_policy_domain_item(const char *text);
+char *sg_policy_glob_item(const char *text);
+bool sg_policy_parse_cidr(const char *text, struct sg_cidr *out);
+
 void sg_policy_load_rule(struct loader *ld, int id, unsigned index);
 
 void sg_rule_free(struct sg_rule *rule);

@@ -63,6 +63,10 @@ enum sg_protection sg_mime_protection_of(GMimeObject *obj);
  * SG_PROT_NONE for anything else, whatever its labels say. */
 enum sg_protection sg_mime_encrypted_as(GMimeObject *obj);
 
+/* The decoded content of a leaf part; NULL for anything else or when it
+ * cannot be decoded. (transfer full) */
+GByteArray *sg_mime_part_content(GMimeObject *obj);
+
 /* True when an encrypted part sits inside the message next to or below
  * other parts (call with depth 1 for the top level). */
 bool sg_mime_has_nested_encryption(GMimeObject *obj, unsigned depth);
