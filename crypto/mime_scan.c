@@ -27,6 +27,7 @@ struct scan {
 	bool digest_parent;
 	GString *ctype;         /* the entity's (last) Content-Type value */
 	bool in_ctype;          /* continuation lines belong to it */
+	bool ctype_cut;         /* more of it than CTYPE_CAP */
 	GString *line;
 	bool line_tail;         /* non-blank text beyond LINE_CAP */
 };
@@ -149,9 +150,24 @@ end_header(struct scan *st, struct sg_err *err)
 static void
 ctype_append(struct scan *st, const char *p, size_t n)
 {
-	n = MIN(n, CTYPE_CAP - MIN(CTYPE_CAP, st->ctype->len));
+	size_t room = CTYPE_CAP - MIN(CTYPE_CAP, st->ctype->len);
+
+	if (n > room || st->line_tail)
+		st->ctype_cut = true;
+	n = MIN(n, room);
 	g_string_append_len(st->ctype, p, (gssize)n);
 	g_strdelimit(st->ctype->str, "\r", ' ');
+}
+
+/* A Content-Type longer than what is kept could hide its boundary from
+ * the count while the parser still builds every part: refused. */
+static int
+ctype_whole(const struct scan *st, struct sg_err *err)
+{
+	if (st->in_ctype && st->ctype_cut)
+		return sg_err_set(err, SG_EMALFORMED, "Content-Type field longer "
+		    "than %d bytes", CTYPE_CAP);
+	return SG_OK;
 }
 
 /* A header line: Content-Type starts being collected (the last one
@@ -165,7 +181,7 @@ header_line(struct scan *st, struct sg_err *err)
 	if (l[0] == ' ' || l[0] == '\t') {
 		if (st->in_ctype)
 			ctype_append(st, l, n);
-		return SG_OK;
+		return ctype_whole(st, err);
 	}
 	colon = memchr(l, ':', n);
 	if (colon == NULL)
@@ -176,9 +192,10 @@ header_line(struct scan *st, struct sg_err *err)
 	st->in_ctype = name == 12 && g_ascii_strncasecmp(l, "Content-Type", 12) == 0;
 	if (st->in_ctype) {
 		g_string_truncate(st->ctype, 0);
+		st->ctype_cut = false;
 		ctype_append(st, colon + 1, n - (size_t)(colon + 1 - l));
 	}
-	return SG_OK;
+	return ctype_whole(st, err);
 }
 
 static int

@@ -134,6 +134,29 @@ class MimeBounds(unittest.TestCase):
         self.assert_refused_outbound(msg)
         self.assert_too_deep_inbound(msg)
 
+    def test_boundary_hidden_behind_a_long_content_type(self):
+        # A Content-Type longer than what the scan keeps would hide the
+        # boundary from the count while GMime still built every part.
+        body = b"--b\r\n\r\n" * 200000 + b"--b--\r\n"
+        for name, ctype in (
+                ("one line", 'multipart/mixed; x-pad="%s"; boundary="b"' % ("A" * 20000)),
+                ("folded", "multipart/mixed;" + "".join("\r\n\tx-p%d=\"%s\";" % (i, "A" * 50)
+                                                       for i in range(300))
+                 + ' boundary="b"')):
+            with self.subTest(name):
+                msg = make_message(std_headers() + [("Content-Type", ctype)], body)
+                rc, out, err, rss = self.process(msg, CAROL)
+                self.assertEqual(rc, 2, err)
+                self.assertIn("554 5.6.0 malformed MIME message (Content-Type field longer "
+                              "than 16384 bytes)", err)
+                self.assertIsNone(out)
+                self.assertLess(rss, MAX_RSS_KB)
+                rc, out, err, rss = self.process(msg, BOB)
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(sgtest.field_values(out, "X-Sealgate-Decrypted"),
+                                 ["no; reason=malformed"])
+                self.assertLess(rss, MAX_RSS_KB)
+
     def test_within_the_bounds(self):
         # 9,999 parts plus the multipart itself, and 32 levels (31 nested
         # multiparts around a leaf), are still encrypted.
