@@ -295,3 +295,26 @@ out:
 		g_string_free(canon, TRUE);
 	return rc;
 }
+
+int
+sg_addr_canon_rcpt(const char *arg, char **out, struct sg_err *err)
+{
+	const char *at;
+	char *addr = NULL;
+	int rc;
+
+	rc = sg_addr_canon(arg, &addr, err);
+	if (rc == 0 && *addr == '\0')
+		rc = sg_err_set(err, SG_EINVAL, "empty address");
+	at = rc == 0 ? strrchr(addr, '@') : NULL;
+	for (const char *p = addr; rc == 0 && at != NULL && p < at; p++)
+		if (*p == '%' || *p == '!' || *p == '@')
+			rc = sg_err_set(err, SG_EINVAL, "the local part holds a "
+			    "routing character (percent sign, exclamation mark "
+			    "or at sign) the MTA may send elsewhere");
+	if (rc == 0)
+		*out = addr;
+	else
+		g_free(addr);
+	return rc;
+}

@@ -189,9 +189,7 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "RCPT without MAIL");
 	refresh_queue_id(ctx, c); /* Postfix assigns it at the first RCPT */
-	if (argv[0] == NULL || sg_addr_canon(argv[0], &rcpt, &err) < 0 ||
-	    *rcpt == '\0') {
-		g_free(rcpt);
+	if (argv[0] == NULL || sg_addr_canon_rcpt(argv[0], &rcpt, &err) < 0) {
 		if (err.msg[0] == '\0')
 			sg_err_set(&err, SG_EINVAL, "empty address");
 		return bad_address(ctx, c, "5.1.3", "recipient", &err);

@@ -232,14 +232,11 @@ canon_envelope(struct sg_cli *cli)
 	}
 	cli->env.from = cli->from;
 	for (guint i = 0; i < cli->env.to->len; i++) {
-		addr = NULL;
-		if (sg_addr_canon(g_ptr_array_index(cli->env.to, i), &addr,
-		    &err) < 0 || *addr == '\0') {
+		if (sg_addr_canon_rcpt(g_ptr_array_index(cli->env.to, i), &addr,
+		    &err) < 0) {
 			sg_tprintf(stderr, "553 5.1.3 <%s>: recipient address not "
 			    "accepted: %s\n", (char *)g_ptr_array_index(
-			    cli->env.to, i), addr != NULL ? "empty address" :
-			    err.msg);
-			g_free(addr);
+			    cli->env.to, i), err.msg);
 			return SG_EINVAL;
 		}
 		g_free(g_ptr_array_index(cli->env.to, i));

@@ -34,4 +34,14 @@
  */
 int sg_addr_canon(const char *arg, char **out, struct sg_err *err);
 
+/*
+ * A recipient: sg_addr_canon, not empty, and no routing inside the local
+ * part. An MTA may send "user%other.example@local", "other.example!user@local"
+ * or "\"user@other.example\"@local" to other.example (Postfix's
+ * allow_percent_hack, swap_bangpath and resolve_dequoted_address, on by
+ * default for its own domains), which no decision made from the address
+ * as written would see: such local parts are refused (SG_EINVAL).
+ */
+int sg_addr_canon_rcpt(const char *arg, char **out, struct sg_err *err);
+
 #endif

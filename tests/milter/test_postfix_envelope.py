@@ -30,7 +30,8 @@ signs and rejects when it cannot.
   c) MAIL FROM:<alice@example.com.> (and quoted, source-routed) counts as
      outbound: the keyless partner is refused, carol gets encrypted mail.
   d) a form Postfix accepts but that is no address sealgate can resolve (an
-     invalid A-label) is refused with 553 5.1.3 at RCPT time.
+     invalid A-label) is refused with 553 5.1.3 at RCPT time, and so is a
+     local part Postfix may route elsewhere (%, !, a quoted @).
   e) SMTP AUTH as bob with MAIL FROM alice: refused with 550 naming alice
      and why; AUTH as alice: signed, gpg verifies alice's signature; no
      AUTH from the trusted network: refused (not in signing_networks).
@@ -234,6 +235,16 @@ class PostfixEnvelope(miltertest.MilterTestCase):
         self.assertEqual(r["rcpt"], (553, "5.1.3 recipient address not accepted: "
                                           "invalid A-label in the domain"), r)
         self.assertIsNone(r["data"])
+        # Local parts Postfix may route to another domain (percent hack,
+        # bang path, a quoted at sign) when the domain is its own.
+        for rcpt in ("<nokey%partner.example@example.com>",
+                     "<partner.example!nokey@example.com>",
+                     '<"nokey@partner.example"@example.com>'):
+            with self.subTest(rcpt=rcpt):
+                r = self.transaction("<%s>" % ALICE, rcpt, make_msg(NOKEY, marker()))
+                self.assertEqual(r["rcpt"][0], 553, r)
+                self.assertIn("routing character", r["rcpt"][1])
+                self.assertIsNone(r["data"])
 
     # -- e) the signer check with SMTP AUTH ---------------------------------
 

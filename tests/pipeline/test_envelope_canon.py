@@ -69,6 +69,10 @@ IDN_FORMS = ["%s@bücher.example", "%s@BÜCHER.example.", "%s@xn--bcher-kva.exam
              "%s@XN--BCHER-KVA.EXAMPLE."]
 
 
+ROUTING = ("the local part holds a routing character (percent sign, exclamation mark "
+           "or at sign) the MTA may send elsewhere")
+
+
 class EnvelopeCanon(unittest.TestCase):
 
     @classmethod
@@ -176,7 +180,10 @@ class EnvelopeCanon(unittest.TestCase):
                           ("nokey@xn--a.example", "invalid A-label in the domain"),
                           ("nokey", "no domain"),
                           ("<>", "empty address"),
-                          ("nok\x01ey@partner.example", "control character")):
+                          ("nok\x01ey@partner.example", "control character"),
+                          ("nokey%partner.example@example.com", ROUTING),
+                          ("partner.example!nokey@example.com", ROUTING),
+                          ('"nokey@partner.example"@example.com', ROUTING)):
             with self.subTest(rcpt=rcpt):
                 rc, out, err = self.process(SENDER, [rcpt])
                 self.assertEqual(rc, 2, err)
