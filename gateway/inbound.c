@@ -22,6 +22,9 @@
 /* Each envelope recipient decrypts a message with their own key: at most
  * this many (the rest of the time goes to the MTA's retries). */
 #define SG_MAX_DECRYPT_RECIPIENTS 20
+/* A decrypted entity's header: one field value, and the whole block. */
+#define SG_ENTITY_VALUE_MAX 4096
+#define SG_ENTITY_HEADER_MAX 65536
 
 /* A plaintext buffer that refuses to grow past its bound. */
 struct bounded {
@@ -62,6 +65,7 @@ struct decryption {
 	struct sg_sig sig;
 	const char *sig_method;
 	GByteArray *signed_body; /* integrity=signature: what is delivered */
+	bool signed_base64;      /* ... in base64 (opaque signed-data) */
 };
 
 static const char *
@@ -272,19 +276,103 @@ out:
 }
 
 /* A header value from inside encrypted mail: no control characters but
- * tab (a CR or NUL would end or cut the header where the MTA writes it). */
+ * tab (a CR or NUL would end or cut the header where the MTA writes it),
+ * and not longer than an MTA takes without refusing the edit. */
 static bool
 value_ok(const char *v)
 {
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+	size_t n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++, n++)
 		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
 			return false;
-	return true;
+	return n <= SG_ENTITY_VALUE_MAX;
+}
+
+/* The header block of a decrypted entity, up to its empty line; *body is
+ * where its body starts. NULL when it is larger than SG_ENTITY_HEADER_MAX.
+ * (transfer full) */
+static char *
+entity_header(const guint8 *p, const guint8 *end, const guint8 **body)
+{
+	GString *hdr = g_string_new(NULL);
+
+	while (p < end) {
+		const guint8 *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (l == 0 || (l == 1 && p[0] == '\r')) {
+			p = nl ? nl + 1 : end;
+			break;
+		}
+		g_string_append_len(hdr, (const char *)p, (gssize)l);
+		g_string_append_c(hdr, '\n');
+		p = nl ? nl + 1 : end;
+		if (hdr->len > SG_ENTITY_HEADER_MAX) {
+			g_string_free(hdr, TRUE);
+			return NULL;
+		}
+	}
+	*body = p;
+	return g_string_free(hdr, FALSE);
+}
+
+/* The Content-* fields of a decrypted entity's header: the Content-Type to
+ * *ctype, the others (unless signed_only) as name, value pairs to extra.
+ * SG_EMALFORMED for anything a header cannot carry or that two readers
+ * could take differently: a line that is no field, an invalid name or
+ * value, a Content-* field twice. */
+static int
+entity_fields(const char *hdr, bool signed_only, char **ctype,
+	      GPtrArray *extra)
+{
+	char *unfolded = sg_header_unfold(hdr);
+	char **lines = g_strsplit(unfolded, "\n", -1);
+	GPtrArray *seen = g_ptr_array_new_with_free_func(g_free);
+	int rc = SG_OK;
+
+	for (char **l = lines; *l != NULL && rc == 0; l++) {
+		char *colon = strchr(*l, ':'), *name, *value;
+
+		if (**l == '\0')
+			continue;
+		if (colon == NULL) {
+			rc = SG_EMALFORMED;
+			break;
+		}
+		name = g_strstrip(g_strndup(*l, (gsize)(colon - *l)));
+		value = g_strstrip(g_strdup(colon + 1));
+		g_strdelimit(value, "\r", ' ');
+		if (!sg_header_name_ok(name) || !value_ok(value))
+			rc = SG_EMALFORMED;
+		if (rc == 0 && g_ascii_strncasecmp(name, "Content-", 8) == 0) {
+			for (guint i = 0; i < seen->len && rc == 0; i++)
+				if (g_ascii_strcasecmp(name,
+				    g_ptr_array_index(seen, i)) == 0)
+					rc = SG_EMALFORMED;
+			g_ptr_array_add(seen, g_strdup(name));
+		}
+		if (rc == 0 && g_ascii_strcasecmp(name, "Content-Type") == 0) {
+			*ctype = value;
+			g_free(name);
+		} else if (rc == 0 && !signed_only &&
+		    g_ascii_strncasecmp(name, "Content-", 8) == 0) {
+			g_ptr_array_add(extra, name);
+			g_ptr_array_add(extra, value);
+		} else {
+			g_free(name);
+			g_free(value);
+		}
+	}
+	g_ptr_array_free(seen, TRUE);
+	g_strfreev(lines);
+	g_free(unfolded);
+	return rc;
 }
 
 /* Applies the decrypted entity: its Content-* fields replace the
- * message's, its body replaces the body. SG_EMALFORMED when a field of
- * the entity's header is not one a header can carry. */
+ * message's, its body replaces the body. SG_EMALFORMED when its header
+ * is not one the MTA can carry as it is (entity_fields). */
 static int
 apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	     struct decryption *d, struct sg_result *res)
@@ -292,10 +380,10 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	const guint8 *p = d->plain.buf->data, *end = p + d->plain.buf->len;
 	GPtrArray *extra = g_ptr_array_new_with_free_func(g_free);
 	struct sg_spool *body = NULL;
-	char *ctype = NULL;
+	char *ctype = NULL, *hdr;
 	const guint8 *b = p;
-	/* CBC content vouched for by a signature: only the Content-Type
-	 * (checked when the signature was) comes from outside what it signs. */
+	/* CBC content vouched for by a signature: only what it covers, and
+	 * the Content-Type it was checked under. */
 	bool signed_only = g_strcmp0(d->integrity, "signature") == 0;
 	int rc = SG_OK;
 
@@ -310,59 +398,22 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 		g_ptr_array_add(extra, g_strdup("Content-Transfer-Encoding"));
 		g_ptr_array_add(extra, g_strdup(eight ? "8bit" : "7bit"));
 	} else {
-		/* The header block ends at the first empty line. */
-		GString *hdr = g_string_new(NULL);
-		char **lines, *unfolded;
-
-		while (b < end) {
-			const guint8 *nl = memchr(b, '\n', (size_t)(end - b));
-			size_t l = nl ? (size_t)(nl - b) : (size_t)(end - b);
-
-			if (l == 0 || (l == 1 && b[0] == '\r')) {
-				b = nl ? nl + 1 : end;
-				break;
-			}
-			g_string_append_len(hdr, (const char *)b, (gssize)l);
-			g_string_append_c(hdr, '\n');
-			b = nl ? nl + 1 : end;
-		}
-		unfolded = sg_header_unfold(hdr->str);
-		lines = g_strsplit(unfolded, "\n", -1);
-		for (char **l = lines; *l != NULL && rc == 0; l++) {
-			char *colon = strchr(*l, ':');
-			char *name, *value;
-
-			if (colon == NULL)
-				continue;
-			name = g_strstrip(g_strndup(*l, (gsize)(colon - *l)));
-			value = g_strstrip(g_strdup(colon + 1));
-			g_strdelimit(value, "\r", ' ');
-			if (!sg_header_name_ok(name) || !value_ok(value))
-				rc = SG_EMALFORMED;
-			if (rc == 0 && g_ascii_strcasecmp(name, "Content-Type") == 0 &&
-			    ctype == NULL) {
-				ctype = value;
-				g_free(name);
-			} else if (rc == 0 && !signed_only &&
-			    g_ascii_strncasecmp(name, "Content-", 8) == 0) {
-				g_ptr_array_add(extra, name);
-				g_ptr_array_add(extra, value);
-			} else {
-				g_free(name);
-				g_free(value);
-			}
-		}
-		g_strfreev(lines);
-		g_free(unfolded);
-		g_string_free(hdr, TRUE);
+		hdr = entity_header(p, end, &b);
+		rc = hdr != NULL ? entity_fields(hdr, signed_only, &ctype, extra)
+		    : SG_EMALFORMED;
+		g_free(hdr);
 		if (ctype == NULL)
 			ctype = g_strdup("text/plain; charset=us-ascii");
 	}
-	g_ptr_array_add(extra, NULL);
 	if (d->signed_body != NULL) {
 		b = d->signed_body->data;
 		end = b + d->signed_body->len;
+		if (d->signed_base64) {
+			g_ptr_array_add(extra, g_strdup("Content-Transfer-Encoding"));
+			g_ptr_array_add(extra, g_strdup("base64"));
+		}
 	}
+	g_ptr_array_add(extra, NULL);
 	if (rc == 0)
 		rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &body);
 	if (rc == 0)
@@ -545,7 +596,7 @@ check_decrypted(const struct sg_msg *msg, const struct sg_policy *pol,
 		return;
 	if (d->sig.status == SG_SIG_VALID && d->sig_method != NULL &&
 	    sg_inbound_signed_body(d->plain.buf->data, d->plain.buf->len,
-	    &d->signed_body)) {
+	    &d->signed_body, &d->signed_base64)) {
 		d->integrity = "signature";
 	} else {
 		d->status = "failed";

@@ -50,12 +50,13 @@ void sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		       struct sg_sig *sig, const char **method,
 		       GByteArray **unwrapped);
 
-/* What a valid signature of entity (multipart/signed or opaque S/MIME
- * signed-data at its top) covers of its body: for multipart/signed the
- * two parts between their delimiters, without the preamble and epilogue
- * that no signature covers. False when entity is neither. (transfer full:
- * *body) */
+/* What a valid S/MIME signature of entity (multipart/signed or opaque
+ * signed-data at its top) covers of its body, as sealgate delivers it:
+ * for multipart/signed the signed part as it was signed and a signature
+ * part made anew from the signature alone, without preamble and epilogue
+ * that no signature covers; for opaque signed-data its DER in base64
+ * (*base64 set). False when entity is neither. (transfer full: *body) */
 bool sg_inbound_signed_body(const guint8 *entity, size_t len,
-			    GByteArray **body);
+			    GByteArray **body, bool *base64);
 
 #endif

@@ -209,49 +209,116 @@ out:
 	g_object_unref(s);
 }
 
+/* der as base64 lines of 76 characters, each ended by CRLF. */
+static void
+append_base64(GString *out, const guint8 *der, size_t len)
+{
+	char *b64 = g_base64_encode(der, len);
+	size_t n = strlen(b64);
+
+	for (size_t i = 0; i < n; i += 76) {
+		g_string_append_len(out, b64 + i, (gssize)MIN(76, n - i));
+		g_string_append(out, "\r\n");
+	}
+	g_free(b64);
+}
+
+/* The two parts of a multipart/signed body as delivered: the signed part
+ * as it was signed, the signature part made anew from the signature
+ * alone (its own header fields and any text around the signature are not
+ * covered by it). */
+static bool
+signed_parts(const guint8 *b, size_t len, const char *boundary, GString *t)
+{
+	const guint8 *p1, *p2;
+	GByteArray *sig;
+	size_t l1, l2;
+
+	if (!split_signed(b, len, boundary, &p1, &l1, &p2, &l2) ||
+	    (sig = decode_part(p2, l2)) == NULL)
+		return false;
+	g_string_append_printf(t, "--%s\r\n", boundary);
+	g_string_append_len(t, (const char *)p1, (gssize)l1);
+	g_string_append_printf(t, "\r\n--%s\r\nContent-Type: "
+	    "application/pkcs7-signature; name=\"smime.p7s\"\r\n"
+	    "Content-Transfer-Encoding: base64\r\nContent-Disposition: "
+	    "attachment; filename=\"smime.p7s\"\r\n\r\n", boundary);
+	append_base64(t, sig->data, sig->len);
+	g_string_append_printf(t, "\r\n--%s--\r\n", boundary);
+	g_byte_array_free(sig, TRUE);
+	return true;
+}
+
+/* True when der is one DER element and nothing after it (a definite
+ * length that ends where the data ends). */
+static bool
+der_whole(const GByteArray *der)
+{
+	size_t hdr = 2, n;
+
+	if (der->len < 2 || der->data[1] == 0x80)
+		return false;
+	n = der->data[1];
+	if (n & 0x80) {
+		size_t k = n & 0x7f;
+
+		if (k == 0 || k > 4 || der->len < 2 + k)
+			return false;
+		n = 0;
+		for (size_t i = 0; i < k; i++)
+			n = (n << 8) | der->data[2 + i];
+		hdr += k;
+	}
+	return hdr + n == der->len;
+}
+
 bool
-sg_inbound_signed_body(const guint8 *entity, size_t len, GByteArray **body)
+sg_inbound_signed_body(const guint8 *entity, size_t len, GByteArray **body,
+		       bool *base64)
 {
 	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)entity,
 	    len);
 	GMimeParser *parser = g_mime_parser_new_with_stream(s);
 	GMimeObject *obj = g_mime_parser_construct_part(parser, NULL);
-	const guint8 *b = entity_body(entity, len), *p1, *p2;
-	const char *boundary;
+	const guint8 *b = entity_body(entity, len);
+	const char *boundary, *proto;
 	GMimeContentType *ct;
-	size_t l1, l2;
+	GByteArray *der;
+	GString *t = g_string_new(NULL);
 	bool ok = false;
 
 	*body = NULL;
+	*base64 = false;
 	if (obj == NULL)
 		goto out;
 	ct = g_mime_object_get_content_type(obj);
 	boundary = g_mime_content_type_get_parameter(ct, "boundary");
-	if (g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
-	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) {
-		/* Opaque signed-data: the signature covers the whole body. */
-		ok = g_strcmp0(g_mime_content_type_get_parameter(ct,
-		    "smime-type"), "signed-data") == 0;
-		if (ok) {
-			*body = g_byte_array_new();
-			g_byte_array_append(*body, b, (guint)(entity + len - b));
-		}
+	proto = g_mime_content_type_get_parameter(ct, "protocol");
+	if ((g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
+	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) &&
+	    g_strcmp0(g_mime_content_type_get_parameter(ct, "smime-type"),
+	    "signed-data") == 0 && (der = decode_part(entity, len)) != NULL) {
+		/* Opaque signed-data: the signature covers the whole DER (and
+		 * nothing may follow it), delivered in base64 of sealgate's
+		 * making. */
+		ok = *base64 = der_whole(der);
+		if (ok)
+			append_base64(t, der->data, der->len);
+		g_byte_array_free(der, TRUE);
 	} else if (g_mime_content_type_is_type(ct, "multipart", "signed") &&
-	    boundary != NULL && split_signed(b, (size_t)(entity + len - b),
-	    boundary, &p1, &l1, &p2, &l2)) {
-		/* The two parts alone: no preamble, no epilogue. */
-		GString *t = g_string_new(NULL);
-
-		g_string_append_printf(t, "--%s\r\n", boundary);
-		g_string_append_len(t, (const char *)p1, (gssize)l1);
-		g_string_append_printf(t, "\r\n--%s\r\n", boundary);
-		g_string_append_len(t, (const char *)p2, (gssize)l2);
-		g_string_append_printf(t, "--%s--\r\n", boundary);
-		*body = g_byte_array_new_take((guint8 *)t->str, t->len);
-		g_string_free(t, FALSE);
-		ok = true;
+	    boundary != NULL && proto != NULL &&
+	    (g_ascii_strcasecmp(proto, "application/pkcs7-signature") == 0 ||
+	    g_ascii_strcasecmp(proto, "application/x-pkcs7-signature") == 0)) {
+		ok = signed_parts(b, (size_t)(entity + len - b), boundary, t);
 	}
 out:
+	if (ok) {
+		gsize n = t->len;
+
+		*body = g_byte_array_new_take((guint8 *)g_string_free(t, FALSE), n);
+	} else {
+		g_string_free(t, TRUE);
+	}
 	if (obj != NULL)
 		g_object_unref(obj);
 	g_object_unref(parser);

@@ -276,7 +276,13 @@ class Isolation(unittest.TestCase, InboundCase):
                 ("space in a name", b"Content Type: text/plain\r\n"),
                 ("control character", b"Content-Type: text/plain\r\nContent-\x01Id: 1\r\n"),
                 ("control in a value", b"Content-Type: text/plain\x0b; charset=utf-8\r\n"),
-                ("DEL in a name", b"Content-Type\x7f: text/plain\r\n")):
+                ("DEL in a name", b"Content-Type\x7f: text/plain\r\n"),
+                ("a line that is no field", b"Content-Type: text/plain\r\nno field here\r\n"),
+                ("Content-Type twice",
+                 b"Content-Type: text/html\r\nContent-Type: text/plain\r\n"),
+                ("a value longer than an MTA takes",
+                 b"Content-Type: text/plain\r\nContent-Description: " + b"x" * 120000
+                 + b"\r\n")):
             with self.subTest(name):
                 armored = gpg_encrypt(IDS, head + body, [ALICE])
                 msg = pgp_mime_message(armored)

@@ -21,6 +21,7 @@ require_integrity for S/MIME without integrity protection, forged status
 fields, and sanitised values from keys and certificates.
 """
 
+import base64
 import email
 import email.policy
 import os
@@ -56,21 +57,32 @@ def mismatch(method, fpr):
         % (method, fpr)
 
 
+def base64_lines(data):
+    b64 = base64.b64encode(data)
+    return b"".join(b64[i:i + 76] + b"\r\n" for i in range(0, len(b64), 76))
+
+
 def signed_parts_only(signed):
-    """A signed entity as sealgate delivers it under integrity=signature:
-    its Content-Type and, for multipart/signed, its two parts between their
-    delimiters, without preamble and epilogue (opaque signed-data: its
-    body)."""
+    """A signed S/MIME entity as sealgate delivers it under
+    integrity=signature: its Content-Type; for multipart/signed the signed
+    part as it was signed and a signature part made anew from the decoded
+    signature, without preamble and epilogue; for opaque signed-data the
+    DER in base64 of sealgate's making."""
     head, body = signed.split(b"\r\n\r\n", 1)
     ctype = re.search(rb"(?im)^content-type:[^\r\n]*(?:\r\n[ \t][^\r\n]*)*", head).group(0)
     if b"multipart/signed" not in ctype.lower():
-        return ctype + b"\r\n\r\n" + body     # opaque signed-data
+        return (ctype + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                + base64_lines(base64.b64decode(body)))
     delim = b"--" + re.search(rb'boundary="?([^";\r\n]+)', ctype).group(1)
     inner = body[body.index(delim + b"\r\n") + len(delim) + 2:]
     part1, rest = inner.split(b"\r\n" + delim + b"\r\n", 1)
     part2 = rest.split(b"\r\n" + delim + b"--", 1)[0]
+    sig = base64.b64decode(part2.split(b"\r\n\r\n", 1)[1])
     return (ctype + b"\r\n\r\n" + delim + b"\r\n" + part1 + b"\r\n" + delim + b"\r\n"
-            + part2 + b"\r\n" + delim + b"--\r\n")
+            + b'Content-Type: application/pkcs7-signature; name="smime.p7s"\r\n'
+            + b"Content-Transfer-Encoding: base64\r\n"
+            + b'Content-Disposition: attachment; filename="smime.p7s"\r\n\r\n'
+            + base64_lines(sig) + b"\r\n" + delim + b"--\r\n")
 
 
 class InboundVerify(vt.VerifyCase, unittest.TestCase):
@@ -598,6 +610,53 @@ class InboundVerify(vt.VerifyCase, unittest.TestCase):
         # openssl verifies what was delivered.
         ok, text = vt.openssl_verifies(self.scratch, out, self.ids.ca.cert)
         self.assertTrue(ok, text)
+
+    def test_signature_integrity_content_type_is_the_verified_one(self):
+        # A second Content-Type in front of the signed one: two readers
+        # could take different ones (the one written vs the one verified).
+        gw = self.integrity
+        entity = self.entity("Figures: " + inboundtest.new_marker())
+        signed = vt.smime_sign(self.scratch, self.carol_rsa, entity)
+        opaque = vt.smime_sign(self.scratch, self.carol_rsa, entity, opaque=True)
+        for name, inner in (
+                ("text/html first", b"Content-Type: text/html\r\n" + signed),
+                ("multipart/mixed first",
+                 b"Content-Type: multipart/mixed; boundary=x\r\n" + signed),
+                ("opaque, text/html first", b"Content-Type: text/html\r\n" + opaque),
+                ("two transfer encodings",
+                 opaque.replace(b"\r\n\r\n", b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+                                1))):
+            with self.subTest(name):
+                msg = self.smime_encrypted(inner, cipher="aes-256-cbc")
+                out, err, dec, sig = self.run_inbound(gw, msg)
+                # Refused whichever check sees it first: the entity's
+                # header, or the signature that no longer holds.
+                self.assertIn(dec, ("failed; method=smime; reason=malformed",
+                                    "failed; method=smime; reason=no-integrity"), err)
+                self.assert_unchanged(msg, out, dec, sig)
+
+    def test_signature_integrity_signature_part_made_anew(self):
+        # The signature part's own fields and text are not signed: a label
+        # or words put there never reach the recipient.
+        gw = self.integrity
+        entity = self.entity("Figures: " + inboundtest.new_marker())
+        signed = vt.smime_sign(self.scratch, self.carol_rsa, entity)
+        relabelled = re.sub(rb"(?i)content-type: application/(x-)?pkcs7-signature[^\r\n]*",
+                            b"Content-Type: text/html; name=INJECTED", signed)
+        self.assertNotEqual(relabelled, signed)
+        msg = self.smime_encrypted(relabelled, cipher="aes-256-cbc")
+        out, err, dec, sig = self.run_inbound(gw, msg)
+        self.assertEqual(dec, "yes; method=smime; integrity=signature", err)
+        self.assertNotIn(b"INJECTED", out)
+        self.assertNotIn(b"text/html", out)
+        self.assert_entity_delivered(msg, out, signed_parts_only(signed))
+        # Bytes after the DER of opaque signed-data are covered by nothing:
+        # the message is not delivered decrypted.
+        opaque = vt.smime_sign(self.scratch, self.carol_rsa, entity, opaque=True)
+        msg = self.smime_encrypted(opaque + b"<h1>INJECTED</h1>\r\n", cipher="aes-256-cbc")
+        out, err, dec, sig = self.run_inbound(gw, msg)
+        self.assertEqual(dec, "failed; method=smime; reason=no-integrity", err)
+        self.assert_unchanged(msg, out, dec, sig)
 
     def test_require_integrity_signature_not_valid(self):
         gw = self.integrity
