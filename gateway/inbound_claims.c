@@ -88,13 +88,42 @@ domain_char(gunichar c)
 	return word_char(c) || c == '-' || c == '.';
 }
 
+/* The domain after u[r]: domain characters, and blanks next to a dot
+ * (a reader's eye joins "example . com"); trailing dots and hyphens go.
+ * (transfer full) */
+static char *
+domain_from(const gunichar *u, glong n, glong r)
+{
+	GString *d = g_string_new(NULL);
+	glong next;
+
+	for (glong i = r; i < n; i++) {
+		if (domain_char(u[i])) {
+			g_string_append_unichar(d, u[i]);
+			continue;
+		}
+		if (!g_unichar_isspace(u[i]))
+			break;
+		for (next = i; next < n && g_unichar_isspace(u[next]); next++)
+			;
+		if (!(d->len > 0 && d->str[d->len - 1] == '.') &&
+		    !(next < n && u[next] == '.'))
+			break;
+		i = next - 1;
+	}
+	while (d->len > 0 && (d->str[d->len - 1] == '.' ||
+	    d->str[d->len - 1] == '-'))
+		g_string_truncate(d, d->len - 1);
+	return g_string_free(d, FALSE);
+}
+
 /* The address around the '@' at u[at], or NULL when there is none: a
  * local part and a domain with a dot. Blanks around the '@' are skipped,
  * as a reader's eye skips them. (transfer full) */
 static char *
 address_at(const gunichar *u, glong n, glong at)
 {
-	glong l = at, r = at + 1, ls, re;
+	glong l = at, r = at + 1, ls;
 	char *local, *domain, *addr = NULL;
 
 	while (l > 0 && g_unichar_isspace(u[l - 1]))
@@ -105,28 +134,47 @@ address_at(const gunichar *u, glong n, glong at)
 		;
 	while (ls < l && (u[ls] == '\'' || u[ls] == '`' || u[ls] == '.'))
 		ls++;
-	for (re = r; re < n && domain_char(u[re]); re++)
-		;
-	while (re > r && (u[re - 1] == '.' || u[re - 1] == '-'))
-		re--;
-	if (ls == l || re == r)
+	if (ls == l)
 		return NULL;
 	local = g_ucs4_to_utf8(u + ls, l - ls, NULL, NULL, NULL);
-	domain = g_ucs4_to_utf8(u + r, re - r, NULL, NULL, NULL);
-	if (local != NULL && domain != NULL && strchr(domain, '.') != NULL &&
-	    domain[0] != '.')
+	domain = domain_from(u, n, r);
+	if (local != NULL && strchr(domain, '.') != NULL && domain[0] != '.')
 		addr = g_strdup_printf("%s@%s", local, domain);
 	g_free(local);
 	g_free(domain);
 	return addr;
 }
 
+/* Characters a reader takes for a full stop although NFKC keeps them. */
+static bool
+dot_like(gunichar c)
+{
+	static const gunichar dots[] = {
+		0x00b7, 0x0589, 0x06d4, 0x0701, 0x0702, 0x1362, 0x2e31,
+		0x3002, 0xa4f8, 0xff61,
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(dots); i++)
+		if (c == dots[i])
+			return true;
+	return false;
+}
+
+/* Controls that reorder what a reader sees (RLO "moc.elpmaxe@oec"). */
+static bool
+bidi_control(gunichar c)
+{
+	return c == 0x061c || c == 0x200e || c == 0x200f ||
+	    (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
 /* The display name as characters: compatibility forms folded (a
  * full-width or small commercial at is an '@'), the dots IDNA takes for
- * label separators made '.', invisible format characters (zero-width
- * space and joiners, bidi controls) dropped. (transfer full) */
+ * label separators and look-alike full stops made '.', invisible format
+ * characters (zero-width space and joiners, bidi controls) dropped;
+ * *reordered when a bidi control was among them. (transfer full) */
 static gunichar *
-visible_chars(const char *name, glong *n)
+visible_chars(const char *name, glong *n, bool *reordered)
 {
 	char *norm = g_utf8_normalize(name, -1, G_NORMALIZE_NFKC);
 	size_t len = strlen(name);
@@ -140,9 +188,12 @@ visible_chars(const char *name, glong *n)
 		for (all = 0; all < (glong)len; all++)
 			u[all] = (guchar)name[all];
 	}
+	*reordered = false;
 	for (glong i = 0; i < all; i++) {
-		if (u[i] == 0x3002 || u[i] == 0xff61) /* ideographic full stops */
+		if (dot_like(u[i]))
 			u[i] = '.';
+		if (bidi_control(u[i]))
+			*reordered = true;
 		if (g_unichar_type(u[i]) != G_UNICODE_FORMAT)
 			u[k++] = u[i];
 	}
@@ -159,15 +210,18 @@ name_shows_other(const char *name, const struct sg_sig *sig)
 {
 	glong n;
 	gunichar *u;
-	bool other = false;
+	bool other = false, reordered;
 
 	if (name == NULL)
 		return false;
-	u = visible_chars(name, &n);
+	u = visible_chars(name, &n, &reordered);
 	for (glong i = 0; i < n && !other; i++) {
 		char *addr = u[i] == '@' ? address_at(u, n, i) : NULL;
 
-		other = addr != NULL && !signer_has(sig, addr);
+		/* Reordered text shows something else than it holds ("moc.
+		 * elpmaxe@oec" shown backwards): any '@' in it counts. */
+		other = u[i] == '@' && (reordered || (addr != NULL &&
+		    !signer_has(sig, addr)));
 		g_free(addr);
 	}
 	g_free(u);

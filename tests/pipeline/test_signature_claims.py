@@ -268,7 +268,17 @@ class SignatureClaims(vt.VerifyCase, unittest.TestCase):
                 ("several, own first", '"%s, ceo@example.com" <%s>' % (CAROL, CAROL)),
                 ("several, own last", '"ceo@example.com / %s" <%s>' % (CAROL, CAROL)),
                 ("similar address", '"carol@partner.example.com" <%s>' % CAROL),
-                ("own local part, other domain", '"carol@example.com" <%s>' % CAROL)):
+                ("own local part, other domain", '"carol@example.com" <%s>' % CAROL),
+                ("right-to-left override", "%s <%s>" % (encoded("\u202emoc.elpmaxe@oec"),
+                                                        CAROL)),
+                ("isolate around the address",
+                 "%s <%s>" % (encoded("\u2067ceo@example.com\u2069"), CAROL)),
+                ("Lisu full stop", "%s <%s>" % (encoded("ceo@example\ua4f8com"), CAROL)),
+                ("Syriac full stop", "%s <%s>" % (encoded("ceo@example\u0701com"), CAROL)),
+                ("Syriac supralinear full stop",
+                 "%s <%s>" % (encoded("ceo@example\u0702com"), CAROL)),
+                ("middle dot", "%s <%s>" % (encoded("ceo@example\u00b7com"), CAROL)),
+                ("blanks around the dot", '"ceo @ example . com" <%s>' % CAROL)):
             with self.subTest(name):
                 msg = self.pgp_msg(sender=sender)
                 out, err, dec, sig = self.run_inbound(self.gw, msg)
@@ -289,6 +299,9 @@ class SignatureClaims(vt.VerifyCase, unittest.TestCase):
                 ("own address twice", '"%s (%s)" <%s>' % (CAROL, CAROL, CAROL)),
                 ("at sign, no address", '"Carol @ Partner" <%s>' % CAROL),
                 ("lone at sign", '"@" <%s>' % CAROL),
+                ("right-to-left mark in a name", "%s <%s>" % (encoded("\u200f\u05e9\u05dc\u05d5\u05dd"),
+                                                              CAROL)),
+                ("sentence with a dot", '"Carol. Partner" <%s>' % CAROL),
                 ("no display name", CAROL)):
             with self.subTest(name):
                 self.assertEqual(self.sig_of(self.gw, self.pgp_msg(sender=sender)),
