@@ -75,6 +75,26 @@ little_text(const char *s)
 	return true;
 }
 
+/* The header fields of a part inside PGP/MIME go out in clear too: at
+ * most SG_MIME_MAX_PART_HEADER bytes of names and values. */
+static bool
+little_header(GMimeObject *obj)
+{
+	GMimeHeaderList *list = g_mime_object_get_header_list(obj);
+	size_t n = 0;
+
+	for (int i = 0; list != NULL && i < g_mime_header_list_get_count(list);
+	    i++) {
+		GMimeHeader *h = g_mime_header_list_get_header_at(list, i);
+		const char *v = g_mime_header_get_raw_value(h);
+
+		n += strlen(g_mime_header_get_name(h)) + (v != NULL ? strlen(v) : 0);
+		if (n > SG_MIME_MAX_PART_HEADER)
+			return false;
+	}
+	return true;
+}
+
 static bool
 content_is(GMimeObject *obj, const char *type, const char *subtype)
 {
@@ -98,7 +118,8 @@ pgp_mime_encrypted(GMimeMultipart *mp)
 		return false;
 	control = g_mime_multipart_get_part(mp, 0);
 	payload = g_mime_multipart_get_part(mp, 1);
-	if (!content_is(control, "application", "pgp-encrypted") ||
+	if (!little_header(control) || !little_header(payload) ||
+	    !content_is(control, "application", "pgp-encrypted") ||
 	    (b = sg_mime_part_content(control)) == NULL)
 		return false;
 	text = g_strstrip(g_strndup((const char *)b->data, b->len));

@@ -16,6 +16,8 @@
  * data that passes as already encrypted: the MIME preamble and epilogue
  * of PGP/MIME, each. */
 #define SG_MIME_MAX_CLEAR_TEXT 256
+/* ... and the header fields of each of its two parts: names and values. */
+#define SG_MIME_MAX_PART_HEADER 1024
 
 /* How the whole message is already protected. */
 enum sg_protection {

@@ -35,12 +35,14 @@ def armor(packets):
             + "\r\n-----END PGP MESSAGE-----\r\n").encode()
 
 
-def pgp_mime(control, payload, preamble=b"", extra=b""):
+def pgp_mime(control, payload, preamble=b"", extra=b"", control_fields=b"",
+             payload_fields=b""):
     body = (preamble + b"--enc42\r\n"
-            b"Content-Type: application/pgp-encrypted\r\n\r\n" + control + b"\r\n"
+            b"Content-Type: application/pgp-encrypted\r\n" + control_fields + b"\r\n"
+            + control + b"\r\n"
             b"--enc42\r\n"
-            b"Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n\r\n"
-            + payload + b"\r\n" + extra + b"--enc42--\r\n")
+            b"Content-Type: application/octet-stream; name=\"encrypted.asc\"\r\n"
+            + payload_fields + b"\r\n" + payload + b"\r\n" + extra + b"--enc42--\r\n")
     return make_message(std_headers() + [
         ("Content-Type", 'multipart/encrypted;\r\n protocol="application/pgp-encrypted";'
                          '\r\n boundary="enc42"')], body)
@@ -153,6 +155,25 @@ class AlreadyEncrypted(unittest.TestCase):
                     % (MARKER, "x" * 300)).encode()
         self.assert_encrypted(pgp_mime(b"Version: 1", canon(self.encrypt(self.secret)),
                                        preamble=preamble))
+
+    def test_multipart_encrypted_plaintext_in_part_fields(self):
+        # The header fields of the two parts go out in clear like the
+        # preamble: readable text there is content.
+        lines = b"".join(b"X-L%d: secret quarterly figures %s\r\n" % (i, MARKER.encode())
+                         for i in range(300))
+        folded = (b"Content-Description: " + b"\r\n ".join(
+            (b"secret %s" % MARKER.encode(),) * 200) + b"\r\n")
+        for name, kw in (("control part", {"control_fields": lines}),
+                         ("payload part", {"payload_fields": folded})):
+            with self.subTest(name):
+                self.assert_encrypted(pgp_mime(b"Version: 1", canon(self.encrypt(self.secret)),
+                                               **kw))
+        # What mail programs write there still passes.
+        self.assert_untouched(pgp_mime(
+            b"Version: 1", canon(self.encrypt(self.secret)),
+            control_fields=b"Content-Description: PGP/MIME version identification\r\n",
+            payload_fields=(b"Content-Description: OpenPGP encrypted message\r\n"
+                            b"Content-Disposition: inline; filename=\"encrypted.asc\"\r\n")))
 
     def test_multipart_encrypted_third_part(self):
         third = ("--enc42\r\nContent-Type: text/plain\r\n\r\n%s\r\n" % MARKER).encode()
