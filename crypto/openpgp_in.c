@@ -23,7 +23,7 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 {
 	GByteArray *bin = sg_pgp_dearmor(data, len);
 	size_t off = 0, blen, h;
-	int tag, found = 0;
+	int tag, found = 0, skesk = 0;
 
 	while ((h = sg_pgp_packet_header(bin->data + off, bin->len - off, &tag,
 	    &blen)) != 0) {
@@ -34,11 +34,13 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 			    "%02X%02X%02X%02X%02X%02X%02X%02X", body[1], body[2],
 			    body[3], body[4], body[5], body[6], body[7], body[8]));
 			found++;
+		} else if (tag == 3) {
+			skesk++;        /* a passphrase's: never tried here */
 		} else if (tag != 1 && tag != 10) {
 			break;          /* past the session key packets */
 		}
 		off += h + blen;
-		if (found > SG_MAX_PKESK)
+		if (found + skesk > SG_MAX_PKESK)
 			break;
 	}
 	/* The encrypted data packet that follows: 18 (SEIPD, with MDC) and
@@ -52,7 +54,7 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 	if (found == 0)
 		return sg_err_set(err, SG_EMALFORMED,
 		    "no public-key encrypted session key");
-	if (found > SG_MAX_PKESK)
+	if (found + skesk > SG_MAX_PKESK)
 		return sg_err_set(err, SG_ELIMIT, "too many recipients");
 	return SG_OK;
 }

@@ -122,6 +122,20 @@ free_secret(char *s)
 	}
 }
 
+/* True when the i-th envelope recipient is an earlier one again (one
+ * decryption each is enough; letter case aside, the same mailbox). */
+static bool
+repeated_rcpt(const struct sg_msg *msg, guint i)
+{
+	const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+
+	for (guint j = 0; j < i; j++)
+		if (g_ascii_strcasecmp(r->addr, ((struct sg_rcpt *)
+		    g_ptr_array_index(msg->rcpts, j))->addr) == 0)
+			return true;
+	return false;
+}
+
 /* The session key with which addr's own secret keys alone open cipher.
  * (transfer full: *key) */
 static int
@@ -176,6 +190,8 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	for (guint i = 0; rc == 0 && i < msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
+		if (repeated_rcpt(msg, i))
+			continue;
 		key = NULL;
 		rc = recipient_session_key(ks, r->addr, ids, cipher, d, &key, err);
 		if (rc == 0 && agreed != NULL && strcmp(agreed, key) != 0)
@@ -207,12 +223,15 @@ decrypt_smime(const struct sg_msg *msg, const struct sg_policy *pol,
 	struct sg_writer out = { bounded_write, &d->plain };
 	struct sg_smime_decrypted info;
 	const char **rcpts = g_new0(const char *, msg->rcpts->len + 1);
+	size_t n = 0;
 	int rc;
 
 	d->method = "smime";
 	for (guint i = 0; i < msg->rcpts->len; i++)
-		rcpts[i] = ((struct sg_rcpt *)g_ptr_array_index(msg->rcpts, i))->addr;
-	rc = sg_smime_decrypt(ks, der->data, der->len, rcpts, msg->rcpts->len,
+		if (!repeated_rcpt(msg, i))
+			rcpts[n++] = ((struct sg_rcpt *)
+			    g_ptr_array_index(msg->rcpts, i))->addr;
+	rc = sg_smime_decrypt(ks, der->data, der->len, rcpts, n,
 	    pol->inbound.allow_3des, &out, &info, err);
 	if (rc == 0)
 		d->integrity = info.integrity;

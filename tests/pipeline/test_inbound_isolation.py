@@ -142,6 +142,22 @@ class Isolation(unittest.TestCase, InboundCase):
         both = pgp_mime_message(gpg_encrypt(IDS, self.entity, [ALICE, BOB]))
         self.assert_decrypted(GW, both, [BOB, ALICE], self.entity, OPENPGP_YES)
 
+    def test_passphrase_packet_next_to_the_recipients(self):
+        # gpg --encrypt --symmetric: a passphrase's session key packet too;
+        # it is never tried, alice's own key opens the message.
+        both = gpg_encrypt(IDS, self.entity, [ALICE], extra=[
+            "--symmetric", "--pinentry-mode", "loopback", "--passphrase", "not-used"])
+        self.assertIn("symkey enc packet", IDS.alice.list_packets(both))
+        self.assert_decrypted(GW, pgp_mime_message(both), [ALICE], self.entity, OPENPGP_YES)
+
+    def test_a_recipient_named_twice(self):
+        both = pgp_mime_message(gpg_encrypt(IDS, self.entity, [ALICE]))
+        self.assert_decrypted(GW, both, [ALICE, ALICE, ALICE.upper()], self.entity,
+                              OPENPGP_YES)
+        der_bytes = cms_encrypt(self.entity, [IDS.smime[ALICE].cert])
+        self.assert_decrypted(GW, smime_message(der_bytes), [ALICE, ALICE], self.entity,
+                              SMIME_GCM_YES)
+
     # ------------------------------------------------------------------
     # S/MIME
 
