@@ -38,14 +38,10 @@ static void
 problem(struct reader *r, size_t col, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg;
 
 	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
+	sg_config_problemv(r->errors, r->path, r->line, col, fmt, ap);
 	va_end(ap);
-	g_ptr_array_add(r->errors, g_strdup_printf("%s:%u:%zu: %s", r->path,
-	    r->line, col, msg));
-	g_free(msg);
 }
 
 char *

@@ -11,17 +11,25 @@
 #include "sealgate/logins.h"
 
 void
+sg_config_problemv(GPtrArray *errors, const char *path, size_t line,
+		   size_t col, const char *fmt, va_list ap)
+{
+	char *msg = g_strdup_vprintf(fmt, ap);
+
+	g_ptr_array_add(errors, g_strdup_printf("%s:%zu:%zu: %s", path, line,
+	    col, msg));
+	g_free(msg);
+}
+
+void
 sg_policy_report(struct loader *ld, yaml_mark_t mark, const char *fmt, ...)
 {
 	va_list ap;
-	char *msg;
 
 	va_start(ap, fmt);
-	msg = g_strdup_vprintf(fmt, ap);
+	sg_config_problemv(ld->errors, ld->path, mark.line + 1, mark.column + 1,
+	    fmt, ap);
 	va_end(ap);
-	g_ptr_array_add(ld->errors, g_strdup_printf("%s:%zu:%zu: %s", ld->path,
-	    mark.line + 1, mark.column + 1, msg));
-	g_free(msg);
 }
 
 #define report sg_policy_report

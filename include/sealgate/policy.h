@@ -4,6 +4,7 @@
 #ifndef SEALGATE_POLICY_H
 #define SEALGATE_POLICY_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -127,6 +128,12 @@ struct sg_policy {
 		long long signature_date_tolerance; /* seconds */
 	} inbound;
 };
+
+/* Appends "PATH:LINE:COL: message" to errors (char *, the caller frees
+ * them): the one form every problem in a configuration file is told in. */
+void sg_config_problemv(GPtrArray *errors, const char *path, size_t line,
+			size_t col, const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
 
 /* Reads and validates path. On success *out holds a snapshot with one
  * reference (transfer full). On failure returns SG_ECONFIG and appends one
