@@ -614,10 +614,36 @@ key_expiry(gpgme_key_t key)
 	return key->subkeys != NULL ? (time_t)key->subkeys->expires : 0;
 }
 
-static int
-list_pass(const struct sg_keystore *ks, const char *pattern, int secret,
-	  GHashTable *secret_fprs, sg_openpgp_list_cb cb, void *arg,
-	  struct sg_err *err)
+/* Whether the keystore holds the secret part of a (sub)key of key: its
+ * file in private-keys-v1.d, which is what gpg-agent itself looks up.
+ * Read from disk rather than asked of the agent, so that a listing never
+ * depends on which agent answers on the home's socket, or whether one
+ * can start. */
+static bool
+has_secret(const struct sg_keystore *ks, gpgme_key_t key)
+{
+	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
+		char *name, *path;
+		bool found;
+
+		if (sk->keygrip == NULL || strlen(sk->keygrip) != 40 ||
+		    strspn(sk->keygrip, "0123456789ABCDEF") != 40)
+			continue;
+		name = g_strconcat(sk->keygrip, ".key", NULL);
+		path = g_build_filename(ks->gnupg_home, "private-keys-v1.d",
+		    name, NULL);
+		found = g_file_test(path, G_FILE_TEST_IS_REGULAR);
+		g_free(path);
+		g_free(name);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
+int
+sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
+		sg_openpgp_list_cb cb, void *arg, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_key_t key;
@@ -627,14 +653,12 @@ list_pass(const struct sg_keystore *ks, const char *pattern, int secret,
 	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
-	gerr = gpgme_op_keylist_start(ctx, pattern, secret);
+	gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL |
+	    GPGME_KEYLIST_MODE_WITH_KEYGRIP);
+	gerr = gpgme_op_keylist_start(ctx, pattern, 0);
 	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		if (secret) {
-			if (key->fpr != NULL)
-				g_hash_table_add(secret_fprs, g_strdup(key->fpr));
-			gpgme_key_unref(key);
-			continue;
-		}
+		bool secret = has_secret(ks, key);
+
 		for (gpgme_user_id_t uid = key->uids; uid; uid = uid->next) {
 			struct sg_openpgp_identity id = {
 				.addr = uid->email,
@@ -643,8 +667,7 @@ list_pass(const struct sg_keystore *ks, const char *pattern, int secret,
 				.expires = key_expiry(key),
 				.can_encrypt = key->can_encrypt &&
 				    best_encryption_subkey(key) != 0,
-				.secret = key->fpr != NULL &&
-				    g_hash_table_contains(secret_fprs, key->fpr),
+				.secret = secret,
 			};
 
 			if (uid->email == NULL || *uid->email == '\0')
@@ -657,21 +680,6 @@ list_pass(const struct sg_keystore *ks, const char *pattern, int secret,
 		rc = sg_pgp_fail(err, "key listing failed", gerr);
 	gpgme_op_keylist_end(ctx);
 	gpgme_release(ctx);
-	return rc;
-}
-
-int
-sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
-		sg_openpgp_list_cb cb, void *arg, struct sg_err *err)
-{
-	GHashTable *secret = g_hash_table_new_full(g_str_hash, g_str_equal,
-	    g_free, NULL);
-	int rc;
-
-	rc = list_pass(ks, pattern, 1, secret, cb, arg, err);
-	if (rc == 0)
-		rc = list_pass(ks, pattern, 0, secret, cb, arg, err);
-	g_hash_table_destroy(secret);
 	return rc;
 }
 

@@ -105,6 +105,29 @@ def kill_agents_under(root):
                            stderr=subprocess.DEVNULL, timeout=30, check=False)
 
 
+def agent_socket(home):
+    """Where the gpg-agent of a GnuPG home listens."""
+    cp = subprocess.run(["gpgconf", "--homedir", home, "--list-dirs",
+                         "agent-socket"], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                        timeout=30, check=True)
+    return cp.stdout.decode().strip()
+
+
+def stop_agent(home, timeout=10.0):
+    """Stops the gpg-agent of a GnuPG home and waits until it is gone (its
+    socket removed): `gpgconf --kill` returns before the agent exits."""
+    subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=30, check=False)
+    sock = agent_socket(home)
+    deadline = time.monotonic() + timeout
+    while os.path.exists(sock):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the gpg-agent of %s did not stop" % home)
+        time.sleep(0.01)
+
+
 def _cleanup_tmpdirs():
     for path in reversed(_TMPDIRS):
         try:

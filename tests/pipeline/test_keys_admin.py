@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import unittest
 
 import inboundtest
@@ -231,6 +232,33 @@ class KeysAdmin(unittest.TestCase, InboundCase):
         by_addr = {o["address"]: o for o in data}
         self.assertIsNone(by_addr[CAROL]["expires"])
         self.assertEqual(by_addr[DAVE]["expires"], dave[4])
+
+    def test_list_does_not_ask_the_agent(self):
+        """Which keys have their secret part here is read from the keystore,
+        not from whatever gpg-agent answers on its socket: with no agent able
+        to start (a non-empty directory where its socket goes), alice still
+        lists as able to decrypt and sign, carol as encrypt only."""
+        gw = new_gateway()
+        home = os.path.join(gw.keystore, "openpgp")
+        sgtest.stop_agent(home)
+        blocker = sgtest.agent_socket(home)
+        os.mkdir(blocker)
+        with open(os.path.join(blocker, "keep"), "w"):
+            pass
+        try:
+            gpg = sgtest.run(["gpg", "--homedir", home, "--batch",
+                              "--with-colons", "--list-secret-keys"])
+            self.assertNotIn(b"\nsec:", b"\n" + gpg.stdout,
+                             "an agent answered: the test proves nothing")
+            cp = keys(gw, "list")
+        finally:
+            shutil.rmtree(blocker)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        rows = list_rows(cp.stdout)
+        (alice,) = rows_for(rows, ALICE)
+        self.assertEqual(alice[5], "encrypt,decrypt,sign", cp.stdout)
+        (carol,) = rows_for(rows, CAROL)
+        self.assertEqual(carol[5], "encrypt", cp.stdout)
 
     def test_list_expiring(self):
         gw = new_gateway()

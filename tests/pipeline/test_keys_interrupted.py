@@ -153,8 +153,8 @@ class InterruptedImport(unittest.TestCase):
         for share in KILL_AT:
             with self.subTest(killed_at=share):
                 self.kill_half_way(gw, share)
-                self.assertEqual(gw.list_keys().stdout, listing)
                 self.assertEqual(key_files(gw), files, "key files changed")
+                self.assertEqual(gw.list_keys().stdout, listing)
 
         # The next import completes, and the killed ones left nothing.
         cp = gw.import_keys(self.ring)
@@ -187,8 +187,8 @@ class InterruptedImport(unittest.TestCase):
             cp = gw.run("keys", "-c", gw.policy, *args)
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
         self.assertIn(why, cp.stderr)
-        self.assertEqual(gw.list_keys().stdout, listing)
         self.assertEqual(key_files(gw), files, "key files changed")
+        self.assertEqual(gw.list_keys().stdout, listing)
         self.assertEqual(sorted(os.listdir(gw.keystore)), entries)
 
     def test_change_that_cannot_replace_the_keyring_changes_nothing(self):
