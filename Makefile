@@ -2,6 +2,8 @@
 BUILD    ?= build
 ASAN_BUILD ?= build-asan
 POLICY   ?= policy.yaml.example
+# The demo's private Postfix, its delivered mail and logs (make run/demo).
+DEMO_DIR ?= $(BUILD)/demo
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Debian packages: build, run, test.
@@ -12,7 +14,7 @@ CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \
        gpgsm gpg-agent gpgconf dirmngr libgmime-3.0-0 libgmime-3.0-dev \
        libmilter1.0.1 libmilter-dev libyaml-0-2 libyaml-dev
 
-.PHONY: all deps build run test test-asan bench clean
+.PHONY: all deps build run demo test test-asan bench clean
 
 all: build
 
@@ -23,8 +25,17 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+DEMO = python3 scripts/demo.py --bin $(BUILD)/sealgate --policy $(POLICY) \
+       --dir $(DEMO_DIR)
+
+# A private Postfix on 127.0.0.1:2525 with the gateway; Ctrl-C stops it.
 run: build
-	@./scripts/run-example.sh $(BUILD)/sealgate $(POLICY)
+	@$(DEMO) run
+
+# The demo's messages sent and checked (against a running `make run`, or
+# a demo started for the run).
+demo: build
+	@$(DEMO) send
 
 # Every test on the normal build, then the unit and pipeline tests again
 # under AddressSanitizer/UBSan.
