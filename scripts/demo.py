@@ -46,12 +46,15 @@ from saslauth import DovecotAuthServer  # noqa: E402  (after sys.path)
 KEYS = os.path.join(ROOT, "keys-example")
 PGP = os.path.join(KEYS, "openpgp")
 SMIME = os.path.join(KEYS, "smime")
-# What the demo's gateway holds: the partners' public keys and
-# certificates, the internal users' key pairs, the example CA.
+# What the demo's gateway holds (keys-example/README.md): the example CA as
+# the trust anchor S/MIME certificates must chain to; the partners' public
+# keys and certificate; the internal users' OpenPGP secret keys and PKCS#12
+# files (empty password).
+ANCHOR = os.path.join(SMIME, "ca.pem")
 IMPORTS = [os.path.join(PGP, n) for n in (
     "carol.pub.asc", "dave.pub.asc", "erin.pub.asc", "alice.sec.asc",
     "bob.sec.asc")] + [os.path.join(SMIME, n) for n in (
-        "ca.pem", "alice.p12", "bob.p12", "frank.pem")]
+        "frank.pem", "alice.p12", "bob.p12")]
 LOGINS = {"alice": "alice-demo", "bob": "bob-demo"}
 POSTFIX_USER = "postfix"
 STATE = "demo.json"
@@ -236,6 +239,13 @@ def address(line):
     return m.group(1).decode("utf-8", "replace") if m else ""
 
 
+def delivered_files(mail_dir):
+    """The names of the messages the sink has written (not the one it is
+    writing), oldest first."""
+    return sorted(n for n in os.listdir(mail_dir)
+                  if n.endswith(".eml") and not n.startswith("."))
+
+
 class Sink(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -249,8 +259,7 @@ class Sink(socketserver.ThreadingTCPServer):
     def deliver(self, sender, rcpts, data):
         """Writes the message as DIR/NNN-RCPT.eml, whole or not at all."""
         with self.lock:
-            n = len([f for f in os.listdir(self.mail_dir)
-                     if f.endswith(".eml")]) + 1
+            n = len(delivered_files(self.mail_dir)) + 1
             name = "%03d-%s.eml" % (n, re.sub(r"[^A-Za-z0-9@._-]", "_",
                                               rcpts[0] if rcpts else "none"))
             tmp = os.path.join(self.mail_dir, "." + name)
@@ -344,8 +353,9 @@ class Demo:
 
     def import_keys(self):
         say("== importing the example keys (keys-example/, NOT FOR PRODUCTION)")
-        cp = self.sealgate("keys", "-c", self.policy, "import", *IMPORTS)
-        sys.stdout.write(cp.stdout.decode("utf-8", "replace"))
+        for args in (["--trust-anchor", ANCHOR], IMPORTS):
+            cp = self.sealgate("keys", "-c", self.policy, "import", *args)
+            sys.stdout.write(cp.stdout.decode("utf-8", "replace"))
         self.keystore_home = os.path.join(policy_path(self.policy, "keystore"),
                                           "openpgp")
         spool = policy_path(self.policy, "spool_dir")
@@ -637,12 +647,11 @@ SENDS = [
 
 
 def find_delivered(mail_dir, msgid):
-    for name in sorted(os.listdir(mail_dir)):
-        if name.endswith(".eml"):
-            with open(os.path.join(mail_dir, name), "rb") as f:
-                raw = f.read()
-            if msgid.encode() in raw.split(b"\n\n", 1)[0]:
-                return name, raw
+    for name in delivered_files(mail_dir):
+        with open(os.path.join(mail_dir, name), "rb") as f:
+            raw = f.read()
+        if msgid.encode() in raw.split(b"\n\n", 1)[0]:
+            return name, raw
     return None, None
 
 
@@ -665,14 +674,16 @@ def decision(log_path, qid):
     return None
 
 
+ROW = "%-9s %-44s %-35s %s"
+
+
 def send_all(state):
     """Sends SENDS to the running demo; prints the table; True when every
     message got what the demo promises."""
     token = "%d.%d" % (os.getpid(), int(time.time()))
     tmp = tempfile.mkdtemp(prefix="sgdemo.", dir="/tmp")
     ok_all = True
-    say("%-9s %-44s %-30s %s" % ("message", "sent", "gateway decided",
-                                 "arrived"))
+    say(ROW % ("message", "sent", "gateway decided", "arrived"))
     try:
         for i, s in enumerate(SENDS):
             msgid = "<demo-%d.%s@example.com>" % (i, token)
@@ -717,7 +728,7 @@ def send_all(state):
                         arrived = "UNEXPECTED: " + arrived
             if s.check is not None:
                 decided = decision(state["milter_log"], qid) or "?"
-            say("%-9s %-44s %-30s %s" % (s.name, sent, decided, arrived))
+            say(ROW % (s.name, sent, decided, arrived))
             ok_all = ok_all and ok
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -136,7 +136,8 @@ class Demo(unittest.TestCase):
         mail = os.path.join(self.dir, "mail")
         deadline = time.monotonic() + timeout
         while True:
-            names = sorted(n for n in os.listdir(mail) if n.endswith(".eml"))
+            names = sorted(n for n in os.listdir(mail)
+                           if n.endswith(".eml") and not n.startswith("."))
             if len(names) >= count or time.monotonic() > deadline:
                 return [os.path.join(mail, n) for n in names]
             time.sleep(0.1)

@@ -1,7 +1,7 @@
 """The example identities of keys-example/ with policy.yaml.example, as the
 demo (`make run`) uses them, checked with openssl and gpg.
 
-The example keys are imported the way scripts/run-example.sh does it (the
+The example keys are imported the way scripts/demo.py (make run) does it (the
 example CA as a trust anchor, then the partners' public keys and
 certificates and the internal users' secret keys and PKCS#12 files) into a
 keystore next to a temporary copy of policy.yaml.example (relative paths in
