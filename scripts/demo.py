@@ -501,7 +501,7 @@ class Demo:
     # -- what to try -------------------------------------------------------
 
     def print_intro(self):
-        rel = os.path.relpath(self.inbound)
+        rel = self.inbound
         server = "swaks --server 127.0.0.1:%d" % self.port
         auth = "--auth PLAIN --auth-user alice --auth-password %s" % LOGINS["alice"]
         say("""
