@@ -29,6 +29,10 @@ CAROL = "carol@partner.example"       # external; the tests give her a key
 XPART = "x@partner.example"           # external, same domain, no key
 DAVE = "dave@other.example"           # external; a key in some tests
 ERIN = "erin@other.example"           # external, no key
+# An SMTP client outside every trusted_networks of the tests (TEST-NET-1):
+# the MTA's client for mail from the Internet. Without --client-ip and
+# --auth, `sealgate process` assumes local submission (127.0.0.1).
+OUTSIDE_IP = "192.0.2.1"
 KEY_NAMES = {BOB: "Bob Example", CAROL: "Carol Partner", DAVE: "Dave Other"}
 # Text put into message bodies: it must never show up in clear where the
 # message is encrypted, nor on stderr or in logs.
@@ -410,7 +414,8 @@ class Gateway:
     def process(self, msg_bytes, sender, rcpts, client_ip="127.0.0.1", extra_args=()):
         """Run one message through `sealgate process`.
 
-        Returns (returncode, output bytes or None, stderr text); the output is
+        client_ip None gives no --client-ip: with no --auth in extra_args
+        that is local submission (127.0.0.1, no login). Returns (returncode, output bytes or None, stderr text); the output is
         None when the file was not created or is empty.
         """
         return self.start_process(msg_bytes, sender, rcpts, client_ip,
