@@ -764,6 +764,39 @@ def policy_gateway(tmp, policy_text):
     return gw
 
 
+def policy_gateways(tmp, policies, key_files=(), prepare=None):
+    """{name: Gateway in tmp/gw-NAME} for each name and policy text of
+    policies, each policy checked with `sealgate policy check`. Policies
+    naming keystore "../store" share tmp/store; key_files are imported
+    through the first gateway. prepare(dir), when given, runs on each
+    directory before its check."""
+    gws = {}
+    for name, text in policies.items():
+        d = os.path.join(tmp, "gw-" + name)
+        os.makedirs(d)
+        if prepare is not None:
+            prepare(d)
+        gws[name] = policy_gateway(d, text)
+        gws[name].check_policy()
+    if key_files:
+        next(iter(gws.values())).import_keys_checked(*key_files)
+    return gws
+
+
+# Signing rules: "must-sign" (recipient signed@other.example) signs or
+# rejects, "may-sign" (maybe@other.example) signs or sends plain.
+SIGN_RULES = """\
+    - name: must-sign
+      when: { recipient: [signed@other.example] }
+      action: sign
+      on_missing_key: reject
+    - name: may-sign
+      when: { recipient: [maybe@other.example] }
+      action: sign
+      on_missing_key: send-plain
+"""
+
+
 def import_public_keys(gw, tmp, pairs):
     """Export each (GpgHome, address)'s public key into tmp and import them
     all into gw's keystore with `sealgate keys import`; raises on failure."""

@@ -32,24 +32,7 @@ SIGNED = "signed@other.example"
 MAYBE = "maybe@other.example"
 ASSUMED = "127.0.0.1 (assumed: local submission; --client-ip/--auth to change)"
 
-POLICY = """\
-version: 1
-gateway:
-  keystore: "store"
-  spool_dir: "spool"
-internal_domains: [example.com]
-outbound:
-  default: { action: encrypt-if-key, methods: [openpgp] }
-  rules:
-    - name: must-sign
-      when: { recipient: [signed@other.example] }
-      action: sign
-      on_missing_key: reject
-    - name: may-sign
-      when: { recipient: [maybe@other.example] }
-      action: sign
-      on_missing_key: send-plain
-"""
+POLICY = sgtest.policy_yaml(rules=sgtest.SIGN_RULES)
 
 # The milter's summary line (gateway/milter.c log_summary).
 SUMMARY_RE = (r"sealgate: (\w+): from=<%s> rcpts=1 class=\S+ verdict=(\S+) rule=(\S+) "

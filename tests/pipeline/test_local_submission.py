@@ -46,18 +46,6 @@ NOT_SIGNING = ("client 127.0.0.1 is not authenticated (SMTP AUTH) and not in "
                "gateway.signing_networks")
 SIGN_STATUS = ("NEWSIG", "GOODSIG", "VALIDSIG", "BADSIG", "ERRSIG")
 
-RULES = """\
-    - name: must-sign
-      when: { recipient: [signed@other.example] }
-      action: sign
-      on_missing_key: reject
-    - name: may-sign
-      when: { recipient: [maybe@other.example] }
-      action: sign
-      on_missing_key: send-plain
-"""
-
-
 def policy(gateway_extra=""):
     return ("version: 1\n"
             "gateway:\n"
@@ -67,7 +55,7 @@ def policy(gateway_extra=""):
             "internal_domains: [example.com]\n"
             "outbound:\n"
             "  default: { action: encrypt-if-key, methods: [openpgp] }\n"
-            "  rules:\n" + RULES)
+            "  rules:\n" + sgtest.SIGN_RULES)
 
 
 POLICIES = {
@@ -93,14 +81,7 @@ class LocalSubmission(unittest.TestCase):
                                 signers.export_secret(ALICE)),
                  sgtest.export_public_key(tmp, cls.carol, CAROL)]
         signers.kill()
-        cls.gw = {}
-        for name, text in POLICIES.items():
-            d = os.path.join(tmp, "gw-" + name)
-            os.makedirs(d)
-            gw = sgtest.policy_gateway(d, text)
-            gw.check_policy()
-            cls.gw[name] = gw
-        cls.gw["local"].import_keys_checked(*files)
+        cls.gw = sgtest.policy_gateways(tmp, POLICIES, files)
 
     @classmethod
     def tearDownClass(cls):
