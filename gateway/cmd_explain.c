@@ -179,34 +179,54 @@ explained_clear(struct explained *e)
 		g_array_free(e->skipped, TRUE);
 }
 
-/* Explains every recipient; prints text or one JSON object. */
-static int
-explain(const struct sg_policy *pol, const struct sg_keystore *ks,
-	struct sg_msg *msg, const struct sg_facts *f, bool json)
+/* "client":{address, login, assumed}, as the text form's client line. */
+static void
+json_client(GString *out, const struct sg_cli *cli)
 {
+	g_string_append(out, "\"client\":{");
+	json_field(out, "address", cli->env.client_ip, true);
+	json_field(out, "login", cli->env.auth, true);
+	g_string_append_printf(out, "\"assumed\":%s},",
+	    cli->env.client_assumed ? "true" : "false");
+}
+
+/* Explains every recipient of cli's message; prints text or one JSON
+ * object (cli->json). */
+static int
+explain(const struct sg_cli *cli, const struct sg_facts *f)
+{
+	const struct sg_policy *pol = cli->pol;
+	const struct sg_keystore *ks = cli->ks;
+	struct sg_msg *msg = cli->msg;
+	bool json = cli->json;
 	GString *out = g_string_new(NULL);
 	bool outbound = sg_pipeline_outbound(pol, msg);
 	char *reason = sg_pipeline_direction(pol, msg);
 	enum sg_class first = SG_CLASS_NONE;
 	struct sg_signers signers = { 0 };
 	bool split = false;
+	char *client = NULL;
 	int rc = SG_OK;
 
 	if (json) {
 		g_string_append_printf(out, "{\"outbound\":%s,",
 		    outbound ? "true" : "false");
 		json_field(out, "reason", reason, true);
+		json_client(out, cli);
 		json_field(out, "content", f->have_content ? "given" : "not given",
 		    true);
 		g_string_append(out, "\"recipients\":[");
 	} else {
 		sg_tprintf(stdout, "outbound: %s (%s)\n",
 		    outbound ? "yes" : "no", reason);
+		client = sg_cli_client_text(cli);
+		sg_tprintf(stdout, "client: %s\n", client);
 		sg_tprintf(stdout, "message content: %s\n",
 		    f->have_content ? "given"
 		    : "not given (content conditions do not match)");
 	}
 	g_free(reason);
+	g_free(client);
 	for (guint i = 0; i < msg->rcpts->len && rc == 0; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 		struct explained e = { .addr = r->addr };
@@ -245,13 +265,16 @@ sg_cmd_explain(int argc, char **argv)
 	struct sg_facts facts = { 0 };
 	int code = SG_EXIT_USAGE;
 
-	if (sg_cli_open(argc, argv, SG_CLI_JSON | SG_CLI_INPUT_OPTIONAL, &cli) < 0)
+	if (sg_cli_open(argc, argv, SG_CLI_JSON | SG_CLI_INPUT_OPTIONAL, &cli) < 0) {
+		if (cli.help)
+			code = 0;
 		goto out;
+	}
 	if (cli.input != NULL)
 		sg_facts_from_msg(&facts, cli.msg);
 	else
 		sg_facts_init(&facts, cli.msg->mail_from);
-	if (explain(cli.pol, cli.ks, cli.msg, &facts, cli.json) == 0)
+	if (explain(&cli, &facts) == 0)
 		code = 0;
 	sg_facts_clear(&facts);
 out:

@@ -43,6 +43,18 @@ classes_agree(struct sg_msg *msg, const struct sg_policy *pol,
 	return agree;
 }
 
+/* The verdict line (first, parsed by scripts) and, next to it, which
+ * client the run assumed. */
+static void
+print_verdict(const struct sg_cli *cli, enum sg_verdict v)
+{
+	char *client = sg_cli_client_text(cli);
+
+	fprintf(stderr, "verdict: %s\n", sg_verdict_name(v));
+	sg_tprintf(stderr, "client: %s\n", client);
+	g_free(client);
+}
+
 static int
 exit_code(enum sg_verdict v)
 {
@@ -64,18 +76,20 @@ sg_cmd_process(int argc, char **argv)
 	sg_result_init(&res);
 	if (sg_cli_open(argc, argv, SG_CLI_OUTPUT | SG_CLI_FLOOR, &cli) < 0) {
 		if (cli.bad_envelope) {
-			fprintf(stderr, "verdict: reject\n");
+			print_verdict(&cli, SG_VERDICT_REJECT);
 			code = SG_EXIT_REJECT;
+		} else if (cli.help) {
+			code = SG_EXIT_ACCEPT;
 		}
 		goto out;
 	}
 	if (!classes_agree(cli.msg, cli.pol, cli.ks)) {
-		fprintf(stderr, "verdict: tempfail\n");
+		print_verdict(&cli, SG_VERDICT_TEMPFAIL);
 		code = SG_EXIT_TEMPFAIL;
 		goto out;
 	}
 	sg_pipeline_run(cli.msg, cli.pol, cli.ks, &res);
-	fprintf(stderr, "verdict: %s\n", sg_verdict_name(res.verdict));
+	print_verdict(&cli, res.verdict);
 	if (res.rule != NULL)
 		sg_tprintf(stderr, "rule: %s\n", res.rule);
 	fprintf(stderr, "action: %s%s%s\n", res.action,

@@ -21,15 +21,17 @@ usage(FILE *fp)
 	    "  process [-c FILE] --from ADDR --to ADDR... [--client-ip IP]\n"
 	    "          [--auth USER] [-i IN] [-o OUT]    run one message through the pipeline\n"
 	    "  policy check [-c FILE]                    validate the policy file\n"
-	    "  policy explain [-c FILE] --from ADDR --to ADDR... [-i IN] [--json]\n"
-	    "                                            say per recipient what the policy does\n"
+	    "  policy explain [-c FILE] --from ADDR --to ADDR... [--client-ip IP]\n"
+	    "          [--auth USER] [-i IN] [--json]    say per recipient what the policy does\n"
 	    "  policy keys                               list every policy key\n"
 	    "  keys [-c FILE] import FILE...             import OpenPGP keys\n"
 	    "  keys [-c FILE] list                       list the keystore's identities\n"
 	    "  version                                   print versions\n"
 	    "\n"
-	    "The policy file is -c FILE, else $SEALGATE_CONFIG, else %s.\n",
-	    SG_DEFAULT_CONFIG);
+	    "The policy file is -c FILE, else $SEALGATE_CONFIG, else %s.\n"
+	    "process and policy explain without --client-ip and --auth: local\n"
+	    "submission, as from sendmail on this host (client %s, no login).\n",
+	    SG_DEFAULT_CONFIG, SG_LOCAL_SUBMISSION_IP);
 }
 
 /* What `version` says of the OpenSSL release in use. */

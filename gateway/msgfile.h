@@ -13,9 +13,15 @@
 struct sg_envelope {
 	const char *from;
 	GPtrArray *to;          /* char * */
-	const char *client_ip;  /* NULL: unknown (untrusted) */
+	const char *client_ip;  /* numeric; NULL: no address known */
 	const char *auth;       /* SASL login, NULL: none */
+	bool client_assumed;    /* neither --client-ip nor --auth: local
+				 * submission (SG_LOCAL_SUBMISSION_IP) */
 };
+
+/* The client Postfix presents to non_smtpd_milters for mail from its
+ * sendmail command (pickup): localhost, 127.0.0.1, no SASL login. */
+#define SG_LOCAL_SUBMISSION_IP "127.0.0.1"
 
 struct sg_input;
 

@@ -1,4 +1,5 @@
 /* Start-up helpers shared by the verbs. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -142,6 +143,70 @@ sg_parse_config_option(int argc, char **argv, const char **config)
 	return optind;
 }
 
+/* The usage of process and policy explain; with --help (long), also
+ * what the client options stand for. */
+static void
+message_usage(FILE *fp, int flags, bool long_form)
+{
+	fprintf(fp, "usage: sealgate %s [-c FILE] --from ADDR --to ADDR "
+	    "[--to ADDR ...] [--client-ip IP|unknown] [--auth USER] [-i IN]%s\n",
+	    (flags & SG_CLI_OUTPUT) ? "process" : "policy explain",
+	    (flags & SG_CLI_OUTPUT) ? " [-o OUT]" : " [--json]");
+	if (!long_form) {
+		fprintf(fp, "without --client-ip and --auth: local submission "
+		    "(client %s, no login); --help says more\n",
+		    SG_LOCAL_SUBMISSION_IP);
+		return;
+	}
+	fprintf(fp, "\n"
+	    "--client-ip and --auth stand for what the MTA tells the milter: the\n"
+	    "SMTP client's address (\"unknown\": none) and its SMTP AUTH login.\n"
+	    "Without both, the message is local submission, as Postfix presents\n"
+	    "mail from its sendmail command to non_smtpd_milters: client %s,\n"
+	    "no login. An internal sender's mail is then outbound when %s is\n"
+	    "in gateway.trusted_networks (the default), and signed only when it\n"
+	    "is in gateway.signing_networks (empty by default).\n"
+	    "One option alone leaves the other unset: --auth alone is a login from\n"
+	    "an unknown address, --client-ip alone a client without a login.\n",
+	    SG_LOCAL_SUBMISSION_IP, SG_LOCAL_SUBMISSION_IP);
+}
+
+/* Sets the client from --client-ip and --auth (NULL: not given), or
+ * local submission without both; -1 after saying what is wrong. */
+static int
+set_client(struct sg_cli *cli, const char *ip, const char *auth)
+{
+	unsigned char addr[16];
+	char buf[INET6_ADDRSTRLEN];
+	int family;
+
+	if (auth != NULL && *auth == '\0') {
+		fprintf(stderr, "sealgate: --auth needs a login\n");
+		return -1;
+	}
+	cli->env.auth = auth;
+	cli->client_ip_given = ip != NULL;
+	if (ip == NULL && auth == NULL) {
+		cli->env.client_ip = SG_LOCAL_SUBMISSION_IP;
+		cli->env.client_assumed = true;
+		return 0;
+	}
+	if (ip == NULL || strcmp(ip, "unknown") == 0)
+		return 0;
+	/* The form the milter writes (inet_ntop of the connection's
+	 * address), so that the output and the decisions match. */
+	family = strchr(ip, ':') != NULL ? AF_INET6 : AF_INET;
+	if (inet_pton(family, ip, addr) != 1 ||
+	    inet_ntop(family, addr, buf, sizeof(buf)) == NULL) {
+		sg_tprintf(stderr, "sealgate: --client-ip \"%s\" is not an IPv4 "
+		    "or IPv6 address (nor \"unknown\")\n", ip);
+		return -1;
+	}
+	cli->client_ip = g_strdup(buf);
+	cli->env.client_ip = cli->client_ip;
+	return 0;
+}
+
 int
 sg_parse_message_options(int argc, char **argv, int flags, struct sg_cli *cli)
 {
@@ -154,19 +219,21 @@ sg_parse_message_options(int argc, char **argv, int flags, struct sg_cli *cli)
 		{ "input", required_argument, NULL, 'i' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *ip = NULL, *auth = NULL;
 	int c;
 
 	cli->env.to = g_ptr_array_new_with_free_func(g_free);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:i:o:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:i:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': cli->config = optarg; break;
 		case 'F': cli->env.from = optarg; break;
 		case 'T': g_ptr_array_add(cli->env.to, g_strdup(optarg)); break;
-		case 'I': cli->env.client_ip = optarg; break;
-		case 'A': cli->env.auth = optarg; break;
+		case 'I': ip = optarg; break;
+		case 'A': auth = optarg; break;
 		case 'i': cli->in = optarg; break;
 		case 'o':
 			if (!(flags & SG_CLI_OUTPUT))
@@ -178,18 +245,37 @@ sg_parse_message_options(int argc, char **argv, int flags, struct sg_cli *cli)
 				goto usage;
 			cli->json = true;
 			break;
+		case 'h':
+			message_usage(stdout, flags, true);
+			cli->help = true;
+			return -1;
 		default:
 			goto usage;
 		}
 	}
-	if (cli->env.from != NULL && cli->env.to->len > 0 && optind == argc)
+	if (cli->env.from != NULL && cli->env.to->len > 0 && optind == argc &&
+	    set_client(cli, ip, auth) == 0)
 		return 0;
 usage:
-	fprintf(stderr, "usage: sealgate %s [-c FILE] --from ADDR --to ADDR "
-	    "[--to ADDR ...] [--client-ip IP] [--auth USER] [-i IN]%s\n",
-	    (flags & SG_CLI_OUTPUT) ? "process" : "policy explain",
-	    (flags & SG_CLI_OUTPUT) ? " [-o OUT]" : " [--json]");
+	message_usage(stderr, flags, false);
 	return -1;
+}
+
+char *
+sg_cli_client_text(const struct sg_cli *cli)
+{
+	const struct sg_envelope *env = &cli->env;
+	const char *ip = env->client_ip != NULL ? env->client_ip
+	    : "unknown address";
+
+	if (env->client_assumed)
+		return g_strdup_printf("%s (assumed: local submission; "
+		    "--client-ip/--auth to change)", ip);
+	return g_strdup_printf("%s, %s%s (from %s)", ip,
+	    env->auth != NULL ? "login " : "no login",
+	    env->auth != NULL ? env->auth : "",
+	    env->auth == NULL ? "--client-ip" : cli->client_ip_given ?
+	    "--client-ip/--auth" : "--auth");
 }
 
 void
@@ -198,6 +284,7 @@ sg_cli_clear(struct sg_cli *cli)
 	if (cli->env.to != NULL)
 		g_ptr_array_free(cli->env.to, TRUE);
 	g_free(cli->from);
+	g_free(cli->client_ip);
 	sg_msg_free(cli->msg);
 	sg_input_free(cli->input);
 	sg_keystore_free(cli->ks);

@@ -35,7 +35,10 @@ struct sg_cli {
 	const char *config, *in, *out;
 	bool json;
 	bool bad_envelope;       /* an address the milter would refuse */
+	bool help;               /* --help: the usage went to stdout */
 	char *from;              /* canonical env.from */
+	char *client_ip;         /* env.client_ip as the milter writes it */
+	bool client_ip_given;    /* --client-ip (an address or "unknown") */
 	struct sg_envelope env;
 	struct sg_policy *pol;
 	struct sg_keystore *ks;
@@ -55,9 +58,17 @@ enum {
 int sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli);
 
 /* Parses --from, --to..., --client-ip, --auth, -c, -i and, as flags allow,
- * -o and --json; -1 after printing the usage. */
+ * -o and --json; -1 after printing the usage (on stdout for --help, with
+ * cli->help set). Without --client-ip and --auth the client is local
+ * submission: SG_LOCAL_SUBMISSION_IP, no login, env.client_assumed. */
 int sg_parse_message_options(int argc, char **argv, int flags,
 			     struct sg_cli *cli);
+
+/* Which client the run assumes, for people: "127.0.0.1 (assumed: local
+ * submission; ...)" or "192.0.2.7, login alice (from --client-ip/--auth)".
+ * (transfer full) */
+char *sg_cli_client_text(const struct sg_cli *cli);
+
 /* Frees everything sg_cli_open set up. */
 void sg_cli_clear(struct sg_cli *cli);
 

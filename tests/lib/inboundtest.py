@@ -435,9 +435,9 @@ def truncate_armor(armored):
 
 
 def process(gw, msg, rcpts, sender=CAROL):
-    """`sealgate process` for mail from outside (no --client-ip):
+    """`sealgate process` for mail from outside (an untrusted client):
     (returncode, output bytes or None, stderr text)."""
-    return gw.process(msg, sender, rcpts, client_ip=None)
+    return gw.process(msg, sender, rcpts, client_ip=sgtest.OUTSIDE_IP)
 
 
 def run_measured(argv, timeout=120):

@@ -29,6 +29,10 @@ CAROL = "carol@partner.example"       # external; the tests give her a key
 XPART = "x@partner.example"           # external, same domain, no key
 DAVE = "dave@other.example"           # external; a key in some tests
 ERIN = "erin@other.example"           # external, no key
+# An SMTP client outside every trusted_networks of the tests (TEST-NET-1):
+# the MTA's client for mail from the Internet. Without --client-ip and
+# --auth, `sealgate process` assumes local submission (127.0.0.1).
+OUTSIDE_IP = "192.0.2.1"
 KEY_NAMES = {BOB: "Bob Example", CAROL: "Carol Partner", DAVE: "Dave Other"}
 # Text put into message bodies: it must never show up in clear where the
 # message is encrypted, nor on stderr or in logs.
@@ -410,7 +414,8 @@ class Gateway:
     def process(self, msg_bytes, sender, rcpts, client_ip="127.0.0.1", extra_args=()):
         """Run one message through `sealgate process`.
 
-        Returns (returncode, output bytes or None, stderr text); the output is
+        client_ip None gives no --client-ip: with no --auth in extra_args
+        that is local submission (127.0.0.1, no login). Returns (returncode, output bytes or None, stderr text); the output is
         None when the file was not created or is empty.
         """
         return self.start_process(msg_bytes, sender, rcpts, client_ip,
@@ -757,6 +762,39 @@ def policy_gateway(tmp, policy_text):
     with open(gw.policy, "w") as f:
         f.write(policy_text)
     return gw
+
+
+def policy_gateways(tmp, policies, key_files=(), prepare=None):
+    """{name: Gateway in tmp/gw-NAME} for each name and policy text of
+    policies, each policy checked with `sealgate policy check`. Policies
+    naming keystore "../store" share tmp/store; key_files are imported
+    through the first gateway. prepare(dir), when given, runs on each
+    directory before its check."""
+    gws = {}
+    for name, text in policies.items():
+        d = os.path.join(tmp, "gw-" + name)
+        os.makedirs(d)
+        if prepare is not None:
+            prepare(d)
+        gws[name] = policy_gateway(d, text)
+        gws[name].check_policy()
+    if key_files:
+        next(iter(gws.values())).import_keys_checked(*key_files)
+    return gws
+
+
+# Signing rules: "must-sign" (recipient signed@other.example) signs or
+# rejects, "may-sign" (maybe@other.example) signs or sends plain.
+SIGN_RULES = """\
+    - name: must-sign
+      when: { recipient: [signed@other.example] }
+      action: sign
+      on_missing_key: reject
+    - name: may-sign
+      when: { recipient: [maybe@other.example] }
+      action: sign
+      on_missing_key: send-plain
+"""
 
 
 def import_public_keys(gw, tmp, pairs):

@@ -264,7 +264,7 @@ class VerifyCase:
         accept, a message written, exactly one of each status field and
         those two the last of the header, the signature status well formed.
         Returns (output, stderr, decrypted value, signature value)."""
-        rc, out, err = gw.process(msg, sender, list(rcpts), client_ip=None)
+        rc, out, err = gw.process(msg, sender, list(rcpts), client_ip=sgtest.OUTSIDE_IP)
         self.assertEqual(rc, 0, err)
         self.assertEqual(sgtest.verdict(err), "accept", err)
         self.assertIsNotNone(out, "no message written")

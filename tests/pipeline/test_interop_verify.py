@@ -368,7 +368,7 @@ class OpenpgpInterop(vt.VerifyCase, unittest.TestCase):
                 continue
             msg = self.load(name)
             rc, out, err = self.gw_sec.process(msg, envelope_sender(msg), [PGP_ALICE],
-                                               client_ip=None)
+                                               client_ip=sgtest.OUTSIDE_IP)
             if rc != 0 or out is None:
                 failures.append("%s: exit %d %s" % (name, rc, err.strip()[-200:]))
                 continue

@@ -223,7 +223,8 @@ class PolicyExplain(unittest.TestCase):
     # -- who counts as outbound ------------------------------------------------
 
     def test_untrusted_client_is_pass(self):
-        for kw in ({"client_ip": "192.0.2.1"}, {"client_ip": None}):
+        for kw in ({"client_ip": "192.0.2.1"}, {"client_ip": "2001:db8::7"},
+                   {"client_ip": "unknown"}):
             with self.subTest(**kw):
                 doc, r = self.explain_json_one(CAROL, msg=self.msg("[secure] Q3"), **kw)
                 self.assertIs(doc["outbound"], False)

@@ -263,8 +263,9 @@ class PolicyRules(unittest.TestCase):
     # -- who counts as outbound ---------------------------------------------
 
     def test_no_client_information_is_not_outbound(self):
-        self.assert_unchanged(self.msg("[secure] Q3", to=XPART), [XPART], client_ip=None)
-        self.assert_unchanged(self.msg("[secure] Q3"), [CAROL], client_ip=None)
+        # --client-ip unknown: a connection without an address.
+        self.assert_unchanged(self.msg("[secure] Q3", to=XPART), [XPART], client_ip="unknown")
+        self.assert_unchanged(self.msg("[secure] Q3"), [CAROL], client_ip="unknown")
 
     def test_untrusted_client_is_not_outbound(self):
         self.assert_unchanged(self.msg("[secure] Q3", to=XPART), [XPART], client_ip="192.0.2.1")

@@ -113,16 +113,9 @@ class SignOwner(unittest.TestCase):
                                         signers.export_secret(a)))
         signers.kill()
         files.append(sgtest.export_public_key(tmp, cls.carol, CAROL))
-        cls.gw = {}
-        for name, text in POLICIES.items():
-            d = os.path.join(tmp, "gw-" + name)
-            os.makedirs(d)
-            with open(os.path.join(d, "logins"), "w") as f:
-                f.write(LOGINS)
-            gw = sgtest.policy_gateway(d, text)
-            gw.check_policy()
-            cls.gw[name] = gw
-        cls.gw["name"].import_keys_checked(*files)
+        cls.gw = sgtest.policy_gateways(
+            tmp, POLICIES, files,
+            prepare=lambda d: signtest.write(os.path.join(d, "logins"), LOGINS))
 
     @classmethod
     def tearDownClass(cls):
