@@ -41,7 +41,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from saslauth import DovecotAuthServer  # noqa: E402  (after sys.path)
+from postfix import MASTER_SERVICES  # noqa: E402  (after sys.path)
+from saslauth import DovecotAuthServer  # noqa: E402
 
 KEYS = os.path.join(ROOT, "keys-example")
 PGP = os.path.join(KEYS, "openpgp")
@@ -99,26 +100,7 @@ notify_classes =
 MASTER_CF = """\
 # service type  private unpriv  chroot  wakeup  maxproc command + args
 127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
+""" + MASTER_SERVICES
 
 
 class DemoError(Exception):
@@ -581,29 +563,31 @@ def parts(raw):
     return msg, out
 
 
-def check_openpgp(raw, marker, tmp):
+def decrypts(raw, marker, types, argv, what):
+    """Whether raw is of one of types and argv decrypts it to a text with
+    marker; (ok, what arrived)."""
     msg, _ = parts(raw)
-    if msg.get_content_type() != "multipart/encrypted":
+    if msg.get_content_type() not in types:
         return False, "not encrypted (%s)" % msg.get_content_type()
-    cp = run(gpg_home(tmp, "carol.sec.asc") + ["--decrypt"], check=False,
-             input=raw)
+    cp = run(argv, check=False, input=raw)
     if cp.returncode != 0 or marker.encode() not in cp.stdout:
-        return False, "gpg cannot decrypt it with carol's key"
-    return True, "encrypted (openpgp); gpg decrypts it with carol's key"
+        return False, "it does not decrypt: " + what
+    return True, what
+
+
+def check_openpgp(raw, marker, tmp):
+    return decrypts(raw, marker, ("multipart/encrypted",),
+                    gpg_home(tmp, "carol.sec.asc") + ["--decrypt"],
+                    "encrypted (openpgp); gpg decrypts it with carol's key")
 
 
 def check_smime(raw, marker, tmp):
-    msg, _ = parts(raw)
-    if msg.get_content_type() not in ("application/pkcs7-mime",
-                                      "application/x-pkcs7-mime"):
-        return False, "not S/MIME encrypted (%s)" % msg.get_content_type()
-    cp = run(["openssl", "cms", "-decrypt",
-              "-inkey", os.path.join(SMIME, "frank.key"),
-              "-recip", os.path.join(SMIME, "frank.pem")], check=False,
-             input=raw)
-    if cp.returncode != 0 or marker.encode() not in cp.stdout:
-        return False, "openssl cannot decrypt it with frank's key"
-    return True, "encrypted (smime); openssl decrypts it with frank's key"
+    return decrypts(raw, marker, ("application/pkcs7-mime",
+                                  "application/x-pkcs7-mime"),
+                    ["openssl", "cms", "-decrypt",
+                     "-inkey", os.path.join(SMIME, "frank.key"),
+                     "-recip", os.path.join(SMIME, "frank.pem")],
+                    "encrypted (smime); openssl decrypts it with frank's key")
 
 
 def check_signed(raw, marker, tmp):

@@ -501,16 +501,9 @@ notify_classes =
 default_destination_rate_delay = 0s
 """
 
-MASTER_CF = """\
-# Private Postfix instance for sealgate tests (no chroot).
-# service type  private unpriv  chroot  wakeup  maxproc command + args
-127.0.0.1:{port} inet n - n - - smtpd
-127.0.0.1:{relay_port} inet n - n - - smtpd
-  -o smtpd_milters=
-  -o content_filter=smtp:[127.0.0.1]:{inner_port}
-127.0.0.1:{inner_port} inet n - n - - smtpd
-  -o myhostname=stage2.sgtest.invalid
-  -o content_filter=
+# Postfix's own services, as every private instance (and the demo's,
+# scripts/demo.py) runs them: no chroot.
+MASTER_SERVICES = """\
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -533,6 +526,19 @@ anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 """
+
+MASTER_CF = """\
+# Private Postfix instance for sealgate tests (no chroot).
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+127.0.0.1:{port} inet n - n - - smtpd
+127.0.0.1:{relay_port} inet n - n - - smtpd
+  -o smtpd_milters=
+  -o content_filter=smtp:[127.0.0.1]:{inner_port}
+127.0.0.1:{inner_port} inet n - n - - smtpd
+  -o myhostname=stage2.sgtest.invalid
+  -o content_filter=
+""" + MASTER_SERVICES
+
 
 def _cleanup_all():
     for inst in list(_live_instances):
