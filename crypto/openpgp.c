@@ -240,9 +240,12 @@ int
 sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
 			    char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	return find_best(ks, addr, 1, rank_signing, fpr, "no OpenPGP secret key",
+	int rc;
+
+	rc = find_best(ks, addr, 1, rank_signing, fpr, "no OpenPGP secret key",
 	    "no usable OpenPGP signing key (expired, revoked or cannot sign)",
 	    err);
+	return rc < 0 ? rc : sg_pgp_check_own_material(ks, addr, err);
 }
 
 /* GPGME data callbacks over sg_reader / sg_writer. */
@@ -465,11 +468,14 @@ refused_key(gpgme_key_t key)
 	return enc ? NULL : "has no encryption-capable (sub)key";
 }
 
-int
-sg_openpgp_check(const void *data, size_t len, unsigned *keys,
-		 struct sg_err *err)
+/* sg_openpgp_check; with grips, the keygrips of the file's keys go there
+ * (sg_pgp_grips_add). */
+static int
+check_file(const void *data, size_t len, unsigned *keys, GHashTable *grips,
+	   struct sg_err *err)
 {
 	char *home = g_dir_make_tmp("sgi.XXXXXX", NULL);
+	GHashTable *unseen;
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t dh = NULL;
 	gpgme_key_t key;
@@ -478,14 +484,32 @@ sg_openpgp_check(const void *data, size_t len, unsigned *keys,
 	*keys = 0;
 	if (home == NULL)
 		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
+	unseen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	rc = sg_pgp_ctx_at(home, &ctx, err);
 	if (rc == 0 && gpgme_data_new_from_mem(&dh, data, len, 0))
 		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
-	if (rc == 0 && gpgme_op_import(ctx, dh) == 0 &&
-	    !gpgme_op_keylist_start(ctx, NULL, 0)) {
+	if (rc == 0)
+		gpgme_set_keylist_mode(ctx, GPGME_KEYLIST_MODE_LOCAL |
+		    GPGME_KEYLIST_MODE_WITH_KEYGRIP);
+	/* Every key gpg read must be there as a key of its own: one whose
+	 * key material another key of the file carries is merged into that
+	 * one (its secret with it). */
+	if (rc == 0 && gpgme_op_import(ctx, dh) == 0) {
+		gpgme_import_result_t ir = gpgme_op_import_result(ctx);
+
+		for (gpgme_import_status_t st = ir ? ir->imports : NULL; st;
+		    st = st->next)
+			if (st->fpr != NULL)
+				g_hash_table_add(unseen, g_strdup(st->fpr));
+	}
+	if (rc == 0 && !gpgme_op_keylist_start(ctx, NULL, 0)) {
 		while (!gpgme_op_keylist_next(ctx, &key)) {
 			const char *why = refused_key(key);
 
+			if (grips != NULL)
+				sg_pgp_grips_add(grips, NULL, key);
+			if (key->fpr != NULL)
+				g_hash_table_remove(unseen, key->fpr);
 			(*keys)++;
 			if (why != NULL && rc == 0)
 				rc = sg_err_set(err, SG_EINVAL, "key %s %s",
@@ -494,6 +518,17 @@ sg_openpgp_check(const void *data, size_t len, unsigned *keys,
 		}
 		gpgme_op_keylist_end(ctx);
 	}
+	if (rc == 0 && g_hash_table_size(unseen) > 0) {
+		GHashTableIter it;
+		gpointer fpr;
+
+		g_hash_table_iter_init(&it, unseen);
+		g_hash_table_iter_next(&it, &fpr, NULL);
+		rc = sg_err_set(err, SG_EINVAL, "key %s shares key material "
+		    "with another key of the file: a key may not carry another "
+		    "key's (sub)key; nothing was imported", (char *)fpr);
+	}
+	g_hash_table_destroy(unseen);
 	gpgme_data_release(dh);
 	if (ctx != NULL)
 		gpgme_release(ctx);
@@ -503,11 +538,19 @@ sg_openpgp_check(const void *data, size_t len, unsigned *keys,
 }
 
 int
+sg_openpgp_check(const void *data, size_t len, unsigned *keys,
+		 struct sg_err *err)
+{
+	return check_file(data, len, keys, NULL, err);
+}
+
+int
 sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 		  struct sg_openpgp_import *res, struct sg_err *err)
 {
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t dh = NULL;
+	GHashTable *grips;
 	char *home;
 	gpgme_import_result_t ir;
 	gpgme_error_t gerr;
@@ -518,13 +561,15 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	memset(res, 0, sizeof(*res));
 	/* Every key first, in a throwaway home: one bad key refuses the
 	 * whole file, before the keystore changes. */
-	rc = sg_openpgp_check(data, len, &res->considered, err);
-	if (rc < 0)
-		return rc;
+	grips = sg_pgp_grips_new();
+	rc = check_file(data, len, &res->considered, grips, err);
 	/* Into a copy of the keyring, which replaces it only when complete. */
-	rc = sg_keystore_stage_begin(ks->gnupg_home, &home, err);
-	if (rc < 0)
+	if (rc == 0)
+		rc = sg_keystore_stage_begin(ks->gnupg_home, &home, err);
+	if (rc < 0) {
+		g_hash_table_destroy(grips);
 		return rc;
+	}
 	rc = sg_pgp_ctx_at(home, &ctx, err);
 	if (rc < 0)
 		goto out;
@@ -574,7 +619,10 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	if (ir->not_imported > 0 && ir->imported == 0 && ir->unchanged == 0 &&
 	    ir->secret_imported == 0 && ir->secret_unchanged == 0)
 		rc = sg_err_set(err, SG_EINVAL, "no key could be imported");
+	if (rc == 0)
+		rc = sg_pgp_refuse_shared(ctx, grips, err);
 out:
+	g_hash_table_destroy(grips);
 	gpgme_data_release(dh);
 	if (ctx != NULL)
 		gpgme_release(ctx);

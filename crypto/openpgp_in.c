@@ -252,6 +252,9 @@ sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
 
 	if (!sg_pgp_addr_ok(addr))
 		return sg_err_set(err, SG_ENOKEY, "not a usable address");
+	rc = sg_pgp_check_own_material(ks, addr, err);
+	if (rc < 0)
+		return rc;
 	home = g_dir_make_tmp("sgk.XXXXXX", NULL);
 	if (home == NULL)
 		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");

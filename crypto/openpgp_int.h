@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include <glib.h>
 #include <gpgme.h>
 
 #include "sealgate/openpgp.h"
@@ -38,6 +39,21 @@ ssize_t sg_pgp_cb_write(void *handle, const void *buf, size_t len);
 
 /* Removes a throwaway GnuPG home: its agent first, then the files. */
 void sg_pgp_remove_home(const char *home);
+
+/* Keygrip tables (see openpgp_grips.c): keygrip -> primary fingerprint. */
+GHashTable *sg_pgp_grips_new(void);
+/* Adds key's keygrips to owner; with shared, a keygrip owner already has
+ * for another primary key goes there. */
+void sg_pgp_grips_add(GHashTable *owner, GHashTable *shared, gpgme_key_t key);
+/* Fails when two primary keys share (sub)key material (a keygrip), naming
+ * them: among the keys of an imported file (file_grips, filled with
+ * sg_pgp_grips_add) and the keyring in ctx. */
+int sg_pgp_refuse_shared(gpgme_ctx_t ctx, GHashTable *file_grips,
+			 struct sg_err *err);
+/* Fails (SG_ENOKEY) when a key of addr shares (sub)key material with
+ * another key of the keystore. */
+int sg_pgp_check_own_material(const struct sg_keystore *ks, const char *addr,
+			      struct sg_err *err);
 
 struct sg_sig;
 
