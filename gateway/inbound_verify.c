@@ -49,10 +49,8 @@ line_end(const guint8 *p, const guint8 *end)
 	return nl != NULL ? nl + 1 : end;
 }
 
-/* The first two parts of a multipart body, exactly: the signed part
- * without the CRLF before the next delimiter, and the signature part. */
-static bool
-split_signed(const guint8 *body, size_t len, const char *boundary,
+bool
+sg_split_signed(const guint8 *body, size_t len, const char *boundary,
 	     const guint8 **p1, size_t *l1, const guint8 **p2, size_t *l2)
 {
 	const guint8 *end = body + len, *d1, *d2, *d3, *s1, *s2;
@@ -168,7 +166,7 @@ sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		if ((!pgp && !smime) || boundary == NULL)
 			goto out;
 		*method = pgp ? "openpgp" : "smime";
-		if (!split_signed(body, (size_t)(entity + len - body), boundary,
+		if (!sg_split_signed(body, (size_t)(entity + len - body), boundary,
 		    &p1, &l1, &p2, &l2) || (sigdata = decode_part(p2, l2)) == NULL) {
 			sig->status = SG_SIG_INVALID;
 			g_strlcpy(sig->reason, "malformed", sizeof(sig->reason));
@@ -234,7 +232,7 @@ signed_parts(const guint8 *b, size_t len, const char *boundary, GString *t)
 	GByteArray *sig;
 	size_t l1, l2;
 
-	if (!split_signed(b, len, boundary, &p1, &l1, &p2, &l2) ||
+	if (!sg_split_signed(b, len, boundary, &p1, &l1, &p2, &l2) ||
 	    (sig = decode_part(p2, l2)) == NULL)
 		return false;
 	g_string_append_printf(t, "--%s\r\n", boundary);
