@@ -9,35 +9,52 @@
 #include "sealgate/mime.h"
 #include "sealgate/verify.h"
 
-/* True when p starts a delimiter line of boundary: "--boundary" then
- * "--" (the close delimiter), or white space up to the line end. A longer
- * boundary that merely starts the same is not one. */
-static bool
-is_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
+enum delimiter { NOT_DELIMITER, DELIMITER, AMBIGUOUS };
+
+/* Whether p starts a delimiter line of boundary: "--boundary" then "--"
+ * (the close delimiter), or white space up to the line end. A longer
+ * boundary that merely starts the same is not one. Neither CRLF nor LF
+ * but a CR after it makes the line AMBIGUOUS: GMime reads on (the line
+ * is content), Python's email and others take the CR as a line break
+ * (the line is a delimiter), so that what one reader verifies another
+ * would show differently. */
+static enum delimiter
+delimiter_at(const guint8 *p, const guint8 *end, const char *boundary,
 	     bool *close)
 {
 	size_t bl = strlen(boundary);
 	const guint8 *q = p + 2 + bl;
 
 	if (q > end || p[0] != '-' || p[1] != '-' || memcmp(p + 2, boundary, bl))
-		return false;
+		return NOT_DELIMITER;
 	*close = q + 2 <= end && q[0] == '-' && q[1] == '-';
 	if (*close)
 		q += 2;
 	while (q < end && (*q == ' ' || *q == '\t'))
 		q++;
-	return q == end || *q == '\r' || *q == '\n';
+	if (q == end || *q == '\n' || (*q == '\r' && (q + 1 == end ||
+	    q[1] == '\n')))
+		return DELIMITER;
+	return *q == '\r' ? AMBIGUOUS : NOT_DELIMITER;
 }
 
-/* Finds the next delimiter line at or after p (at a line start). */
+/* Finds the next delimiter line at or after p (at a line start); NULL
+ * when there is none, or an ambiguous line comes first. */
 static const guint8 *
 find_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
 	       const guint8 *start, bool *close)
 {
-	for (; p < end; p++)
-		if ((p == start || p[-1] == '\n') &&
-		    is_delimiter(p, end, boundary, close))
+	for (; p < end; p++) {
+		enum delimiter d;
+
+		if (p != start && p[-1] != '\n')
+			continue;
+		d = delimiter_at(p, end, boundary, close);
+		if (d == AMBIGUOUS)
+			return NULL;
+		if (d == DELIMITER)
 			return p;
+	}
 	return NULL;
 }
 

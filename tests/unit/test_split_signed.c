@@ -81,6 +81,26 @@ static const struct {
 	{ "boundary with the characters RFC 2046 allows", "'()+_,-./:=? x",
 	  "--'()+_,-./:=? x\r\n" B1 "\r\nhello" E1 "\r\n--'()+_,-./:=? x\r\n"
 	  B2 "SIG\r\n" E2 "--'()+_,-./:=? x--\r\n", true },
+	{ "content ending in CR", "b",
+	  "--b\r\n" B1 "\r\nhello\r" E1 "\r\n--b\r\n" B2 "SIG\r\n" E2
+	  "--b--\r\n", true },
+	{ "CR ending the data after the close delimiter", "b",
+	  "--b\r\n" B1 "\r\nhello" E1 "\r\n--b\r\n" B2 "SIG\r\n" E2
+	  "--b--\r", true },
+	/* A CR without LF after a delimiter: GMime reads the line as
+	 * content, Python's email as a delimiter and a next line. Either
+	 * way one reader would show what another verified differently. */
+	{ "CR without LF after the second delimiter", "b",
+	  "--b\r\n\r\nhello\r\n--b\rshown, not signed\r\n\r\nSIG\r\n"
+	  "--b--\r\n", false },
+	{ "CR without LF after the first delimiter", "b",
+	  "--b\rContent-Type: text/plain\r\n\r\nshown, not signed\r\n"
+	  "--b\r\n\r\nhello\r\n--b\r\nSIG\r\n--b--\r\n", false },
+	{ "CR without LF after the close delimiter", "b",
+	  "--b\r\n\r\nhello\r\n--b\r\nSIG\r\n--b--\rshown\r\n", false },
+	{ "CR without LF after padding", "b",
+	  "--b\r\n\r\nhello\r\n--b \t\rshown\r\n\r\nSIG\r\n--b--\r\n",
+	  false },
 	/* Not exactly two parts and a close delimiter. */
 	{ "no close delimiter", "b",
 	  "--b\r\n\r\nhello\r\n--b\r\nSIG\r\n", false },
@@ -169,7 +189,8 @@ test_split_truncated(void **state)
 			const guint8 *p1, *p2;
 			size_t l1, l2;
 
-			memcpy(copy, body->data, n);
+			if (n > 0)
+				memcpy(copy, body->data, n);
 			if (sg_split_signed(copy, n, cases[i].boundary, &p1, &l1,
 			    &p2, &l2)) {
 				assert_true(p1 >= copy && p1 + l1 <= copy + n);
