@@ -40,6 +40,19 @@ void sg_inbound_claims(const struct sg_msg *msg, const struct sg_policy *pol,
 void sg_inbound_check_signer(const struct sg_claims *claims,
 			     struct sg_sig *sig);
 
+/* Splits the body of a multipart/signed entity (the bytes after its
+ * header) with boundary into its two parts, exactly as they were signed:
+ * *p1 and *l1 the first part without the line break before the next
+ * delimiter (it belongs to the delimiter), *p2 and *l2 the second part up
+ * to the close delimiter. A delimiter line is "--" boundary at a line
+ * start, then "--" for the close delimiter, then only blanks and tabs.
+ * The preamble before the first delimiter and the epilogue after the
+ * close delimiter are skipped. False unless there are exactly two parts
+ * and a close delimiter. */
+bool sg_split_signed(const guint8 *body, size_t len, const char *boundary,
+		     const guint8 **p1, size_t *l1, const guint8 **p2,
+		     size_t *l2);
+
 /* Verifies the signature of an entity (raw bytes: header block, empty
  * line, body) that is multipart/signed or opaque S/MIME signed-data, and
  * checks it against the claims (sg_inbound_check_signer). method is

@@ -9,35 +9,52 @@
 #include "sealgate/mime.h"
 #include "sealgate/verify.h"
 
-/* True when p starts a delimiter line of boundary: "--boundary" then
- * "--" (the close delimiter), or white space up to the line end. A longer
- * boundary that merely starts the same is not one. */
-static bool
-is_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
+enum delimiter { NOT_DELIMITER, DELIMITER, AMBIGUOUS };
+
+/* Whether p starts a delimiter line of boundary: "--boundary" then "--"
+ * (the close delimiter), or white space up to the line end. A longer
+ * boundary that merely starts the same is not one. Neither CRLF nor LF
+ * but a CR after it makes the line AMBIGUOUS: GMime reads on (the line
+ * is content), Python's email and others take the CR as a line break
+ * (the line is a delimiter), so that what one reader verifies another
+ * would show differently. */
+static enum delimiter
+delimiter_at(const guint8 *p, const guint8 *end, const char *boundary,
 	     bool *close)
 {
 	size_t bl = strlen(boundary);
 	const guint8 *q = p + 2 + bl;
 
 	if (q > end || p[0] != '-' || p[1] != '-' || memcmp(p + 2, boundary, bl))
-		return false;
+		return NOT_DELIMITER;
 	*close = q + 2 <= end && q[0] == '-' && q[1] == '-';
 	if (*close)
 		q += 2;
 	while (q < end && (*q == ' ' || *q == '\t'))
 		q++;
-	return q == end || *q == '\r' || *q == '\n';
+	if (q == end || *q == '\n' || (*q == '\r' && (q + 1 == end ||
+	    q[1] == '\n')))
+		return DELIMITER;
+	return *q == '\r' ? AMBIGUOUS : NOT_DELIMITER;
 }
 
-/* Finds the next delimiter line at or after p (at a line start). */
+/* Finds the next delimiter line at or after p (at a line start); NULL
+ * when there is none, or an ambiguous line comes first. */
 static const guint8 *
 find_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
 	       const guint8 *start, bool *close)
 {
-	for (; p < end; p++)
-		if ((p == start || p[-1] == '\n') &&
-		    is_delimiter(p, end, boundary, close))
+	for (; p < end; p++) {
+		enum delimiter d;
+
+		if (p != start && p[-1] != '\n')
+			continue;
+		d = delimiter_at(p, end, boundary, close);
+		if (d == AMBIGUOUS)
+			return NULL;
+		if (d == DELIMITER)
 			return p;
+	}
 	return NULL;
 }
 
@@ -49,10 +66,8 @@ line_end(const guint8 *p, const guint8 *end)
 	return nl != NULL ? nl + 1 : end;
 }
 
-/* The first two parts of a multipart body, exactly: the signed part
- * without the CRLF before the next delimiter, and the signature part. */
-static bool
-split_signed(const guint8 *body, size_t len, const char *boundary,
+bool
+sg_split_signed(const guint8 *body, size_t len, const char *boundary,
 	     const guint8 **p1, size_t *l1, const guint8 **p2, size_t *l2)
 {
 	const guint8 *end = body + len, *d1, *d2, *d3, *s1, *s2;
@@ -168,7 +183,7 @@ sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		if ((!pgp && !smime) || boundary == NULL)
 			goto out;
 		*method = pgp ? "openpgp" : "smime";
-		if (!split_signed(body, (size_t)(entity + len - body), boundary,
+		if (!sg_split_signed(body, (size_t)(entity + len - body), boundary,
 		    &p1, &l1, &p2, &l2) || (sigdata = decode_part(p2, l2)) == NULL) {
 			sig->status = SG_SIG_INVALID;
 			g_strlcpy(sig->reason, "malformed", sizeof(sig->reason));
@@ -234,7 +249,7 @@ signed_parts(const guint8 *b, size_t len, const char *boundary, GString *t)
 	GByteArray *sig;
 	size_t l1, l2;
 
-	if (!split_signed(b, len, boundary, &p1, &l1, &p2, &l2) ||
+	if (!sg_split_signed(b, len, boundary, &p1, &l1, &p2, &l2) ||
 	    (sig = decode_part(p2, l2)) == NULL)
 		return false;
 	g_string_append_printf(t, "--%s\r\n", boundary);

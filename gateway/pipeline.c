@@ -128,37 +128,23 @@ sg_pipeline_direction(const struct sg_policy *pol, const struct sg_msg *msg)
 }
 
 int
-sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
-		     const struct sg_msg *msg, const char *rcpt,
+sg_classify_external(const struct sg_keystore *ks, const char *rcpt,
+		     const struct sg_methods *methods,
+		     sg_find_key_fn *const find[SG_MAX_METHODS],
 		     enum sg_class *out, char *key_fpr, char **why)
 {
-	const struct sg_methods *methods;
 	char fpr[SG_FPR_MAX];
 	struct sg_err err = { 0 };
 	GString *reasons;
 	int rc;
 
-	if (!sg_pipeline_outbound(pol, msg)) {
-		*out = SG_CLASS_PASS;
-		if (why != NULL)
-			*why = sg_pipeline_direction(pol, msg);
-		return SG_OK;
-	}
-	if (sg_policy_is_internal(pol, rcpt)) {
-		*out = SG_CLASS_INTERNAL;
-		if (why != NULL)
-			*why = g_strdup("internal recipient");
-		return SG_OK;
-	}
-	methods = sg_policy_envelope_methods(pol, msg->mail_from, rcpt);
 	*out = SG_CLASS_PLAIN;
 	reasons = g_string_new(NULL);
 	for (unsigned i = 0; i < methods->n; i++) {
 		bool pgp = methods->v[i] == SG_METHOD_OPENPGP;
 
 		err.msg[0] = '\0';
-		rc = pgp ? sg_openpgp_find_key(ks, rcpt, fpr, &err)
-		    : sg_smime_find_cert(ks, rcpt, fpr, &err);
+		rc = find[methods->v[i]](ks, rcpt, fpr, &err);
 		if (rc == SG_ENOKEY) {
 			g_string_append_printf(reasons, "%s%s: %s",
 			    reasons->len ? "; " : "", pgp ? "openpgp" : "smime",
@@ -185,6 +171,33 @@ sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
 		    : "no method allowed");
 	g_string_free(reasons, TRUE);
 	return SG_OK;
+}
+
+int
+sg_pipeline_classify(const struct sg_policy *pol, const struct sg_keystore *ks,
+		     const struct sg_msg *msg, const char *rcpt,
+		     enum sg_class *out, char *key_fpr, char **why)
+{
+	static sg_find_key_fn *const find[SG_MAX_METHODS] = {
+		[SG_METHOD_OPENPGP] = sg_openpgp_find_key,
+		[SG_METHOD_SMIME] = sg_smime_find_cert,
+	};
+
+	if (!sg_pipeline_outbound(pol, msg)) {
+		*out = SG_CLASS_PASS;
+		if (why != NULL)
+			*why = sg_pipeline_direction(pol, msg);
+		return SG_OK;
+	}
+	if (sg_policy_is_internal(pol, rcpt)) {
+		*out = SG_CLASS_INTERNAL;
+		if (why != NULL)
+			*why = g_strdup("internal recipient");
+		return SG_OK;
+	}
+	return sg_classify_external(ks, rcpt,
+	    sg_policy_envelope_methods(pol, msg->mail_from, rcpt), find, out,
+	    key_fpr, why);
 }
 
 int
@@ -299,12 +312,23 @@ refuse_one(const struct sg_plan *plan, int m, struct sg_result *res)
 	return true;
 }
 
-/* Refusals for recipients without a usable key; true when one was set. */
-static bool
-refuse_missing(const struct sg_plan *plan, struct sg_result *res)
+bool
+sg_plan_refusal(const struct sg_plan *plan, struct sg_result *res)
 {
-	return refuse_one(plan, SG_MISSING_REJECT, res) ||
-	    refuse_one(plan, SG_MISSING_TEMPFAIL, res);
+	/* Recipients without a usable key. */
+	if (refuse_one(plan, SG_MISSING_REJECT, res) ||
+	    refuse_one(plan, SG_MISSING_TEMPFAIL, res))
+		return true;
+	if (plan->conflict) {
+		/* Rules that pick methods some recipients (or the sender)
+		 * have no key for; never fall back to less protection. */
+		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		    "the policy asks for different protection for the "
+		    "recipients of this message; send to them separately");
+		sg_result_reason(res, "conflicting outcomes in one transaction");
+		return true;
+	}
+	return false;
 }
 
 /* Parses the message; a refusal in res when it is malformed. *prot says
@@ -355,17 +379,8 @@ run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
 		goto out;
 	}
 	res->rule = plan.rule;
-	if (refuse_missing(&plan, res))
+	if (sg_plan_refusal(&plan, res))
 		goto out;
-	if (plan.conflict) {
-		/* Rules that pick methods some recipients (or the sender)
-		 * have no key for; never fall back to less protection. */
-		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
-		    "the policy asks for different protection for the "
-		    "recipients of this message; send to them separately");
-		sg_result_reason(res, "conflicting outcomes in one transaction");
-		goto out;
-	}
 	if (plan.strip_tag != NULL)
 		strip_subject_tag(msg, &facts, plan.strip_tag, res);
 	if (!plan.encrypt && !plan.sign) {

@@ -17,6 +17,27 @@ void sg_result_reason(struct sg_result *res, const char *fmt, ...)
 int sg_result_internal(struct sg_result *res, int rc, const char *what,
 		       const struct sg_err *err);
 
+/* A key lookup of one method (sg_openpgp_find_key, sg_smime_find_cert):
+ * 0 and the key's fingerprint in fpr (SG_FPR_MAX bytes), SG_ENOKEY (err
+ * says why) or another negative code. */
+typedef int sg_find_key_fn(const struct sg_keystore *ks, const char *addr,
+			   char *fpr, struct sg_err *err);
+
+/* The class of an external recipient of outbound mail: that of the first
+ * of methods for which find[method] finds a usable key, else
+ * SG_CLASS_PLAIN; key_fpr and why as for sg_pipeline_classify. */
+int sg_classify_external(const struct sg_keystore *ks, const char *rcpt,
+			 const struct sg_methods *methods,
+			 sg_find_key_fn *const find[SG_MAX_METHODS],
+			 enum sg_class *out, char *key_fpr, char **why);
+
+/* Sets in res the refusal plan calls for, and returns true; false when
+ * it calls for none. Recipients without a usable key under
+ * on_missing_key reject: 550 5.7.1 naming the rule and every one of them
+ * (before those under tempfail: 451 4.7.1); recipients that need
+ * different bodies (plan->conflict): 550 5.7.1. */
+bool sg_plan_refusal(const struct sg_plan *plan, struct sg_result *res);
+
 /* Builds the protected body the plan asks for (sign, encrypt or both) and
  * the header edits that go with it. */
 int sg_protect(struct sg_msg *msg, const struct sg_policy *pol,

@@ -189,29 +189,21 @@ unite(struct sg_plan *plan, const struct sg_rcpt_plan *rp, bool has_key)
 	}
 }
 
-int
-sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
-		    const struct sg_policy *pol, const struct sg_keystore *ks,
-		    enum sg_class cls, const struct sg_facts *facts)
+void
+sg_plan_init(struct sg_plan *plan, const char *sender)
 {
-	struct sg_decision *d = g_new0(struct sg_decision, msg->rcpts->len);
-	int rc = SG_OK;
-
 	memset(plan, 0, sizeof(*plan));
 	plan->sign_method = plan->encrypt_method = -1;
-	plan->sender = msg->mail_from;
+	plan->sender = sender;
 	plan->oaep = g_array_new(FALSE, TRUE, sizeof(gboolean));
-	for (guint i = 0; i < msg->rcpts->len; i++) {
-		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+}
 
-		sg_policy_decide(pol, facts, r->addr, &d[i]);
-		if (action_signs(d[i].action))
-			rc = sg_signers_lookup(&plan->signers, pol, ks, msg);
-		if (rc < 0)
-			goto out;
-	}
-	for (guint i = 0; i < msg->rcpts->len; i++) {
-		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+void
+sg_plan_unite(struct sg_plan *plan, const struct sg_decision *d,
+	      const GPtrArray *rcpts, enum sg_class cls)
+{
+	for (guint i = 0; i < rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(rcpts, i);
 		gboolean oaep = d[i].smime_key_transport == SG_KT_RSA_OAEP;
 		struct sg_rcpt_plan rp;
 
@@ -242,6 +234,27 @@ sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
 		plan->conflict = true;
 	if (plan->sign && plan->sign_method >= 0)
 		plan->signer_fpr = plan->signers.fpr[plan->sign_method];
+}
+
+int
+sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
+		    const struct sg_policy *pol, const struct sg_keystore *ks,
+		    enum sg_class cls, const struct sg_facts *facts)
+{
+	struct sg_decision *d = g_new0(struct sg_decision, msg->rcpts->len);
+	int rc = SG_OK;
+
+	sg_plan_init(plan, msg->mail_from);
+	for (guint i = 0; i < msg->rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
+
+		sg_policy_decide(pol, facts, r->addr, &d[i]);
+		if (action_signs(d[i].action))
+			rc = sg_signers_lookup(&plan->signers, pol, ks, msg);
+		if (rc < 0)
+			goto out;
+	}
+	sg_plan_unite(plan, d, msg->rcpts, cls);
 out:
 	g_free(d);
 	return rc;

@@ -71,7 +71,19 @@ struct sg_plan {
 	struct sg_signers signers;
 };
 
-/* Decides every recipient of msg (all of class cls) and unites them. */
+/* An empty plan for sender (not copied). sg_plan_clear frees it. */
+void sg_plan_init(struct sg_plan *plan, const char *sender);
+
+/* The decisions of sg_plan_transaction, without looking anything up:
+ * unites the plans of the recipients rcpts (struct sg_rcpt *), all of
+ * class cls, recipient i under decision d[i], into plan, made by
+ * sg_plan_init. plan->signers must have been looked up when a decision
+ * signs. */
+void sg_plan_unite(struct sg_plan *plan, const struct sg_decision *d,
+		   const GPtrArray *rcpts, enum sg_class cls);
+
+/* Decides every recipient of msg (all of class cls), looks the sender's
+ * signing keys up when a decision signs, and unites them (sg_plan_unite). */
 int sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
 			const struct sg_policy *pol,
 			const struct sg_keystore *ks, enum sg_class cls,

@@ -735,6 +735,21 @@ class InboundVerify(vt.VerifyCase, unittest.TestCase):
                             "a multipart/signed with an unsigned third part is reported %r"
                             % sig)
 
+    def test_delimiter_line_going_on_after_cr(self):
+        # A CR without LF after a delimiter: GMime reads the line on as
+        # content, Python's email takes the CR as a line break. Text put
+        # there is shown by some readers and covered by no signature.
+        msg = self.pgp_msg()
+        b = re.search(rb'boundary="([^"]+)"', msg).group(1)
+        fields_end = msg.index(b"\r\n\r\n") + 4
+        second = msg.index(b"\r\n--" + b + b"\r\n", msg.index(b"--" + b, fields_end) + 1)
+        at = second + len(b"\r\n--" + b)
+        bad = msg[:at] + b"\rPay invoice 4711 to account 666." + msg[at:]
+        out, err, _dec, sig = self.run_inbound(self.gw, bad)
+        self.assertNotEqual(parse_status(sig)[0], "valid",
+                            "X-Sealgate-Signature %r on a message with unsigned text "
+                            "on a delimiter line" % sig)
+
     def test_boundary_prefix_confusion(self):
         # The Content-Type names a boundary that is a prefix of the signed
         # message's real one. For a MIME parser (RFC 2046: the delimiter is
