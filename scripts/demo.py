@@ -247,31 +247,70 @@ def wait_for(what, cond, timeout=30.0):
 # --------------------------------------------------------------------------
 # The sink: every message Postfix delivers, as a file
 
+# The sink's limits: any local user can reach it. DATA above MAX_DATA (more
+# than the example policy's max_message_size of 50M) is refused with 552.
+MAX_LINE = 4096             # a command line
+MAX_DATA_LINE = 64 * 1024   # read at a time in DATA
+MAX_DATA = 64 * 1024 * 1024
+MAX_RCPTS = 1000
+MAX_NAME_RCPT = 64          # of a recipient in a file name
+TIMEOUT = 300               # seconds of silence before the sink hangs up
+
+
 class SinkHandler(socketserver.StreamRequestHandler):
     """Just enough SMTP for Postfix's client: EHLO, MAIL, RCPT, DATA."""
+
+    timeout = TIMEOUT
 
     def reply(self, text):
         self.wfile.write(text.encode() + b"\r\n")
 
     def handle(self):
+        try:
+            self.session()
+        except OSError:         # the client went away, or timed out
+            pass
+
+    def session(self):
         self.reply("220 sink.sealgate.invalid ESMTP")
         sender, rcpts = None, []
         while True:
-            line = self.rfile.readline(4096)
+            line = self.rfile.readline(MAX_LINE)
             if not line:
                 return
+            if not line.endswith(b"\n") and len(line) == MAX_LINE:
+                while line and not line.endswith(b"\n"):
+                    line = self.rfile.readline(MAX_LINE)
+                self.reply("500 5.5.2 Line too long")
+                continue
             verb = line[:4].upper()
             if verb in (b"EHLO", b"HELO"):
-                self.reply("250-sink.sealgate.invalid\r\n250 8BITMIME")
+                self.reply("250-sink.sealgate.invalid\r\n250-8BITMIME\r\n"
+                           "250 SIZE %d" % MAX_DATA)
             elif verb == b"MAIL":
                 sender, rcpts = address(line), []
                 self.reply("250 2.1.0 Ok")
             elif verb == b"RCPT":
+                if len(rcpts) >= MAX_RCPTS:
+                    self.reply("452 4.5.3 Too many recipients")
+                    continue
                 rcpts.append(address(line))
                 self.reply("250 2.1.5 Ok")
+            elif verb == b"DATA" and (sender is None or not rcpts):
+                self.reply("503 5.5.1 Need MAIL and RCPT first")
             elif verb == b"DATA":
                 self.reply("354 End data with <CR><LF>.<CR><LF>")
-                self.server.deliver(sender, rcpts, self.read_data())
+                data = self.read_data()
+                if data is None:
+                    self.reply("552 5.3.4 Message too big (more than %d "
+                               "bytes)" % MAX_DATA)
+                    continue
+                try:
+                    self.server.deliver(sender, rcpts, data)
+                except OSError as e:
+                    self.reply("451 4.3.0 Cannot write the message: %s"
+                               % e.strerror)
+                    continue
                 self.reply("250 2.0.0 Ok: delivered")
             elif verb == b"QUIT":
                 self.reply("221 2.0.0 Bye")
@@ -280,14 +319,28 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 self.reply("250 2.0.0 Ok")
 
     def read_data(self):
-        lines = []
+        """The message up to the line ".", unstuffed, with LF line ends;
+        None when it has more than MAX_DATA bytes (the rest is read and
+        discarded)."""
+        chunks, size, at_start = [], 0, True
         while True:
-            line = self.rfile.readline()
-            if not line or line in (b".\r\n", b".\n"):
-                return b"".join(lines)
-            if line.startswith(b"."):
+            line = self.rfile.readline(MAX_DATA_LINE)
+            if not line:
+                raise ConnectionError("connection closed in DATA")
+            if at_start and line in (b".\r\n", b".\n"):
+                return None if chunks is None else b"".join(chunks)
+            if at_start and line.startswith(b"."):
                 line = line[1:]
-            lines.append(line.replace(b"\r\n", b"\n"))
+            at_start = line.endswith(b"\n")
+            size += len(line)
+            if chunks is None:
+                continue
+            if size > MAX_DATA:
+                chunks = None
+                continue
+            if line.endswith(b"\r\n"):
+                line = line[:-2] + b"\n"
+            chunks.append(line)
 
 
 def address(line):
@@ -312,16 +365,29 @@ class Sink(socketserver.ThreadingTCPServer):
         self.lock = threading.Lock()
 
     def deliver(self, sender, rcpts, data):
-        """Writes the message as DIR/NNN-RCPT.eml, whole or not at all."""
+        """Writes the message as DIR/NNN-RCPT.eml, whole or not at all;
+        RCPT is the first recipient, cut to MAX_NAME_RCPT characters. An
+        existing file is never replaced."""
+        rcpt = re.sub(r"[^A-Za-z0-9@._-]", "_", rcpts[0] if rcpts else "none")
+        rcpt = rcpt[:MAX_NAME_RCPT]
         with self.lock:
             n = len(delivered_files(self.mail_dir)) + 1
-            name = "%03d-%s.eml" % (n, re.sub(r"[^A-Za-z0-9@._-]", "_",
-                                              rcpts[0] if rcpts else "none"))
-            tmp = os.path.join(self.mail_dir, "." + name)
-            with open(tmp, "wb") as f:
-                f.write(b"Return-Path: <%s>\nDelivered-To: %s\n" % (
-                    sender.encode(), ", ".join(rcpts).encode()) + data)
-            os.rename(tmp, os.path.join(self.mail_dir, name))
+            tmp = os.path.join(self.mail_dir, ".%03d-%s.eml" % (n, rcpt))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(b"Return-Path: <%s>\nDelivered-To: %s\n" % (
+                        sender.encode(), ", ".join(rcpts).encode()) + data)
+                while True:
+                    name = os.path.join(self.mail_dir, "%03d-%s.eml" % (n, rcpt))
+                    try:
+                        os.link(tmp, name)
+                        break
+                    except FileExistsError:
+                        n += 1
+            finally:
+                os.unlink(tmp)
 
 
 # --------------------------------------------------------------------------

@@ -8,12 +8,17 @@ cannot make it do.
 - `demo.py send` takes only the pid and the port from demo.json, and only
   from a demo.json the effective user owns: the file it sends inbound is
   always DIR's own.
+- The sink, which any local user can reach: a command line, a line in DATA
+  and a message are bounded (552 beyond 64 MiB, the rest discarded, memory
+  kept low), and a recipient of any length makes a file name of bounded
+  length.
 """
 import importlib.util
 import json
 import os
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import threading
@@ -246,6 +251,80 @@ class Safety(unittest.TestCase):
         self.assert_refused(directory, "it is owned by uid %d" % NOBODY,
                             command="send")
         self.assertEqual(os.listdir(got), [])
+
+
+def peak_rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+class Sink(unittest.TestCase):
+    def setUp(self):
+        self.mail = sgtest.tmpdir("sgsink")
+        self.sink = demo.Sink(self.mail)
+        threading.Thread(target=self.sink.serve_forever, daemon=True).start()
+        self.addCleanup(self.sink.server_close)
+        self.addCleanup(self.sink.shutdown)
+        self.conn = socket.create_connection(self.sink.server_address, 30)
+        self.addCleanup(self.conn.close)
+        self.rfile = self.conn.makefile("rb")
+        self.assertTrue(self.rfile.readline().startswith(b"220 "))
+
+    def command(self, line):
+        """The last line of the reply to line."""
+        self.conn.sendall(line + b"\r\n")
+        while True:
+            reply = self.rfile.readline()
+            if reply[3:4] != b"-":
+                return reply.decode().rstrip()
+
+    def envelope(self):
+        self.assertEqual(self.command(b"EHLO test")[:3], "250")
+        self.assertEqual(self.command(b"MAIL FROM:<a@x>")[:3], "250")
+        self.assertEqual(self.command(b"RCPT TO:<b@x>")[:3], "250")
+        self.assertEqual(self.command(b"DATA")[:3], "354")
+
+    def test_long_recipient(self):
+        rcpt = "a" * 300 + "@x.example"
+        with smtplib.SMTP(*self.sink.server_address, timeout=30) as smtp:
+            smtp.sendmail("s@x", [rcpt], b"Subject: long\r\n\r\nhi\r\n")
+        (name,) = os.listdir(self.mail)
+        self.assertEqual(name, "001-%s.eml" % rcpt[:64])
+        with open(os.path.join(self.mail, name), "rb") as f:
+            self.assertIn(b"Delivered-To: " + rcpt.encode(), f.read())
+
+    def test_long_command_line(self):
+        self.assertEqual(self.command(b"NOOP " + b"x" * 10000)[:3], "500")
+        self.assertEqual(self.command(b"NOOP"), "250 2.0.0 Ok")
+
+    def test_message_too_big(self):
+        # 144 MiB without a newline: refused with 552; at most the first
+        # 64 MiB (more than the example policy's max_message_size of 50M)
+        # are held in memory
+        self.assertEqual(demo.MAX_DATA, 64 * 1024 * 1024)
+        self.envelope()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")            # resets VmHWM
+        before = peak_rss_kib()
+        chunk = b"x" * (1024 * 1024)
+        for _ in range(144):
+            self.conn.sendall(chunk)
+        reply = self.command(b"\r\n.")
+        grown = peak_rss_kib() - before
+        self.assertTrue(reply.startswith("552 5.3.4 "), reply)
+        self.assertLess(grown, 100 * 1024, "peak RSS grew by %d KiB" % grown)
+        self.assertEqual(os.listdir(self.mail), [])
+        # the session goes on: the next message is delivered
+        self.envelope()
+        self.conn.sendall(b"Subject: small\r\n\r\n..dot\r\n")
+        self.assertEqual(self.command(b"."), "250 2.0.0 Ok: delivered")
+        self.assertEqual(self.command(b"QUIT")[:3], "221")
+        (name,) = os.listdir(self.mail)
+        with open(os.path.join(self.mail, name), "rb") as f:
+            self.assertTrue(f.read().endswith(b"\n\n.dot\n"))
 
 
 if __name__ == "__main__":
