@@ -156,6 +156,80 @@ def reachable(path, pw):
         path = os.path.dirname(path)
 
 
+def dir_problem(st, path, what):
+    """Why a directory the demo trusts (as root) is unsafe, or None: it must
+    be owned by root or the effective user and not writable by others unless
+    sticky (like /tmp)."""
+    if st.st_uid not in (0, os.geteuid()):
+        return "%s %s is owned by uid %d" % (what, path, st.st_uid)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and \
+            not st.st_mode & stat.S_ISVTX:
+        return "%s %s is writable by group or others" % (what, path)
+    return None
+
+
+def check_parents(path, parent):
+    """DemoError unless parent and every directory above it is safe
+    (dir_problem): otherwise someone else could swap path, below them, for
+    another directory."""
+    parent = os.path.realpath(parent)
+    while True:
+        why = dir_problem(os.stat(parent), parent, "its parent")
+        if why is not None:
+            raise DemoError("refusing %s as the demo's directory: %s"
+                            % (path, why))
+        if parent == "/":
+            return
+        parent = os.path.dirname(parent)
+
+
+def check_dir(path):
+    """Creates path when missing; DemoError unless it is a real directory
+    (not a symlink) owned by the effective user, writable only by it, and
+    its parents are safe (check_parents). The demo runs as root and deletes
+    and writes files in it."""
+    if not os.path.lexists(path):
+        ancestor = os.path.dirname(path)
+        while not os.path.lexists(ancestor):
+            ancestor = os.path.dirname(ancestor)
+        check_parents(path, ancestor)
+        os.makedirs(path, 0o755, exist_ok=True)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        why = "it is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "it is not a directory"
+    elif st.st_uid != os.geteuid():
+        why = "it is owned by uid %d, not %d" % (st.st_uid, os.geteuid())
+    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        why = "it is writable by group or others"
+    else:
+        check_parents(path, os.path.dirname(path))
+        return
+    raise DemoError("refusing %s as the demo's directory: %s" % (path, why))
+
+
+def remove(path):
+    """Removes path, a file, a symbolic link or a directory tree, without
+    following symbolic links."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)
+
+
+def create(path, mode="w", perm=0o644):
+    """A new file at path, opened for writing; whatever was there before is
+    removed first, and a symbolic link planted in between is not followed
+    (O_NOFOLLOW|O_EXCL)."""
+    remove(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW |
+                 os.O_CLOEXEC, perm)
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, newline="")
+
+
 def port_in_use(port):
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -173,31 +247,70 @@ def wait_for(what, cond, timeout=30.0):
 # --------------------------------------------------------------------------
 # The sink: every message Postfix delivers, as a file
 
+# The sink's limits: any local user can reach it. DATA above MAX_DATA (more
+# than the example policy's max_message_size of 50M) is refused with 552.
+MAX_LINE = 4096             # a command line
+MAX_DATA_LINE = 64 * 1024   # read at a time in DATA
+MAX_DATA = 64 * 1024 * 1024
+MAX_RCPTS = 1000
+MAX_NAME_RCPT = 64          # of a recipient in a file name
+TIMEOUT = 300               # seconds of silence before the sink hangs up
+
+
 class SinkHandler(socketserver.StreamRequestHandler):
     """Just enough SMTP for Postfix's client: EHLO, MAIL, RCPT, DATA."""
+
+    timeout = TIMEOUT
 
     def reply(self, text):
         self.wfile.write(text.encode() + b"\r\n")
 
     def handle(self):
+        try:
+            self.session()
+        except OSError:         # the client went away, or timed out
+            pass
+
+    def session(self):
         self.reply("220 sink.sealgate.invalid ESMTP")
         sender, rcpts = None, []
         while True:
-            line = self.rfile.readline(4096)
+            line = self.rfile.readline(MAX_LINE)
             if not line:
                 return
+            if not line.endswith(b"\n") and len(line) == MAX_LINE:
+                while line and not line.endswith(b"\n"):
+                    line = self.rfile.readline(MAX_LINE)
+                self.reply("500 5.5.2 Line too long")
+                continue
             verb = line[:4].upper()
             if verb in (b"EHLO", b"HELO"):
-                self.reply("250-sink.sealgate.invalid\r\n250 8BITMIME")
+                self.reply("250-sink.sealgate.invalid\r\n250-8BITMIME\r\n"
+                           "250 SIZE %d" % MAX_DATA)
             elif verb == b"MAIL":
                 sender, rcpts = address(line), []
                 self.reply("250 2.1.0 Ok")
             elif verb == b"RCPT":
+                if len(rcpts) >= MAX_RCPTS:
+                    self.reply("452 4.5.3 Too many recipients")
+                    continue
                 rcpts.append(address(line))
                 self.reply("250 2.1.5 Ok")
+            elif verb == b"DATA" and (sender is None or not rcpts):
+                self.reply("503 5.5.1 Need MAIL and RCPT first")
             elif verb == b"DATA":
                 self.reply("354 End data with <CR><LF>.<CR><LF>")
-                self.server.deliver(sender, rcpts, self.read_data())
+                data = self.read_data()
+                if data is None:
+                    self.reply("552 5.3.4 Message too big (more than %d "
+                               "bytes)" % MAX_DATA)
+                    continue
+                try:
+                    self.server.deliver(sender, rcpts, data)
+                except OSError as e:
+                    self.reply("451 4.3.0 Cannot write the message: %s"
+                               % e.strerror)
+                    continue
                 self.reply("250 2.0.0 Ok: delivered")
             elif verb == b"QUIT":
                 self.reply("221 2.0.0 Bye")
@@ -206,14 +319,28 @@ class SinkHandler(socketserver.StreamRequestHandler):
                 self.reply("250 2.0.0 Ok")
 
     def read_data(self):
-        lines = []
+        """The message up to the line ".", unstuffed, with LF line ends;
+        None when it has more than MAX_DATA bytes (the rest is read and
+        discarded)."""
+        chunks, size, at_start = [], 0, True
         while True:
-            line = self.rfile.readline()
-            if not line or line in (b".\r\n", b".\n"):
-                return b"".join(lines)
-            if line.startswith(b"."):
+            line = self.rfile.readline(MAX_DATA_LINE)
+            if not line:
+                raise ConnectionError("connection closed in DATA")
+            if at_start and line in (b".\r\n", b".\n"):
+                return None if chunks is None else b"".join(chunks)
+            if at_start and line.startswith(b"."):
                 line = line[1:]
-            lines.append(line.replace(b"\r\n", b"\n"))
+            at_start = line.endswith(b"\n")
+            size += len(line)
+            if chunks is None:
+                continue
+            if size > MAX_DATA:
+                chunks = None
+                continue
+            if line.endswith(b"\r\n"):
+                line = line[:-2] + b"\n"
+            chunks.append(line)
 
 
 def address(line):
@@ -236,19 +363,31 @@ class Sink(socketserver.ThreadingTCPServer):
         super().__init__(("127.0.0.1", 0), SinkHandler)
         self.mail_dir = mail_dir
         self.lock = threading.Lock()
-        os.makedirs(mail_dir, exist_ok=True)
 
     def deliver(self, sender, rcpts, data):
-        """Writes the message as DIR/NNN-RCPT.eml, whole or not at all."""
+        """Writes the message as DIR/NNN-RCPT.eml, whole or not at all;
+        RCPT is the first recipient, cut to MAX_NAME_RCPT characters. An
+        existing file is never replaced."""
+        rcpt = re.sub(r"[^A-Za-z0-9@._-]", "_", rcpts[0] if rcpts else "none")
+        rcpt = rcpt[:MAX_NAME_RCPT]
         with self.lock:
             n = len(delivered_files(self.mail_dir)) + 1
-            name = "%03d-%s.eml" % (n, re.sub(r"[^A-Za-z0-9@._-]", "_",
-                                              rcpts[0] if rcpts else "none"))
-            tmp = os.path.join(self.mail_dir, "." + name)
-            with open(tmp, "wb") as f:
-                f.write(b"Return-Path: <%s>\nDelivered-To: %s\n" % (
-                    sender.encode(), ", ".join(rcpts).encode()) + data)
-            os.rename(tmp, os.path.join(self.mail_dir, name))
+            tmp = os.path.join(self.mail_dir, ".%03d-%s.eml" % (n, rcpt))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                         os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(b"Return-Path: <%s>\nDelivered-To: %s\n" % (
+                        sender.encode(), ", ".join(rcpts).encode()) + data)
+                while True:
+                    name = os.path.join(self.mail_dir, "%03d-%s.eml" % (n, rcpt))
+                    try:
+                        os.link(tmp, name)
+                        break
+                    except FileExistsError:
+                        n += 1
+            finally:
+                os.unlink(tmp)
 
 
 # --------------------------------------------------------------------------
@@ -288,6 +427,7 @@ class Demo:
                 raise DemoError("127.0.0.1:%d (%s) is in use: another demo "
                                 "running? Stop it, or choose another port"
                                 % (port, what))
+        check_dir(self.dir)
         self.started = True
         self.prepare_dir()
         self.import_keys()
@@ -297,22 +437,19 @@ class Demo:
         threading.Thread(target=self.sink.serve_forever, daemon=True).start()
         self.auth = DovecotAuthServer(os.path.join(self.pf, "auth"), LOGINS)
         self.start_postfix()
-        with open(os.path.join(self.dir, STATE), "w") as f:
-            json.dump({"pid": os.getpid(), "port": self.port,
-                       "mail": self.mail, "inbound": self.inbound,
-                       "milter_log": self.milter_log}, f)
+        with create(os.path.join(self.dir, STATE), perm=0o600) as f:
+            json.dump({"pid": os.getpid(), "port": self.port}, f)
 
     def prepare_dir(self):
         """DIR with a fresh Postfix instance and an empty mail directory.
-        Only what the demo itself puts in DIR is removed. The instance goes
+        Only what the demo itself puts in DIR is removed (check_dir has
+        made sure DIR is the effective user's own). The instance goes
         under /tmp when the postfix user cannot reach DIR (a checkout in
         /root, mode 0700): Postfix's own processes open files in it."""
-        os.makedirs(self.dir, exist_ok=True)
-        for name in ("mail", "postfix"):
-            shutil.rmtree(os.path.join(self.dir, name), ignore_errors=True)
-        for name in (STATE, "milter.log", "inbound-to-alice.eml"):
-            if os.path.lexists(os.path.join(self.dir, name)):
-                os.unlink(os.path.join(self.dir, name))
+        for name in ("mail", "postfix", STATE, "milter.log",
+                     "inbound-to-alice.eml"):
+            remove(os.path.join(self.dir, name))
+        os.mkdir(self.mail, 0o755)
         pw = pwd.getpwnam(POSTFIX_USER)
         if reachable(self.dir, pw):
             self.pf = os.path.join(self.dir, "postfix")
@@ -377,13 +514,13 @@ class Demo:
                    email.utils.formatdate(localtime=False), os.getpid(),
                    boundary, boundary, boundary,
                    enc.replace("\n", "\r\n").rstrip("\r\n"), boundary)
-        with open(self.inbound, "w", newline="") as f:
+        with create(self.inbound) as f:
             f.write(msg)
 
     def start_milter(self, echo_log):
         """sealgate milter, its log in DIR/milter.log (and on the terminal
         when echo_log)."""
-        log = open(self.milter_log, "ab")
+        log = create(self.milter_log, "wb")
         self.milter = subprocess.Popen(
             [self.bin, "milter", "-c", self.policy, "-f",
              "-s", "inet:%d@127.0.0.1" % self.milter_port],
@@ -723,14 +860,30 @@ def send_all(state):
 # --------------------------------------------------------------------------
 
 def running_demo(directory):
-    """The state of a demo running from directory, or None."""
+    """The state of a demo running from directory (checked by check_dir), or
+    None. Only the pid and the port are taken from its demo.json, and only
+    when the effective user wrote it; every path is directory's own."""
     try:
-        with open(os.path.join(directory, STATE)) as f:
-            state = json.load(f)
-        os.kill(state["pid"], 0)
-    except (OSError, ValueError, KeyError):
+        fd = os.open(os.path.join(directory, STATE),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return None
+            saved = json.load(f)
+        pid, port = saved["pid"], saved["port"]
+        if type(pid) is not int or type(port) is not int or pid <= 0 or \
+                not 0 < port < 65536:
+            return None
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return state if port_in_use(state["port"]) else None
+    if not port_in_use(port):
+        return None
+    return {"pid": pid, "port": port,
+            "mail": os.path.join(directory, "mail"),
+            "inbound": os.path.join(directory, "inbound-to-alice.eml"),
+            "milter_log": os.path.join(directory, "milter.log")}
 
 
 def wait_for_signal(demo):
@@ -759,6 +912,7 @@ def main():
     demo = Demo(args)
     try:
         if args.command == "send":
+            check_dir(demo.dir)
             state = running_demo(demo.dir)
             if state is None:
                 say("== starting the demo for this run (make run keeps one "
