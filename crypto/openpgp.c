@@ -271,36 +271,27 @@ sg_pgp_cb_write(void *handle, const void *buf, size_t len)
 	return (ssize_t)len;
 }
 
-/* Looks up all keys with one gpg run; keys[i] belongs to fprs[i]. */
+/* The recipients as GPGME's recipient string, one fingerprint a line:
+ * gpg is asked for the keys by fingerprint in the encryption run itself
+ * (a key that is gone or unusable by then makes it fail). (transfer full) */
 static int
-get_keys(gpgme_ctx_t ctx, const char *const *fprs, size_t n, gpgme_key_t *keys,
-	 struct sg_err *err)
+recipient_string(const char *const *fprs, size_t n, char **out,
+		 struct sg_err *err)
 {
-	const char **patterns = g_new0(const char *, n + 1);
-	gpgme_key_t key;
-	gpgme_error_t gerr;
-	int rc = SG_OK;
+	GString *s = g_string_new(NULL);
 
-	memcpy(patterns, fprs, n * sizeof(*patterns));
-	gerr = gpgme_op_keylist_ext_start(ctx, patterns, 0, 0);
-	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		for (size_t i = 0; i < n && key->fpr != NULL; i++) {
-			if (keys[i] == NULL && strcmp(fprs[i], key->fpr) == 0) {
-				gpgme_key_ref(key);
-				keys[i] = key;
-			}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(fprs[i]);
+
+		if (len < 32 || strspn(fprs[i], "0123456789ABCDEFabcdef") != len) {
+			g_string_free(s, TRUE);
+			return sg_err_set(err, SG_EINVAL, "not a key fingerprint: "
+			    "%s", fprs[i]);
 		}
-		gpgme_key_unref(key);
+		g_string_append_printf(s, "%s\n", fprs[i]);
 	}
-	gpgme_op_keylist_end(ctx);
-	g_free(patterns);
-	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		return sg_pgp_fail(err, "key listing failed", gerr);
-	for (size_t i = 0; i < n; i++)
-		if (keys[i] == NULL)
-			rc = sg_err_set(err, SG_ENOKEY, "recipient key %s vanished",
-			    fprs[i]);
-	return rc;
+	*out = g_string_free(s, FALSE);
+	return SG_OK;
 }
 
 /* Adds the signing key; the key must be a usable secret key. */
@@ -332,19 +323,19 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t plain = NULL, cipher = NULL;
-	gpgme_key_t *keys;
+	char *recipients = NULL;
 	gpgme_encrypt_result_t res;
 	gpgme_encrypt_flags_t eflags;
 	gpgme_error_t gerr;
 	int rc;
 
-	keys = g_new0(gpgme_key_t, nfprs + 1);
-	rc = sg_pgp_ctx(ks, &ctx, err);
+	rc = recipient_string(fprs, nfprs, &recipients, err);
+	if (rc == 0)
+		rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		goto out;
 	gpgme_set_armor(ctx, 1);
-	rc = get_keys(ctx, fprs, nfprs, keys, err);
-	if (rc == 0 && signer != NULL)
+	if (signer != NULL)
 		rc = add_signer(ctx, signer, err);
 	if (rc < 0)
 		goto out;
@@ -358,9 +349,11 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	if (flags & SG_PGP_HIDE_RECIPIENTS)
 		eflags |= GPGME_ENCRYPT_THROW_KEYIDS;
 	if (signer != NULL)
-		gerr = gpgme_op_encrypt_sign(ctx, keys, eflags, plain, cipher);
+		gerr = gpgme_op_encrypt_sign_ext(ctx, NULL, recipients, eflags,
+		    plain, cipher);
 	else
-		gerr = gpgme_op_encrypt(ctx, keys, eflags, plain, cipher);
+		gerr = gpgme_op_encrypt_ext(ctx, NULL, recipients, eflags, plain,
+		    cipher);
 	res = gpgme_op_encrypt_result(ctx);
 	if (res != NULL && res->invalid_recipients != NULL) {
 		char buf[128];
@@ -378,10 +371,7 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 out:
 	gpgme_data_release(plain);
 	gpgme_data_release(cipher);
-	for (size_t i = 0; i < nfprs; i++)
-		if (keys[i] != NULL)
-			gpgme_key_unref(keys[i]);
-	g_free(keys);
+	g_free(recipients);
 	if (ctx != NULL)
 		gpgme_release(ctx);
 	return rc;
