@@ -7,13 +7,26 @@
  *                     imported as an anchor is also in certs/ and is
  *                     trusted as it is
  *   deactivated       addresses, one per line, whose keys are kept but
- *                     never used to sign or decrypt (people who left) */
+ *                     never used to sign or decrypt (people who left)
+ *   generation        replaced after every change (sg_keystore_bump), so
+ *                     that a running gateway sees with one stat() that its
+ *                     keystore changed */
 #ifndef SEALGATE_KEYSTORE_H
 #define SEALGATE_KEYSTORE_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 
 #include "sealgate/error.h"
+
+/* What the generation file looked like: one stat(). */
+struct sg_keystore_gen {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+};
 
 struct sg_keystore {
 	char *dir;
@@ -36,6 +49,15 @@ int sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 		     struct sg_keystore **out);
 
 void sg_keystore_free(struct sg_keystore *ks);
+
+/* The keystore's generation as one stat() of its generation file. */
+void sg_keystore_generation(const char *dir, struct sg_keystore_gen *out);
+bool sg_keystore_gen_equal(const struct sg_keystore_gen *a,
+			   const struct sg_keystore_gen *b);
+
+/* Marks a committed change: replaces the generation file atomically with
+ * a higher number. Every change of the keystore calls it. */
+int sg_keystore_bump(const char *dir, struct sg_err *err);
 
 /* Waits for and takes the keystore's change lock (one change at a time);
  * returns a descriptor to close() to release it, or a negative code.
