@@ -138,6 +138,7 @@ sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 	ks = calloc(1, sizeof(*ks));
 	if (ks == NULL)
 		return sg_err_set(err, SG_ENOMEM, "out of memory");
+	ks->refs = 1;
 	ks->dir = g_strdup(dir);
 	ks->gnupg_home = g_build_filename(dir, "openpgp", NULL);
 	ks->smime_dir = g_build_filename(dir, "smime", NULL);
@@ -176,11 +177,19 @@ fail:
 	return rc;
 }
 
+struct sg_keystore *
+sg_keystore_ref(struct sg_keystore *ks)
+{
+	g_atomic_int_inc(&ks->refs);
+	return ks;
+}
+
 void
 sg_keystore_free(struct sg_keystore *ks)
 {
-	if (ks == NULL)
+	if (ks == NULL || !g_atomic_int_dec_and_test(&ks->refs))
 		return;
+	sg_keyindex_free(ks->index);
 	g_free(ks->dir);
 	g_free(ks->gnupg_home);
 	g_free(ks->smime_dir);
@@ -201,12 +210,21 @@ read_deactivated(const struct sg_keystore *ks)
 	return lines;
 }
 
+char **
+sg_keystore_read_deactivated(const struct sg_keystore *ks)
+{
+	return read_deactivated(ks);
+}
+
 bool
 sg_keystore_deactivated(const struct sg_keystore *ks, const char *addr)
 {
-	char **lines = read_deactivated(ks);
+	char **lines;
 	bool found = false;
 
+	if (ks->index != NULL)
+		return sg_keyindex_deactivated(ks->index, addr);
+	lines = read_deactivated(ks);
 	for (char **l = lines; *l != NULL && !found; l++)
 		found = **l && g_ascii_strcasecmp(g_strstrip(*l), addr) == 0;
 	g_strfreev(lines);

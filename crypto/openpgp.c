@@ -7,6 +7,7 @@
 #include <glib.h>
 #include <gpgme.h>
 
+#include "keyindex.h"
 #include "openpgp_int.h"
 
 static const char *gpgme_version_str;
@@ -168,81 +169,29 @@ sg_pgp_addr_ok(const char *addr)
 	return true;
 }
 
-/* Whether a key fits; returns its rank (higher is better), 0 if not. */
-typedef long (*key_rank)(gpgme_key_t key, const char *addr);
-
-static long
-rank_encryption(gpgme_key_t key, const char *addr)
-{
-	if (!sg_pgp_key_usable(key) || !key->can_encrypt || !sg_pgp_uid_matches(key, addr))
-		return 0;
-	return best_encryption_subkey(key);
-}
-
-static long
-rank_signing(gpgme_key_t key, const char *addr)
-{
-	if (!sg_pgp_key_usable(key) || !key->can_sign || !key->secret ||
-	    !sg_pgp_uid_matches(key, addr) || key->subkeys == NULL)
-		return 0;
-	return key->subkeys->timestamp;
-}
-
-/* The best key for addr by rank; none and no_usable describe failures. */
+/* The lookups answer from the snapshot's index: no gpg process. */
 static int
-find_best(const struct sg_keystore *ks, const char *addr, int secret,
-	  key_rank rank, char fpr[SG_FPR_MAX], const char *none,
-	  const char *no_usable, struct sg_err *err)
+find_indexed(const struct sg_keystore *ks, const char *addr, bool sign,
+	     char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	gpgme_ctx_t ctx;
-	gpgme_key_t key;
-	gpgme_error_t gerr;
-	char *pattern;
-	long best = 0, r;
-	unsigned seen = 0;
-	int rc;
-
-	if (!sg_pgp_addr_ok(addr))
-		return sg_err_set(err, SG_ENOKEY, "not a usable address");
-	rc = sg_pgp_ctx(ks, &ctx, err);
-	if (rc < 0)
-		return rc;
-	pattern = g_strdup_printf("<%s>", addr);
-	gerr = gpgme_op_keylist_start(ctx, pattern, secret);
-	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		seen++;
-		r = rank(key, addr);
-		if (r > best && key->fpr != NULL) {
-			best = r;
-			g_strlcpy(fpr, key->fpr, SG_FPR_MAX);
-		}
-		gpgme_key_unref(key);
-	}
-	g_free(pattern);
-	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		rc = sg_pgp_fail(err, "key listing failed", gerr);
-	else if (best == 0)
-		rc = sg_err_set(err, SG_ENOKEY, "%s", seen == 0 ? none : no_usable);
-	gpgme_op_keylist_end(ctx);
-	gpgme_release(ctx);
-	return rc;
+	if (ks->index == NULL)
+		return sg_err_set(err, SG_EKEYSTORE, "key lookup on a keystore "
+		    "that is not a snapshot");
+	return sg_keyindex_find_pgp(ks->index, addr, sign, fpr, err);
 }
 
 int
 sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
 		    char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	return find_best(ks, addr, 0, rank_encryption, fpr, "no OpenPGP key",
-	    "no usable OpenPGP key (expired, revoked or cannot encrypt)", err);
+	return find_indexed(ks, addr, false, fpr, err);
 }
 
 int
 sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
 			    char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	return find_best(ks, addr, 1, rank_signing, fpr, "no OpenPGP secret key",
-	    "no usable OpenPGP signing key (expired, revoked or cannot sign)",
-	    err);
+	return find_indexed(ks, addr, true, fpr, err);
 }
 
 /* GPGME data callbacks over sg_reader / sg_writer. */
@@ -609,8 +558,8 @@ key_expiry(gpgme_key_t key)
  * Read from disk rather than asked of the agent, so that a listing never
  * depends on which agent answers on the home's socket, or whether one
  * can start. */
-static bool
-has_secret(const struct sg_keystore *ks, gpgme_key_t key)
+bool
+sg_pgp_has_secret(const struct sg_keystore *ks, gpgme_key_t key)
 {
 	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
 		char *name, *path;
@@ -632,14 +581,15 @@ has_secret(const struct sg_keystore *ks, gpgme_key_t key)
 }
 
 int
-sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
-		sg_openpgp_list_cb cb, void *arg, struct sg_err *err)
+sg_pgp_each_key(const struct sg_keystore *ks, const char *pattern,
+		sg_pgp_key_fn fn, void *arg, unsigned *count, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_key_t key;
 	gpgme_error_t gerr;
 	int rc;
 
+	*count = 0;
 	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
@@ -647,23 +597,8 @@ sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 	    GPGME_KEYLIST_MODE_WITH_KEYGRIP);
 	gerr = gpgme_op_keylist_start(ctx, pattern, 0);
 	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		bool secret = has_secret(ks, key);
-
-		for (gpgme_user_id_t uid = key->uids; uid; uid = uid->next) {
-			struct sg_openpgp_identity id = {
-				.addr = uid->email,
-				.fpr = key->fpr,
-				.state = uid->revoked ? "revoked" : key_state(key),
-				.expires = key_expiry(key),
-				.can_encrypt = key->can_encrypt &&
-				    best_encryption_subkey(key) != 0,
-				.secret = secret,
-			};
-
-			if (uid->email == NULL || *uid->email == '\0')
-				continue;
-			cb(&id, arg);
-		}
+		(*count)++;
+		fn(key, arg);
 		gpgme_key_unref(key);
 	}
 	if (gpg_err_code(gerr) != GPG_ERR_EOF)
@@ -671,6 +606,45 @@ sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 	gpgme_op_keylist_end(ctx);
 	gpgme_release(ctx);
 	return rc;
+}
+
+struct list_arg {
+	const struct sg_keystore *ks;
+	sg_openpgp_list_cb cb;
+	void *arg;
+};
+
+static void
+list_identities(gpgme_key_t key, void *arg)
+{
+	struct list_arg *a = arg;
+	bool secret = sg_pgp_has_secret(a->ks, key);
+
+	for (gpgme_user_id_t uid = key->uids; uid; uid = uid->next) {
+		struct sg_openpgp_identity id = {
+			.addr = uid->email,
+			.fpr = key->fpr,
+			.state = uid->revoked ? "revoked" : key_state(key),
+			.expires = key_expiry(key),
+			.can_encrypt = key->can_encrypt &&
+			    best_encryption_subkey(key) != 0,
+			.secret = secret,
+		};
+
+		if (uid->email == NULL || *uid->email == '\0')
+			continue;
+		a->cb(&id, a->arg);
+	}
+}
+
+int
+sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
+		sg_openpgp_list_cb cb, void *arg, struct sg_err *err)
+{
+	struct list_arg a = { ks, cb, arg };
+	unsigned n;
+
+	return sg_pgp_each_key(ks, pattern, list_identities, &a, &n, err);
 }
 
 /* The keys an administrator names: an address (its user ids) or a
