@@ -51,6 +51,7 @@ test-asan: deps
 bench: build
 	@./bench/run.sh $(BUILD)/sealgate
 	@python3 bench/milter.py $(BUILD)/sealgate
+	@python3 bench/milter_cpu.py $(BUILD)/sealgate
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
