@@ -7,7 +7,7 @@ DEMO_DIR ?= $(BUILD)/demo
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Debian packages: build, run, test.
-PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest python3
+PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest strace python3
 # The crypto stack: always brought to Debian's current (security) version,
 # not only installed when missing (README, "Security floor").
 CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \
@@ -51,6 +51,7 @@ test-asan: deps
 bench: build
 	@./bench/run.sh $(BUILD)/sealgate
 	@python3 bench/milter.py $(BUILD)/sealgate
+	@python3 bench/milter_cpu.py $(BUILD)/sealgate
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

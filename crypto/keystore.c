@@ -138,6 +138,7 @@ sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 	ks = calloc(1, sizeof(*ks));
 	if (ks == NULL)
 		return sg_err_set(err, SG_ENOMEM, "out of memory");
+	ks->refs = 1;
 	ks->dir = g_strdup(dir);
 	ks->gnupg_home = g_build_filename(dir, "openpgp", NULL);
 	ks->smime_dir = g_build_filename(dir, "smime", NULL);
@@ -176,11 +177,19 @@ fail:
 	return rc;
 }
 
+struct sg_keystore *
+sg_keystore_ref(struct sg_keystore *ks)
+{
+	g_atomic_int_inc(&ks->refs);
+	return ks;
+}
+
 void
 sg_keystore_free(struct sg_keystore *ks)
 {
-	if (ks == NULL)
+	if (ks == NULL || !g_atomic_int_dec_and_test(&ks->refs))
 		return;
+	sg_keyindex_free(ks->index);
 	g_free(ks->dir);
 	g_free(ks->gnupg_home);
 	g_free(ks->smime_dir);
@@ -201,12 +210,21 @@ read_deactivated(const struct sg_keystore *ks)
 	return lines;
 }
 
+char **
+sg_keystore_read_deactivated(const struct sg_keystore *ks)
+{
+	return read_deactivated(ks);
+}
+
 bool
 sg_keystore_deactivated(const struct sg_keystore *ks, const char *addr)
 {
-	char **lines = read_deactivated(ks);
+	char **lines;
 	bool found = false;
 
+	if (ks->index != NULL)
+		return sg_keyindex_deactivated(ks->index, addr);
+	lines = read_deactivated(ks);
 	for (char **l = lines; *l != NULL && !found; l++)
 		found = **l && g_ascii_strcasecmp(g_strstrip(*l), addr) == 0;
 	g_strfreev(lines);
@@ -246,6 +264,8 @@ sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
 	}
 	if (rc == 0)
 		chmod(path, 0600);
+	if (rc == 0 && *changed)
+		rc = sg_keystore_bump(ks->dir, err);
 	g_strfreev(lines);
 	g_string_free(out, TRUE);
 	g_free(path);
@@ -484,5 +504,85 @@ sg_keystore_stage_commit(const char *part, char *copy, struct sg_err *err)
 		    "%s", part, strerror(errno));
 	/* On success copy now holds the previous contents. */
 	sg_keystore_stage_abort(copy);
+	if (rc == 0) {
+		char *dir = g_path_get_dirname(part);
+
+		rc = sg_keystore_bump(dir, err);
+		g_free(dir);
+	}
+	return rc;
+}
+
+/*
+ * The generation file. A change replaces it (written aside, then renamed)
+ * after the change itself is in place, so a gateway that sees a new
+ * generation finds the change complete. Its identity (inode), times and
+ * size change with every replacement: one stat() per message tells a
+ * daemon whether its snapshot is current.
+ */
+static char *
+generation_path(const char *dir)
+{
+	return g_build_filename(dir, "generation", NULL);
+}
+
+void
+sg_keystore_generation(const char *dir, struct sg_keystore_gen *out)
+{
+	char *path = generation_path(dir);
+	struct stat st;
+
+	memset(out, 0, sizeof(*out));
+	if (stat(path, &st) == 0) {
+		out->exists = true;
+		out->dev = st.st_dev;
+		out->ino = st.st_ino;
+		out->size = st.st_size;
+		out->mtime = st.st_mtim;
+		out->ctime = st.st_ctim;
+	}
+	g_free(path);
+}
+
+static bool
+same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+bool
+sg_keystore_gen_equal(const struct sg_keystore_gen *a,
+		      const struct sg_keystore_gen *b)
+{
+	if (a->exists != b->exists)
+		return false;
+	return !a->exists || (a->dev == b->dev && a->ino == b->ino &&
+	    a->size == b->size && same_time(&a->mtime, &b->mtime) &&
+	    same_time(&a->ctime, &b->ctime));
+}
+
+int
+sg_keystore_bump(const char *dir, struct sg_err *err)
+{
+	char *path = generation_path(dir);
+	char *cur = NULL, *next;
+	GError *gerr = NULL;
+	guint64 n = 0;
+	int rc = SG_OK;
+
+	if (g_file_get_contents(path, &cur, NULL, NULL))
+		n = g_ascii_strtoull(cur, NULL, 10);
+	next = g_strdup_printf("%" G_GUINT64_FORMAT "\n", n + 1);
+	if (!g_file_set_contents(path, next, -1, &gerr)) {
+		rc = sg_err_set(err, SG_EKEYSTORE, "the change is made, but %s "
+		    "could not be written (%s): a running gateway sees it "
+		    "after SIGUSR1", path, gerr->message);
+		g_error_free(gerr);
+	} else {
+		chmod(path, 0600);
+	}
+	g_free(next);
+	g_free(cur);
+	g_free(path);
 	return rc;
 }

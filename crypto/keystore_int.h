@@ -8,4 +8,11 @@
  * itself included), naming it. A missing dir passes. */
 int sg_keystore_check_links(const char *dir, struct sg_err *err);
 
+/* The index of a snapshot (crypto/keyindex.c). */
+void sg_keyindex_free(struct sg_keyindex *idx);
+bool sg_keyindex_deactivated(const struct sg_keyindex *idx, const char *addr);
+
+/* The deactivated file's lines, unparsed. (transfer full) */
+char **sg_keystore_read_deactivated(const struct sg_keystore *ks);
+
 #endif

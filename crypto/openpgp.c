@@ -7,6 +7,7 @@
 #include <glib.h>
 #include <gpgme.h>
 
+#include "keyindex.h"
 #include "openpgp_int.h"
 
 static const char *gpgme_version_str;
@@ -168,84 +169,29 @@ sg_pgp_addr_ok(const char *addr)
 	return true;
 }
 
-/* Whether a key fits; returns its rank (higher is better), 0 if not. */
-typedef long (*key_rank)(gpgme_key_t key, const char *addr);
-
-static long
-rank_encryption(gpgme_key_t key, const char *addr)
-{
-	if (!sg_pgp_key_usable(key) || !key->can_encrypt || !sg_pgp_uid_matches(key, addr))
-		return 0;
-	return best_encryption_subkey(key);
-}
-
-static long
-rank_signing(gpgme_key_t key, const char *addr)
-{
-	if (!sg_pgp_key_usable(key) || !key->can_sign || !key->secret ||
-	    !sg_pgp_uid_matches(key, addr) || key->subkeys == NULL)
-		return 0;
-	return key->subkeys->timestamp;
-}
-
-/* The best key for addr by rank; none and no_usable describe failures. */
+/* The lookups answer from the snapshot's index: no gpg process. */
 static int
-find_best(const struct sg_keystore *ks, const char *addr, int secret,
-	  key_rank rank, char fpr[SG_FPR_MAX], const char *none,
-	  const char *no_usable, struct sg_err *err)
+find_indexed(const struct sg_keystore *ks, const char *addr, bool sign,
+	     char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	gpgme_ctx_t ctx;
-	gpgme_key_t key;
-	gpgme_error_t gerr;
-	char *pattern;
-	long best = 0, r;
-	unsigned seen = 0;
-	int rc;
-
-	if (!sg_pgp_addr_ok(addr))
-		return sg_err_set(err, SG_ENOKEY, "not a usable address");
-	rc = sg_pgp_ctx(ks, &ctx, err);
-	if (rc < 0)
-		return rc;
-	pattern = g_strdup_printf("<%s>", addr);
-	gerr = gpgme_op_keylist_start(ctx, pattern, secret);
-	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		seen++;
-		r = rank(key, addr);
-		if (r > best && key->fpr != NULL) {
-			best = r;
-			g_strlcpy(fpr, key->fpr, SG_FPR_MAX);
-		}
-		gpgme_key_unref(key);
-	}
-	g_free(pattern);
-	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		rc = sg_pgp_fail(err, "key listing failed", gerr);
-	else if (best == 0)
-		rc = sg_err_set(err, SG_ENOKEY, "%s", seen == 0 ? none : no_usable);
-	gpgme_op_keylist_end(ctx);
-	gpgme_release(ctx);
-	return rc;
+	if (ks->index == NULL)
+		return sg_err_set(err, SG_EKEYSTORE, "key lookup on a keystore "
+		    "that is not a snapshot");
+	return sg_keyindex_find_pgp(ks->index, addr, sign, fpr, err);
 }
 
 int
 sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
 		    char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	return find_best(ks, addr, 0, rank_encryption, fpr, "no OpenPGP key",
-	    "no usable OpenPGP key (expired, revoked or cannot encrypt)", err);
+	return find_indexed(ks, addr, false, fpr, err);
 }
 
 int
 sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
 			    char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	int rc;
-
-	rc = find_best(ks, addr, 1, rank_signing, fpr, "no OpenPGP secret key",
-	    "no usable OpenPGP signing key (expired, revoked or cannot sign)",
-	    err);
-	return rc < 0 ? rc : sg_pgp_check_own_material(ks, addr, err);
+	return find_indexed(ks, addr, true, fpr, err);
 }
 
 /* GPGME data callbacks over sg_reader / sg_writer. */
@@ -274,36 +220,27 @@ sg_pgp_cb_write(void *handle, const void *buf, size_t len)
 	return (ssize_t)len;
 }
 
-/* Looks up all keys with one gpg run; keys[i] belongs to fprs[i]. */
+/* The recipients as GPGME's recipient string, one fingerprint a line:
+ * gpg is asked for the keys by fingerprint in the encryption run itself
+ * (a key that is gone or unusable by then makes it fail). (transfer full) */
 static int
-get_keys(gpgme_ctx_t ctx, const char *const *fprs, size_t n, gpgme_key_t *keys,
-	 struct sg_err *err)
+recipient_string(const char *const *fprs, size_t n, char **out,
+		 struct sg_err *err)
 {
-	const char **patterns = g_new0(const char *, n + 1);
-	gpgme_key_t key;
-	gpgme_error_t gerr;
-	int rc = SG_OK;
+	GString *s = g_string_new(NULL);
 
-	memcpy(patterns, fprs, n * sizeof(*patterns));
-	gerr = gpgme_op_keylist_ext_start(ctx, patterns, 0, 0);
-	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		for (size_t i = 0; i < n && key->fpr != NULL; i++) {
-			if (keys[i] == NULL && strcmp(fprs[i], key->fpr) == 0) {
-				gpgme_key_ref(key);
-				keys[i] = key;
-			}
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(fprs[i]);
+
+		if (len < 32 || strspn(fprs[i], "0123456789ABCDEFabcdef") != len) {
+			g_string_free(s, TRUE);
+			return sg_err_set(err, SG_EINVAL, "not a key fingerprint: "
+			    "%s", fprs[i]);
 		}
-		gpgme_key_unref(key);
+		g_string_append_printf(s, "%s\n", fprs[i]);
 	}
-	gpgme_op_keylist_end(ctx);
-	g_free(patterns);
-	if (gpg_err_code(gerr) != GPG_ERR_EOF)
-		return sg_pgp_fail(err, "key listing failed", gerr);
-	for (size_t i = 0; i < n; i++)
-		if (keys[i] == NULL)
-			rc = sg_err_set(err, SG_ENOKEY, "recipient key %s vanished",
-			    fprs[i]);
-	return rc;
+	*out = g_string_free(s, FALSE);
+	return SG_OK;
 }
 
 /* Adds the signing key; the key must be a usable secret key. */
@@ -335,19 +272,19 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t plain = NULL, cipher = NULL;
-	gpgme_key_t *keys;
+	char *recipients = NULL;
 	gpgme_encrypt_result_t res;
 	gpgme_encrypt_flags_t eflags;
 	gpgme_error_t gerr;
 	int rc;
 
-	keys = g_new0(gpgme_key_t, nfprs + 1);
-	rc = sg_pgp_ctx(ks, &ctx, err);
+	rc = recipient_string(fprs, nfprs, &recipients, err);
+	if (rc == 0)
+		rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		goto out;
 	gpgme_set_armor(ctx, 1);
-	rc = get_keys(ctx, fprs, nfprs, keys, err);
-	if (rc == 0 && signer != NULL)
+	if (signer != NULL)
 		rc = add_signer(ctx, signer, err);
 	if (rc < 0)
 		goto out;
@@ -361,9 +298,11 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	if (flags & SG_PGP_HIDE_RECIPIENTS)
 		eflags |= GPGME_ENCRYPT_THROW_KEYIDS;
 	if (signer != NULL)
-		gerr = gpgme_op_encrypt_sign(ctx, keys, eflags, plain, cipher);
+		gerr = gpgme_op_encrypt_sign_ext(ctx, NULL, recipients, eflags,
+		    plain, cipher);
 	else
-		gerr = gpgme_op_encrypt(ctx, keys, eflags, plain, cipher);
+		gerr = gpgme_op_encrypt_ext(ctx, NULL, recipients, eflags, plain,
+		    cipher);
 	res = gpgme_op_encrypt_result(ctx);
 	if (res != NULL && res->invalid_recipients != NULL) {
 		char buf[128];
@@ -381,10 +320,7 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 out:
 	gpgme_data_release(plain);
 	gpgme_data_release(cipher);
-	for (size_t i = 0; i < nfprs; i++)
-		if (keys[i] != NULL)
-			gpgme_key_unref(keys[i]);
-	g_free(keys);
+	g_free(recipients);
 	if (ctx != NULL)
 		gpgme_release(ctx);
 	return rc;
@@ -667,8 +603,8 @@ key_expiry(gpgme_key_t key)
  * Read from disk rather than asked of the agent, so that a listing never
  * depends on which agent answers on the home's socket, or whether one
  * can start. */
-static bool
-has_secret(const struct sg_keystore *ks, gpgme_key_t key)
+bool
+sg_pgp_has_secret(const struct sg_keystore *ks, gpgme_key_t key)
 {
 	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
 		char *name, *path;
@@ -690,14 +626,15 @@ has_secret(const struct sg_keystore *ks, gpgme_key_t key)
 }
 
 int
-sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
-		sg_openpgp_list_cb cb, void *arg, struct sg_err *err)
+sg_pgp_each_key(const struct sg_keystore *ks, const char *pattern,
+		sg_pgp_key_fn fn, void *arg, unsigned *count, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_key_t key;
 	gpgme_error_t gerr;
 	int rc;
 
+	*count = 0;
 	rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)
 		return rc;
@@ -705,23 +642,8 @@ sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 	    GPGME_KEYLIST_MODE_WITH_KEYGRIP);
 	gerr = gpgme_op_keylist_start(ctx, pattern, 0);
 	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		bool secret = has_secret(ks, key);
-
-		for (gpgme_user_id_t uid = key->uids; uid; uid = uid->next) {
-			struct sg_openpgp_identity id = {
-				.addr = uid->email,
-				.fpr = key->fpr,
-				.state = uid->revoked ? "revoked" : key_state(key),
-				.expires = key_expiry(key),
-				.can_encrypt = key->can_encrypt &&
-				    best_encryption_subkey(key) != 0,
-				.secret = secret,
-			};
-
-			if (uid->email == NULL || *uid->email == '\0')
-				continue;
-			cb(&id, arg);
-		}
+		(*count)++;
+		fn(key, arg);
 		gpgme_key_unref(key);
 	}
 	if (gpg_err_code(gerr) != GPG_ERR_EOF)
@@ -729,6 +651,45 @@ sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 	gpgme_op_keylist_end(ctx);
 	gpgme_release(ctx);
 	return rc;
+}
+
+struct list_arg {
+	const struct sg_keystore *ks;
+	sg_openpgp_list_cb cb;
+	void *arg;
+};
+
+static void
+list_identities(gpgme_key_t key, void *arg)
+{
+	struct list_arg *a = arg;
+	bool secret = sg_pgp_has_secret(a->ks, key);
+
+	for (gpgme_user_id_t uid = key->uids; uid; uid = uid->next) {
+		struct sg_openpgp_identity id = {
+			.addr = uid->email,
+			.fpr = key->fpr,
+			.state = uid->revoked ? "revoked" : key_state(key),
+			.expires = key_expiry(key),
+			.can_encrypt = key->can_encrypt &&
+			    best_encryption_subkey(key) != 0,
+			.secret = secret,
+		};
+
+		if (uid->email == NULL || *uid->email == '\0')
+			continue;
+		a->cb(&id, a->arg);
+	}
+}
+
+int
+sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
+		sg_openpgp_list_cb cb, void *arg, struct sg_err *err)
+{
+	struct list_arg a = { ks, cb, arg };
+	unsigned n;
+
+	return sg_pgp_each_key(ks, pattern, list_identities, &a, &n, err);
 }
 
 /* The keys an administrator names: an address (its user ids) or a

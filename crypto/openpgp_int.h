@@ -30,6 +30,20 @@ void sg_pgp_stage_abort(char *home);
 bool sg_pgp_key_usable(gpgme_key_t key);
 bool sg_pgp_uid_matches(gpgme_key_t key, const char *addr);
 
+/* Whether the keystore holds the secret part of a (sub)key of key (its
+ * file in private-keys-v1.d); key must be listed with keygrips. */
+bool sg_pgp_has_secret(const struct sg_keystore *ks, gpgme_key_t key);
+
+/* Calls fn for every key of the keystore's keyring that matches pattern
+ * (NULL: all), listed with keygrips, in one gpg run (fn's key is
+ * borrowed); *count says how many. gpg reports an unreadable keyring
+ * only on its exit status, which GPGME does not pass on: such a listing
+ * just ends early. */
+typedef void (*sg_pgp_key_fn)(gpgme_key_t key, void *arg);
+int sg_pgp_each_key(const struct sg_keystore *ks, const char *pattern,
+		    sg_pgp_key_fn fn, void *arg, unsigned *count,
+		    struct sg_err *err);
+
 /* Addresses become gpg search patterns: refuse anything odd. */
 bool sg_pgp_addr_ok(const char *addr);
 

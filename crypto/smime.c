@@ -15,6 +15,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include "keyindex.h"
 #include "smime_int.h"
 
 #define MIN_RSA_BITS 2048
@@ -249,6 +250,9 @@ sg_smime_load_dir(const struct sg_keystore *ks, const char *sub)
 	struct stat st;
 	bool same;
 
+	/* A snapshot keeps what it was built with. */
+	if (ks->index != NULL && (certs = sg_keyindex_certs(ks->index, sub)))
+		goto out;
 	if (stat(dir, &st) == 0)
 		certs = cache_get(dir, &st);
 	/* A change replaces the whole store and then deletes the old one
@@ -265,6 +269,7 @@ sg_smime_load_dir(const struct sg_keystore *ks, const char *sub)
 		sk_X509_pop_free(certs, X509_free);
 		certs = NULL;
 	}
+out:
 	g_free(dir);
 	return certs;
 }
@@ -353,9 +358,14 @@ unusable(const struct sg_keystore *ks, X509 *cert, STACK_OF(X509) *anchors,
 static bool
 has_private_key(const struct sg_keystore *ks, const char *fpr)
 {
-	char *name = g_strdup_printf("%s.pem", fpr);
-	char *path = sg_keystore_smime_path(ks, "keys", name);
-	bool yes = access(path, F_OK) == 0;
+	char *name, *path;
+	bool yes;
+
+	if (ks->index != NULL)
+		return sg_keyindex_has_smime_key(ks->index, fpr);
+	name = g_strdup_printf("%s.pem", fpr);
+	path = sg_keystore_smime_path(ks, "keys", name);
+	yes = access(path, F_OK) == 0;
 
 	g_free(name);
 	g_free(path);
@@ -368,21 +378,26 @@ static int
 find_cert(const struct sg_keystore *ks, const char *addr, bool sign,
 	  char fpr[SG_FPR_MAX], struct sg_err *err)
 {
-	STACK_OF(X509) *certs = sg_smime_load_dir(ks, "certs");
-	STACK_OF(X509) *anchors = sg_smime_load_dir(ks, "anchors");
+	STACK_OF(X509) *certs, *anchors;
+	const GArray *cand;
 	const ASN1_TIME *best_end = NULL;
 	char buf[256], refused[300] = "";
 	int rc = SG_OK;
 	bool found = false;
 
-	for (int i = 0; i < sk_X509_num(certs); i++) {
-		X509 *cert = sk_X509_value(certs, i);
+	if (ks->index == NULL)
+		return sg_err_set(err, SG_EKEYSTORE, "certificate lookup on a "
+		    "keystore that is not a snapshot");
+	certs = sg_smime_load_dir(ks, "certs");
+	anchors = sg_smime_load_dir(ks, "anchors");
+	/* The certificates that name addr, in the store's order. */
+	cand = sg_keyindex_cert_candidates(ks->index, addr);
+	for (guint c = 0; cand != NULL && c < cand->len; c++) {
+		X509 *cert = sk_X509_value(certs, g_array_index(cand, int, c));
 		const char *why;
 
 		char cfpr[SG_FPR_MAX];
 
-		if (!sg_x509_has_email(cert, addr))
-			continue;
 		sg_x509_fpr(cert, cfpr);
 		why = sign && !has_private_key(ks, cfpr) ? "no private key"
 		    : unusable_for(ks, cert, sign, anchors, certs, buf, sizeof(buf));

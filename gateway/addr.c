@@ -318,3 +318,19 @@ sg_addr_canon_rcpt(const char *arg, char **out, struct sg_err *err)
 		g_free(addr);
 	return rc;
 }
+
+char *
+sg_addr_key(const char *addr)
+{
+	struct sg_err err = { 0 };
+	char *canon = NULL, *key;
+
+	if (sg_addr_canon(addr, &canon, &err) < 0 || *canon == '\0') {
+		g_free(canon);
+		return NULL;
+	}
+	/* Keys were always matched regardless of letter case. */
+	key = g_ascii_strdown(canon, -1);
+	g_free(canon);
+	return key;
+}

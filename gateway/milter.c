@@ -35,7 +35,7 @@ static struct {
 struct conn {
 	char *client_ip;
 	struct sg_policy *pol;      /* snapshot of the current message */
-	struct sg_keystore *ks;
+	struct sg_keystore *ks;     /* keystore snapshot of the message */
 	struct sg_msg *msg;
 	enum sg_class cls;          /* class of the accepted recipients */
 	struct timespec start;
@@ -163,8 +163,9 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	if (sg_msg_new(c->pol->gateway.spool_dir, &c->msg) < 0)
 		return tempfail(ctx, c, "cannot create message state");
 	refresh_queue_id(ctx, c);
-	if (sg_keystore_open(c->pol->gateway.keystore, 0, &err, &c->ks) < 0)
-		return tempfail(ctx, c, err.msg);
+	c->ks = sg_keysnap_get(c->pol);
+	if (c->ks == NULL)
+		return tempfail(ctx, c, "no keystore snapshot");
 	if (argv[0] == NULL)
 		sg_err_set(&err, SG_EINVAL, "missing");
 	if (argv[0] == NULL || sg_addr_canon(argv[0], &from, &err) < 0)
@@ -457,6 +458,9 @@ reload_thread(void *arg)
 			sg_log(SG_LOG_INFO, NULL, "policy %s reloaded", current.path);
 		}
 		g_ptr_array_free(errors, TRUE);
+		pol = policy_snapshot();
+		sg_keysnap_reload(pol);
+		sg_policy_unref(pol);
 	}
 	return NULL;
 }
@@ -537,7 +541,6 @@ sg_cmd_milter(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *sock = NULL;
-	struct sg_keystore *ks;
 	bool log_stderr = false;
 	int c, rc;
 
@@ -560,13 +563,11 @@ sg_cmd_milter(int argc, char **argv)
 	if (current.pol == NULL || !sg_ensure_spool_dir(current.pol) ||
 	    !security_floor(current.pol, log_stderr))
 		return SG_EXIT_USAGE;
-	ks = sg_open_keystore_or_report(current.pol, 0);
-	if (ks == NULL)
-		return SG_EXIT_USAGE;
-	sg_keystore_free(ks);
 	if (sock == NULL)
 		sock = current.pol->gateway.socket;
 	if (!sg_init_libraries())
+		return SG_EXIT_USAGE;
+	if (!sg_keysnap_start(current.pol))
 		return SG_EXIT_USAGE;
 
 	/* Before the socket listens: a SIGUSR1 sent as soon as the port

@@ -349,7 +349,7 @@ sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 		return SG_ECONFIG;
 	if ((flags & SG_CLI_FLOOR) && !floor_or_report(cli->pol))
 		return SG_ECONFIG;
-	cli->ks = sg_open_keystore_or_report(cli->pol, 0);
+	cli->ks = sg_open_snapshot_or_report(cli->pol);
 	if (cli->ks == NULL)
 		return SG_EKEYSTORE;
 	if (cli->in == NULL && (flags & SG_CLI_INPUT_OPTIONAL))

@@ -80,6 +80,20 @@ struct sg_policy *sg_load_policy_or_report(const char *path);
 struct sg_keystore *sg_open_keystore_or_report(const struct sg_policy *pol,
 					       int flags);
 
+/* A snapshot of the policy's keystore (sg_keystore_snapshot), printing
+ * the reason on stderr on failure. */
+struct sg_keystore *sg_open_snapshot_or_report(const struct sg_policy *pol);
+
+/* The milter's keystore snapshot (gateway/keysnap.c). start builds the
+ * first (false, reported on stderr, when it cannot); get returns a reference to the
+ * snapshot in force for pol's keystore after one stat() of its generation
+ * file, building a new one first when the keystore changed (a build that
+ * fails keeps the previous snapshot and is logged), NULL when there is
+ * none; reload builds a new one whatever the generation (SIGUSR1). */
+bool sg_keysnap_start(const struct sg_policy *pol);
+struct sg_keystore *sg_keysnap_get(const struct sg_policy *pol);
+void sg_keysnap_reload(const struct sg_policy *pol);
+
 /* Creates gateway.spool_dir (0700) when missing; prints why on failure. */
 bool sg_ensure_spool_dir(const struct sg_policy *pol);
 

@@ -44,4 +44,12 @@ int sg_addr_canon(const char *arg, char **out, struct sg_err *err);
  */
 int sg_addr_canon_rcpt(const char *arg, char **out, struct sg_err *err);
 
+/*
+ * The form in which an address of a key, a certificate or the deactivated
+ * list is compared with an envelope address: sg_addr_canon, then letter
+ * case folded (ASCII), as keys have always been matched. NULL for what is
+ * not one address or is empty. For sg_keystore_snapshot. (transfer full)
+ */
+char *sg_addr_key(const char *addr);
+
 #endif

@@ -7,18 +7,42 @@
  *                     imported as an anchor is also in certs/ and is
  *                     trusted as it is
  *   deactivated       addresses, one per line, whose keys are kept but
- *                     never used to sign or decrypt (people who left) */
+ *                     never used to sign or decrypt (people who left)
+ *   generation        replaced after every change (sg_keystore_bump), so
+ *                     that a running gateway sees with one stat() that its
+ *                     snapshot is out of date */
 #ifndef SEALGATE_KEYSTORE_H
 #define SEALGATE_KEYSTORE_H
 
 #include <stdbool.h>
+#include <sys/stat.h>
 
 #include "sealgate/error.h"
 
+struct sg_keyindex;
+
+/* What the generation file looked like: one stat(). */
+struct sg_keystore_gen {
+	bool exists;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+};
+
+/*
+ * An open keystore. With an index (sg_keystore_snapshot) it is a
+ * snapshot: immutable, reference-counted and shared read-only by threads;
+ * key and certificate lookups and the deactivated list are answered from
+ * memory, as they were when it was built, and start no process.
+ */
 struct sg_keystore {
 	char *dir;
 	char *gnupg_home;
 	char *smime_dir;
+	int refs;
+	struct sg_keyindex *index;  /* NULL: not a snapshot */
+	struct sg_keystore_gen gen; /* of a snapshot: seen before the build */
 };
 
 /* Path of a file in the S/MIME store: smime/SUB/NAME. (transfer full) */
@@ -35,7 +59,37 @@ enum {
 int sg_keystore_open(const char *dir, int flags, struct sg_err *err,
 		     struct sg_keystore **out);
 
+/* Drops a reference; the last one frees ks. Accepts NULL. */
 void sg_keystore_free(struct sg_keystore *ks);
+
+/* A new reference to ks. */
+struct sg_keystore *sg_keystore_ref(struct sg_keystore *ks);
+
+/* The form in which addresses of keys, certificates and the deactivated
+ * list are compared with envelope addresses (canonical, letter case
+ * folded), or NULL for what is not an address. (transfer full) */
+typedef char *(*sg_addr_key_fn)(const char *addr);
+
+/*
+ * Opens the keystore at dir and indexes it: one GPGME key listing of the
+ * keyring (canonical address -> OpenPGP keys with their validity,
+ * capabilities, secret parts and creation times), the S/MIME certificates
+ * and trust anchors (kept for the snapshot's lifetime) and the
+ * deactivated list. addr_key folds every address. The generation file is
+ * read first, so a change made during the build shows as a newer
+ * generation. (transfer full)
+ */
+int sg_keystore_snapshot(const char *dir, sg_addr_key_fn addr_key,
+			 struct sg_err *err, struct sg_keystore **out);
+
+/* The keystore's generation as one stat() of its generation file. */
+void sg_keystore_generation(const char *dir, struct sg_keystore_gen *out);
+bool sg_keystore_gen_equal(const struct sg_keystore_gen *a,
+			   const struct sg_keystore_gen *b);
+
+/* Marks a committed change: replaces the generation file atomically with
+ * a higher number. Every change of the keystore calls it. */
+int sg_keystore_bump(const char *dir, struct sg_err *err);
 
 /* Waits for and takes the keystore's change lock (one change at a time);
  * returns a descriptor to close() to release it, or a negative code.
@@ -55,8 +109,8 @@ void sg_keystore_stage_abort(char *copy);
 /* Removes a directory tree; errors are ignored. */
 void sg_keystore_remove_tree(const char *path);
 
-/* True when addr is deactivated (read from the file each time, so a
- * running daemon sees changes at once). */
+/* True when addr is deactivated: from a snapshot's index, else read from
+ * the file. */
 bool sg_keystore_deactivated(const struct sg_keystore *ks, const char *addr);
 
 /* Adds (on true) or removes addr from the deactivated list; the file is

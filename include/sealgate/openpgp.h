@@ -28,7 +28,8 @@ const char *sg_openpgp_engine_version(void);
 /* Finds the best usable encryption key for addr: not expired, revoked,
  * disabled or invalid, with a valid user id whose address is addr and an
  * encryption-capable subkey. Writes its fingerprint to fpr.
- * SG_ENOKEY when there is none (err says why). */
+ * SG_ENOKEY when there is none (err says why). ks must be a snapshot
+ * (sg_keystore_snapshot): the answer comes from its index. */
 int sg_openpgp_find_key(const struct sg_keystore *ks, const char *addr,
 			char fpr[SG_FPR_MAX], struct sg_err *err);
 
@@ -45,7 +46,7 @@ int sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		       struct sg_err *err);
 
 /* Finds the best usable signing key (a secret key) for addr. SG_ENOKEY
- * when there is none. */
+ * when there is none. ks must be a snapshot, as above. */
 int sg_openpgp_find_signing_key(const struct sg_keystore *ks, const char *addr,
 				char fpr[SG_FPR_MAX], struct sg_err *err);
 
