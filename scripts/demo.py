@@ -58,6 +58,7 @@ IMPORTS = [os.path.join(PGP, n) for n in (
         "frank.pem", "alice.p12", "bob.p12")]
 LOGINS = {"alice": "alice-demo", "bob": "bob-demo"}
 POSTFIX_USER = "postfix"
+POSTFIX_DAEMONS = "/usr/lib/postfix/sbin/"     # master, smtpd, qmgr, ...
 STATE = "demo.json"
 
 MAIN_CF = """\
@@ -561,38 +562,75 @@ class Demo:
         with open(os.path.join(etc, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(port=self.port))
         self.postfix("check")
-        self.postfix("start")
+        # Set before: a Ctrl-C during `postfix start` may leave its master
+        # running, and stop() must then stop it.
         self.postfix_started = True
+        self.postfix("start")
         wait_for("Postfix to listen on 127.0.0.1:%d" % self.port,
                  lambda: port_in_use(self.port))
 
     # -- stop --------------------------------------------------------------
 
-    def processes_in(self, path):
-        """PIDs of processes whose working directory is under path
-        (Postfix's daemons work in their queue directory)."""
+    def master_pid(self):
+        """The pid in the instance's queue/pid/master.pid, or None."""
+        try:
+            with open(os.path.join(self.pf, "queue", "pid", "master.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def postfix_processes(self, master):
+        """PIDs of the instance's Postfix processes: those running a Postfix
+        daemon program (POSTFIX_DAEMONS) that are master, its children, or
+        work in the instance's queue directory. Another user's process
+        there is none of them."""
+        queue = os.path.join(self.pf, "queue")
         out = []
         for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    cwd = os.readlink("/proc/%s/cwd" % pid)
-                except OSError:
-                    continue
-                if cwd == path or cwd.startswith(path + "/"):
-                    out.append(int(pid))
+            if not pid.isdigit():
+                continue
+            try:
+                exe = os.readlink("/proc/%s/exe" % pid)
+                cwd = os.readlink("/proc/%s/cwd" % pid)
+                with open("/proc/%s/stat" % pid) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if not exe.startswith(POSTFIX_DAEMONS):
+                continue
+            if int(pid) == master or ppid == master or cwd == queue or \
+                    cwd.startswith(queue + "/"):
+                out.append(int(pid))
         return out
 
-    def stop(self):
-        """Stops Postfix, the milter, the sink, the login service and the
-        keystore's gpg-agent, and waits until each is gone."""
-        if self.postfix_started:
-            self.postfix("stop", check=False)
-            queue = os.path.join(self.pf, "queue")
-            wait_for("Postfix to stop", lambda: not self.processes_in(queue))
+    def stop_postfix(self):
+        if not self.postfix_started:
+            return
+        master = self.master_pid()
+        self.postfix("stop", check=False)
+        try:
+            wait_for("Postfix to stop",
+                     lambda: not self.postfix_processes(master))
+        except DemoError:
+            left = self.postfix_processes(master)
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            wait_for("Postfix's processes to be killed",
+                     lambda: not self.postfix_processes(master), timeout=10)
             self.postfix_started = False
-        if self.pf_outside:
-            shutil.rmtree(self.pf, ignore_errors=True)
+            raise DemoError("Postfix did not stop by itself; killed %s"
+                            % " ".join(map(str, left)))
+        self.postfix_started = False
+
+    def remove_outside_instance(self):
+        if self.pf_outside and not self.postfix_started:
+            shutil.rmtree(self.pf)
             self.pf_outside = False
+
+    def stop_milter(self):
         if self.milter is not None and self.milter.poll() is None:
             self.milter.terminate()
             try:
@@ -600,22 +638,49 @@ class Demo:
             except subprocess.TimeoutExpired:
                 self.milter.kill()
                 self.milter.wait()
+
+    def stop_sink(self):
         if self.sink is not None:
             self.sink.shutdown()
             self.sink.server_close()
             self.sink = None
+
+    def stop_auth(self):
         if self.auth is not None:
             self.auth.close()
             self.auth = None
+
+    def stop_agent(self):
         if self.keystore_home is not None and os.path.isdir(self.keystore_home):
             run(["gpgconf", "--homedir", self.keystore_home, "--kill", "all"],
                 check=False)
             sock = os.path.join(self.keystore_home, "S.gpg-agent")
             wait_for("the keystore's gpg-agent to stop",
                      lambda: not os.path.exists(sock))
+
+    def remove_state(self):
         state = os.path.join(self.dir, STATE)
-        if self.started and os.path.exists(state):
+        if self.started and os.path.lexists(state):
             os.unlink(state)
+
+    def stop(self):
+        """Stops Postfix, the milter, the sink, the login service and the
+        keystore's gpg-agent, and waits until each is gone. Each step runs
+        even when one before it failed; the failures, as a list of texts
+        (empty when all went well)."""
+        failures = []
+        for what, step in (("Postfix", self.stop_postfix),
+                           ("Postfix's instance", self.remove_outside_instance),
+                           ("the milter", self.stop_milter),
+                           ("the sink", self.stop_sink),
+                           ("the login service", self.stop_auth),
+                           ("the keystore's gpg-agent", self.stop_agent),
+                           ("demo.json", self.remove_state)):
+            try:
+                step()
+            except Exception as e:      # the next steps run all the same
+                failures.append("stopping %s: %s" % (what, e))
+        return failures
 
     # -- what to try -------------------------------------------------------
 
@@ -910,31 +975,45 @@ def main():
     args = ap.parse_args()
 
     demo = Demo(args)
+    rc = 1
     try:
-        if args.command == "send":
-            check_dir(demo.dir)
-            state = running_demo(demo.dir)
-            if state is None:
-                say("== starting the demo for this run (make run keeps one "
-                    "running)")
-                demo.start(echo_log=False)
-                state = running_demo(demo.dir)
-            say("sealgate demo: SMTP 127.0.0.1:%d, delivered mail in %s"
-                % (state["port"], state["mail"]))
-            return 0 if send_all(state) else 1
-        demo.start(echo_log=True)
-        demo.print_intro()
-        return wait_for_signal(demo)
-    except DemoError as e:
-        say("sealgate demo: %s" % e)
-        return 1
+        try:
+            rc = command(demo, args)
+        except DemoError as e:
+            say("sealgate demo: %s" % e)
+        except KeyboardInterrupt:
+            say("sealgate demo: interrupted")
     finally:
         # Ctrl-C also reached the milter (same process group); stop()
         # waits for everything the demo started.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        demo.stop()
-        if args.command == "run":
-            say("sealgate demo: stopped; nothing left running")
+        failures = demo.stop()
+        for text in failures:
+            say("sealgate demo: %s" % text)
+    if failures:
+        say("sealgate demo: stopped, but not cleanly (see above)")
+        return 1
+    if args.command == "run":
+        say("sealgate demo: stopped; nothing left running")
+    return rc
+
+
+def command(demo, args):
+    """Runs demo.py's command; its exit code."""
+    if args.command == "send":
+        check_dir(demo.dir)
+        state = running_demo(demo.dir)
+        if state is None:
+            say("== starting the demo for this run (make run keeps one "
+                "running)")
+            demo.start(echo_log=False)
+            state = running_demo(demo.dir)
+        say("sealgate demo: SMTP 127.0.0.1:%d, delivered mail in %s"
+            % (state["port"], state["mail"]))
+        return 0 if send_all(state) else 1
+    demo.start(echo_log=True)
+    demo.print_intro()
+    return wait_for_signal(demo)
 
 
 if __name__ == "__main__":

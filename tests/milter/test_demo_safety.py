@@ -12,6 +12,10 @@ cannot make it do.
   and a message are bounded (552 beyond 64 MiB, the rest discarded, memory
   kept low), and a recipient of any length makes a file name of bounded
   length.
+- Stopping (Ctrl-C): an unprivileged user's shell working in the demo's
+  Postfix queue does not keep the demo from stopping everything and
+  saying so (exit 0); a Ctrl-C that arrives as `postfix start` returns
+  still stops the master it started.
 """
 import importlib.util
 import json
@@ -23,6 +27,7 @@ import socket
 import subprocess
 import threading
 import time
+import types
 import unittest
 
 import postfix
@@ -325,6 +330,163 @@ class Sink(unittest.TestCase):
         (name,) = os.listdir(self.mail)
         with open(os.path.join(self.mail, name), "rb") as f:
             self.assertTrue(f.read().endswith(b"\n\n.dot\n"))
+
+
+def instance_processes(pf):
+    """(pid, exe) of Postfix daemons working in the instance under pf."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            exe = os.readlink("/proc/%s/exe" % pid)
+            cwd = os.readlink("/proc/%s/cwd" % pid)
+        except OSError:
+            continue
+        if exe.startswith("/usr/lib/postfix/sbin/") and \
+                (cwd == pf or cwd.startswith(pf + "/")):
+            out.append((int(pid), exe))
+    return out
+
+
+class Stop(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        ok, why = postfix.can_run()
+        if not ok:
+            sgtest.skip_file(why)
+        cls.bin = sgtest.require_binary()
+
+    def setUp(self):
+        self.tmp = sgtest.tmpdir("sgstop")
+        os.chmod(self.tmp, 0o755)           # the postfix user works in it
+        self.policy = os.path.join(self.tmp, "policy.yaml")
+        shutil.copy(os.path.join(ROOT, "policy.yaml.example"), self.policy)
+        self.dir = os.path.join(self.tmp, "demo")
+        self.pf = os.path.join(self.dir, "postfix")
+        self.keystore = os.path.join(self.tmp, "keys-example", "store")
+        self.addCleanup(self.kill_instance)
+
+    def kill_instance(self):
+        if os.path.isdir(os.path.join(self.pf, "etc")):
+            subprocess.run(["postfix", "-c", os.path.join(self.pf, "etc"),
+                            "stop"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
+        time.sleep(1)
+        for pid, _ in instance_processes(self.pf):
+            os.kill(pid, signal.SIGKILL)
+
+    def test_user_shell_in_queue(self):
+        port, milter_port = postfix.free_port(), postfix.free_port()
+        proc = subprocess.Popen(
+            ["python3", DEMO, "run", "--bin", self.bin, "--policy",
+             self.policy, "--dir", self.dir, "--port", str(port),
+             "--milter-port", str(milter_port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(lambda: proc.poll() is None and
+                        os.killpg(proc.pid, signal.SIGKILL))
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(proc.stdout),
+                                  daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 120
+        while not (b"== The gateway's log" in b"".join(out) or
+                   proc.poll() is not None or time.monotonic() > deadline):
+            time.sleep(0.2)
+        self.assertIsNone(proc.poll(), b"".join(out).decode())
+        self.assertTrue(instance_processes(self.pf))
+
+        # nobody's shell, working in the queue directory
+        queue = os.path.join(self.pf, "queue")
+        shell = subprocess.Popen(
+            ["su", "nobody", "-s", "/bin/sh", "-c",
+             "cd %s && exec sleep 600" % queue],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+        self.addCleanup(self.kill_tree, shell)
+        deadline = time.monotonic() + 10
+        while not [pid for pid in self.children(shell.pid)
+                   if self.cwd(pid) == queue]:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.1)
+
+        os.killpg(proc.pid, signal.SIGINT)
+        self.assertEqual(proc.wait(120), 0, b"".join(out).decode())
+        reader.join(10)
+        text = b"".join(out).decode("utf-8", "replace")
+        self.assertIn("sealgate demo: stopped; nothing left running", text)
+        self.assertEqual(instance_processes(self.pf), [])
+        for p in (port, milter_port):
+            self.assertFalse(postfix.port_open(p), p)
+        agents = [pid for pid in os.listdir("/proc") if pid.isdigit() and
+                  self.keystore.encode() in self.cmdline(pid)]
+        self.assertEqual(agents, [])
+
+    def kill_tree(self, proc):
+        for pid in reversed(self.children(proc.pid)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        proc.wait(10)
+
+    @staticmethod
+    def cwd(pid):
+        try:
+            return os.readlink("/proc/%d/cwd" % pid)
+        except OSError:
+            return None
+
+    @staticmethod
+    def cmdline(pid):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
+
+    @staticmethod
+    def children(pid):
+        """pid and its descendants."""
+        out, todo = [], [pid]
+        while todo:
+            p = todo.pop()
+            out.append(p)
+            try:
+                with open("/proc/%d/task/%d/children" % (p, p)) as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
+        return out
+
+    def test_interrupt_during_postfix_start(self):
+        from saslauth import DovecotAuthServer
+        d = demo.Demo(types.SimpleNamespace(
+            bin=self.bin, policy=self.policy, dir=self.dir,
+            port=postfix.free_port(), milter_port=postfix.free_port()))
+        demo.check_dir(d.dir)
+        d.prepare_dir()
+        d.sink = demo.Sink(d.mail)
+        threading.Thread(target=d.sink.serve_forever, daemon=True).start()
+        d.auth = DovecotAuthServer(os.path.join(d.pf, "auth"), demo.LOGINS)
+        real = d.postfix
+
+        def postfix_then_ctrl_c(*args, check=True):
+            cp = real(*args, check=check)
+            if args == ("start",):
+                raise KeyboardInterrupt
+            return cp
+
+        d.postfix = postfix_then_ctrl_c
+        with self.assertRaises(KeyboardInterrupt):
+            d.start_postfix()
+        self.assertTrue(instance_processes(self.pf))
+        failures = d.stop()
+        self.assertEqual(instance_processes(self.pf), [])
+        self.assertEqual(failures, [])
 
 
 if __name__ == "__main__":
