@@ -95,17 +95,21 @@ keyindex_new(sg_addr_key_fn addr_key)
 	return idx;
 }
 
-/* The array filed under addr's folded form; NULL when it is no address.
- * (transfer none) */
+/* The array filed under the address of a user id or certificate: as it
+ * is written there, ASCII letters folded, exactly as gpg's "<addr>"
+ * search, `keys remove` and the README match it. Only the envelope side
+ * is canonicalised (lookup): a key whose address merely canonicalises to
+ * another's ("<bob@partner.example.>", a source route, a comment) is not
+ * that address's key. (transfer none) */
 static GArray *
-slot(GHashTable *table, sg_addr_key_fn addr_key, const char *addr,
-     guint elt_size)
+slot(GHashTable *table, const char *addr, guint elt_size)
 {
-	char *k = addr_key(addr);
+	char *k;
 	GArray *a;
 
-	if (k == NULL)
+	if (strchr(addr, '@') == NULL)
 		return NULL;
+	k = g_ascii_strdown(addr, -1);
 	a = g_hash_table_lookup(table, k);
 	if (a == NULL) {
 		a = g_array_new(FALSE, TRUE, elt_size);
@@ -164,7 +168,7 @@ index_uids(struct sg_keyindex *idx, const struct pgp_key *k, gpgme_key_t key)
 
 		if (uid->email == NULL || *uid->email == '\0')
 			continue;
-		a = slot(idx->pgp, idx->addr_key, uid->email, sizeof(m));
+		a = slot(idx->pgp, uid->email, sizeof(m));
 		if (a == NULL)
 			continue;
 		/* Several user ids of one key with the same address. */
@@ -407,7 +411,7 @@ index_certs(struct sg_keyindex *idx)
 		    X509_get1_email(sk_X509_value(idx->certs, i));
 
 		for (int e = 0; e < sk_OPENSSL_STRING_num(emails); e++) {
-			GArray *a = slot(idx->smime, idx->addr_key,
+			GArray *a = slot(idx->smime,
 			    sk_OPENSSL_STRING_value(emails, e), sizeof(int));
 
 			/* Two addresses of one certificate that fold alike. */
@@ -515,11 +519,16 @@ sg_keyindex_has_smime_key(const struct sg_keyindex *idx, const char *fpr)
 
 /* ---- deactivated identities ---- */
 
-static void
-index_deactivated(struct sg_keyindex *idx, const struct sg_keystore *ks)
+static int
+index_deactivated(struct sg_keyindex *idx, const struct sg_keystore *ks,
+		  struct sg_err *err)
 {
-	char **lines = sg_keystore_read_deactivated(ks);
+	char **lines;
+	int rc;
 
+	rc = sg_keystore_read_deactivated(ks, &lines, err);
+	if (rc < 0)
+		return rc;
 	for (char **l = lines; *l != NULL; l++) {
 		char *k;
 
@@ -532,6 +541,7 @@ index_deactivated(struct sg_keyindex *idx, const struct sg_keystore *ks)
 		    k != NULL ? k : g_ascii_strdown(*l, -1));
 	}
 	g_strfreev(lines);
+	return SG_OK;
 }
 
 bool
@@ -587,8 +597,9 @@ build_index(const struct sg_keystore *ks, sg_addr_key_fn addr_key,
 		rc = index_openpgp(idx, ks, err);
 		if (rc == 0)
 			rc = index_smime(idx, ks, err);
+		if (rc == 0)
+			rc = index_deactivated(idx, ks, err);
 		if (rc == 0) {
-			index_deactivated(idx, ks);
 			*out = idx;
 			return SG_OK;
 		}

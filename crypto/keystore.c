@@ -196,24 +196,29 @@ sg_keystore_free(struct sg_keystore *ks)
 	free(ks);
 }
 
-static char **
-read_deactivated(const struct sg_keystore *ks)
+/* The lines of the deactivated file; a file that is not there is empty,
+ * one that cannot be read is an error: never "nobody deactivated". */
+int
+sg_keystore_read_deactivated(const struct sg_keystore *ks, char ***lines,
+			     struct sg_err *err)
 {
 	char *path = g_build_filename(ks->dir, "deactivated", NULL);
-	char *data = NULL, **lines;
+	char *data = NULL;
+	GError *gerr = NULL;
+	int rc = SG_OK;
 
-	if (!g_file_get_contents(path, &data, NULL, NULL))
-		data = g_strdup("");
-	lines = g_strsplit(data, "\n", -1);
+	if (!g_file_get_contents(path, &data, NULL, &gerr)) {
+		if (g_error_matches(gerr, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+			data = g_strdup("");
+		else
+			rc = sg_err_set(err, SG_EKEYSTORE, "cannot read %s: %s",
+			    path, gerr->message);
+		g_error_free(gerr);
+	}
+	*lines = rc == 0 ? g_strsplit(data, "\n", -1) : NULL;
 	g_free(data);
 	g_free(path);
-	return lines;
-}
-
-char **
-sg_keystore_read_deactivated(const struct sg_keystore *ks)
-{
-	return read_deactivated(ks);
+	return rc;
 }
 
 bool
@@ -224,7 +229,9 @@ sg_keystore_deactivated(const struct sg_keystore *ks, const char *addr)
 
 	if (ks->index != NULL)
 		return sg_keyindex_deactivated(ks->index, addr);
-	lines = read_deactivated(ks);
+	/* Unreadable: everybody counts as deactivated. */
+	if (sg_keystore_read_deactivated(ks, &lines, &(struct sg_err){ 0 }) < 0)
+		return true;
 	for (char **l = lines; *l != NULL && !found; l++)
 		found = **l && g_ascii_strcasecmp(g_strstrip(*l), addr) == 0;
 	g_strfreev(lines);
@@ -235,13 +242,19 @@ int
 sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
 			    bool on, bool *changed, struct sg_err *err)
 {
-	char **lines = read_deactivated(ks);
-	GString *out = g_string_new(NULL);
-	char *path = g_build_filename(ks->dir, "deactivated", NULL);
+	char **lines;
+	GString *out;
+	char *path;
 	GError *gerr = NULL;
 	bool present = false;
-	int rc = SG_OK;
+	int rc;
 
+	*changed = false;
+	rc = sg_keystore_read_deactivated(ks, &lines, err);
+	if (rc < 0)
+		return rc;
+	out = g_string_new(NULL);
+	path = g_build_filename(ks->dir, "deactivated", NULL);
 	for (char **l = lines; *l != NULL; l++) {
 		g_strstrip(*l);
 		if (**l == '\0')
@@ -256,8 +269,14 @@ sg_keystore_set_deactivated(const struct sg_keystore *ks, const char *addr,
 	*changed = present != on;
 	if (on && !present)
 		g_string_append_printf(out, "%s\n", addr);
+	/* The generation is bumped before and after the change: a command
+	 * killed between the change and the second bump has still made the
+	 * change visible (see sg_keystore_bump). */
+	if (*changed)
+		rc = sg_keystore_bump(ks->dir, err);
 	/* g_file_set_contents writes aside and renames. */
-	if (*changed && !g_file_set_contents(path, out->str, -1, &gerr)) {
+	if (rc == 0 && *changed &&
+	    !g_file_set_contents(path, out->str, -1, &gerr)) {
 		rc = sg_err_set(err, SG_EKEYSTORE, "cannot write %s: %s", path,
 		    gerr->message);
 		g_error_free(gerr);
@@ -498,6 +517,14 @@ sg_keystore_stage_commit(const char *part, char *copy, struct sg_err *err)
 		    strerror(errno));
 	if (fd >= 0)
 		close(fd);
+	/* Bumped before the exchange too: a command killed after it has
+	 * still announced the change (see sg_keystore_bump). */
+	if (rc == 0) {
+		char *dir = g_path_get_dirname(part);
+
+		rc = sg_keystore_bump(dir, err);
+		g_free(dir);
+	}
 	if (rc == 0 && renameat2(AT_FDCWD, copy, AT_FDCWD, part,
 	    RENAME_EXCHANGE) < 0)
 		rc = sg_err_set(err, SG_EKEYSTORE, "cannot replace %s atomically: "
@@ -515,8 +542,9 @@ sg_keystore_stage_commit(const char *part, char *copy, struct sg_err *err)
 
 /*
  * The generation file. A change replaces it (written aside, then renamed)
- * after the change itself is in place, so a gateway that sees a new
- * generation finds the change complete. Its identity (inode), times and
+ * before and after the change itself: a gateway that builds a snapshot
+ * between the two sees the second bump too, and a change whose command
+ * is killed before the second has still been announced by the first. Its identity (inode), times and
  * size change with every replacement: one stat() per message tells a
  * daemon whether its snapshot is current.
  */

@@ -12,7 +12,9 @@ int sg_keystore_check_links(const char *dir, struct sg_err *err);
 void sg_keyindex_free(struct sg_keyindex *idx);
 bool sg_keyindex_deactivated(const struct sg_keyindex *idx, const char *addr);
 
-/* The deactivated file's lines, unparsed. (transfer full) */
-char **sg_keystore_read_deactivated(const struct sg_keystore *ks);
+/* The deactivated file's lines, unparsed (transfer full); an unreadable
+ * file is an error, a missing one empty. */
+int sg_keystore_read_deactivated(const struct sg_keystore *ks, char ***lines,
+				 struct sg_err *err);
 
 #endif

@@ -1,7 +1,8 @@
 """The keystore's generation file and snapshot builds that must fail.
 
   - every change through `sealgate keys` (import, remove, deactivate,
-    reactivate) replaces the generation file with a higher number; a change
+    reactivate) replaces the generation file with a higher number (before
+    and after the change); a change
     that changes nothing (importing what is there, deactivating twice)
     leaves it alone where the command says so;
   - `sealgate process` and `policy explain` decide from a snapshot of the
@@ -9,8 +10,13 @@
     short, a directory) or a certificate file that does not parse is an
     error (exit 1, naming it), never a keystore without those keys, which
     would send mail in clear to a partner whose key is there;
-  - addresses of keys are matched in canonical form: the recipient
-    `<Carol@Partner.Example.>` finds carol@partner.example's key.
+  - the envelope address is canonicalised: the recipient
+    `<Carol@Partner.Example.>` finds carol@partner.example's key; but a
+    key's own address is taken as written: a key whose user id is only
+    `<carol@partner.example.>` (or quoted, or with a source route) is not
+    carol's key, whatever it canonicalises to;
+  - a `deactivated` file that cannot be read fails the snapshot (exit 1),
+    never "nobody is deactivated".
 """
 
 import os
@@ -78,19 +84,58 @@ class KeystoreSnapshot(unittest.TestCase):
         self.assertEqual(st.st_mode & 0o777, 0o600)
         steps = [("deactivate", CAROL), ("reactivate", CAROL), ("remove", CAROL),
                  ("import", FX["carol_pub"])]
-        for n, step in enumerate(steps, 1):
+        last = first
+        for step in steps:
             self.keys(*step)
-            self.assertEqual(self.generation(), first + n, step)
-            self.assertNotEqual(os.stat(self.gen).st_ino, st.st_ino, step)
-            st = os.stat(self.gen)
+            self.assertGreater(self.generation(), last, step)
+            now = os.stat(self.gen)
+            self.assertNotEqual((now.st_ino, now.st_mtime_ns, now.st_ctime_ns),
+                                (st.st_ino, st.st_mtime_ns, st.st_ctime_ns), step)
+            st = now
+            last = self.generation()
         self.keys("reactivate", CAROL)                  # already active
-        self.assertEqual(self.generation(), first + len(steps))
+        self.assertEqual(self.generation(), last)
 
     def test_canonical_address_finds_the_key(self):
         self.keys("import", FX["carol_pub"])
         cp = self.explain("<Carol@Partner.Example.>")
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertIn("class: openpgp", cp.stdout)
+
+    def test_key_address_taken_as_written(self):
+        tmp = sgtest.tmpdir("sgksuid")
+        uids = ["<carol@partner.example.>", '<"carol"@partner.example>',
+                "<@evil.example:carol@partner.example>"]
+        for n, uid in enumerate(uids):
+            with self.subTest(uid=uid):
+                home = sgtest.GpgHome(os.path.join(tmp, "m%d" % n))
+                home.gpg("--quick-gen-key", "Mallory %s" % uid, "default",
+                         "default", "never")
+                pub = os.path.join(tmp, "m%d.asc" % n)
+                write(pub, home.gpg("--armor", "--export").stdout)
+                home.kill()
+                gw = sgtest.policy_gateway(os.path.join(tmp, "gw%d" % n), POLICY)
+                cp = gw.run("keys", "-c", gw.policy, "import", pub)
+                self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+                cp = gw.run("policy", "explain", "-c", gw.policy, "--from",
+                            sgtest.SENDER, "--to", CAROL, "--client-ip",
+                            "127.0.0.1")
+                self.assertEqual(cp.returncode, 0, cp.stderr)
+                self.assertIn("class: plain", cp.stdout)
+
+    def test_unreadable_deactivated_file_is_an_error(self):
+        self.keys("import", FX["carol_pub"])
+        path = os.path.join(self.gw.keystore, "deactivated")
+        os.mkdir(path)
+        cp = self.explain()
+        self.assertEqual(cp.returncode, 1, cp.stdout)
+        self.assertIn("deactivated", cp.stderr)
+        rc, out, err = self.gw.process(
+            sgtest.make_message(sgtest.std_headers(), "text\n"),
+            sgtest.SENDER, [CAROL])
+        self.assertEqual((rc, out), (1, None), err)
+        os.rmdir(path)
+        self.assertEqual(self.explain().returncode, 0)
 
     def test_unreadable_keyring_is_an_error(self):
         self.keys("import", FX["carol_pub"])
