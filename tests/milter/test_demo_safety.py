@@ -74,7 +74,11 @@ def snapshot(top):
     return out
 
 
-class Safety(unittest.TestCase):
+class DemoCase(unittest.TestCase):
+    """A private Postfix must be possible here; each test gets its own
+    directory (searchable by the postfix user) with a copy of
+    policy.yaml.example."""
+
     @classmethod
     def setUpClass(cls):
         ok, why = postfix.can_run()
@@ -82,11 +86,16 @@ class Safety(unittest.TestCase):
             sgtest.skip_file(why)
         cls.bin = sgtest.require_binary()
 
-    def setUp(self):
-        self.tmp = sgtest.tmpdir("sgsafe")
+    def new_tmp(self, prefix):
+        self.tmp = sgtest.tmpdir(prefix)
         os.chmod(self.tmp, 0o755)
         self.policy = os.path.join(self.tmp, "policy.yaml")
         shutil.copy(os.path.join(ROOT, "policy.yaml.example"), self.policy)
+
+
+class Safety(DemoCase):
+    def setUp(self):
+        self.new_tmp("sgsafe")
         # What root owns and another user must not get at.
         self.victim = os.path.join(self.tmp, "victim")
         os.mkdir(self.victim, 0o700)
@@ -349,19 +358,9 @@ def instance_processes(pf):
     return out
 
 
-class Stop(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        ok, why = postfix.can_run()
-        if not ok:
-            sgtest.skip_file(why)
-        cls.bin = sgtest.require_binary()
-
+class Stop(DemoCase):
     def setUp(self):
-        self.tmp = sgtest.tmpdir("sgstop")
-        os.chmod(self.tmp, 0o755)           # the postfix user works in it
-        self.policy = os.path.join(self.tmp, "policy.yaml")
-        shutil.copy(os.path.join(ROOT, "policy.yaml.example"), self.policy)
+        self.new_tmp("sgstop")
         self.dir = os.path.join(self.tmp, "demo")
         self.pf = os.path.join(self.dir, "postfix")
         self.keystore = os.path.join(self.tmp, "keys-example", "store")
@@ -373,7 +372,9 @@ class Stop(unittest.TestCase):
                             "stop"], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=60)
-        time.sleep(1)
+        deadline = time.monotonic() + 10
+        while instance_processes(self.pf) and time.monotonic() < deadline:
+            time.sleep(0.1)
         for pid, _ in instance_processes(self.pf):
             os.kill(pid, signal.SIGKILL)
 
