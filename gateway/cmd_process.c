@@ -6,42 +6,8 @@
 
 #include "msgfile.h"
 #include "sealgate/msg.h"
-#include "sealgate/openpgp.h"
 #include "sealgate/pipeline.h"
 #include "sealgate.h"
-
-/* The milter answers a recipient of another class with 452 at RCPT time;
- * here the whole run answers tempfail and names them. */
-static bool
-classes_agree(struct sg_msg *msg, const struct sg_policy *pol,
-	      const struct sg_keystore *ks)
-{
-	enum sg_class first = SG_CLASS_NONE;
-	char fpr[SG_FPR_MAX];
-	bool agree = true;
-
-	for (guint i = 0; i < msg->rcpts->len; i++) {
-		struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
-
-		if (sg_pipeline_classify(pol, ks, msg, r->addr, &r->cls,
-		    fpr, NULL) < 0) {
-			sg_tprintf(stderr, "451 4.3.0 <%s>: key lookup failed\n",
-			    r->addr);
-			return false;
-		}
-		if (sg_class_method(r->cls) >= 0)
-			r->key_fpr = g_strdup(fpr);
-		if (first == SG_CLASS_NONE)
-			first = r->cls;
-		if (r->cls != first) {
-			sg_tprintf(stderr, "452 4.5.3 <%s>: needs a separate transaction "
-			    "(%s, not %s)\n", r->addr, sg_class_name(r->cls),
-			    sg_class_name(first));
-			agree = false;
-		}
-	}
-	return agree;
-}
 
 /* The verdict line (first, parsed by scripts) and, next to it, which
  * client the run assumed. */
@@ -83,11 +49,8 @@ sg_cmd_process(int argc, char **argv)
 		}
 		goto out;
 	}
-	if (!classes_agree(cli.msg, cli.pol, cli.ks)) {
-		print_verdict(&cli, SG_VERDICT_TEMPFAIL);
-		code = SG_EXIT_TEMPFAIL;
-		goto out;
-	}
+	/* The pipeline's class check answers a recipient of another class
+	 * with tempfail 452, where the milter answers it at RCPT time. */
 	sg_pipeline_run(cli.msg, cli.pol, cli.ks, &res);
 	print_verdict(&cli, res.verdict);
 	if (res.rule != NULL)

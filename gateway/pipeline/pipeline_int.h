@@ -1,4 +1,5 @@
-/* Shared by the pipeline's files (pipeline.c, protect.c). */
+/* Shared by the pipeline's files: result.c, classify.c, plan.c,
+ * protect.c, inbound*.c, pipeline.c. */
 #ifndef SEALGATE_PIPELINE_INT_H
 #define SEALGATE_PIPELINE_INT_H
 
@@ -30,6 +31,19 @@ int sg_classify_external(const struct sg_keystore *ks, const char *rcpt,
 			 const struct sg_methods *methods,
 			 sg_find_key_fn *const find[SG_MAX_METHODS],
 			 enum sg_class *out, char *key_fpr, char **why);
+
+/* The class of the transaction in out. Recipients classified at RCPT
+ * time keep that class (and key); the others are classified now. All
+ * must agree: when one does not, res holds tempfail 452 4.5.3 naming it
+ * (the MTA delivers it in a separate transaction) and out is untouched.
+ * Negative on internal errors (res then says tempfail). */
+int sg_classify_transaction(struct sg_msg *msg, const struct sg_policy *pol,
+			    const struct sg_keystore *ks,
+			    struct sg_result *res, enum sg_class *out);
+
+/* The deciding rule's name for replies and the log: rule, or
+ * "outbound.default" for the policy's default (NULL). */
+const char *sg_plan_rule_label(const char *rule);
 
 /* Sets in res the refusal plan calls for, and returns true; false when
  * it calls for none. Recipients without a usable key under

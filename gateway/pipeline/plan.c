@@ -2,8 +2,7 @@
  * include/sealgate/plan.h. */
 #include <string.h>
 
-#include "sealgate/pipeline.h"
-#include "sealgate/plan.h"
+#include "pipeline_int.h"
 #include "sealgate/smime.h"
 
 static void
@@ -270,3 +269,58 @@ sg_plan_clear(struct sg_plan *plan)
 			g_string_free(plan->missing[i], TRUE);
 	memset(plan, 0, sizeof(*plan));
 }
+const char *
+sg_plan_rule_label(const char *rule)
+{
+	return rule != NULL ? rule : "outbound.default";
+}
+
+static bool
+refuse_one(const struct sg_plan *plan, int m, struct sg_result *res)
+{
+	const char *what = plan->missing_what[m];
+	bool sign = what != NULL && strcmp(what, "signing key") == 0;
+	const char *rule = sg_plan_rule_label(plan->missing_rule[m]);
+
+	char *denied;
+
+	if (plan->missing[m] == NULL)
+		return false;
+	/* A client that may not sign as the sender is told so, naming it. */
+	denied = sign && plan->signers.denied ?
+	    g_strdup_printf(" (sender <%s> may not sign: %s)",
+	    plan->sender, plan->signers.why[0]) : g_strdup("");
+	if (m == SG_MISSING_REJECT)
+		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		    "%s required by rule \"%s\"; no usable %s for: %s%s",
+		    sign ? "signing" : "encryption", rule, what,
+		    plan->missing[m]->str, denied);
+	else
+		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.7.1",
+		    "%s required by rule \"%s\"; no usable %s for: %s%s; "
+		    "try again later", sign ? "signing" : "encryption", rule, what,
+		    plan->missing[m]->str, denied);
+	sg_result_reason(res, "no usable %s (rule %s)%s", what, rule, denied);
+	g_free(denied);
+	return true;
+}
+
+bool
+sg_plan_refusal(const struct sg_plan *plan, struct sg_result *res)
+{
+	/* Recipients without a usable key. */
+	if (refuse_one(plan, SG_MISSING_REJECT, res) ||
+	    refuse_one(plan, SG_MISSING_TEMPFAIL, res))
+		return true;
+	if (plan->conflict) {
+		/* Rules that pick methods some recipients (or the sender)
+		 * have no key for; never fall back to less protection. */
+		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		    "the policy asks for different protection for the "
+		    "recipients of this message; send to them separately");
+		sg_result_reason(res, "conflicting outcomes in one transaction");
+		return true;
+	}
+	return false;
+}
+

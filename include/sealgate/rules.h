@@ -7,6 +7,7 @@
 
 #include <glib.h>
 
+#include "sealgate/header.h"
 #include "sealgate/msg.h"
 #include "sealgate/policy.h"
 
@@ -31,26 +32,6 @@ void sg_facts_clear(struct sg_facts *f);
  * one without matches its domain; '*' and '?' are wildcards, and
  * "*.example.com" matches the subdomains of example.com. Case-insensitive. */
 bool sg_glob_match(const char *pattern, const char *addr);
-
-/* Appends to names the label names of an msip_labels header value
- * (MSIP_Label_<guid>_Name=...), except labels marked Enabled=false. */
-void sg_mip_labels(const char *value, GPtrArray *names);
-
-/* Text with folded lines joined (a line break before white space
- * removed); other line breaks stay. (transfer full) */
-char *sg_header_unfold(const char *text);
-
-/* Header value unfolded and RFC 2047 decoded. (transfer full) */
-char *sg_header_decode(const char *value);
-
-/* The Subject without tag (every case-insensitive occurrence, and the
- * white space that separated it), or NULL when tag is not in it.
- * (transfer full) */
-char *sg_subject_strip_tag(const char *subject, const char *tag);
-
-/* A Subject header value for text: RFC 2047 encoded when it is not ASCII,
- * folded. (transfer full) */
-char *sg_subject_encode(const char *text);
 
 /* True when the rule has no condition that needs the message content. */
 bool sg_rule_envelope_only(const struct sg_rule *rule);

@@ -162,8 +162,9 @@ class EnvelopeCanon(unittest.TestCase):
                 rc, out, err = self.process(SENDER, [ERIN, bob])
                 self.assertEqual(rc, 3, err)
                 self.assertIsNone(out)
-                self.assertIn("452 4.5.3 <%s>: needs a separate transaction "
-                              "(internal, not plain)" % BOB, err.splitlines(), err)
+                self.assertIn("452 4.5.3 recipient <%s> needs a different "
+                              "treatment (internal, not plain); deliver it in a "
+                              "separate transaction" % BOB, err.splitlines(), err)
         # Two forms of one partner mailbox are one class: no split.
         self.assert_encrypted(SENDER, CAROL)
         msg = self.msg()
