@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 
-import milterclient
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tests", "lib"))
+import milterclient  # noqa: E402
 
 PADDING = 500
 

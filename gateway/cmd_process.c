@@ -51,7 +51,7 @@ sg_cmd_process(int argc, char **argv)
 	}
 	/* The pipeline's class check answers a recipient of another class
 	 * with tempfail 452, where the milter answers it at RCPT time. */
-	sg_pipeline_run(cli.msg, cli.pol, cli.ks, &res);
+	sg_pipeline_run(cli.msg, cli.pol, cli.ks, NULL, &res);
 	print_verdict(&cli, res.verdict);
 	if (res.rule != NULL)
 		sg_tprintf(stderr, "rule: %s\n", res.rule);

@@ -347,10 +347,18 @@ log_summary(struct conn *c, const struct sg_result *res)
 	g_string_free(keys, TRUE);
 }
 
+/* Long work goes on: the MTA restarts its timeout. */
+static void
+on_progress(void *ctx)
+{
+	smfi_progress(ctx);
+}
+
 static sfsistat
 cb_eom(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
+	struct sg_progress progress;
 	struct sg_result res;
 	sfsistat st;
 
@@ -360,8 +368,9 @@ cb_eom(SMFICTX *ctx)
 	if (!c->msg->in_body && sg_msg_end_headers(c->msg) < 0)
 		return tempfail(ctx, c, "cannot spool header");
 	smfi_progress(ctx);
+	sg_progress_init(&progress, on_progress, ctx);
 	sg_result_init(&res);
-	sg_pipeline_run(c->msg, c->pol, c->ks, &res);
+	sg_pipeline_run(c->msg, c->pol, c->ks, &progress, &res);
 	switch (res.verdict) {
 	case SG_VERDICT_ACCEPT:
 		st = apply_edits(ctx, &res.edits) ? SMFIS_ACCEPT : SMFIS_TEMPFAIL;

@@ -65,7 +65,7 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 static int
 run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
 	     const struct sg_keystore *ks, enum sg_class cls,
-	     struct sg_result *res)
+	     struct sg_progress *progress, struct sg_result *res)
 {
 	struct sg_plan plan;
 	struct sg_facts facts;
@@ -97,7 +97,7 @@ run_outbound(struct sg_msg *msg, const struct sg_policy *pol,
 		    sg_mime_protection_name(prot));
 		goto out;
 	}
-	rc = sg_protect(msg, pol, ks, &plan, res);
+	rc = sg_protect(msg, pol, ks, &plan, progress, res);
 out:
 	sg_plan_clear(&plan);
 	sg_facts_clear(&facts);
@@ -116,7 +116,8 @@ all_internal(const struct sg_msg *msg, const struct sg_policy *pol)
 
 int
 sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
-		const struct sg_keystore *ks, struct sg_result *res)
+		const struct sg_keystore *ks, struct sg_progress *progress,
+		struct sg_result *res)
 {
 	enum sg_class cls = SG_CLASS_PASS;
 	int rc;
@@ -147,6 +148,6 @@ sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		sg_result_reason(res, "not outbound");
 		return SG_OK;
 	default:
-		return run_outbound(msg, pol, ks, cls, res);
+		return run_outbound(msg, pol, ks, cls, progress, res);
 	}
 }

@@ -8,6 +8,7 @@
 #include "sealgate/msg.h"
 #include "sealgate/pipeline.h"
 #include "sealgate/plan.h"
+#include "sealgate/progress.h"
 
 /* Sets the reason for the log (never message content). */
 void sg_result_reason(struct sg_result *res, const char *fmt, ...)
@@ -53,9 +54,9 @@ const char *sg_plan_rule_label(const char *rule);
 bool sg_plan_refusal(const struct sg_plan *plan, struct sg_result *res);
 
 /* Builds the protected body the plan asks for (sign, encrypt or both) and
- * the header edits that go with it. */
+ * the header edits that go with it, reporting progress (may be NULL). */
 int sg_protect(struct sg_msg *msg, const struct sg_policy *pol,
 	       const struct sg_keystore *ks, const struct sg_plan *plan,
-	       struct sg_result *res);
+	       struct sg_progress *progress, struct sg_result *res);
 
 #endif

@@ -17,6 +17,7 @@ struct entity_reader {
 	size_t head_pos;
 	struct sg_spool *spool;
 	off_t pos;
+	struct sg_progress *progress;
 };
 
 static int
@@ -34,24 +35,48 @@ entity_read(void *ctx, void *buf, size_t len, size_t *nread)
 		return SG_OK;
 	}
 	rc = sg_spool_read_at(er->spool, er->pos, buf, len, nread);
-	if (rc == 0)
+	if (rc == 0) {
 		er->pos += (off_t)*nread;
+		sg_progress_add(er->progress, *nread);
+	}
 	return rc;
 }
 
+/* The body being built, and the entity it protects. */
+struct job {
+	struct sg_msg *msg;
+	const struct sg_policy *pol;
+	const struct sg_keystore *ks;
+	const struct sg_plan *plan;
+	struct sg_progress *progress;
+	struct sg_result *res;
+	struct sg_spool *body;     /* the new body */
+	char *ctype;               /* its Content-Type */
+	GMimeStream *in;           /* what sign() signs */
+	struct sg_err err;
+};
+
+/* Reads j->in. */
 static int
 stream_read(void *ctx, void *buf, size_t len, size_t *nread)
 {
-	ssize_t n = g_mime_stream_read(ctx, buf, len);
+	struct job *j = ctx;
+	ssize_t n;
 
+	n = g_mime_stream_read(j->in, buf, len);
 	*nread = n > 0 ? (size_t)n : 0;
+	sg_progress_add(j->progress, *nread);
 	return n < 0 ? SG_EIO : SG_OK;
 }
 
+/* Writes to j->body. */
 static int
-spool_write_crlf(void *ctx, const void *buf, size_t len)
+body_write(void *ctx, const void *buf, size_t len)
 {
-	return sg_spool_write_crlf(ctx, buf, len);
+	struct job *j = ctx;
+
+	sg_progress_add(j->progress, len);
+	return sg_spool_write_crlf(j->body, buf, len);
 }
 
 /* A header field as a CRLF block ending in the empty line. */
@@ -69,18 +94,6 @@ header_block(const char *name, const char *value)
 	g_string_append(s, "\r\n\r\n");
 	return s;
 }
-
-/* The body being built, and the entity it protects. */
-struct job {
-	struct sg_msg *msg;
-	const struct sg_policy *pol;
-	const struct sg_keystore *ks;
-	const struct sg_plan *plan;
-	struct sg_result *res;
-	struct sg_spool *body;     /* the new body */
-	char *ctype;               /* its Content-Type */
-	struct sg_err err;
-};
 
 static int
 new_body(struct job *j)
@@ -129,8 +142,8 @@ static int
 sign(struct job *j, int method)
 {
 	const bool pgp = method == SG_METHOD_OPENPGP;
-	struct sg_writer out = { spool_write_crlf, NULL };
-	struct sg_reader in = { stream_read, NULL };
+	struct sg_writer out = { body_write, j };
+	struct sg_reader in = { stream_read, j };
 	GMimeStream *entity = original_entity(j->msg), *e7 = NULL;
 	char boundary[64], micalg[32] = "sha-256", *text;
 	bool changed = false;
@@ -145,8 +158,7 @@ sign(struct job *j, int method)
 	rc = new_body(j);
 	if (rc < 0)
 		goto out;
-	out.ctx = j->body;
-	in.ctx = e7;
+	j->in = e7;
 	sg_mime_boundary(boundary, sizeof(boundary));
 	text = g_strdup_printf("This is a cryptographically signed message in "
 	    "MIME format.\r\n\r\n--%s\r\n", boundary);
@@ -182,6 +194,7 @@ sign(struct job *j, int method)
 		    : "application/pkcs7-signature", micalg, boundary);
 	sg_result_reason(j->res, "signed%s", changed ? " (re-encoded 7-bit)" : "");
 out:
+	j->in = NULL;
 	g_object_unref(e7);
 	return rc;
 }
@@ -191,14 +204,13 @@ out:
 static int
 encrypt_openpgp(struct job *j, struct sg_reader *in)
 {
-	struct sg_writer out = { spool_write_crlf, NULL };
+	struct sg_writer out = { body_write, j };
 	char boundary[64], *head, *tail;
 	int rc, flags = 0;
 
 	rc = new_body(j);
 	if (rc < 0)
 		return rc;
-	out.ctx = j->body;
 	sg_mime_boundary(boundary, sizeof(boundary));
 	head = sg_mime_pgp_encrypted_head(boundary);
 	tail = sg_mime_pgp_encrypted_tail(boundary);
@@ -227,14 +239,13 @@ encrypt_openpgp(struct job *j, struct sg_reader *in)
 static int
 encrypt_smime(struct job *j, struct sg_reader *in)
 {
-	struct sg_writer out = { spool_write_crlf, NULL };
+	struct sg_writer out = { body_write, j };
 	struct sg_smime_rcpt *rcpts;
 	int rc;
 
 	rc = new_body(j);
 	if (rc < 0)
 		return rc;
-	out.ctx = j->body;
 	rcpts = g_new0(struct sg_smime_rcpt, j->res->fprs->len);
 	for (guint i = 0; i < j->res->fprs->len; i++) {
 		rcpts[i].fpr = g_ptr_array_index(j->res->fprs, i);
@@ -255,7 +266,7 @@ encrypt_smime(struct job *j, struct sg_reader *in)
 static int
 encrypt(struct job *j)
 {
-	struct entity_reader er = { 0 };
+	struct entity_reader er = { .progress = j->progress };
 	struct sg_reader in = { entity_read, &er };
 	struct sg_spool *signed_body = NULL;
 	int rc;
@@ -297,7 +308,7 @@ encrypt(struct job *j)
 int
 sg_protect(struct sg_msg *msg, const struct sg_policy *pol,
 	   const struct sg_keystore *ks, const struct sg_plan *plan,
-	   struct sg_result *res)
+	   struct sg_progress *progress, struct sg_result *res)
 {
 	static const char *const smime_extra[] = {
 		"Content-Transfer-Encoding", "base64",
@@ -305,7 +316,10 @@ sg_protect(struct sg_msg *msg, const struct sg_policy *pol,
 		"Content-Description", "S/MIME Encrypted Message",
 		NULL,
 	};
-	struct job j = { msg, pol, ks, plan, res, NULL, NULL, { 0 } };
+	struct job j = {
+		.msg = msg, .pol = pol, .ks = ks, .plan = plan,
+		.progress = progress, .res = res,
+	};
 	int method = plan->encrypt ? plan->encrypt_method : plan->sign_method;
 	int rc;
 

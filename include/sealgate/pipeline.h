@@ -9,6 +9,7 @@
 #include "sealgate/keystore.h"
 #include "sealgate/msg.h"
 #include "sealgate/policy.h"
+#include "sealgate/progress.h"
 
 enum sg_verdict {
 	SG_VERDICT_ACCEPT = 0,
@@ -66,8 +67,11 @@ int sg_class_method(enum sg_class cls);
 bool sg_class_has_key(enum sg_class cls, const struct sg_methods *methods);
 
 /* Runs the message through the policy. Always leaves a verdict in res; a
- * negative return means an internal error, and res then says tempfail. */
+ * negative return means an internal error, and res then says tempfail.
+ * progress (may be NULL) is told of the work during encryption, signing
+ * and decryption. */
 int sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
-		    const struct sg_keystore *ks, struct sg_result *res);
+		    const struct sg_keystore *ks, struct sg_progress *progress,
+		    struct sg_result *res);
 
 #endif

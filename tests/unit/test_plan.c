@@ -931,7 +931,7 @@ test_pipeline_answers(void **state)
 		assert_int_equal(sg_msg_end_headers(msg), 0);
 		assert_int_equal(sg_msg_add_body(msg, "secret\r\n", 8), 0);
 		sg_result_init(&res);
-		assert_int_equal(sg_pipeline_run(msg, pol, NULL, &res), 0);
+		assert_int_equal(sg_pipeline_run(msg, pol, NULL, NULL, &res), 0);
 		if (res.verdict != rows[i].verdict ||
 		    strcmp(res.rcode, rows[i].rcode) != 0 ||
 		    strcmp(res.xcode, rows[i].xcode) != 0 ||

@@ -1,5 +1,6 @@
-"""A minimal milter-protocol client (the MTA side), for benchmarks that
-drive `sealgate milter` directly, without an MTA's own costs in the figures.
+"""A minimal milter-protocol client (the MTA side), for tests that watch
+the protocol itself (progress reports) and for benchmarks that drive
+`sealgate milter` directly, without an MTA's own costs in the figures.
 
 It speaks protocol version 6 as Postfix does: option negotiation offering no
 protocol shortcuts, so the milter answers every step; then connect, HELO,
@@ -102,7 +103,9 @@ def split_message(msg):
 def send_message(address, sender, rcpts, msg, queue_id="BENCH1",
                  client=("localhost", "127.0.0.1")):
     """One SMTP session with one message through the milter at address
-    (see Connection). Returns (final answer, [(modification code, data)])."""
+    (see Connection). Returns (final answer, [(code, data)]): the
+    modifications and progress reports (b"p") after end of message, in
+    order."""
     conn = Connection(address)
     try:
         negotiate(conn)
@@ -136,8 +139,7 @@ def send_message(address, sender, rcpts, msg, queue_id="BENCH1",
                 if code in FINAL:
                     answer = FINAL[code]
                     break
-                if code != b"p":          # progress: keep waiting
-                    mods.append((code, data))
+                mods.append((code, data))   # b"p" (progress): keep waiting
         return answer, mods
     finally:
         conn.close()

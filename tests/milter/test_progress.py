@@ -1,0 +1,95 @@
+"""The milter reports progress to the MTA while it works on a large
+message (smfi_progress: the MTA restarts its content timeout), so a slow
+encryption is not cut off by the MTA's timeout.
+
+Watched at the protocol level (tests/lib/milterclient.py speaks the
+MTA's side), since an MTA does not log progress reports: a message of
+SIZE bytes encrypted to carol's OpenPGP key must bring at least one report
+per MiB read (sealgate reports every 1 MiB read or written, or every
+second), before the body is replaced and the message accepted. Without
+reports during the work, only the one sent when the work starts arrives.
+"""
+import os
+import subprocess
+import time
+import unittest
+
+import milterclient
+import sgtest
+
+SIZE = 8 * 1024 * 1024
+
+
+def wait_for_socket(path, proc, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class Progress(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        sgtest.require_binary()
+        sgtest.require_program("gpg")
+        cls.tmp = sgtest.tmpdir("sgprog")
+        cls.sock = os.path.join(cls.tmp, "milter.sock")
+        cls.carol, _fpr = sgtest.new_key_home(cls.tmp, sgtest.CAROL)
+        cls.gw = sgtest.Gateway(os.path.join(cls.tmp, "gw"),
+                                socket="unix:" + cls.sock)
+        key = sgtest.export_public_key(cls.tmp, cls.carol, sgtest.CAROL)
+        cls.gw.import_keys_checked(key)
+        cls.log = open(os.path.join(cls.tmp, "milter.log"), "wb")
+        cls.proc = subprocess.Popen(
+            [cls.gw.bin, "milter", "-c", cls.gw.policy, "-f"],
+            stdout=cls.log, stderr=cls.log, stdin=subprocess.DEVNULL)
+        if not wait_for_socket(cls.sock, cls.proc):
+            cls.tearDownClass()
+            raise RuntimeError("the milter did not start")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.proc.poll() is None:
+            cls.proc.terminate()
+            try:
+                cls.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cls.proc.kill()
+                cls.proc.wait()
+        cls.log.close()
+        sgtest.kill_agents_under(cls.tmp)
+
+    def message(self, size):
+        line = (sgtest.MARKER + " quarterly figures, confidential\r\n").encode()
+        return sgtest.make_message(sgtest.std_headers(),
+                                   line * (size // len(line) + 1))
+
+    def test_large_encryption_reports_progress(self):
+        msg = self.message(SIZE)
+        answer, mods = milterclient.send_message(
+            self.sock, sgtest.SENDER, [sgtest.CAROL], msg)
+        codes = [code for code, _data in mods]
+        self.assertEqual(answer, "accept", codes[:5])
+        self.assertIn(b"b", codes, "the body was not replaced")
+        reports = codes.count(b"p")
+        self.assertGreaterEqual(reports, SIZE // (1024 * 1024),
+                                "%d progress reports for %d bytes" % (reports, SIZE))
+        # Reports come while working, before the new body.
+        self.assertLess(len(codes) - codes[::-1].index(b"p") - 1, codes.index(b"b"))
+        # The work reported on was done: carol reads the whole body.
+        body = b"".join(data for code, data in mods if code == b"b")
+        self.assertNotIn(sgtest.MARKER.encode(), body)
+        start = body.index(b"-----BEGIN PGP MESSAGE-----")
+        end = body.index(b"-----END PGP MESSAGE-----") + 25
+        rc, plain, err = self.carol.decrypt(body[start:end])
+        self.assertTrue(sgtest.decryption_succeeded(rc, err), err[-2000:])
+        self.assertEqual(sgtest.split_header_body(sgtest.canon(plain))[1],
+                         sgtest.split_header_body(msg)[1])
+
+
+if __name__ == "__main__":
+    unittest.main()
