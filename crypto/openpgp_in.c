@@ -21,9 +21,12 @@ int
 sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 		      int *integrity, struct sg_err *err)
 {
-	GByteArray *bin = sg_pgp_dearmor(data, len);
+	GByteArray *bin = sg_openpgp_binary(data, len);
 	size_t off = 0, blen, h;
 	int tag, found = 0, skesk = 0;
+
+	if (bin == NULL)
+		return sg_err_set(err, SG_EMALFORMED, "malformed armor");
 
 	while ((h = sg_pgp_packet_header(bin->data + off, bin->len - off, &tag,
 	    &blen)) != 0) {

@@ -97,14 +97,22 @@ typedef void (*sg_openpgp_list_cb)(const struct sg_openpgp_identity *id,
 int sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 		    sg_openpgp_list_cb cb, void *arg, struct sg_err *err);
 
+/* The binary packets of an OpenPGP message: for armor (data starts with
+ * "-----" after white space), exactly one "PGP MESSAGE" block with only
+ * white space around it, decoded; a line of only white space, including
+ * the no-break space U+00A0, counts as the armor's empty line. Binary data
+ * as it is. NULL for malformed armor. (transfer full) */
+GByteArray *sg_openpgp_binary(const void *data, size_t len);
+
 /* Integrity protection of an OpenPGP encrypted message. */
 enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
 
 /* Appends the key ids (16 upper-case hex digits; all zeros for a hidden
  * recipient) of the public-key encrypted session keys at the start of an
- * OpenPGP message (armored or binary), and tells from the packet that
- * follows whether the data is integrity protected. SG_EMALFORMED when
- * there is no session key packet. */
+ * OpenPGP message (armored or binary, see sg_openpgp_binary), and tells
+ * from the packet that follows whether the data is integrity protected.
+ * SG_EMALFORMED for malformed armor or when there is no session key
+ * packet. */
 int sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 			  int *integrity, struct sg_err *err);
 
