@@ -161,6 +161,19 @@ parse_pem_block(struct parsed *p, const char *name, const char *header,
 		sk_X509_push(p->certs, cert);
 		return SG_OK;
 	}
+	if (strcmp(name, "PKCS12") == 0) {
+		/* gpgsm --armor --export-secret-key-p12 */
+		PKCS12 *p12 = d2i_PKCS12(NULL, &q, len);
+		int rc;
+
+		if (p12 == NULL || q != der + len) {
+			PKCS12_free(p12);
+			return sg_ssl_fail(err, SG_EINVAL, "bad PKCS#12 block");
+		}
+		rc = parse_pkcs12(p, p12, pass, err);
+		PKCS12_free(p12);
+		return rc;
+	}
 	if (strcmp(name, "PKCS7") == 0) {
 		int rc;
 
