@@ -185,8 +185,12 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	const GByteArray *cipher = bin;
 
 	d->method = "openpgp";
-	rc = bin != NULL ? sg_openpgp_recipients(cipher->data, cipher->len, ids,
-	    &integrity, err) : sg_err_set(err, SG_EMALFORMED, "malformed armor");
+	/* The packets are read from the armor as it came (decoded once, as
+	 * for gpg): packets of bin read as armor again would be another
+	 * armor that gpg decodes with its own reader. */
+	rc = bin != NULL ? sg_openpgp_recipients(armored->data, armored->len,
+	    ids, &integrity, err) : sg_err_set(err, SG_EMALFORMED,
+	    "malformed armor");
 	/* Without MDC or AEAD there is nothing to decrypt: gpg would write
 	 * unauthenticated plaintext before it noticed. */
 	if (rc == 0 && integrity == SG_PGP_NONE)
