@@ -22,6 +22,7 @@ struct parsed {
 	STACK_OF(X509) *certs;
 	GPtrArray *keys;        /* EVP_PKEY * */
 	STACK_OF(X509) *stored; /* the store's certificates, when keys */
+	uint64_t pbe_iterations; /* key derivation of the file so far */
 };
 
 bool
@@ -87,7 +88,8 @@ parse_pkcs12(struct parsed *p, PKCS12 *p12, const char *pass,
 
 	/* Iteration counts are the sender's: bounded before any derivation
 	 * (the MAC check derives a key already). */
-	rc = sg_pbe_check_pkcs12(p12, pass ? pass : "", err);
+	rc = sg_pbe_check_pkcs12(p12, pass ? pass : "", &p->pbe_iterations,
+	    err);
 	if (rc < 0)
 		return rc;
 	if (!PKCS12_verify_mac(p12, pass ? pass : "", -1) &&
@@ -185,7 +187,7 @@ parse_pem_block(struct parsed *p, const char *name, const char *header,
 		return rc;
 	}
 	if (strcmp(name, "ENCRYPTED PRIVATE KEY") == 0) {
-		int rc = sg_pbe_check_pkcs8(der, len, err);
+		int rc = sg_pbe_check_pkcs8(der, len, &p->pbe_iterations, err);
 
 		if (rc < 0)
 			return rc;
