@@ -228,6 +228,7 @@ parse_pem(struct parsed *p, const void *data, size_t len, const char *pass,
 	char *name = NULL, *header = NULL;
 	unsigned char *der = NULL;
 	long dlen = 0;
+	unsigned long e;
 	int rc = SG_OK, blocks = 0;
 
 	while (rc == 0 && PEM_read_bio(b, &name, &header, &der, &dlen) == 1) {
@@ -237,6 +238,13 @@ parse_pem(struct parsed *p, const void *data, size_t len, const char *pass,
 		OPENSSL_free(header);
 		OPENSSL_free(der);
 	}
+	/* The end of the file, or a block that is cut or malformed: never
+	 * the blocks before it alone. */
+	e = ERR_peek_last_error();
+	if (rc == 0 && blocks > 0 && (ERR_GET_LIB(e) != ERR_LIB_PEM ||
+	    ERR_GET_REASON(e) != PEM_R_NO_START_LINE))
+		rc = sg_err_set(err, SG_EINVAL, "malformed PEM block after "
+		    "block %d", blocks);
 	ERR_clear_error();
 	BIO_free(b);
 	if (rc == 0 && blocks == 0)

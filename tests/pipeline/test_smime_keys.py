@@ -499,6 +499,21 @@ class Import(unittest.TestCase):
         smimetest.write_file(cut, b"\n".join(lines[:begin + 3] + [b"-----END PKCS12-----", b""]))
         self.assert_refused(gw, cut, "bad PKCS#12 block", "--passphrase-file", self.passfile)
 
+    def test_refuse_certificate_and_cut_pkcs12_block(self):
+        # The key's block is cut before its END line: the certificate in
+        # front of it is not imported alone, as if the file had no key.
+        gw = self.new_gateway()
+        path = self.gpgsm_armored_pkcs12(self.rita, "rita-after-cert")
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+        with open(self.rita.cert, "rb") as f:
+            cert = f.read()
+        begin = lines.index(b"-----BEGIN PKCS12-----")
+        cut = os.path.join(self.tmp, "rita-cert-cut.pem")
+        smimetest.write_file(cut, cert + b"\n".join(lines[begin:begin + 3] + [b""]))
+        self.assert_refused(gw, cut, "malformed PEM block", "--passphrase-file",
+                            self.passfile)
+
     def test_private_key_after_certificate(self):
         gw = self.new_gateway()
         self.assert_imported(self.keys_import(gw, self.paul.cert), [self.paul])
