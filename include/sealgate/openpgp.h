@@ -66,26 +66,35 @@ struct sg_openpgp_import {
 	int *changed;           /* per fprs entry: new or updated */
 };
 
-/* Checks every key in data (in a throwaway GnuPG home): a revoked or
- * expired key, one without a usable encryption subkey, or RSA below 2048
- * bits is refused (SG_EINVAL, err names the key). *keys: how many. */
-int sg_openpgp_check(const void *data, size_t len, unsigned *keys,
+/* Checks every key in data (in a throwaway GnuPG home): a key without a
+ * usable encryption subkey, or RSA below 2048 bits is refused (SG_EINVAL,
+ * err names the key). A revoked or expired key is refused too unless the
+ * file holds the secret part of one of its encryption (sub)keys and one
+ * of its user ids that is not revoked itself names an address that
+ * internal says is internal: it then enters to decrypt only (never to
+ * encrypt or sign). *keys: how many. */
+int sg_openpgp_check(const void *data, size_t len,
+		     const struct sg_internal *internal, unsigned *keys,
 		     struct sg_err *err);
 
 /* Imports keys (armored or binary) after sg_openpgp_check: one bad key
  * refuses the whole file. SG_EINVAL also when data holds no key. */
 int sg_openpgp_import(const struct sg_keystore *ks, const void *data,
-		      size_t len, struct sg_openpgp_import *res,
-		      struct sg_err *err);
+		      size_t len, const struct sg_internal *internal,
+		      struct sg_openpgp_import *res, struct sg_err *err);
 void sg_openpgp_import_clear(struct sg_openpgp_import *res);
 
-/* One identity (user id with an address) of a key. */
+/* One identity (user id with an address) of a key: what it serves that
+ * address for. A revoked user id serves nothing; an expired or revoked key
+ * with its secret part only decrypts. */
 struct sg_openpgp_identity {
 	const char *addr;
 	const char *fpr;
 	const char *state;      /* active, expired, revoked, disabled, invalid */
 	time_t expires;         /* 0: never */
 	bool can_encrypt;
+	bool can_decrypt;
+	bool can_sign;
 	bool secret;
 };
 
@@ -116,7 +125,10 @@ enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
 int sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 			  int *integrity, struct sg_err *err);
 
-/* Appends the key ids of addr's secret encryption subkeys. */
+/* Appends the key ids of the secret (sub)keys that decrypt for addr:
+ * encryption-capable, of keys with a user id for addr that is not revoked
+ * itself, expired and revoked keys included (kept to decrypt mail sent
+ * before). */
 int sg_openpgp_decryption_subkeys(const struct sg_keystore *ks,
 				  const char *addr, GPtrArray *keyids,
 				  struct sg_err *err);
@@ -133,7 +145,8 @@ struct sg_sig;
  * with the envelope recipient's own key (DESIGN.md §4 rule 3):
  *
  * 1. sg_openpgp_session_key_as() decrypts data with addr's secret keys
- *    alone, in a throwaway GnuPG home that holds nothing else, whatever
+ *    alone (those sg_openpgp_decryption_subkeys names, by fingerprint),
+ *    in a throwaway GnuPG home that holds nothing else, whatever
  *    key ids the message names, and returns the session key that opened
  *    it ("ALGO:HEX"). The plaintext goes to out (a caller that only wants
  *    the key passes a bounded sink).

@@ -667,7 +667,8 @@ class Import(unittest.TestCase):
     def test_refuse_expired_and_not_yet_valid(self):
         gw = self.new_gateway()
         for name, path, reason, extra in (
-                ("expired", self.old.cert, 'certificate has expired (subject "CN=Old")', ()),
+                ("expired", self.old.cert, 'certificate has expired (subject "CN=Old"), '
+                 "and the file holds no private key for it", ()),
                 ("expired, DER", self.old.der, "certificate has expired", ()),
                 ("expired, as trust anchor", self.old.cert, "certificate has expired",
                  ("--trust-anchor",)),
@@ -688,10 +689,13 @@ class Import(unittest.TestCase):
                           if r["addr"] != "-"], [])
 
     def test_refuse_expired_pkcs12(self):
+        # With its private key, but for a partner's address: an expired
+        # certificate is kept only to decrypt for an internal address
+        # (tests/pipeline/test_decrypt_only_keys.py).
         gw = self.new_gateway()
         p12 = self.old.pkcs12(PASSPHRASE, path=os.path.join(self.tmp, "old.p12"))
-        self.assert_refused(gw, p12, "certificate has expired", "--passphrase-file",
-                            self.passfile)
+        self.assert_refused(gw, p12, 'certificate has expired (subject "CN=Old"), and none of '
+                            'its addresses is internal', "--passphrase-file", self.passfile)
 
     def test_refuse_text_file(self):
         gw = self.new_gateway()
