@@ -20,6 +20,25 @@
 
 static struct fuzz_env env;
 static FILE *devnull;
+static void (*exit_fns[4])(void);
+static unsigned n_exit_fns;
+
+void
+fuzz_cleanup(void)
+{
+	while (n_exit_fns > 0)
+		exit_fns[--n_exit_fns]();
+}
+
+void
+fuzz_on_exit(void (*fn)(void))
+{
+	if (n_exit_fns == G_N_ELEMENTS(exit_fns))
+		fuzz_fail("too many clean-up functions");
+	if (n_exit_fns == 0)
+		atexit(fuzz_cleanup);
+	exit_fns[n_exit_fns++] = fn;
+}
 
 void
 fuzz_fail(const char *fmt, ...)
@@ -31,6 +50,7 @@ fuzz_fail(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	fuzz_cleanup();
 	abort();
 }
 
@@ -165,7 +185,7 @@ fuzz_env(void)
 	env.dir = g_dir_make_tmp("sgfuzz.XXXXXX", &gerr);
 	if (env.dir == NULL)
 		fuzz_fail("%s", gerr->message);
-	atexit(cleanup);
+	fuzz_on_exit(cleanup);
 	keys = g_build_filename(env.dir, "keys", NULL);
 	make_keystore(keys);
 	g_free(keys);

@@ -45,6 +45,12 @@ GBytes *fuzz_example_file(const char *name);
 void fuzz_run_message(const uint8_t *data, size_t size,
 		      const struct sg_envelope *env, struct sg_result *res);
 
+/* fn runs once at exit, also after fuzz_fail and (with replay.c) a
+ * sanitizer's report: temporary files and gpg-agents do not outlive a
+ * failing run. fuzz_cleanup runs them now. */
+void fuzz_on_exit(void (*fn)(void));
+void fuzz_cleanup(void);
+
 /* Aborts with a message: a broken property of sealgate's output. */
 void fuzz_fail(const char *fmt, ...)
 	__attribute__((format(printf, 1, 2), noreturn));

@@ -43,7 +43,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    "@example.com admin\n", -1, NULL))
 		fuzz_fail("cannot write %s", logins);
 	g_free(logins);
-	atexit(cleanup);
+	fuzz_on_exit(cleanup);
 	return 0;
 }
 

@@ -15,6 +15,11 @@
 
 #include "fuzz_env.h"
 
+/* The sanitizers' runtime, when the build has one: called before a
+ * sanitizer ends the process. */
+void __sanitizer_set_death_callback(void (*callback)(void))
+	__attribute__((weak));
+
 static int
 replay_file(const char *path)
 {
@@ -83,6 +88,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: %s DIR|FILE...\n", argv[0]);
 		return 1;
 	}
+	if (__sanitizer_set_death_callback != NULL)
+		__sanitizer_set_death_callback(fuzz_cleanup);
 	LLVMFuzzerInitialize(&argc, &argv);
 	for (int i = 1; i < argc; i++) {
 		if (stat(argv[i], &st) < 0) {
