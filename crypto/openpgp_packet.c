@@ -6,20 +6,23 @@
 GByteArray *
 sg_pgp_dearmor(const void *data, size_t len)
 {
-	const char *begin = g_strstr_len(data, (gssize)len,
-	    "-----BEGIN PGP MESSAGE-----");
-	const char *end = (const char *)data + len, *p, *nl;
-	GString *b64 = g_string_new(NULL);
+	const char *begin, *end, *p, *nl;
+	GString *b64;
 	GByteArray *out;
 	bool in_body = false;
 	gsize n = 0;
 
+	/* data may be NULL when there is none. */
+	begin = len > 0 ? g_strstr_len(data, (gssize)len,
+	    "-----BEGIN PGP MESSAGE-----") : NULL;
 	if (begin == NULL) {
-		g_string_free(b64, TRUE);
 		out = g_byte_array_new();
-		g_byte_array_append(out, data, (guint)len);
+		if (len > 0)
+			g_byte_array_append(out, data, (guint)len);
 		return out;
 	}
+	end = (const char *)data + len;
+	b64 = g_string_new(NULL);
 	for (p = begin; p < end; p = nl + 1) {
 		size_t l;
 
@@ -198,11 +201,15 @@ armor_body(const char *p, const char *end, GString *b64)
 GByteArray *
 sg_pgp_dearmor_whole(const void *data, size_t len)
 {
-	const char *p = data, *end = p + len, *next;
-	GString *b64 = g_string_new(NULL);
+	const char *p = data, *end, *next;
+	GString *b64;
 	GByteArray *out = NULL;
 	gsize n = 0;
 
+	if (len == 0)
+		return NULL;    /* data may be NULL */
+	end = p + len;
+	b64 = g_string_new(NULL);
 	while (p < end && g_ascii_isspace(*p))
 		p++;
 	if (p >= end || !line_is(p, armor_line(p, end, &next), ARMOR_BEGIN))
