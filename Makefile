@@ -55,12 +55,14 @@ test-asan: deps
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan
 
 # Each libFuzzer target of tests/fuzz for SECONDS seconds, in a clang
-# build with ASan and UBSan (README, "Fuzzing").
+# build with ASan and UBSan, after replaying the seeds and crash inputs
+# there (README, "Fuzzing").
 fuzz:
 	@./scripts/deps.sh --current "$(CRYPTO_PKGS)" $(PKGS) $(CRYPTO_PKGS) $(FUZZ_PKGS)
 	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DSEALGATE_FUZZ=ON >/dev/null
 	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz-targets
+	@cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 	@./scripts/fuzz.sh $(FUZZ_BUILD) $(SECONDS) $(FUZZ_TARGETS)
 
 bench: build
