@@ -6,7 +6,9 @@ signed, multipart/signed, deeply nested, malformed), policy files, OpenPGP
 packets and CMS DER. Run it again when a target's input changes; the
 files it writes replace those of the same name.
 
-usage: make_seeds.py [CORPUS_DIR]   (default: tests/fuzz/corpus)
+usage: make_seeds.py [--all] [CORPUS_DIR]   (default: tests/fuzz/corpus)
+
+Only seeds that are not there yet are written; --all writes every one anew.
 """
 import base64
 import os
@@ -226,6 +228,11 @@ def inbound_seeds(t):
     fh = lambda s: h(s, sender="Frank Partner <frank@smime.example>")  # noqa: E731
     der = t.smime_encrypt(ENTITY.encode())
     out["smime-gcm.eml"] = as_message(fh("smime gcm"), smime_enveloped(der, True))
+    # Nothing inside: decryption gives no plaintext at all.
+    out["smime-gcm-empty.eml"] = as_message(fh("smime gcm empty"),
+                                            smime_enveloped(t.smime_encrypt(b""), True))
+    out["pgp-mime-empty.eml"] = as_message(h("pgp mime empty"),
+                                           pgp_mime(t.pgp_encrypt(b"")))
     der = t.smime_encrypt(ENTITY.encode(), "-aes-128-cbc")
     out["smime-cbc-unsigned.eml"] = as_message(fh("smime cbc"), smime_enveloped(der, False))
     opaque = t.smime_sign(ENTITY.encode(), detached=False)
@@ -391,6 +398,8 @@ def split_seeds(inbound):
 
 
 def main(argv):
+    rewrite = "--all" in argv
+    argv = [a for a in argv if a != "--all"]
     corpus = argv[1] if len(argv) > 1 else os.path.join(HERE, "corpus")
     tmp = sgtest.tmpdir("sgseed")
     t = Tools(tmp)
@@ -409,10 +418,14 @@ def main(argv):
     for target, files in sets.items():
         d = os.path.join(corpus, target)
         os.makedirs(d, exist_ok=True)
+        written = 0
         for name, data in files.items():
-            with open(os.path.join(d, name), "wb") as f:
-                f.write(data)
-        print("%s: %d seed(s)" % (target, len(files)))
+            path = os.path.join(d, name)
+            if rewrite or not os.path.exists(path):
+                with open(path, "wb") as f:
+                    f.write(data)
+                written += 1
+        print("%s: %d seed(s), %d written" % (target, len(files), written))
     shutil.rmtree(tmp, ignore_errors=True)
 
 
