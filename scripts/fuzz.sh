@@ -33,10 +33,24 @@ max_len() {
 	esac
 }
 
+# Stops the gpg-agent of every GnuPG home under $1 (the targets' keystores
+# and the homes sealgate makes to decrypt) and removes $1: after a crash
+# libFuzzer ends the process before the targets clean up.
+remove_tmp() {
+	find "$1" -name gpg.conf 2>/dev/null | while read -r conf; do
+		gpgconf --homedir "$(dirname "$conf")" --kill all 2>/dev/null || true
+	done
+	rm -rf "$1"
+}
+
 # A value of the "stat::NAME: VALUE" lines libFuzzer prints at the end.
 stat() {
 	sed -n "s/^stat::$1: *//p" "$2" | tail -n 1
 }
+
+# A report with the stack that led to it; UBSan's default has none.
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+export UBSAN_OPTIONS
 
 found=0
 for t in $targets; do
@@ -52,11 +66,14 @@ for t in $targets; do
 	before=$(ls "$crashes" | wc -l)
 	echo "fuzz: $t for ${seconds}s (max_len $(max_len "$t"), log $log)"
 	rc=0
-	"$bin" -max_total_time="$seconds" -max_len="$(max_len "$t")" \
+	# A short directory: GnuPG's sockets must fit in 107 bytes.
+	tmp=$(mktemp -d /tmp/sgfuzzrun.XXXXXX)
+	TMPDIR=$tmp "$bin" -max_total_time="$seconds" -max_len="$(max_len "$t")" \
 		-timeout=60 -print_final_stats=1 \
 		-artifact_prefix="$crashes/" \
 		"$corpus" "$src/tests/fuzz/corpus/$t" "$src/tests/fuzz/crashes/$t" \
 		>"$log" 2>&1 || rc=$?
+	remove_tmp "$tmp"
 	after=$(ls "$crashes" | wc -l)
 	echo "fuzz: $t: exit $rc, $(stat number_of_executed_units "$log") runs" \
 		"($(stat average_exec_per_sec "$log")/s), corpus" \

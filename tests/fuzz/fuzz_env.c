@@ -160,6 +160,17 @@ load_policy(void)
 	g_bytes_unref(yaml);
 }
 
+/* A GLib critical is a function called with what it refuses (NULL,
+ * say): a fault in sealgate, whatever the function then returned. */
+static void
+log_handler(const gchar *domain, GLogLevelFlags level, const gchar *message,
+	    gpointer data)
+{
+	if (level & (G_LOG_FLAG_FATAL | G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL))
+		fuzz_fail("%s: %s", domain != NULL ? domain : "GLib", message);
+	g_log_default_handler(domain, level, message, data);
+}
+
 void
 fuzz_init_libraries(void)
 {
@@ -168,8 +179,7 @@ fuzz_init_libraries(void)
 
 	if (done)
 		return;
-	/* A GLib critical is a function called with what it refuses (NULL,
-	 * say): a fault in sealgate, whatever the function then returned. */
+	g_log_set_default_handler(log_handler, NULL);
 	g_log_set_always_fatal(G_LOG_FATAL_MASK | G_LOG_LEVEL_CRITICAL);
 	if (sg_pipeline_init(&err) < 0)
 		fuzz_fail("%s", err.msg);

@@ -45,9 +45,10 @@ GBytes *fuzz_example_file(const char *name);
 void fuzz_run_message(const uint8_t *data, size_t size,
 		      const struct sg_envelope *env, struct sg_result *res);
 
-/* fn runs once at exit, also after fuzz_fail and (with replay.c) a
- * sanitizer's report: temporary files and gpg-agents do not outlive a
- * failing run. fuzz_cleanup runs them now. */
+/* fn runs once at exit, also after fuzz_fail (and a GLib critical), so
+ * that temporary files and gpg-agents do not outlive a failing input.
+ * fuzz_cleanup runs them now. After a sanitizer's report replay.c's
+ * parent process removes what is left; libFuzzer leaves it. */
 void fuzz_on_exit(void (*fn)(void));
 void fuzz_cleanup(void);
 

@@ -4,21 +4,23 @@
  * input a fuzzer found run as ordinary tests, in the normal and the ASan
  * build. Exits 1 when an argument cannot be read or holds no input at
  * all (a test that replays nothing must not pass); a failing input
- * aborts, naming itself first. */
+ * aborts, naming itself first. The target runs in a child process with
+ * its own TMPDIR, which the parent removes afterwards with every
+ * gpg-agent of a GnuPG home in it, however the child ended. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <glib.h>
 
+#include "openpgp_int.h"
+#include "sealgate/keystore.h"
 #include "fuzz_env.h"
-
-/* The sanitizers' runtime, when the build has one: called before a
- * sanitizer ends the process. */
-void __sanitizer_set_death_callback(void (*callback)(void))
-	__attribute__((weak));
 
 static int
 replay_file(const char *path)
@@ -78,18 +80,12 @@ replay_dir(const char *dir, unsigned *count)
 	return rc;
 }
 
-int
-main(int argc, char **argv)
+static int
+replay(int argc, char **argv)
 {
 	unsigned count = 0;
 	struct stat st;
 
-	if (argc < 2) {
-		fprintf(stderr, "usage: %s DIR|FILE...\n", argv[0]);
-		return 1;
-	}
-	if (__sanitizer_set_death_callback != NULL)
-		__sanitizer_set_death_callback(fuzz_cleanup);
 	LLVMFuzzerInitialize(&argc, &argv);
 	for (int i = 1; i < argc; i++) {
 		if (stat(argv[i], &st) < 0) {
@@ -107,4 +103,69 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr, "replay: %u input(s), no failure\n", count);
 	return 0;
+}
+
+/* Stops the gpg-agent of every GnuPG home under dir and removes them. */
+static void
+remove_homes(const char *dir)
+{
+	GDir *d = g_dir_open(dir, 0, NULL);
+	const char *name;
+	char *conf = g_build_filename(dir, "gpg.conf", NULL);
+
+	if (g_file_test(conf, G_FILE_TEST_EXISTS)) {
+		sg_pgp_remove_home(dir);
+	} else {
+		while (d != NULL && (name = g_dir_read_name(d)) != NULL) {
+			char *path = g_build_filename(dir, name, NULL);
+
+			if (g_file_test(path, G_FILE_TEST_IS_DIR) &&
+			    !g_file_test(path, G_FILE_TEST_IS_SYMLINK))
+				remove_homes(path);
+			g_free(path);
+		}
+	}
+	if (d != NULL)
+		g_dir_close(d);
+	g_free(conf);
+}
+
+int
+main(int argc, char **argv)
+{
+	GError *gerr = NULL;
+	char *tmp;
+	pid_t pid;
+	int status;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: %s DIR|FILE...\n", argv[0]);
+		return 1;
+	}
+	tmp = g_dir_make_tmp("sgreplay.XXXXXX", &gerr);
+	if (tmp == NULL) {
+		fprintf(stderr, "replay: %s\n", gerr->message);
+		return 1;
+	}
+	fflush(stderr);
+	pid = fork();
+	if (pid == 0) {
+		g_setenv("TMPDIR", tmp, TRUE);
+		exit(replay(argc, argv));
+	}
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	remove_homes(tmp);
+	sg_keystore_remove_tree(tmp);
+	g_free(tmp);
+	if (pid < 0) {
+		fprintf(stderr, "replay: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (WIFSIGNALED(status)) {
+		fprintf(stderr, "replay: the target ended on signal %d\n",
+		    WTERMSIG(status));
+		return 1;
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
