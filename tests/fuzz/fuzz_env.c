@@ -68,8 +68,8 @@ source_file(const char *dir, const char *name)
 	return g_bytes_new_take(data, len);
 }
 
-GBytes *
-fuzz_example_file(const char *name)
+static GBytes *
+example_file(const char *name)
 {
 	return source_file("keys-example", name);
 }
@@ -77,7 +77,7 @@ fuzz_example_file(const char *name)
 static void
 import_openpgp(const struct sg_keystore *ks, const char *name)
 {
-	GBytes *b = fuzz_example_file(name);
+	GBytes *b = example_file(name);
 	struct sg_openpgp_import res = { 0 };
 	struct sg_err err = { 0 };
 
@@ -91,7 +91,7 @@ import_openpgp(const struct sg_keystore *ks, const char *name)
 static void
 import_smime(const struct sg_keystore *ks, const char *name, int flags)
 {
-	GBytes *b = fuzz_example_file(name);
+	GBytes *b = example_file(name);
 	struct sg_smime_import res = { 0 };
 	struct sg_err err = { 0 };
 

@@ -36,9 +36,6 @@ const struct fuzz_env *fuzz_env(void);
  * failure. */
 void fuzz_init_libraries(void);
 
-/* A file of the source tree's keys-example/ directory. (transfer full) */
-GBytes *fuzz_example_file(const char *name);
-
 /* Runs data as one message with env's envelope through the pipeline, as
  * `sealgate process` would, and writes the result (the edits applied) to
  * /dev/null; res receives the pipeline's result (sg_result_clear it). */
