@@ -153,15 +153,15 @@ main(int argc, char **argv)
 		g_setenv("TMPDIR", tmp, TRUE);
 		exit(replay(argc, argv));
 	}
+	if (pid < 0)
+		fprintf(stderr, "replay: fork: %s\n", strerror(errno));
 	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	remove_homes(tmp);
 	sg_keystore_remove_tree(tmp);
 	g_free(tmp);
-	if (pid < 0) {
-		fprintf(stderr, "replay: fork: %s\n", strerror(errno));
+	if (pid < 0)
 		return 1;
-	}
 	if (WIFSIGNALED(status)) {
 		fprintf(stderr, "replay: the target ended on signal %d\n",
 		    WTERMSIG(status));
