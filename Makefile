@@ -1,6 +1,10 @@
 # Thin wrapper around CMake/CTest. See README.md.
 BUILD    ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# make fuzz: seconds per target, and which targets (default: all).
+SECONDS  ?= 60
+FUZZ_TARGETS ?=
 POLICY   ?= policy.yaml.example
 # The demo's private Postfix, its delivered mail and logs (make run/demo).
 DEMO_DIR ?= $(BUILD)/demo
@@ -13,8 +17,10 @@ PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest strace p
 CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \
        gpgsm gpg-agent gpgconf dirmngr libgmime-3.0-0 libgmime-3.0-dev \
        libmilter1.0.1 libmilter-dev libyaml-0-2 libyaml-dev
+# make fuzz: clang and its libFuzzer.
+FUZZ_PKGS = clang libclang-rt-14-dev
 
-.PHONY: all deps build run demo test test-asan bench clean
+.PHONY: all deps build run demo test test-asan fuzz bench clean
 
 all: build
 
@@ -48,10 +54,21 @@ test-asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan
 
+# Each libFuzzer target of tests/fuzz for SECONDS seconds, in a clang
+# build with ASan and UBSan, after replaying the seeds and crash inputs
+# there (README, "Fuzzing").
+fuzz:
+	@./scripts/deps.sh --current "$(CRYPTO_PKGS)" $(PKGS) $(CRYPTO_PKGS) $(FUZZ_PKGS)
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DSEALGATE_FUZZ=ON >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz-targets
+	@cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
+	@./scripts/fuzz.sh $(FUZZ_BUILD) $(SECONDS) $(FUZZ_TARGETS)
+
 bench: build
 	@./bench/run.sh $(BUILD)/sealgate
 	@python3 bench/milter.py $(BUILD)/sealgate
 	@python3 bench/milter_cpu.py $(BUILD)/sealgate
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

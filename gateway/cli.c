@@ -7,14 +7,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include <gmime/gmime.h>
-#include <openssl/crypto.h>
-#include <openssl/provider.h>
-
 #include "sealgate/addr.h"
 #include "sealgate/floor.h"
 #include "sealgate/msg.h"
-#include "sealgate/openpgp.h"
+#include "sealgate/pipeline.h"
 #include "sealgate.h"
 
 struct sg_policy *
@@ -92,33 +88,12 @@ sg_security_floor(const struct sg_policy *pol, char *msg, size_t len)
 	return pol->gateway.allow_vulnerable_openssl;
 }
 
-static OSSL_PROVIDER *provider_default, *provider_legacy;
-
-static void
-unload_providers(void)
-{
-	if (provider_legacy != NULL)
-		OSSL_PROVIDER_unload(provider_legacy);
-	if (provider_default != NULL)
-		OSSL_PROVIDER_unload(provider_default);
-}
-
 bool
 sg_init_libraries(void)
 {
 	struct sg_err err = { 0 };
 
-	g_mime_init();
-	if (OPENSSL_init_crypto(0, NULL) != 1 ||
-	    (provider_default = OSSL_PROVIDER_load(NULL, "default")) == NULL) {
-		fprintf(stderr, "sealgate: OpenSSL initialisation failed\n");
-		return false;
-	}
-	/* PKCS#12 files from older tools use RC2 or RC4: reading them needs
-	 * the legacy provider. Inbound decryption has its own allow-list. */
-	provider_legacy = OSSL_PROVIDER_load(NULL, "legacy");
-	atexit(unload_providers);
-	if (sg_openpgp_init(&err) < 0) {
+	if (sg_pipeline_init(&err) < 0) {
 		fprintf(stderr, "sealgate: %s\n", err.msg);
 		return false;
 	}

@@ -118,7 +118,8 @@ void sg_json_string(GString *out, const char *s);
  * policy does not allow it. */
 bool sg_security_floor(const struct sg_policy *pol, char *msg, size_t len);
 
-/* GMime, GPGME and OpenSSL initialisation, once, before any thread. */
+/* sg_pipeline_init, once, before any thread; a failure is reported on
+ * stderr. */
 bool sg_init_libraries(void);
 
 /* Logging: stderr when foreground, syslog (LOG_MAIL) otherwise. */
