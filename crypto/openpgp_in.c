@@ -25,6 +25,7 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 	size_t off = 0, blen, h;
 	int tag, found = 0, skesk = 0;
 
+	*integrity = SG_PGP_NONE;
 	if (bin == NULL)
 		return sg_err_set(err, SG_EMALFORMED, "malformed armor");
 	/* An empty array's data is NULL: no pointer arithmetic on it. */
