@@ -51,6 +51,19 @@ static const struct key gateway_keys[] = {
 	{ "socket", KT_STRING, POL(gateway.socket), NULL, NULL,
 	  "inet:8891@127.0.0.1", false,
 	  "milter socket: inet:PORT@HOST or unix:/path" },
+	{ "socket_mode", KT_MODE, POL(gateway.socket_mode), NULL, NULL, "0660",
+	  false, "permissions of a unix: socket, in octal; nothing for other "
+	  "users (whoever can connect can have mail signed or decrypted)" },
+	{ "socket_group", KT_GROUP, POL(gateway.socket_group), NULL, NULL, NULL,
+	  false, "group of a unix: socket, e.g. the MTA's (postfix); default: "
+	  "the group the milter runs as" },
+	{ "user", KT_USER, POL(gateway.user), NULL, NULL, NULL, false,
+	  "the user the milter runs as (the keystore's owner): started as root, "
+	  "it opens its socket and then switches to this user for good; "
+	  "without it, a milter started as root refuses to start (root: stay "
+	  "root, not recommended)" },
+	{ "group", KT_GROUP, POL(gateway.group), NULL, NULL, NULL, false,
+	  "the group the milter runs as; default: the user's primary group" },
 	{ "keystore", KT_PATH, POL(gateway.keystore), NULL, NULL, NULL, true,
 	  "directory with the OpenPGP and S/MIME keys (created by `sealgate keys import`)" },
 	{ "spool_dir", KT_PATH, POL(gateway.spool_dir), NULL, NULL,
@@ -350,6 +363,9 @@ type_label(enum key_type t)
 	case KT_METHODS:	return "methods";
 	case KT_CIDRS:		return "networks";
 	case KT_RULES:		return "list";
+	case KT_USER:		return "user";
+	case KT_GROUP:		return "group";
+	case KT_MODE:		return "mode";
 	default:		return "string";
 	}
 }

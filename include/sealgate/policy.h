@@ -100,6 +100,10 @@ struct sg_policy {
 	int version;
 	struct {
 		char *socket;
+		int socket_mode;        /* permissions of a unix socket */
+		char *socket_group;     /* its group; NULL: the milter's */
+		char *user;             /* run as (started as root); NULL: unset */
+		char *group;            /* run as; NULL: the user's own */
 		char *keystore;         /* absolute */
 		char *spool_dir;        /* absolute */
 		long long max_message_size; /* bytes */
