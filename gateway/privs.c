@@ -326,16 +326,18 @@ sg_privs_socket(const struct sg_privs *p, const char *spec)
 	uid_t owner = p->change ? p->uid : (uid_t)-1;
 	struct stat st;
 	char *group;
+	int saved;
 
 	if (path == NULL)
 		return true;
 	/* lchown: a link put in its place is not followed. */
 	if ((owner != (uid_t)-1 || p->socket_gid != (gid_t)-1) &&
 	    lchown(path, owner, p->socket_gid) < 0) {
+		saved = errno;
 		group = group_name(p->socket_gid);
 		sg_tprintf(stderr, "sealgate: cannot give socket %s to user %s, "
-		    "group %s: %s%s\n", path, p->user, group, strerror(errno),
-		    errno == EPERM && !p->change ? " (a milter not started as "
+		    "group %s: %s%s\n", path, p->user, group, strerror(saved),
+		    saved == EPERM && !p->change ? " (a milter not started as "
 		    "root can only give it one of its own groups)" : "");
 		g_free(group);
 		return false;
