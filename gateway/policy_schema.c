@@ -370,27 +370,71 @@ type_label(enum key_type t)
 	}
 }
 
+/* Text for roff: a backslash as \e, '-' as \- (a minus sign, so that names
+ * and values can be copied), a leading '.' or '\'' made harmless. */
 static void
-describe(FILE *fp, const struct key *keys, const char *prefix)
+roff_text(FILE *fp, const char *s)
+{
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", fp);
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\e", fp);
+		else if (*s == '-')
+			fputs("\\-", fp);
+		else
+			fputc(*s, fp);
+	}
+}
+
+static void
+describe_key(FILE *fp, const struct key *k, const char *name, bool man)
+{
+	bool container = k->type == KT_MAP || k->type == KT_RULES;
+
+	if (!man) {
+		if (container)
+			fprintf(fp, "%-38s %s\n", name, k->help);
+		else
+			fprintf(fp, "%-38s (%s) %s%s%s%s\n", name,
+			    type_label(k->type), k->help,
+			    k->required ? "; required" : "",
+			    k->dflt ? "; default: " : "", k->dflt ? k->dflt : "");
+		return;
+	}
+	fputs(".TP\n.B ", fp);
+	roff_text(fp, name);
+	fputc('\n', fp);
+	if (!container) {
+		fputs("(", fp);
+		roff_text(fp, type_label(k->type));
+		fputs(") ", fp);
+	}
+	roff_text(fp, k->help);
+	fputs(k->required ? ". Required." : ".", fp);
+	if (k->dflt != NULL) {
+		fputs(" Default: ", fp);
+		roff_text(fp, k->dflt);
+		fputc('.', fp);
+	}
+	fputc('\n', fp);
+}
+
+static void
+describe(FILE *fp, const struct key *keys, const char *prefix, bool man)
 {
 	for (const struct key *k = keys; k->name != NULL; k++) {
 		char *name = *prefix ? g_strdup_printf("%s.%s", prefix, k->name)
 		    : g_strdup(k->name);
 
-		if (k->type == KT_MAP || k->type == KT_RULES) {
-			fprintf(fp, "%-38s %s\n", name, k->help);
-			if (k->type == KT_RULES) {
-				char *items = g_strdup_printf("%s[]", name);
+		describe_key(fp, k, name, man);
+		if (k->type == KT_RULES) {
+			char *items = g_strdup_printf("%s[]", name);
 
-				describe(fp, k->children, items);
-				g_free(items);
-			} else {
-				describe(fp, k->children, name);
-			}
-		} else {
-			fprintf(fp, "%-38s (%s) %s%s%s%s\n", name, type_label(k->type),
-			    k->help, k->required ? "; required" : "",
-			    k->dflt ? "; default: " : "", k->dflt ? k->dflt : "");
+			describe(fp, k->children, items, man);
+			g_free(items);
+		} else if (k->type == KT_MAP) {
+			describe(fp, k->children, name, man);
 		}
 		g_free(name);
 	}
@@ -399,5 +443,11 @@ describe(FILE *fp, const struct key *keys, const char *prefix)
 void
 sg_policy_describe(FILE *fp)
 {
-	describe(fp, sg_policy_root_keys, "");
+	describe(fp, sg_policy_root_keys, "", false);
+}
+
+void
+sg_policy_describe_man(FILE *fp)
+{
+	describe(fp, sg_policy_root_keys, "", true);
 }

@@ -186,7 +186,9 @@ const char *sg_action_name(int action);
 const char *sg_method_name(int method);
 const char *sg_on_missing_name(int on_missing);
 
-/* Writes every key with its type, default and help text. */
+/* Writes every key with its type, default and help text: one line per
+ * key, or as roff (.TP paragraphs) for the manual page sealgate-policy(5). */
 void sg_policy_describe(FILE *fp);
+void sg_policy_describe_man(FILE *fp);
 
 #endif
