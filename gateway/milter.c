@@ -430,6 +430,30 @@ static struct smfiDesc milter_desc = {
 	.xxfi_data = cb_data,
 };
 
+/* Keys that only the start of the milter puts in force: its socket and
+ * whom it runs as. A reload that changes them says so. */
+static void
+note_start_keys(const struct sg_policy *old, const struct sg_policy *pol)
+{
+	const struct {
+		const char *name;
+		bool same;
+	} keys[] = {
+		{ "socket", g_strcmp0(old->gateway.socket, pol->gateway.socket) == 0 },
+		{ "socket_mode", old->gateway.socket_mode == pol->gateway.socket_mode },
+		{ "socket_group", g_strcmp0(old->gateway.socket_group,
+		    pol->gateway.socket_group) == 0 },
+		{ "user", g_strcmp0(old->gateway.user, pol->gateway.user) == 0 },
+		{ "group", g_strcmp0(old->gateway.group, pol->gateway.group) == 0 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
+		if (!keys[i].same)
+			sg_log(SG_LOG_WARNING, NULL, "reload: gateway.%s changed; it "
+			    "takes effect only when the milter is restarted",
+			    keys[i].name);
+}
+
 /* SIGUSR1: build a new snapshot; keep the old one if the file is bad. */
 static void *
 reload_thread(void *arg)
@@ -454,6 +478,7 @@ reload_thread(void *arg)
 			old = current.pol;
 			current.pol = pol;
 			pthread_mutex_unlock(&current.lock);
+			note_start_keys(old, pol);
 			sg_policy_unref(old);
 			sg_log(SG_LOG_INFO, NULL, "policy %s reloaded", current.path);
 		}

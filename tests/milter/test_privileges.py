@@ -15,7 +15,8 @@ import` run as nobody), behind a private Postfix (tests/lib/postfix.py):
   d) mail flows through Postfix: a 1.5 MB message (spooled to a file) to
      carol arrives encrypted and gpg in carol's home decrypts it; a PGP/MIME
      message to alice arrives decrypted (gpg and gpg-agent run as nobody);
-  e) SIGUSR1 reloads the policy as nobody;
+  e) SIGUSR1 reloads the policy as nobody; a reload that changes the socket
+     or whom the milter runs as says that this waits for a restart;
 
 Started as nobody (as systemd's User= does), without gateway.user:
 
@@ -296,8 +297,38 @@ class StartedAsRoot(miltertest.MilterTestCase):
         self.milter.proc.send_signal(signal.SIGUSR1)
         self.assertIsNotNone(self.wait_sealgate_log(r"policy .* reloaded"),
                              self.milter.log_since(self.log_mark))
-        self.assertNotIn("reload failed", self.milter.log_since(self.log_mark))
+        log = self.milter.log_since(self.log_mark)
+        self.assertNotIn("reload failed", log)
+        self.assertNotIn("changed", log)
         self.assertTrue(self.milter.running())
+
+    @with_diagnostics
+    def test_e_reload_names_keys_that_wait_for_a_restart(self):
+        with open(self.gw.policy) as f:
+            good = f.read()
+        try:
+            write_policy(self.gw.policy, self.state["sock"] + ".new",
+                         "  user: root\n  socket_mode: 0600\n")
+            self.milter.proc.send_signal(signal.SIGUSR1)
+            self.assertIsNotNone(self.wait_sealgate_log(r"policy .* reloaded"),
+                                 self.milter.log_since(self.log_mark))
+            log = self.milter.log_since(self.log_mark)
+            for key in ("socket", "socket_mode", "socket_group", "user"):
+                self.assertIn("reload: gateway.%s changed; it takes effect only when "
+                              "the milter is restarted" % key, log)
+            self.assertNotIn("gateway.group changed", log)
+            # Still nobody, on the same socket.
+            st = status_fields("/proc/%d/status" % self.pid())
+            self.assertEqual(st["Uid"], [str(NOBODY.pw_uid)] * 4)
+            self.assertTrue(connectable(self.state["sock"]))
+        finally:
+            with open(self.gw.policy, "w") as f:
+                f.write(good)
+            mark = self.milter.log_size()
+            self.milter.proc.send_signal(signal.SIGUSR1)
+            end = time.monotonic() + 20
+            while "reloaded" not in self.milter.log_since(mark) and time.monotonic() < end:
+                time.sleep(0.05)
 
 
 class StartedAsNobody(unittest.TestCase):
