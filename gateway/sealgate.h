@@ -52,6 +52,7 @@ enum {
 	SG_CLI_JSON = 1 << 1,           /* accepts --json */
 	SG_CLI_INPUT_OPTIONAL = 1 << 2, /* without -i: envelope only */
 	SG_CLI_FLOOR = 1 << 3,          /* decrypts: OpenSSL's security floor */
+	SG_CLI_SECRET = 1 << 4,         /* uses secret keys (sg_secret_keys_user) */
 };
 
 /* Parses the options, loads the policy, opens the keystore and reads the
@@ -138,6 +139,13 @@ bool sg_privs_socket(const struct sg_privs *p, const char *spec);
  * privileges for the programs it starts. */
 bool sg_privs_drop(const struct sg_privs *p);
 void sg_privs_clear(struct sg_privs *p);
+
+/* Whether this user may use the secret keys of the policy's keystore:
+ * root may not in a keystore of another user (the gateway's), as gpg
+ * would start a gpg-agent of root's there that the gateway's user cannot
+ * reach, and its decryptions and signatures would fail while it runs.
+ * Prints why not, naming the command. */
+bool sg_secret_keys_user(const struct sg_policy *pol, const char *command);
 
 /* Creates gateway.spool_dir (0700) when missing; prints why on failure. */
 bool sg_ensure_spool_dir(const struct sg_policy *pol);

@@ -30,7 +30,11 @@ Refusals (exit 1, the reason on stderr, no socket file left):
   h) -u or gateway.user naming an unknown user;
   i) a keystore that belongs to root, a spool nobody cannot write, a
      policy nobody cannot read (SIGUSR1 would fail);
-  j) started as nobody: -u root, and a socket_group nobody is not in.
+  j) started as nobody: -u root, and a socket_group nobody is not in;
+
+and as root, `sealgate process` and `keys export --secret` refuse nobody's
+keystore (k): a gpg-agent of root's in it would break the gateway's own
+decryptions. As nobody, process decrypts; root may still list and explain.
 """
 
 import os
@@ -366,6 +370,81 @@ class StartedAsNobody(unittest.TestCase):
                                              % (self.sock, self.gw.policy)),
                         self.milter.log_text())
         self.assertEqual(self.milter.stop(), 0, self.milter.log_text())
+
+
+class RootInTheGatewaysKeystore(unittest.TestCase):
+    """Commands that use secret keys refuse to run as root in the keystore
+    of the gateway's user: gpg would start a gpg-agent of root's there,
+    and the gateway's own decryptions would fail while it runs."""
+
+    def setUp(self):
+        self.gw, _sock = nobodys_gateway(STATE["tmp"], STATE["ids"],
+                                         "rootks-%s" % os.urandom(3).hex())
+        self.work = os.path.join(self.gw.dir, "work")
+        os.mkdir(self.work)
+        os.chown(self.work, NOBODY.pw_uid, NOBODY.pw_gid)
+        self.marker = new_marker()
+        self.msg = os.path.join(self.work, "in.eml")
+        with open(self.msg, "wb") as f:
+            f.write(pgp_mime_message(gpg_encrypt(STATE["ids"],
+                                                 alternative_entity(self.marker), [ALICE])))
+        os.chmod(self.msg, 0o644)
+        self.pgp = os.path.join(self.gw.keystore, "openpgp")
+
+    def tearDown(self):
+        subprocess.run(["gpgconf", "--homedir", self.pgp, "--kill", "all"],
+                       capture_output=True, timeout=30, **as_nobody())
+
+    def sealgate(self, *args, **popen):
+        cp = subprocess.run([BINARY] + list(args), stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=120, **popen)
+        return cp.returncode, cp.stdout.decode("utf-8", "replace"), \
+            cp.stderr.decode("utf-8", "replace")
+
+    def process(self, out, **popen):
+        return self.sealgate("process", "-c", self.gw.policy, "--from", CAROL,
+                             "--to", ALICE, "--client-ip", "192.0.2.1", "-i", self.msg,
+                             "-o", out, **popen)
+
+    def root_files(self):
+        return [os.path.join(d, n) for d, dirs, files in os.walk(self.gw.keystore)
+                for n in dirs + files if os.lstat(os.path.join(d, n)).st_uid == 0]
+
+    def test_k_process_as_root_refused(self):
+        out = os.path.join(self.work, "out-root.eml")
+        rc, _out, err = self.process(out)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("sealgate: keystore %s belongs to user nobody: run \"sealgate "
+                      "process\" as that user (sudo -u nobody sealgate process ...); as "
+                      "root it would leave a gpg-agent of root's in the keystore"
+                      % self.gw.keystore, err)
+        self.assertFalse(os.path.exists(out))
+        self.assertEqual(self.root_files(), [])
+        # As the keystore's owner it decrypts.
+        out = os.path.join(self.work, "out-nobody.eml")
+        rc, _out, err = self.process(out, **as_nobody())
+        self.assertEqual(rc, 0, err)
+        with open(out, "rb") as f:
+            got = f.read()
+        self.assertEqual(sgtest.field_values(got, "X-Sealgate-Decrypted"),
+                         ["yes; method=openpgp; integrity=mdc"])
+        self.assertIn(self.marker.encode(), got)
+        self.assertEqual(self.root_files(), [])
+
+    def test_k_secret_export_as_root_refused(self):
+        rc, out, err = self.sealgate("keys", "-c", self.gw.policy, "export", ALICE,
+                                     "--secret")
+        self.assertEqual(rc, 1, err)
+        self.assertIn('run "sealgate keys export --secret" as that user', err)
+        self.assertNotIn("PRIVATE KEY", out)
+        # What uses no secret key stays open to root.
+        rc, out, err = self.sealgate("keys", "-c", self.gw.policy, "export", ALICE)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("BEGIN PGP PUBLIC KEY BLOCK", out)
+        rc, out, err = self.sealgate("policy", "explain", "-c", self.gw.policy,
+                                     "--from", ALICE, "--to", CAROL)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.root_files(), [])
 
 
 class Refusals(unittest.TestCase):
