@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -324,7 +325,6 @@ sg_privs_socket(const struct sg_privs *p, const char *spec)
 {
 	const char *path = sg_privs_socket_path(spec);
 	uid_t owner = p->change ? p->uid : (uid_t)-1;
-	struct stat st;
 	char *group;
 	int saved;
 
@@ -342,16 +342,12 @@ sg_privs_socket(const struct sg_privs *p, const char *spec)
 		g_free(group);
 		return false;
 	}
-	if (lstat(path, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-		sg_tprintf(stderr, "sealgate: socket %s is gone or not a socket\n",
-		    path);
-		return false;
-	}
-	/* A default ACL of the directory overrides the umask. */
-	if ((int)(st.st_mode & 07777) != p->socket_mode) {
-		sg_tprintf(stderr, "sealgate: socket %s has mode %04o instead of "
-		    "gateway.socket_mode %04o (a default ACL on its directory?)\n",
-		    path, (unsigned)(st.st_mode & 07777), (unsigned)p->socket_mode);
+	/* An access ACL, inherited from a default ACL of the directory, can
+	 * let other users in whatever the mode says. */
+	if (lgetxattr(path, "system.posix_acl_access", NULL, 0) >= 0) {
+		sg_tprintf(stderr, "sealgate: socket %s has an ACL, inherited from "
+		    "a default ACL of its directory, that can let other users "
+		    "connect: remove that default ACL (setfacl -k)\n", path);
 		return false;
 	}
 	return true;

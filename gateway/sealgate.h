@@ -131,8 +131,8 @@ bool sg_privs_check_files(const struct sg_policy *pol,
 const char *sg_privs_socket_path(const char *spec);
 /* The umask that makes a new unix socket exactly gateway.socket_mode. */
 mode_t sg_privs_socket_umask(const struct sg_privs *p);
-/* After the socket was created: its owner and group, and a check of its
- * mode. Nothing for inet sockets. */
+/* After the socket was created (with sg_privs_socket_umask): its owner
+ * and group; refuses an inherited ACL. Nothing for inet sockets. */
 bool sg_privs_socket(const struct sg_privs *p, const char *spec);
 /* For good: groups, group, user; then checks that nothing else is left
  * (ids, groups, capabilities, a way back to root), no core dumps, no new

@@ -30,7 +30,8 @@ Refusals (exit 1, the reason on stderr, no socket file left):
   h) -u or gateway.user naming an unknown user;
   i) a keystore that belongs to root, a spool nobody cannot write, a
      policy nobody cannot read (SIGUSR1 would fail);
-  j) started as nobody: -u root, and a socket_group nobody is not in;
+  j) a socket that inherits an ACL from its directory; started as nobody:
+     -u root, and a socket_group nobody is not in;
 
 and as root, `sealgate process` and `keys export --secret` refuse nobody's
 keystore (k): a gpg-agent of root's in it would break the gateway's own
@@ -46,6 +47,7 @@ import shutil
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import time
 import unittest
@@ -530,6 +532,18 @@ class Refusals(unittest.TestCase):
         self.assertIn("sealgate: user nobody cannot read the policy (SIGUSR1 reads it "
                       "again as that user):\n%s: cannot open: Permission denied"
                       % self.gw.policy, err)
+
+    def test_j_socket_with_an_inherited_acl(self):
+        # A default ACL of the directory that lets nobody in, whatever the
+        # mode of the socket says (system.posix_acl_default: version 2, then
+        # tag, permissions, id per entry).
+        entries = [(0x01, 6, 0xFFFFFFFF), (0x02, 6, NOBODY.pw_uid), (0x04, 6, 0xFFFFFFFF),
+                   (0x10, 6, 0xFFFFFFFF), (0x20, 0, 0xFFFFFFFF)]
+        acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+        os.setxattr(os.path.dirname(self.sock), "system.posix_acl_default", acl)
+        err = self.start()
+        self.assertIn("sealgate: socket %s has an ACL, inherited from a default ACL of its "
+                      "directory, that can let other users connect" % self.sock, err)
 
     def test_j_not_root_cannot_switch(self):
         self.set_policy("")
