@@ -29,7 +29,8 @@ Refusals (exit 1, the reason on stderr, no socket file left):
   g) started as root without gateway.user or -u;
   h) -u or gateway.user naming an unknown user;
   i) a keystore that belongs to root, a spool nobody cannot write, a
-     policy nobody cannot read (SIGUSR1 would fail);
+     policy nobody cannot read (SIGUSR1 would fail), a keystore whose
+     first snapshot fails after the socket opened;
   j) a socket that inherits an ACL from its directory; started as nobody:
      -u root, and a socket_group nobody is not in;
 
@@ -544,6 +545,20 @@ class Refusals(unittest.TestCase):
         err = self.start()
         self.assertIn("sealgate: socket %s has an ACL, inherited from a default ACL of its "
                       "directory, that can let other users connect" % self.sock, err)
+
+    def test_i_keystore_snapshot_fails_after_the_socket_opened(self):
+        # The checks before the socket cannot see this (they run no gpg and
+        # read no certificate): the first snapshot, built as nobody after
+        # the switch, fails, and the socket goes again. Its directory is
+        # nobody's, as systemd's RuntimeDirectory= would make it.
+        bad = os.path.join(self.gw.keystore, "smime", "certs", "BAD.pem")
+        with open(bad, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n"
+                    "-----END CERTIFICATE-----\n")
+        os.chown(bad, NOBODY.pw_uid, NOBODY.pw_gid)
+        os.chown(os.path.dirname(self.sock), NOBODY.pw_uid, NOBODY.pw_gid)
+        err = self.start()
+        self.assertIn("0 of 1 certificate files could be read", err)
 
     def test_j_not_root_cannot_switch(self):
         self.set_policy("")
