@@ -301,16 +301,21 @@ sg_privs_check_files(const struct sg_policy *pol, const struct sg_privs *p)
 	    keystore_usable(pol, p);
 }
 
-/* The file of a libmilter socket spec ("unix:PATH", "local:PATH" or a
- * bare path), NULL for inet and inet6. */
+/* The file of a libmilter socket spec, read as libmilter reads it:
+ * "unix:PATH", "local:PATH" (any letter case), ":PATH" or a bare path;
+ * NULL for inet and inet6. */
 const char *
 sg_privs_socket_path(const char *spec)
 {
-	if (g_str_has_prefix(spec, "unix:"))
-		return spec + 5;
-	if (g_str_has_prefix(spec, "local:"))
-		return spec + 6;
-	return strchr(spec, ':') == NULL ? spec : NULL;
+	const char *colon = strchr(spec, ':');
+
+	if (colon == NULL)
+		return spec;
+	if (colon == spec || (colon - spec == 4 &&
+	    g_ascii_strncasecmp(spec, "unix", 4) == 0) || (colon - spec == 5 &&
+	    g_ascii_strncasecmp(spec, "local", 5) == 0))
+		return colon + 1;
+	return NULL;
 }
 
 mode_t

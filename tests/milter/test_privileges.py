@@ -560,6 +560,21 @@ class Refusals(unittest.TestCase):
         err = self.start()
         self.assertIn("0 of 1 certificate files could be read", err)
 
+    def test_j_socket_spec_forms(self):
+        # Every form libmilter reads as a unix socket gets the same owner,
+        # group and mode.
+        for spec in ("LOCAL:" + self.sock, "Unix:" + self.sock, ":" + self.sock, self.sock):
+            with self.subTest(spec):
+                milter = UnixMilter([BINARY, "milter", "-c", self.gw.policy, "-f", "-s", spec],
+                                    self.sock, os.path.join(self.gw.dir, "forms.log"))
+                milter.start()
+                try:
+                    st = os.lstat(self.sock)
+                    self.assertEqual((stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid),
+                                     (0o660, NOBODY.pw_uid, POSTFIX_GID))
+                finally:
+                    self.assertEqual(milter.stop(), 0, milter.log_text())
+
     def test_j_not_root_cannot_switch(self):
         self.set_policy("")
         err = self.start("-u", "root", **as_nobody())
