@@ -129,6 +129,22 @@ def connectable(path):
         return False
 
 
+def negotiates(path):
+    """Whether libmilter answers an option negotiation on path: its
+    listener runs (a connection alone may wait in the backlog while the
+    milter is still starting)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(struct.pack(">IcIII", 13, b"O", 6, 0x1FF, 0x1FFFFF))
+            head = s.recv(5)
+            s.sendall(struct.pack(">Ic", 1, b"Q"))
+            return len(head) == 5 and head[4:5] == b"O"
+    except OSError:
+        return False
+
+
 class UnixMilter:
     """`sealgate milter` on a unix socket, its stdout and stderr in a log;
     the interface of postfix.MilterProcess that MilterTestCase uses."""
@@ -141,15 +157,16 @@ class UnixMilter:
         self.proc = None
 
     def start(self, timeout=20):
-        """Start it and wait until it accepts connections and has said so
-        (the socket listens a moment before start-up is complete)."""
+        """Start it and wait until it has said that it listens and libmilter
+        answers on the socket (a SIGTERM before libmilter's listener runs
+        makes libmilter open the socket again, which the user cannot)."""
         mark = self.log_size()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, **self.popen)
         end = time.monotonic() + timeout
         while time.monotonic() < end and self.proc.poll() is None:
-            if "listening on" in self.log_since(mark) and connectable(self.sock):
+            if "listening on" in self.log_since(mark) and negotiates(self.sock):
                 return
             time.sleep(0.05)
         raise AssertionError("the milter does not listen on %s (exit %r):\n%s"
