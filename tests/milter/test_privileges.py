@@ -39,10 +39,9 @@ keystore (k): a gpg-agent of root's in it would break the gateway's own
 decryptions. As nobody, process decrypts; root may still list and explain.
 """
 
-import os
 import grp
+import os
 import pwd
-import re
 import resource
 import shutil
 import signal
