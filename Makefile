@@ -9,9 +9,13 @@ POLICY   ?= policy.yaml.example
 # The demo's private Postfix, its delivered mail and logs (make run/demo).
 DEMO_DIR ?= $(BUILD)/demo
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
+# make install: where (PREFIX) and under which root (DESTDIR, for packages).
+PREFIX   ?= /usr/local
+DESTDIR  ?=
 
 # Debian packages: build, run, test.
-PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest strace python3
+PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest strace python3 \
+       systemd man-db
 # The crypto stack: always brought to Debian's current (security) version,
 # not only installed when missing (README, "Security floor").
 CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \
@@ -20,7 +24,7 @@ CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \
 # make fuzz: clang and its libFuzzer.
 FUZZ_PKGS = clang libclang-rt-14-dev
 
-.PHONY: all deps build run demo test test-asan fuzz bench clean
+.PHONY: all deps build run demo test test-asan fuzz bench install install-built clean
 
 all: build
 
@@ -69,6 +73,16 @@ bench: build
 	@./bench/run.sh $(BUILD)/sealgate
 	@python3 bench/milter.py $(BUILD)/sealgate
 	@python3 bench/milter_cpu.py $(BUILD)/sealgate
+
+# The binary in $(PREFIX)/sbin, the manual pages, the example policy and
+# README in $(PREFIX)/share/doc/sealgate, the systemd unit, tmpfiles.d and
+# sysusers.d entries in $(PREFIX)/lib; all of it under $(DESTDIR) if set.
+install: build
+	@$(MAKE) --no-print-directory install-built
+
+# The same, from what $(BUILD) holds, without building first.
+install-built:
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,28 @@ sg_open_keystore_or_report(const struct sg_policy *pol, int flags)
 		return NULL;
 	}
 	return ks;
+}
+
+bool
+sg_secret_keys_user(const struct sg_policy *pol, const char *command)
+{
+	struct passwd *pw;
+	struct stat st;
+	char *owner;
+
+	if (geteuid() != 0 || stat(pol->gateway.keystore, &st) < 0 ||
+	    st.st_uid == 0)
+		return true;
+	pw = getpwuid(st.st_uid);
+	owner = pw != NULL ? g_strdup(pw->pw_name)
+	    : g_strdup_printf("%u", (unsigned)st.st_uid);
+	sg_tprintf(stderr, "sealgate: keystore %s belongs to user %s: run "
+	    "\"sealgate %s\" as that user (sudo -u %s sealgate %s ...); as "
+	    "root it would leave a gpg-agent of root's in the keystore, and the "
+	    "gateway could not decrypt or sign while it runs\n",
+	    pol->gateway.keystore, owner, command, owner, command);
+	g_free(owner);
+	return false;
 }
 
 bool
@@ -319,8 +342,9 @@ sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 		return SG_EINVAL;
 	}
 	cli->pol = sg_load_policy_or_report(cli->config);
-	if (cli->pol == NULL || !sg_ensure_spool_dir(cli->pol) ||
-	    !sg_init_libraries())
+	if (cli->pol == NULL || ((flags & SG_CLI_SECRET) &&
+	    !sg_secret_keys_user(cli->pol, "process")) ||
+	    !sg_ensure_spool_dir(cli->pol) || !sg_init_libraries())
 		return SG_ECONFIG;
 	if ((flags & SG_CLI_FLOOR) && !floor_or_report(cli->pol))
 		return SG_ECONFIG;
