@@ -86,7 +86,7 @@ class ThunderbirdSmime(unittest.TestCase):
                                       os.path.join(cls.dir, "Bob.p12"),
                                       "--passphrase-file", cls.passfile)
 
-    def encrypt(self, gw, ident, smime_type="authEnveloped-data"):
+    def encrypt(self, gw, ident, smime_type="enveloped-data"):
         msg = message("%s <%s>" % (ident.addr.split("@")[0], ident.addr))
         rc, out, err = gw.process(msg, SENDER, [ident.addr])
         self.assertEqual(rc, 0, err)
@@ -110,7 +110,7 @@ class ThunderbirdSmime(unittest.TestCase):
     def test_encrypt_to_bob(self):
         der = self.encrypt(self.gw, self.bob)
         text = smimetest.cms_print(der)
-        self.assertEqual(smimetest.cms_content_cipher(text), "aes-256-gcm")
+        self.assertEqual(smimetest.cms_content_cipher(text), "aes-256-cbc")
         self.assertEqual(smimetest.cms_recipient_infos(text), [("ktri", "rsaEncryption")])
 
     def test_bob_p12_import(self):
@@ -132,7 +132,7 @@ class ThunderbirdSmime(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(sorted(sgtest.stderr_field(err, "key")),
                          sorted([self.bob.fpr, self.alice.fpr]))
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         for ident in (self.bob, self.alice):
             smimetest.assert_openssl_decrypts(self, der, ident, msg)
 
