@@ -193,6 +193,7 @@ sg_plan_init(struct sg_plan *plan, const char *sender)
 {
 	memset(plan, 0, sizeof(*plan));
 	plan->sign_method = plan->encrypt_method = -1;
+	plan->cipher = SG_SMIME_AES256_CBC;     /* until sg_plan_cipher */
 	plan->sender = sender;
 	plan->oaep = g_array_new(FALSE, TRUE, sizeof(gboolean));
 	plan->cipher_rcpts = g_array_new(FALSE, TRUE,
