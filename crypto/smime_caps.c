@@ -228,13 +228,13 @@ parse_file(char *text, struct sg_smime_caps *out)
 			char *end;
 			gint64 v = g_ascii_strtoll(value, &end, 10);
 
-			if (*value == '\0' || *end != '\0' || v < 0)
+			if (*value == '\0' || *end != '\0' || v < 0) {
 				ok = false;
-			else if (**l == 's')
-				out->signed_at = (time_t)v;
-			else {
+			} else if (strcmp(*l, "recorded") == 0) {
 				out->recorded = (time_t)v;
 				have_recorded = true;
+			} else {
+				out->signed_at = (time_t)v;
 			}
 		}
 	}

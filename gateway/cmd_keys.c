@@ -75,7 +75,7 @@ row_free(gpointer p)
 	g_free(r);
 }
 
-static void
+static struct row *
 add_row(GPtrArray *rows, const char *addr, const char *method,
 	const char *fpr, const char *state, time_t expires, const char *usable,
 	const char *why)
@@ -90,6 +90,7 @@ add_row(GPtrArray *rows, const char *addr, const char *method,
 	r->usable = g_strdup(usable);
 	r->why = g_strdup(why);
 	g_ptr_array_add(rows, r);
+	return r;
 }
 
 static void
@@ -128,6 +129,7 @@ row_smime(const struct sg_smime_identity *id, void *arg)
 {
 	bool active = strcmp(id->state, "active") == 0;
 	GString *u = g_string_new(NULL);
+	struct row *r;
 
 	if (id->anchor)
 		g_string_append(u, "trust-anchor");
@@ -136,11 +138,10 @@ row_smime(const struct sg_smime_identity *id, void *arg)
 	if (id->has_key)
 		g_string_append_printf(u, "%sdecrypt%s", u->len ? "," : "",
 		    active ? ",sign" : "");
-	add_row(arg, id->addr, "smime", id->fpr, id->state, id->expires,
+	r = add_row(arg, id->addr, "smime", id->fpr, id->state, id->expires,
 	    u->len ? u->str : "-", id->why);
 	if (!id->anchor)
-		row_caps(g_ptr_array_index((GPtrArray *)arg,
-		    ((GPtrArray *)arg)->len - 1));
+		row_caps(r);
 	g_string_free(u, TRUE);
 }
 

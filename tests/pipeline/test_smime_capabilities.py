@@ -434,6 +434,23 @@ class Capabilities(vt.VerifyCase, unittest.TestCase):
         self.assertIn("capabilities of %s: aes-256-gcm (stated), unchanged" % self.carol.fpr,
                       cp.stdout.splitlines())
 
+    def test_broken_statement_counts_as_unknown(self):
+        # A statement that cannot be read is never passed over for what
+        # was seen: the administrator may have meant to overrule it.
+        gw = self.gateway()
+        self.signed_in(gw, caps=["aes-256-gcm"])
+        path = os.path.join(gw.keystore, CAPS_DIR, self.carol.fpr + ".stated")
+        smimetest.write_file(path, b"ciphers: aes-256-gcm\n\x00 garbage without a date\n")
+        self.assertEqual(self.listed_caps(gw, self.carol.fpr), "unreadable")
+        out = self.explain(gw, CAROL)
+        self.assertIn("  capabilities: unknown (%s/%s.stated is malformed)\n"
+                      % (CAPS_DIR, self.carol.fpr), out)
+        self.outbound(gw, [CAROL], ENV, "aes-256-cbc")
+        smimetest.write_file(path, b"x" * 2000)
+        self.outbound(gw, [CAROL], ENV, "aes-256-cbc")
+        os.unlink(path)
+        self.outbound(gw, [CAROL], AUTH, "aes-256-gcm")
+
     def test_stating_refusals(self):
         gw = self.gateway()
         before = smimetest.tree_snapshot(gw.keystore)
