@@ -499,12 +499,32 @@ open_bios(struct sg_reader *in, struct sg_writer *out, BIO **inb, BIO **b64,
 	return SG_OK;
 }
 
+/* The SMIMECapabilities of sealgate's signatures: what it decrypts,
+ * strongest first (OpenSSL's own list would announce RC2 and DES, which
+ * sealgate refuses), so that peers can choose by it (RFC 8551 2.7). */
+static int
+add_capabilities(CMS_SignerInfo *si)
+{
+	static const int nids[] = { NID_aes_256_gcm, NID_aes_128_gcm,
+		NID_aes_256_cbc, NID_aes_128_cbc };
+	STACK_OF(X509_ALGOR) *caps = NULL;
+	int ok = 1;
+
+	for (size_t i = 0; i < G_N_ELEMENTS(nids) && ok == 1; i++)
+		ok = CMS_add_simple_smimecap(&caps, nids[i], -1);
+	if (ok == 1)
+		ok = CMS_add_smimecap(si, caps);
+	sk_X509_ALGOR_pop_free(caps, X509_ALGOR_free);
+	return ok;
+}
+
 int
 sg_smime_sign(const struct sg_keystore *ks, const char *fpr,
 	      struct sg_reader *in, struct sg_writer *out, struct sg_err *err)
 {
 	const int flags = CMS_DETACHED | CMS_BINARY;
 	CMS_ContentInfo *cms = NULL;
+	CMS_SignerInfo *si;
 	X509 *cert = sg_smime_load_cert(ks, "certs", fpr);
 	EVP_PKEY *key = load_key(ks, fpr);
 	BIO *inb = NULL, *b64 = NULL;
@@ -516,8 +536,9 @@ sg_smime_sign(const struct sg_keystore *ks, const char *fpr,
 		goto out;
 	}
 	cms = CMS_sign(NULL, NULL, NULL, NULL, flags | CMS_PARTIAL);
-	if (cms == NULL ||
-	    CMS_add1_signer(cms, cert, key, EVP_sha256(), flags) == NULL) {
+	si = cms != NULL ? CMS_add1_signer(cms, cert, key, EVP_sha256(),
+	    flags | CMS_NOSMIMECAP) : NULL;
+	if (si == NULL || add_capabilities(si) != 1) {
 		rc = sg_ssl_fail(err, SG_ECRYPTO, "cannot set up the signature");
 		goto out;
 	}

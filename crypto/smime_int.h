@@ -3,6 +3,7 @@
 #define SEALGATE_SMIME_INT_H
 
 #include <openssl/bio.h>
+#include <openssl/cms.h>
 #include <openssl/x509.h>
 
 #include "sealgate/smime.h"
@@ -29,6 +30,12 @@ X509 *sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
 /* All certificates in smime/SUB. (transfer full) */
 STACK_OF(X509) *sg_smime_load_dir(const struct sg_keystore *ks,
 				  const char *sub);
+
+/* The ciphers of enum sg_smime_cipher that si's SMIMECapabilities signed
+ * attribute announces (SG_SMIME_CAP bits; others are left out). False
+ * when si has none, or more than one, or one beyond the bounds of
+ * sealgate/smimecaps.h or not readable. */
+bool sg_smime_caps_announced(CMS_SignerInfo *si, unsigned *out);
 
 /* Drains OpenSSL's error queue into err with a prefix. */
 int sg_ssl_fail(struct sg_err *err, int code, const char *what);

@@ -191,6 +191,7 @@ sg_smime_verify(const struct sg_keystore *ks, const void *der, size_t der_len,
 	BIO *dcont = NULL, *outb = NULL;
 	STACK_OF(X509) *signers = NULL, *certs = NULL;
 	STACK_OF(OPENSSL_STRING) *emails;
+	CMS_SignerInfo *si;
 	X509 *signer;
 	int rc = SG_OK;
 
@@ -221,8 +222,9 @@ sg_smime_verify(const struct sg_keystore *ks, const void *der, size_t der_len,
 		goto out;
 	}
 	signer = sk_X509_value(signers, 0);
-	out->created = signing_time(sk_CMS_SignerInfo_value(
-	    CMS_get0_SignerInfos(cms), 0));
+	si = sk_CMS_SignerInfo_value(CMS_get0_SignerInfos(cms), 0);
+	out->created = signing_time(si);
+	out->has_smime_caps = sg_smime_caps_announced(si, &out->smime_caps);
 	sg_x509_fpr(signer, out->fpr);
 	emails = X509_get1_email(signer);
 	for (int i = 0; i < sk_OPENSSL_STRING_num(emails); i++)

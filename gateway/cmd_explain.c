@@ -10,6 +10,8 @@
 #include "sealgate/pipeline.h"
 #include "sealgate/plan.h"
 #include "sealgate/rules.h"
+#include "sealgate/smime.h"
+#include "sealgate/smimecaps.h"
 #include "sealgate.h"
 
 struct skipped {
@@ -29,6 +31,8 @@ struct explained {
 	const char *cannot_sign; /* why the sender cannot sign, when asked to */
 	enum sg_outcome outcome;
 	const char *missing;    /* for reject/tempfail: what is missing */
+	bool smime;             /* S/MIME encrypted (fpr: its certificate) */
+	char *caps;             /* then: what its owner is known to read */
 	GArray *skipped;        /* struct skipped */
 };
 
@@ -52,6 +56,23 @@ explain_rules(const struct sg_policy *pol, const struct sg_facts *f,
 		g_array_append_val(e->skipped, s);
 	}
 	g_string_free(why, TRUE);
+}
+
+/* What the owner of e's certificate is known to read. */
+static void
+describe_caps(const struct sg_keystore *ks, struct explained *e)
+{
+	struct sg_smime_caps caps;
+	struct sg_err err = { 0 };
+	char buf[192];
+
+	e->smime = true;
+	if (sg_smime_caps_get(ks, e->fpr, &caps, &err) < 0) {
+		e->caps = g_strdup_printf("unknown (%s)", err.msg);
+		return;
+	}
+	sg_smime_caps_describe(&caps, buf, sizeof(buf));
+	e->caps = g_strdup(buf);
 }
 
 static int
@@ -91,6 +112,8 @@ explain_one(const struct sg_policy *pol, const struct sg_keystore *ks,
 		    sg_class_method(e->cls) : e->d.methods->v[0]];
 	if (rp.encrypt_method < 0)
 		e->fpr[0] = '\0';
+	if (rp.encrypt_method == SG_METHOD_SMIME)
+		describe_caps(ks, e);
 	return SG_OK;
 }
 
@@ -118,6 +141,8 @@ print_text(const struct explained *e)
 	}
 	sg_tprintf(stdout, "  method: %s\n", e->method ? e->method : "-");
 	sg_tprintf(stdout, "  key: %s\n", *e->fpr && e->method ? e->fpr : "-");
+	if (e->smime)
+		sg_tprintf(stdout, "  capabilities: %s\n", e->caps);
 	if (e->signer != NULL)
 		sg_tprintf(stdout, "  signing key: %s\n", e->signer);
 	if (e->cannot_sign != NULL)
@@ -149,6 +174,7 @@ append_json(GString *out, const struct explained *e)
 	    : SG_ACTION_NONE), true);
 	json_field(out, "method", e->method, true);
 	json_field(out, "key", *e->fpr && e->method ? e->fpr : NULL, true);
+	json_field(out, "capabilities", e->smime ? e->caps : NULL, true);
 	json_field(out, "signing_key", e->signer, true);
 	json_field(out, "cannot_sign", e->cannot_sign, true);
 	json_field(out, "on_missing_key", e->decided &&
@@ -173,10 +199,24 @@ static void
 explained_clear(struct explained *e)
 {
 	g_free(e->class_reason);
+	g_free(e->caps);
 	for (guint i = 0; e->skipped && i < e->skipped->len; i++)
 		g_free(g_array_index(e->skipped, struct skipped, i).why);
 	if (e->skipped)
 		g_array_free(e->skipped, TRUE);
+}
+
+/* Adds an S/MIME encrypted recipient to the cipher choice; fprs keeps
+ * the copy of its certificate's fingerprint. */
+static void
+add_cipher_rcpt(GArray *smime, GPtrArray *fprs, const struct explained *e)
+{
+	char *fpr = g_strdup(e->fpr);
+	struct sg_cipher_rcpt c = { e->addr, fpr, e->d.smime_cipher,
+	    e->d.smime_cipher_rule ? e->d.rule : NULL, 0 };
+
+	g_ptr_array_add(fprs, fpr);
+	g_array_append_val(smime, c);
 }
 
 /* "client":{address, login, assumed}, as the text form's client line. */
@@ -204,6 +244,10 @@ explain(const struct sg_cli *cli, const struct sg_facts *f)
 	char *reason = sg_pipeline_direction(pol, msg);
 	enum sg_class first = SG_CLASS_NONE;
 	struct sg_signers signers = { 0 };
+	GArray *smime = g_array_new(FALSE, TRUE, sizeof(struct sg_cipher_rcpt));
+	GPtrArray *fprs = g_ptr_array_new_with_free_func(g_free);
+	const char *cipher = NULL;
+	char cipher_why[200] = "";
 	bool split = false;
 	char *client = NULL;
 	int rc = SG_OK;
@@ -236,6 +280,8 @@ explain(const struct sg_cli *cli, const struct sg_facts *f)
 		if (i == 0)
 			first = e.cls;
 		split |= e.cls != first;
+		if (rc == 0 && e.smime)
+			add_cipher_rcpt(smime, fprs, &e);
 		if (rc < 0) {
 			sg_tprintf(stderr, "sealgate: %s: %s\n", r->addr,
 			    e.class_reason ? e.class_reason : sg_strerror(rc));
@@ -248,13 +294,29 @@ explain(const struct sg_cli *cli, const struct sg_facts *f)
 		}
 		explained_clear(&e);
 	}
-	if (json && rc == 0)
-		printf("%s],\"split\":%s}\n", out->str, split ? "true" : "false");
-	else if (rc == 0 && split)
+	/* The one content encryption of the message's S/MIME recipients. */
+	if (smime->len > 0) {
+		sg_cipher_caps(ks, (struct sg_cipher_rcpt *)smime->data,
+		    smime->len);
+		cipher = sg_smime_cipher_name(sg_cipher_choose(
+		    (struct sg_cipher_rcpt *)smime->data, smime->len, cipher_why,
+		    sizeof(cipher_why)));
+	}
+	if (json && rc == 0) {
+		g_string_append(out, "],");
+		json_field(out, "cipher", cipher, true);
+		json_field(out, "cipher_reason", cipher ? cipher_why : NULL, true);
+		printf("%s\"split\":%s}\n", out->str, split ? "true" : "false");
+	} else if (rc == 0 && cipher != NULL) {
+		sg_tprintf(stdout, "cipher: %s (%s)\n", cipher, cipher_why);
+	}
+	if (!json && rc == 0 && split)
 		printf("note: these recipients are of different classes; the milter "
 		    "answers 452 4.5.3 to the ones that differ from the first, and "
 		    "the sending MTA delivers them in separate transactions\n");
 	g_string_free(out, TRUE);
+	g_array_free(smime, TRUE);
+	g_ptr_array_free(fprs, TRUE);
 	return rc;
 }
 

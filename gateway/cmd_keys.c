@@ -12,6 +12,7 @@
 #include "sealgate/msg.h"
 #include "sealgate/openpgp.h"
 #include "sealgate/smime.h"
+#include "sealgate/smimecaps.h"
 #include "sealgate.h"
 
 /* The keystore being listed, for the deactivated state. */
@@ -28,7 +29,13 @@ struct import_opts {
 	char *passphrase;       /* first line of --passphrase-file */
 	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR, SG_SMIME_DRY_RUN */
 	bool dry_run;
+<<<<<<< HEAD
 	struct sg_internal internal; /* the policy's internal addresses */
+=======
+	bool caps;              /* --smime-capabilities given */
+	bool caps_clear;        /* ... as "clear" */
+	unsigned caps_set;      /* ... the ciphers, SG_SMIME_CAP bits */
+>>>>>>> smimecaps
 };
 
 /* An address of a user id or certificate is internal when it is written
@@ -72,6 +79,7 @@ format_date(time_t t, char *buf, size_t len)
 /* One line of `keys list`, for the text and the JSON form. */
 struct row {
 	char *addr, *method, *fpr, *state, *usable, *why;
+	char *caps;             /* S/MIME: what its owner reads, NULL: unknown */
 	time_t expires;
 };
 
@@ -86,10 +94,11 @@ row_free(gpointer p)
 	g_free(r->state);
 	g_free(r->usable);
 	g_free(r->why);
+	g_free(r->caps);
 	g_free(r);
 }
 
-static void
+static struct row *
 add_row(GPtrArray *rows, const char *addr, const char *method,
 	const char *fpr, const char *state, time_t expires, const char *usable,
 	const char *why)
@@ -104,6 +113,7 @@ add_row(GPtrArray *rows, const char *addr, const char *method,
 	r->usable = g_strdup(usable);
 	r->why = g_strdup(why);
 	g_ptr_array_add(rows, r);
+	return r;
 }
 
 static void
@@ -122,11 +132,32 @@ row_openpgp(const struct sg_openpgp_identity *id, void *arg)
 	g_string_free(u, TRUE);
 }
 
+/* What the owner of r's certificate is known to read (stated or seen). */
+static void
+row_caps(struct row *r)
+{
+	struct sg_smime_caps caps;
+	struct sg_err err = { 0 };
+	char buf[192];
+
+	if (listed == NULL)
+		return;
+	if (sg_smime_caps_get(listed, r->fpr, &caps, &err) < 0) {
+		r->caps = g_strdup("unreadable");
+		return;
+	}
+	if (caps.source == SG_CAPS_UNKNOWN)
+		return;
+	sg_smime_caps_describe(&caps, buf, sizeof(buf));
+	r->caps = g_strdup(buf);
+}
+
 static void
 row_smime(const struct sg_smime_identity *id, void *arg)
 {
 	bool active = strcmp(id->state, "active") == 0;
 	GString *u = g_string_new(NULL);
+	struct row *r;
 
 	if (id->anchor)
 		g_string_append(u, "trust-anchor");
@@ -135,8 +166,10 @@ row_smime(const struct sg_smime_identity *id, void *arg)
 	if (id->has_key)
 		g_string_append_printf(u, "%sdecrypt%s", u->len ? "," : "",
 		    active ? ",sign" : "");
-	add_row(arg, id->addr, "smime", id->fpr, id->state, id->expires,
+	r = add_row(arg, id->addr, "smime", id->fpr, id->state, id->expires,
 	    u->len ? u->str : "-", id->why);
+	if (!id->anchor)
+		row_caps(r);
 	g_string_free(u, TRUE);
 }
 
@@ -146,9 +179,10 @@ print_row(const char *prefix, const struct row *r)
 	char expires[32];
 
 	format_date(r->expires, expires, sizeof(expires));
-	sg_tprintf(stdout, "%s%-32s %-7s %s %-8s expires=%s usable=%s%s%s\n",
+	sg_tprintf(stdout, "%s%-32s %-7s %s %-8s expires=%s usable=%s%s%s%s%s\n",
 	    prefix != NULL ? prefix : "", r->addr, r->method, r->fpr, r->state,
-	    expires, r->usable, r->why ? " reason=" : "", r->why ? r->why : "");
+	    expires, r->usable, r->caps ? " caps=" : "", r->caps ? r->caps : "",
+	    r->why ? " reason=" : "", r->why ? r->why : "");
 }
 
 /* Import lines: one identity, with "imported" or "unchanged" before it. */
@@ -222,12 +256,61 @@ import_openpgp(const struct sg_keystore *ks, const char *path,
 	return 0;
 }
 
+static void
+end_entity(const struct sg_smime_identity *id, void *arg)
+{
+	if (!id->anchor)
+		*(bool *)arg = true;
+}
+
+/* --smime-capabilities: states (or clears) what the owners of the file's
+ * certificates with an address read; anchors and CA certificates are
+ * left alone. -1 when something could not be stated. */
+static int
+state_caps(const struct sg_keystore *ks, const char *path,
+	   const struct sg_smime_import *res, const struct import_opts *o)
+{
+	struct sg_err err = { 0 };
+	char list[128];
+	unsigned n = 0;
+	int rc = 0;
+
+	sg_smime_caps_format(o->caps_set, list, sizeof(list));
+	for (size_t i = 0; res->fprs != NULL && res->fprs[i] != NULL; i++) {
+		bool eligible = false, changed = false;
+
+		sg_smime_list(ks, res->fprs[i], end_entity, &eligible, &err);
+		if (!eligible)
+			continue;
+		n++;
+		if (sg_smime_caps_state(ks, res->fprs[i], o->caps_set,
+		    o->caps_clear, &changed, &err) < 0) {
+			sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
+			rc = -1;
+			continue;
+		}
+		if (o->caps_clear)
+			sg_tprintf(stdout, "capabilities of %s: %s\n", res->fprs[i],
+			    changed ? "statement removed" : "none stated");
+		else
+			sg_tprintf(stdout, "capabilities of %s: %s (stated)%s\n",
+			    res->fprs[i], list, changed ? "" : ", unchanged");
+	}
+	if (n == 0) {
+		sg_tprintf(stderr, "sealgate: %s: no certificate with an address "
+		    "to state --smime-capabilities for\n", path);
+		rc = -1;
+	}
+	return rc;
+}
+
 static int
 import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 	     gsize len, const struct import_opts *o)
 {
 	struct sg_smime_import res = { 0 };
 	struct sg_err err = { 0 };
+	int rc = 0;
 
 	if (sg_smime_import(ks, data, len, o->passphrase, o->smime_flags,
 	    &o->internal, &res, &err) < 0) {
@@ -242,6 +325,8 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 		sg_smime_import_clear(&res);
 		return 0;
 	}
+	if (o->caps)
+		rc = state_caps(ks, path, &res, o);
 	for (size_t i = 0; res.fprs != NULL && res.fprs[i] != NULL; i++)
 		sg_smime_list(ks, res.fprs[i], print_smime,
 		    res.changed[i] ? "imported  " : "unchanged ", &err);
@@ -250,7 +335,7 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 	    path, res.certs_new, res.certs_unchanged, res.anchors_new,
 	    res.anchors_unchanged, res.keys_new, res.keys_unchanged);
 	sg_smime_import_clear(&res);
-	return 0;
+	return rc;
 }
 
 static int
@@ -267,8 +352,17 @@ import_file(const struct sg_keystore *ks, const char *path,
 		g_error_free(gerr);
 		return -1;
 	}
+<<<<<<< HEAD
 	if (is_openpgp(data, len)) {
 		rc = import_openpgp(ks, path, data, len, o);
+=======
+	if (is_openpgp(data, len) && o->caps) {
+		sg_tprintf(stderr, "sealgate: %s: --smime-capabilities is for S/MIME "
+		    "certificates, this is OpenPGP; nothing imported\n", path);
+		rc = -1;
+	} else if (is_openpgp(data, len)) {
+		rc = import_openpgp(ks, path, data, len, o->dry_run);
+>>>>>>> smimecaps
 	} else if (sg_smime_looks_like(data, len)) {
 		rc = import_smime(ks, path, data, len, o);
 	} else {
@@ -288,7 +382,8 @@ cmd_import(const struct sg_keystore *ks, int n, char **files,
 
 	if (n == 0) {
 		fprintf(stderr, "usage: sealgate keys import FILE... "
-		    "[--passphrase-file F] [--trust-anchor]\n");
+		    "[--passphrase-file F] [--trust-anchor] "
+		    "[--smime-capabilities LIST|clear]\n");
 		return SG_EXIT_USAGE;
 	}
 	for (int i = 0; i < n; i++)
@@ -354,6 +449,8 @@ print_rows(GPtrArray *rows, bool json)
 		sg_json_string(out, r->expires == 0 ? NULL : expires);
 		g_string_append(out, ",\"usable\":");
 		sg_json_string(out, r->usable);
+		g_string_append(out, ",\"capabilities\":");
+		sg_json_string(out, r->caps);
 		g_string_append_c(out, '}');
 	}
 	if (json)
@@ -482,8 +579,10 @@ parse_options(int argc, char **argv, const char **config,
 		{ "json", no_argument, NULL, 'j' },
 		{ "secret", no_argument, NULL, 's' },
 		{ "dry-run", no_argument, NULL, 'n' },
+		{ "smime-capabilities", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct sg_err err = { 0 };
 	char *end;
 	int c;
 
@@ -521,6 +620,16 @@ parse_options(int argc, char **argv, const char **config,
 			o->dry_run = true;
 			o->smime_flags |= SG_SMIME_DRY_RUN;
 			break;
+		case 'C':
+			o->caps = true;
+			o->caps_clear = strcmp(optarg, "clear") == 0;
+			if (!o->caps_clear &&
+			    sg_smime_caps_parse(optarg, &o->caps_set, &err) < 0) {
+				sg_tprintf(stderr, "sealgate: --smime-capabilities: "
+				    "%s\n", err.msg);
+				return -1;
+			}
+			break;
 		default:
 			return -1;
 		}
@@ -546,7 +655,8 @@ sg_cmd_keys(int argc, char **argv)
 		goto out;
 	if (optind >= argc) {
 		fprintf(stderr, "usage: sealgate keys [-c FILE] import FILE... "
-		    "[--passphrase-file F] [--trust-anchor] [--dry-run] | "
+		    "[--passphrase-file F] [--trust-anchor] [--dry-run] "
+		    "[--smime-capabilities LIST|clear] | "
 		    "list [--expiring DAYS] "
 		    "[--json] | export ADDR|FPR [--secret] | remove ADDR|FPR | "
 		    "deactivate ADDR | reactivate ADDR\n");
@@ -557,6 +667,11 @@ sg_cmd_keys(int argc, char **argv)
 		known |= strcmp(sub, *v) == 0;
 	if (!known) {
 		sg_tprintf(stderr, "sealgate keys: unknown command \"%s\"\n", sub);
+		goto out;
+	}
+	if (o.caps && strcmp(sub, "import") != 0) {
+		fprintf(stderr, "sealgate keys: --smime-capabilities goes with "
+		    "import\n");
 		goto out;
 	}
 	pol = sg_load_policy_or_report(config);

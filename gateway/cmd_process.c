@@ -63,6 +63,15 @@ sg_cmd_process(int argc, char **argv)
 	for (guint i = 0; i < res.fprs->len; i++)
 		sg_tprintf(stderr, "key: %s\n",
 		    (char *)g_ptr_array_index(res.fprs, i));
+	if (res.cipher != NULL)
+		sg_tprintf(stderr, "cipher: %s (%s)\n", res.cipher,
+		    res.cipher_why ? res.cipher_why : "");
+	if (res.caps_recorded != NULL)
+		sg_tprintf(stderr, "capabilities recorded: %s\n",
+		    res.caps_recorded);
+	if (res.caps_error != NULL)
+		sg_tprintf(stderr, "capabilities not recorded: %s\n",
+		    res.caps_error);
 	code = exit_code(res.verdict);
 	if (res.verdict == SG_VERDICT_REJECT || res.verdict == SG_VERDICT_TEMPFAIL) {
 		sg_tprintf(stderr, "%s %s %s\n", res.rcode, res.xcode, res.text);

@@ -333,18 +333,31 @@ static void
 log_summary(struct conn *c, const struct sg_result *res)
 {
 	GString *keys = g_string_new(NULL);
+	/* S/MIME encryption: the content encryption and why. */
+	char *cipher = res->cipher == NULL ? g_strdup("") :
+	    g_strdup_printf(" cipher=\"%s (%s)\"", res->cipher,
+	    res->cipher_why ? res->cipher_why : "");
 
 	for (guint i = 0; i < res->fprs->len; i++)
 		g_string_append_printf(keys, "%s%s", i ? "," : "",
 		    (char *)g_ptr_array_index(res->fprs, i));
 	sg_log(SG_LOG_INFO, qid(c), "from=<%s> rcpts=%u class=%s verdict=%s "
-	    "rule=%s action=%s method=%s keys=%s reason=\"%s\" time=%ldms",
+	    "rule=%s action=%s method=%s keys=%s%s reason=\"%s\" time=%ldms",
 	    c->msg->mail_from, c->msg->rcpts->len, sg_class_name(c->cls),
 	    sg_verdict_name(res->verdict), res->rule ? res->rule : "-",
 	    res->action,
-	    res->method ? res->method : "-", keys->len ? keys->str : "-",
+	    res->method ? res->method : "-", keys->len ? keys->str : "-", cipher,
 	    res->reason ? res->reason : "", elapsed_ms(&c->start));
 	g_string_free(keys, TRUE);
+	g_free(cipher);
+	/* Inbound: what a valid S/MIME signature announced. A failure to
+	 * record it changes nothing for the message. */
+	if (res->caps_recorded != NULL)
+		sg_log(SG_LOG_INFO, qid(c), "S/MIME capabilities recorded: %s",
+		    res->caps_recorded);
+	if (res->caps_error != NULL)
+		sg_log(SG_LOG_WARNING, qid(c), "S/MIME capabilities not "
+		    "recorded: %s", res->caps_error);
 }
 
 /* Long work goes on: the MTA restarts its timeout. */

@@ -738,6 +738,7 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		}
 	}
 status:
+	sg_inbound_record_caps(ks, &d.sig, d.sig_method, res);
 	add_status(&d, res);
 	if (pol->inbound.verify)
 		add_signature_status(&d, sg_msg_header(msg, "From"), res);

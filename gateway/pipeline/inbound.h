@@ -63,6 +63,14 @@ void sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		       struct sg_sig *sig, const char **method,
 		       GByteArray **unwrapped);
 
+/* Records the S/MIME capabilities that sig announced (sealgate/
+ * smimecaps.h) when it is a valid S/MIME signature (method "smime") that
+ * carries them. What was recorded, or why it could not be, goes to res
+ * for the log; delivery does not depend on it. */
+void sg_inbound_record_caps(const struct sg_keystore *ks,
+			    const struct sg_sig *sig, const char *method,
+			    struct sg_result *res);
+
 /* What a valid S/MIME signature of entity (multipart/signed or opaque
  * signed-data at its top) covers of its body, as sealgate delivers it:
  * for multipart/signed the signed part as it was signed and a signature

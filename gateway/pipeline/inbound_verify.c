@@ -7,6 +7,7 @@
 
 #include "inbound.h"
 #include "sealgate/mime.h"
+#include "sealgate/smimecaps.h"
 #include "sealgate/verify.h"
 
 enum delimiter { NOT_DELIMITER, DELIMITER, AMBIGUOUS };
@@ -222,6 +223,28 @@ out:
 		g_object_unref(obj);
 	g_object_unref(parser);
 	g_object_unref(s);
+}
+
+void
+sg_inbound_record_caps(const struct sg_keystore *ks, const struct sg_sig *sig,
+		       const char *method, struct sg_result *res)
+{
+	struct sg_err err = { 0 };
+	char list[128];
+	bool changed = false;
+
+	if (sig->status != SG_SIG_VALID || g_strcmp0(method, "smime") != 0 ||
+	    !sig->has_smime_caps)
+		return;
+	sg_smime_caps_format(sig->smime_caps, list, sizeof(list));
+	if (sg_smime_caps_record(ks, sig->fpr, sig->smime_caps, sig->created,
+	    &changed, &err) < 0) {
+		g_free(res->caps_error);
+		res->caps_error = g_strdup_printf("%s: %s", sig->fpr, err.msg);
+	} else if (changed) {
+		g_free(res->caps_recorded);
+		res->caps_recorded = g_strdup_printf("%s: %s", sig->fpr, list);
+	}
 }
 
 /* der as base64 lines of 76 characters, each ended by CRLF. */

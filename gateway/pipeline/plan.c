@@ -193,8 +193,11 @@ sg_plan_init(struct sg_plan *plan, const char *sender)
 {
 	memset(plan, 0, sizeof(*plan));
 	plan->sign_method = plan->encrypt_method = -1;
+	plan->cipher = SG_SMIME_AES256_CBC;     /* until sg_plan_cipher */
 	plan->sender = sender;
 	plan->oaep = g_array_new(FALSE, TRUE, sizeof(gboolean));
+	plan->cipher_rcpts = g_array_new(FALSE, TRUE,
+	    sizeof(struct sg_cipher_rcpt));
 }
 
 void
@@ -208,9 +211,13 @@ sg_plan_unite(struct sg_plan *plan, const struct sg_decision *d,
 
 		sg_plan_recipient(&d[i], cls, &plan->signers, &rp);
 		g_array_append_val(plan->oaep, oaep);
-		/* The enum runs from the least to the most compatible cipher. */
-		if (d[i].smime_cipher > plan->cipher)
-			plan->cipher = d[i].smime_cipher;
+		if (rp.encrypt_method == SG_METHOD_SMIME) {
+			struct sg_cipher_rcpt c = { r->addr, r->key_fpr,
+			    d[i].smime_cipher, d[i].smime_cipher_rule ?
+			    d[i].rule : NULL, 0 };
+
+			g_array_append_val(plan->cipher_rcpts, c);
+		}
 		if (d[i].rule != NULL && plan->rule == NULL)
 			plan->rule = d[i].rule;
 		if (d[i].strip_tag && plan->strip_tag == NULL)
@@ -254,6 +261,8 @@ sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
 			goto out;
 	}
 	sg_plan_unite(plan, d, msg->rcpts, cls);
+	if (plan->encrypt && plan->encrypt_method == SG_METHOD_SMIME)
+		sg_plan_cipher(plan, ks);
 out:
 	g_free(d);
 	return rc;
@@ -264,6 +273,8 @@ sg_plan_clear(struct sg_plan *plan)
 {
 	if (plan->oaep != NULL)
 		g_array_free(plan->oaep, TRUE);
+	if (plan->cipher_rcpts != NULL)
+		g_array_free(plan->cipher_rcpts, TRUE);
 	for (int i = 0; i < 3; i++)
 		if (plan->missing[i] != NULL)
 			g_string_free(plan->missing[i], TRUE);

@@ -10,6 +10,7 @@
 #include "sealgate/openpgp.h"
 #include "sealgate/rewrite.h"
 #include "sealgate/smime.h"
+#include "sealgate/smimecaps.h"
 
 /* Reader over an entity: a header block in memory, then spool bytes. */
 struct entity_reader {
@@ -259,6 +260,9 @@ encrypt_smime(struct job *j, struct sg_reader *in)
 		    "\n\tname=\"smime.p7m\"", sg_smime_type(j->plan->cipher));
 		sg_result_reason(j->res, "%u recipient(s), %s%s", j->msg->rcpts->len,
 		    sg_smime_type(j->plan->cipher), j->plan->sign ? ", signed" : "");
+		j->res->cipher = sg_smime_cipher_name(j->plan->cipher);
+		g_free(j->res->cipher_why);
+		j->res->cipher_why = g_strdup(j->plan->cipher_why);
 	}
 	return rc;
 }

@@ -20,6 +20,9 @@ sg_result_clear(struct sg_result *res)
 {
 	g_free(res->text);
 	g_free(res->reason);
+	g_free(res->cipher_why);
+	g_free(res->caps_recorded);
+	g_free(res->caps_error);
 	if (res->fprs != NULL)
 		g_ptr_array_free(res->fprs, TRUE);
 	sg_edits_clear(&res->edits);

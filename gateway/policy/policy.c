@@ -570,6 +570,7 @@ policy_new(const char *path)
 	pol->gateway.signing_networks = g_array_new(FALSE, TRUE,
 	    sizeof(struct sg_cidr));
 	pol->rules = g_ptr_array_new_with_free_func((GDestroyNotify)sg_rule_free);
+	pol->out_default.smime_cipher = -1;     /* by capabilities */
 	return pol;
 }
 

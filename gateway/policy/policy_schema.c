@@ -101,9 +101,11 @@ static const struct key default_keys[] = {
 	  sg_on_missing_values, "reject", false,
 	  "for sign/encrypt/sign-encrypt: reject | tempfail | send-plain" },
 	{ "smime_cipher", KT_ENUM, POL(out_default.smime_cipher), NULL,
-	  sg_cipher_values, "aes-256-gcm", false,
-	  "S/MIME content encryption: aes-256-gcm | aes-128-gcm (AuthEnvelopedData), "
-	  "aes-256-cbc | aes-128-cbc (EnvelopedData, for older clients)" },
+	  sg_cipher_values, NULL, false,
+	  "S/MIME content encryption, forced: aes-256-gcm | aes-128-gcm "
+	  "(AuthEnvelopedData), aes-256-cbc | aes-128-cbc (EnvelopedData); "
+	  "not set: the strongest every recipient is known to read (their "
+	  "S/MIME capabilities), aes-256-cbc when one is unknown" },
 	{ "smime_key_transport", KT_ENUM, POL(out_default.smime_key_transport),
 	  NULL, sg_transport_values, "rsa-pkcs1", false,
 	  "RSA recipients: rsa-pkcs1 | rsa-oaep (EC recipients always use ECDH)" },
@@ -154,7 +156,8 @@ static const struct key rule_keys[] = {
 	{ "strip_tag", KT_BOOL, RULE(strip_tag), NULL, NULL, "true", false,
 	  "remove the subject_tag from the Subject" },
 	{ "smime_cipher", KT_ENUM, RULE(smime_cipher), NULL, sg_cipher_values,
-	  NULL, false, "S/MIME content encryption (default: outbound.default's)" },
+	  NULL, false, "S/MIME content encryption, forced (default: "
+	  "outbound.default's)" },
 	{ "smime_key_transport", KT_ENUM, RULE(smime_key_transport), NULL,
 	  sg_transport_values, NULL, false,
 	  "RSA key transport (default: outbound.default's)" },

@@ -224,8 +224,10 @@ sg_policy_decide(const struct sg_policy *pol, const struct sg_facts *f,
 		if (r->methods.n > 0)
 			out->methods = &r->methods;
 		out->on_missing_key = r->on_missing_key;
-		if (r->smime_cipher >= 0)
+		if (r->smime_cipher >= 0) {
 			out->smime_cipher = r->smime_cipher;
+			out->smime_cipher_rule = true;
+		}
 		if (r->smime_key_transport >= 0)
 			out->smime_key_transport = r->smime_key_transport;
 		out->strip_tag = r->strip_tag && r->when.subject_tag != NULL;

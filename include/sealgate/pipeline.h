@@ -28,6 +28,11 @@ struct sg_result {
 	const char *rule;       /* the deciding rule (policy's storage) */
 	char *reason;           /* why, for the log (never message content) */
 	GPtrArray *fprs;        /* char *: keys used */
+	const char *cipher;     /* S/MIME encryption: the content encryption */
+	char *cipher_why;       /* ... and why */
+	char *caps_recorded;    /* inbound: "FPR: ciphers" of S/MIME
+				 * capabilities recorded from a signature */
+	char *caps_error;       /* ... or why they could not be */
 	struct sg_edits edits;
 };
 

@@ -53,12 +53,40 @@ struct sg_rcpt_plan {
 void sg_plan_recipient(const struct sg_decision *d, enum sg_class cls,
 		       const struct sg_signers *signers, struct sg_rcpt_plan *out);
 
+/* An S/MIME recipient as the choice of the content encryption sees it. */
+struct sg_cipher_rcpt {
+	const char *addr;
+	const char *fpr;        /* its certificate */
+	int forced;             /* smime_cipher of its decision, -1: not set */
+	const char *forced_by;  /* rule name, or NULL for outbound.default */
+	unsigned caps;          /* SG_SMIME_CAP bits it is known to read;
+				 * 0: unknown */
+};
+
+/* Fills the caps of r[0..n-1] from the keystore's capability files
+ * (sealgate/smimecaps.h); one that cannot be read stays unknown. */
+void sg_cipher_caps(const struct sg_keystore *ks, struct sg_cipher_rcpt *r,
+		    size_t n);
+
+/*
+ * The S/MIME content encryption (enum sg_smime_cipher) for recipients
+ * r[0..n-1], n > 0, and why (len bytes): the most compatible of what their
+ * decisions force and of the strongest cipher that every other recipient
+ * is known to read. A recipient whose capabilities are unknown reads
+ * AES-256-CBC and AES-128-CBC, which every S/MIME client does; when the
+ * others have nothing in common, AES-256-CBC.
+ */
+int sg_cipher_choose(const struct sg_cipher_rcpt *r, size_t n, char *why,
+		     size_t len);
+
 /* The plan of a whole transaction. */
 struct sg_plan {
 	bool sign, encrypt;
 	int sign_method, encrypt_method;
 	const char *signer_fpr;     /* in signers */
-	int cipher;                 /* S/MIME: the most compatible asked for */
+	int cipher;                 /* S/MIME: sg_plan_cipher's choice */
+	char cipher_why[200];
+	GArray *cipher_rcpts;       /* struct sg_cipher_rcpt, S/MIME encrypted */
 	GArray *oaep;               /* gboolean per recipient */
 	bool conflict;              /* recipients need different bodies */
 	unsigned n_plain_keyless;   /* plain recipients that have no key */
@@ -82,8 +110,13 @@ void sg_plan_init(struct sg_plan *plan, const char *sender);
 void sg_plan_unite(struct sg_plan *plan, const struct sg_decision *d,
 		   const GPtrArray *rcpts, enum sg_class cls);
 
+/* The content encryption of an S/MIME encrypting plan (sg_cipher_choose
+ * over plan->cipher_rcpts with their capabilities from ks). */
+void sg_plan_cipher(struct sg_plan *plan, const struct sg_keystore *ks);
+
 /* Decides every recipient of msg (all of class cls), looks the sender's
- * signing keys up when a decision signs, and unites them (sg_plan_unite). */
+ * signing keys up when a decision signs, unites them (sg_plan_unite) and
+ * chooses the content encryption (sg_plan_cipher). */
 int sg_plan_transaction(struct sg_plan *plan, const struct sg_msg *msg,
 			const struct sg_policy *pol,
 			const struct sg_keystore *ks, enum sg_class cls,

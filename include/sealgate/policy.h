@@ -88,7 +88,8 @@ struct sg_decision {
 	int action;
 	const struct sg_methods *methods;
 	int on_missing_key;
-	int smime_cipher;
+	int smime_cipher;            /* -1: by the recipients' capabilities */
+	bool smime_cipher_rule;      /* set by the rule, not the default */
 	int smime_key_transport;
 	bool strip_tag;
 	const char *subject_tag;     /* the rule's tag, to strip */
@@ -118,7 +119,7 @@ struct sg_policy {
 		int action;             /* enum sg_action */
 		struct sg_methods methods;
 		int on_missing_key;
-		int smime_cipher;
+		int smime_cipher;       /* -1: not set */
 		int smime_key_transport;
 	} out_default;
 	GPtrArray *rules;            /* struct sg_rule *, first match wins */

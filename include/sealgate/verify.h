@@ -24,6 +24,9 @@ struct sg_sig {
 	GPtrArray *addrs;       /* char *: the signer's addresses */
 	time_t created;         /* creation time the signature claims (OpenPGP
 				 * signature time, CMS signingTime); 0: none */
+	bool has_smime_caps;    /* S/MIME: an SMIMECapabilities attribute was
+				 * read (sg_smime_caps_announced) */
+	unsigned smime_caps;    /* ... its ciphers, SG_SMIME_CAP bits */
 	char reason[128];
 };
 

@@ -402,12 +402,14 @@ def explain_class(gw, rcpt, sender=sgtest.SENDER, named=None):
 
 LIST_RE = re.compile(r"^(?P<addr>\S+)\s+smime\s+(?P<fpr>[0-9A-F]{64})\s+(?P<state>\S+)\s+"
                      r"expires=(?P<expires>\d{4}-\d\d-\d\d)\s+usable=(?P<usable>\S+)"
+                     r"(?: caps=(?P<caps>\S+(?: \([^)]*\))?))?"
                      r"(?: reason=(?P<reason>.*))?$")
 
 
 def smime_list_lines(text):
     """[dict] of the S/MIME lines in `keys list` (or import) output; an
-    optional leading "imported"/"unchanged" goes to key "prefix"."""
+    optional leading "imported"/"unchanged" goes to key "prefix", what the
+    certificate's owner is known to read to "caps" (None: unknown)."""
     out = []
     for line in text.splitlines():
         prefix = None

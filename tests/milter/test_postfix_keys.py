@@ -152,7 +152,7 @@ class PostfixKeys(miltertest.MilterTestCase, InboundCase):
         msg, delivered = self.outbound(secret)
         self.assertNotIn(secret.encode(), delivered.raw, "sent in clear")
         out = strip_added_received(bytes(delivered))
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         smimetest.assert_openssl_decrypts(self, der, cert, msg)
 
         cp = self.keys("remove", cert.fpr)

@@ -309,7 +309,7 @@ class AlreadyEncryptedSmime(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertNotIn("already protected", err)
         self.assertNotIn(MARKER.encode(), out)
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         smimetest.assert_openssl_decrypts(self, der, self.carol, msg)
 
     def test_enveloped_label_holding_plain_bytes(self):

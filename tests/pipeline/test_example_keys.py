@@ -173,7 +173,7 @@ class ExampleKeys(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assert_rule(err, "smime-partner")
         self.assertNotIn(MARKER.encode(), out)
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         smimetest.assert_openssl_decrypts(self, der, ident("frank"), msg)
         # As keys-example/README.md shows it: the whole message file.
         path = self.scratch.file("eml", out)

@@ -8,21 +8,27 @@ subject's emailAddress only and have no extensions.
 
 The gateway (internal domain example.org) encrypts mail from
 alice@example.org to Bob@example.com and to Alice-ec@example.com; openssl
-decrypts it with the key from the recipient's PKCS#12 file. Skipped when
-SEALGATE_CORPORA is unset or the files are missing.
+decrypts it with the key from the recipient's PKCS#12 file. Alice's signed
+messages (Alice.p12, RSA) show what NSS announces (ThunderbirdCapabilities).
+Skipped when SEALGATE_CORPORA is unset or the files are missing.
 """
 
+import email
 import os
 import re
 import types
 import unittest
 
+import capstest
+import inboundtest
 import sgtest
 import smimetest
+import verifytest as vt
 from sgtest import MARKER, make_message, std_headers
 
 SENDER = "alice@example.org"
 BOB = "Bob@example.com"
+ALICE = "Alice@example.com"
 ALICE_EC = "Alice-ec@example.com"
 P12_PASS = "nss"
 
@@ -86,7 +92,7 @@ class ThunderbirdSmime(unittest.TestCase):
                                       os.path.join(cls.dir, "Bob.p12"),
                                       "--passphrase-file", cls.passfile)
 
-    def encrypt(self, gw, ident, smime_type="authEnveloped-data"):
+    def encrypt(self, gw, ident, smime_type="enveloped-data"):
         msg = message("%s <%s>" % (ident.addr.split("@")[0], ident.addr))
         rc, out, err = gw.process(msg, SENDER, [ident.addr])
         self.assertEqual(rc, 0, err)
@@ -110,7 +116,7 @@ class ThunderbirdSmime(unittest.TestCase):
     def test_encrypt_to_bob(self):
         der = self.encrypt(self.gw, self.bob)
         text = smimetest.cms_print(der)
-        self.assertEqual(smimetest.cms_content_cipher(text), "aes-256-gcm")
+        self.assertEqual(smimetest.cms_content_cipher(text), "aes-256-cbc")
         self.assertEqual(smimetest.cms_recipient_infos(text), [("ktri", "rsaEncryption")])
 
     def test_bob_p12_import(self):
@@ -132,9 +138,81 @@ class ThunderbirdSmime(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(sorted(sgtest.stderr_field(err, "key")),
                          sorted([self.bob.fpr, self.alice.fpr]))
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         for ident in (self.bob, self.alice):
             smimetest.assert_openssl_decrypts(self, der, ident, msg)
+
+
+class ThunderbirdCapabilities(vt.VerifyCase, unittest.TestCase):
+    """What Thunderbird's (NSS's) signed mail announces, and what sealgate
+    then sends back. None of the signatures in the test data carries an
+    SMIMECapabilities attribute, so a valid one records nothing and mail
+    to Alice (RSA, Alice.p12) stays AES-256-CBC EnvelopedData, which her
+    key opens (NSS's own messages there are AES-128-CBC EnvelopedData)."""
+
+    SIGNED = ("alice.dsig.SHA256.multipart.eml", "alice.sig.SHA256.opaque.eml")
+
+    @classmethod
+    def setUpClass(cls):
+        smimetest.require_tools()
+        cls.dir = corpus_dir()
+        for name in ("Alice.p12",) + cls.SIGNED:
+            if not os.path.isfile(os.path.join(cls.dir, name)):
+                sgtest.skip_file("%s is missing" % os.path.join(cls.dir, name))
+        cls.tmp = sgtest.tmpdir("sgtbc")
+        cls.alice = from_p12(os.path.join(cls.dir, "Alice.p12"), cls.tmp, "alice", ALICE)
+        cls.passfile = smimetest.write_file(os.path.join(cls.tmp, "pass"), P12_PASS + "\n")
+        # Bob's side: example.com is internal; Alice's certificate is known.
+        cls.gw = smimetest.smime_gateway(
+            os.path.join(cls.tmp, "gw"), inboundtest.inbound_policy(),
+            anchors=[os.path.join(cls.dir, "TestCA.pem")], certs=[cls.alice.cert])
+        cp = cls.gw.run("keys", "-c", cls.gw.policy, "import",
+                        os.path.join(cls.dir, "Bob.p12"), "--passphrase-file", cls.passfile)
+        if cp.returncode != 0:
+            raise RuntimeError("Bob.p12 import failed: %s%s" % (cp.stdout, cp.stderr))
+
+    def test_nss_signatures_announce_nothing(self):
+        """The signatures of the test data that a reader sees without
+        decrypting carry no SMIMECapabilities (openssl's reading)."""
+        n = 0
+        for name in sorted(os.listdir(self.dir)):
+            if not name.endswith(".eml"):
+                continue
+            msg = email.message_from_bytes(smimetest.read_file(os.path.join(self.dir, name)))
+            for part in msg.walk():
+                ct = part.get_content_type()
+                if ct == "application/pkcs7-signature" or (
+                        ct == "application/pkcs7-mime"
+                        and part.get_param("smime-type") == "signed-data"):
+                    sig = part.get_payload(decode=True)
+                    self.assertIsNone(capstest.announced(sig), name)
+                    n += 1
+        self.assertGreaterEqual(n, 20)
+
+    def test_valid_signatures_record_nothing_and_alice_gets_cbc(self):
+        gw = smimetest.clone_gateway(self.gw, os.path.join(self.tmp, "bob-side"))
+        for name in self.SIGNED:
+            with self.subTest(message=name):
+                msg = smimetest.read_file(os.path.join(self.dir, name))
+                _out, err, _dec, sig = self.run_inbound(gw, msg, rcpts=[BOB],
+                                                        sender=ALICE)
+                self.assertEqual(sig, "valid; method=smime; signer=%s; key=%s"
+                                 % (ALICE, self.alice.fpr))
+                self.assertNotIn("capabilities", err)
+        self.assertFalse(os.path.exists(os.path.join(gw.keystore, "smime-capabilities")))
+        # The same keystore on a gateway for which example.com is outside.
+        out_gw = smimetest.clone_gateway(gw, os.path.join(self.tmp, "to-alice"))
+        with open(out_gw.policy, "w") as f:
+            f.write(smimetest.smime_policy(internal_domains="example.org"))
+        msg = message(ALICE)
+        rc, out, err = out_gw.process(msg, SENDER, [ALICE])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cipher: aes-256-cbc (capabilities of %s unknown)" % ALICE,
+                      err.splitlines())
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
+        self.assertEqual(smimetest.cms_content_cipher(smimetest.cms_print(der)),
+                         "aes-256-cbc")
+        smimetest.assert_openssl_decrypts(self, der, self.alice, msg)
 
 
 if __name__ == "__main__":

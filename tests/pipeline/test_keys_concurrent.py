@@ -145,7 +145,7 @@ class ConcurrentChanges(unittest.TestCase):
                 self.assertIsNotNone(out)
                 self.assertNotIn(MARKER.encode(), out, "sent in clear")
                 if rcpt == CAROL:
-                    der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+                    der = smimetest.smime_der(self, msg, out, "enveloped-data")
                     smimetest.assert_openssl_decrypts(self, der, self.carol, msg)
                 else:
                     sgtest.assert_decrypts_to_original(self, self.dave_home, msg, out)

@@ -446,7 +446,7 @@ class Sign(unittest.TestCase):
         msg = ascii_message(to="Carol Partner <%s>" % CAROL)
         out, err = self.process_ok("se-smime", msg, rcpts=[CAROL])
         self.assertNotIn(MARKER.encode(), out, "plaintext in the result")
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         rc, plain, derr = smimetest.cms_decrypt(der, self.carol_x)
         self.assertEqual(rc, 0, "openssl cms -decrypt failed: %s" % derr)
         self.assertEqual(plain, canon(plain))
@@ -459,7 +459,7 @@ class Sign(unittest.TestCase):
     def test_sign_encrypt_utf8_smime(self):
         msg = utf8_message(to=CAROL)
         out, _err = self.process_ok("se-smime", msg, rcpts=[CAROL])
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         rc, plain, derr = smimetest.cms_decrypt(der, self.carol_x)
         self.assertEqual(rc, 0, derr)
         self.verify_smime(plain, self.alice_x, msg, False, check_outer=False)

@@ -11,16 +11,21 @@ the recipient's own key, and the decrypted entity must be the original's
 Content-* fields and body (CRLF-canonical); the algorithms are read from
 `openssl cms -cmsout -print`. gpgsm decrypts what it can read.
 
+None of these recipients' capabilities are known (no signed mail from them
+was seen, none stated), so by default they get AES-256-CBC EnvelopedData;
+`smime_cipher` on the default or a rule forces AES-GCM here
+(test_smime_capabilities.py covers the choice by capabilities).
+
 gpgsm 2.2.40 (the one on the test machines) can decrypt only part of what
-sealgate writes, and the limits are gpgsm's, not sealgate's: the same happens
-with messages that `openssl cms -encrypt` makes.
+sealgate can write, and the limits are gpgsm's, not sealgate's: the same
+happens with messages that `openssl cms -encrypt` makes.
   - AuthEnvelopedData (AES-GCM): "error getting IV: Buffer too short".
   - RSA-OAEP key transport: "error getting encrypted session key".
   - EC keys: importing an EC P-256 PKCS#12 file crashes gpgsm 2.2.40.
-So gpgsm checks the RSA + AES-CBC (EnvelopedData, PKCS#1 v1.5) messages. Set-up
-asks gpgsm whether it can read openssl's own GCM and OAEP messages; if a newer
-gpgsm can, it must read sealgate's too, else those checks are skipped with the
-reason.
+So gpgsm checks the RSA + AES-CBC (EnvelopedData, PKCS#1 v1.5) messages, the
+default output among them. Set-up asks gpgsm whether it can read openssl's own
+GCM and OAEP messages; if a newer gpgsm can, it must read sealgate's too, else
+those checks are skipped with the reason.
 """
 
 import base64
@@ -117,7 +122,12 @@ class SmimeEncrypt(unittest.TestCase):
 
     # -- helpers ---------------------------------------------------------
 
-    def encrypt(self, msg, rcpts, gw=None, smime_type=AUTH, ciphers=None):
+    @classmethod
+    def gcm_gateway(cls):
+        """The default policy with AES-256-GCM forced."""
+        return cls.gateway("gcm", default_extra="smime_cipher: aes-256-gcm")
+
+    def encrypt(self, msg, rcpts, gw=None, smime_type=ENV, ciphers=None):
         """Process msg; assert accepted and S/MIME encrypted to rcpts with
         their certificates (stderr key: lines), message format, content not
         on stderr nor in clear, spool empty. ciphers: the expected content
@@ -161,9 +171,30 @@ class SmimeEncrypt(unittest.TestCase):
 
     # -- ciphers and key transport --------------------------------------
 
-    def test_gcm_default_rsa(self):
+    def test_cbc_default_rsa(self):
+        # Capabilities unknown: AES-256-CBC EnvelopedData, which every
+        # S/MIME client reads.
         msg = text_message()
-        der, text = self.encrypt(msg, [CAROL], ciphers="aes-256-gcm")
+        rc, _out, err = self.gateway("default").process(msg, SENDER, [CAROL])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("cipher: aes-256-cbc (capabilities of %s unknown)" % CAROL,
+                      err.splitlines())
+        der, text = self.encrypt(msg, [CAROL], ciphers="aes-256-cbc")
+        self.assert_ktri(text, 1)
+        assert_openssl_decrypts(self, der, self.carol, msg)
+        rc, plain, _err = smimetest.cms_decrypt(der, self.erin)
+        self.assertNotEqual(rc, 0)
+        self.assertNotIn(MARKER.encode(), plain)
+
+    def test_cbc_default_rsa_gpgsm(self):
+        msg = text_message()
+        der, _text = self.encrypt(msg, [CAROL], ciphers="aes-256-cbc")
+        self.assert_gpgsm(der, msg)
+
+    def test_gcm_forced_rsa(self):
+        msg = text_message()
+        der, text = self.encrypt(msg, [CAROL], gw=self.gcm_gateway(), smime_type=AUTH,
+                                 ciphers="aes-256-gcm")
         self.assert_ktri(text, 1)
         assert_openssl_decrypts(self, der, self.carol, msg)
         # Someone else's key does not open it.
@@ -171,9 +202,10 @@ class SmimeEncrypt(unittest.TestCase):
         self.assertNotEqual(rc, 0)
         self.assertNotIn(MARKER.encode(), plain)
 
-    def test_gcm_default_rsa_gpgsm(self):
+    def test_gcm_forced_rsa_gpgsm(self):
         msg = text_message()
-        der, _text = self.encrypt(msg, [CAROL], ciphers="aes-256-gcm")
+        der, _text = self.encrypt(msg, [CAROL], gw=self.gcm_gateway(), smime_type=AUTH,
+                                  ciphers="aes-256-gcm")
         self.assert_gpgsm(der, msg, gcm=True)
 
     def test_gcm_tampered_fails(self):
@@ -181,7 +213,7 @@ class SmimeEncrypt(unittest.TestCase):
         # ciphertext and openssl refuses it (what it wrote before refusing
         # differs between its versions and is not looked at).
         msg = text_message()
-        der, text = self.encrypt(msg, [CAROL])
+        der, text = self.encrypt(msg, [CAROL], gw=self.gcm_gateway(), smime_type=AUTH)
         assert_openssl_decrypts(self, der, self.carol, msg)
         first = re.search(r"encryptedContent:\s*\n\s*0000 - ((?:[0-9a-f]{2}[ -]){8})", text)
         self.assertTrue(first, text)
@@ -198,7 +230,8 @@ class SmimeEncrypt(unittest.TestCase):
         self.assertEqual(klass, "smime (S/MIME certificate %s)" % self.dave.fpr,
                          "policy explain: class: %s" % klass)
         msg = text_message(to="Dave <%s>" % DAVE)
-        der, text = self.encrypt(msg, [DAVE], ciphers="aes-256-gcm")
+        der, text = self.encrypt(msg, [DAVE], gw=self.gcm_gateway(), smime_type=AUTH,
+                                 ciphers="aes-256-gcm")
         infos = cms_recipient_infos(text)
         self.assertEqual(len(infos), 1, text)
         self.assertEqual(infos[0][0], "kari", "EC recipient without key agreement")
@@ -206,7 +239,7 @@ class SmimeEncrypt(unittest.TestCase):
         assert_openssl_decrypts(self, der, self.dave, msg)
 
     def test_cbc_by_rule(self):
-        gw = self.gateway("cbc", rules=(
+        gw = self.gateway("cbc", default_extra="smime_cipher: aes-256-gcm", rules=(
             "    - { name: old-clients, when: { recipient_domain: [partner.example] }, "
             "action: encrypt, smime_cipher: aes-256-cbc }\n"))
         msg = text_message()
@@ -215,14 +248,14 @@ class SmimeEncrypt(unittest.TestCase):
         assert_openssl_decrypts(self, der, self.carol, msg)
         # The rule is per recipient domain: erin still gets the default.
         msg2 = text_message(to=ERIN)
-        der2, _t = self.encrypt(msg2, [ERIN], gw=gw, ciphers="aes-256-gcm")
+        der2, _t = self.encrypt(msg2, [ERIN], gw=gw, smime_type=AUTH, ciphers="aes-256-gcm")
         assert_openssl_decrypts(self, der2, self.erin, msg2)
         self.assert_gpgsm(der, msg)
 
     def test_aes128_gcm(self):
         gw = self.gateway("gcm128", default_extra="smime_cipher: aes-128-gcm")
         msg = text_message()
-        der, _text = self.encrypt(msg, [CAROL], gw=gw, ciphers="aes-128-gcm")
+        der, _text = self.encrypt(msg, [CAROL], gw=gw, smime_type=AUTH, ciphers="aes-128-gcm")
         assert_openssl_decrypts(self, der, self.carol, msg)
 
     def test_aes128_cbc(self):
@@ -233,9 +266,10 @@ class SmimeEncrypt(unittest.TestCase):
         self.assert_gpgsm(der, msg)
 
     def test_oaep(self):
-        gw = self.gateway("oaep", default_extra="smime_key_transport: rsa-oaep")
+        gw = self.gateway("oaep", default_extra="smime_key_transport: rsa-oaep, "
+                                                "smime_cipher: aes-256-gcm")
         msg = text_message()
-        der, text = self.encrypt(msg, [CAROL], gw=gw, ciphers="aes-256-gcm")
+        der, text = self.encrypt(msg, [CAROL], gw=gw, smime_type=AUTH, ciphers="aes-256-gcm")
         self.assert_ktri(text, 1, "rsaesOaep")
         assert_openssl_decrypts(self, der, self.carol, msg)
 
@@ -253,7 +287,7 @@ class SmimeEncrypt(unittest.TestCase):
             "    - { name: oaep, when: { recipient: [%s] }, action: encrypt, "
             "smime_key_transport: rsa-oaep }\n" % ERIN))
         msg = text_message(to="%s, %s" % (CAROL, ERIN))
-        der, text = self.encrypt(msg, [CAROL, ERIN], gw=gw, ciphers="aes-256-gcm")
+        der, text = self.encrypt(msg, [CAROL, ERIN], gw=gw, ciphers="aes-256-cbc")
         infos = cms_recipient_infos(text)
         self.assertEqual(sorted(infos), [("ktri", "rsaEncryption"), ("ktri", "rsaesOaep")],
                          text)
@@ -265,7 +299,7 @@ class SmimeEncrypt(unittest.TestCase):
     def test_three_rsa_recipients_each_decrypts(self):
         msg = text_message(to="Carol <%s>, Frank <%s>" % (CAROL, FRANK),
                            extra=[("Cc", "Erin <%s>" % ERIN)])
-        der, text = self.encrypt(msg, [CAROL, ERIN, FRANK], ciphers="aes-256-gcm")
+        der, text = self.encrypt(msg, [CAROL, ERIN, FRANK], ciphers="aes-256-cbc")
         self.assert_ktri(text, 3)
         for ident in (self.carol, self.erin, self.frank):
             assert_openssl_decrypts(self, der, ident, msg)
@@ -273,7 +307,7 @@ class SmimeEncrypt(unittest.TestCase):
     def test_three_recipients_rsa_and_ec_each_decrypts(self):
         msg = text_message(to="Carol <%s>, Dave <%s>" % (CAROL, DAVE),
                            extra=[("Cc", "Erin <%s>" % ERIN)])
-        der, text = self.encrypt(msg, [CAROL, DAVE, ERIN], ciphers="aes-256-gcm")
+        der, text = self.encrypt(msg, [CAROL, DAVE, ERIN], ciphers="aes-256-cbc")
         infos = cms_recipient_infos(text)
         self.assertEqual(len(infos), 3, "expected one RecipientInfo per recipient:\n" + text)
         self.assertEqual(sorted(k for k, _a in infos), ["kari", "ktri", "ktri"])
@@ -281,7 +315,7 @@ class SmimeEncrypt(unittest.TestCase):
             assert_openssl_decrypts(self, der, ident, msg)
 
     def test_mixed_ciphers_cbc_wins(self):
-        gw = self.gateway("mixed-cbc", rules=(
+        gw = self.gateway("mixed-cbc", default_extra="smime_cipher: aes-256-gcm", rules=(
             "    - { name: old-clients, when: { recipient_domain: [other.example] }, "
             "action: encrypt, smime_cipher: aes-256-cbc }\n"))
         msg = text_message(to="%s, %s" % (CAROL, ERIN))
@@ -294,12 +328,13 @@ class SmimeEncrypt(unittest.TestCase):
         self.assert_gpgsm(der, msg)
 
     def test_mixed_ciphers_128_gcm_wins(self):
-        gw = self.gateway("mixed-gcm128", rules=(
+        gw = self.gateway("mixed-gcm128", default_extra="smime_cipher: aes-256-gcm", rules=(
             "    - { name: short-key, when: { recipient_domain: [other.example] }, "
             "action: encrypt, smime_cipher: aes-128-gcm }\n"))
         msg = text_message(to="%s, %s" % (CAROL, ERIN))
         for rcpts in ([CAROL, ERIN], [ERIN, CAROL]):
-            der, _text = self.encrypt(msg, rcpts, gw=gw, ciphers="aes-128-gcm")
+            der, _text = self.encrypt(msg, rcpts, gw=gw, smime_type=AUTH,
+                                      ciphers="aes-128-gcm")
             for ident in (self.carol, self.erin):
                 assert_openssl_decrypts(self, der, ident, msg)
 

@@ -161,7 +161,7 @@ class CertificateChecks(unittest.TestCase):
             self.assertEqual([sgtest.norm_value(v) for v in sgtest.header_values(nf, "Subject")],
                              ["Quarterly figures"])
             if subject == "Quarterly figures":
-                der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+                der = smimetest.smime_der(self, msg, out, "enveloped-data")
                 smimetest.assert_openssl_decrypts(self, der, self.good, msg)
 
     # -- refusals ------------------------------------------------------------
@@ -212,7 +212,7 @@ class CertificateChecks(unittest.TestCase):
         rc, out, err = self.gw.process(msg, SENDER, [rcpt])
         self.assertEqual(rc, 0, err)
         self.assertEqual(sgtest.stderr_field(err, "key"), [self.renew_new.fpr])
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         smimetest.assert_openssl_decrypts(self, der, self.renew_new, msg)
         self.assertEqual(self.list_entry(self.renew_old)["state"], "expired")
 
@@ -313,7 +313,7 @@ class Import(unittest.TestCase):
         rc, out, err = gw.process(msg, SENDER, [ident.addr])
         self.assertEqual(rc, 0, err)
         self.assertEqual(sgtest.stderr_field(err, "key"), [ident.fpr], err)
-        der = smimetest.smime_der(self, msg, out, "authEnveloped-data")
+        der = smimetest.smime_der(self, msg, out, "enveloped-data")
         smimetest.assert_openssl_decrypts(self, der, ident, msg)
 
     def assert_reimport_unchanged(self, gw, *args, idents=()):
