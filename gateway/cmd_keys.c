@@ -29,13 +29,10 @@ struct import_opts {
 	char *passphrase;       /* first line of --passphrase-file */
 	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR, SG_SMIME_DRY_RUN */
 	bool dry_run;
-<<<<<<< HEAD
 	struct sg_internal internal; /* the policy's internal addresses */
-=======
 	bool caps;              /* --smime-capabilities given */
 	bool caps_clear;        /* ... as "clear" */
 	unsigned caps_set;      /* ... the ciphers, SG_SMIME_CAP bits */
->>>>>>> smimecaps
 };
 
 /* An address of a user id or certificate is internal when it is written
@@ -352,17 +349,12 @@ import_file(const struct sg_keystore *ks, const char *path,
 		g_error_free(gerr);
 		return -1;
 	}
-<<<<<<< HEAD
-	if (is_openpgp(data, len)) {
-		rc = import_openpgp(ks, path, data, len, o);
-=======
 	if (is_openpgp(data, len) && o->caps) {
 		sg_tprintf(stderr, "sealgate: %s: --smime-capabilities is for S/MIME "
 		    "certificates, this is OpenPGP; nothing imported\n", path);
 		rc = -1;
 	} else if (is_openpgp(data, len)) {
-		rc = import_openpgp(ks, path, data, len, o->dry_run);
->>>>>>> smimecaps
+		rc = import_openpgp(ks, path, data, len, o);
 	} else if (sg_smime_looks_like(data, len)) {
 		rc = import_smime(ks, path, data, len, o);
 	} else {
