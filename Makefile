@@ -48,10 +48,14 @@ test-asan: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L asan
 
+# End to end through a private Postfix, per operation in process, peak
+# RSS; writes bench/results/latest.md (README, "Performance").
+# BENCH_COUNT messages per end-to-end run, BENCH_ROUNDS runs per figure.
+BENCH_COUNT  ?= 2000
+BENCH_ROUNDS ?= 3
 bench: build
-	@./bench/run.sh $(BUILD)/sealgate
-	@python3 bench/milter.py $(BUILD)/sealgate
-	@python3 bench/milter_cpu.py $(BUILD)/sealgate
+	@python3 bench/bench.py --bin $(BUILD)/sealgate --count $(BENCH_COUNT) \
+	    --rounds $(BENCH_ROUNDS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
