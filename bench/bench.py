@@ -43,6 +43,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -290,6 +291,39 @@ def proc_stat(pid):
         int(fields[13]) + int(fields[14])
 
 
+def proc_table():
+    """proc_stat of every process: {pid: (ppid, own, children)}."""
+    stats = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            st = proc_stat(int(pid))
+            if st:
+                stats[int(pid)] = st
+    return stats
+
+
+def descendants(stats, root):
+    """The pids below root."""
+    out, todo = [], [root]
+    while todo:
+        parent = todo.pop()
+        for pid, st in stats.items():
+            if st[0] == parent:
+                out.append(pid)
+                todo.append(pid)
+    return out
+
+
+def tree_cpu_seconds(root):
+    """CPU of root and of everything below it, finished (and waited for)
+    or running."""
+    stats = proc_table()
+    if root not in stats:
+        raise BenchError("process %d is gone" % root)
+    return sum(stats[pid][1] + stats[pid][2]
+               for pid in [root] + descendants(stats, root)) / CLK_TCK
+
+
 class Daemon:
     """`sealgate milter` under bench/subreaper.py."""
 
@@ -347,26 +381,16 @@ class Daemon:
         cutime+cstime of the children the milter waited for), reaped (of
         the orphans the subreaper waited for: gpg) and running (processes
         still running below the subreaper: gpg-agent)."""
-        stats = {}
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                st = proc_stat(int(pid))
-                if st:
-                    stats[int(pid)] = st
+        stats = proc_table()
         root = stats.get(self.proc.pid)
         milter = stats.get(self.pid)
         if root is None or milter is None:
             raise BenchError("the milter %s is gone" % self.name)
         out = {"own": milter[1], "waited": milter[2], "reaped": root[2],
                "running": 0}
-        todo = [self.proc.pid]
-        while todo:
-            parent = todo.pop()
-            for pid, st in stats.items():
-                if st[0] == parent:
-                    if pid != self.pid:
-                        out["running"] += st[1] + st[2]
-                    todo.append(pid)
+        for pid in descendants(stats, self.proc.pid):
+            if pid != self.pid:
+                out["running"] += stats[pid][1] + stats[pid][2]
         return {k: v / CLK_TCK for k, v in out.items()}
 
     def reset_peak(self):
@@ -451,6 +475,10 @@ class BenchPostfix(postfix.PrivatePostfix):
             if not postfix.wait_port(port, 20):
                 raise BenchError("Postfix does not listen on %d" % port)
 
+    def master_pid(self):
+        with open(os.path.join(self.queue_dir, "pid", "master.pid")) as f:
+            return int(f.read().strip())
+
     def write_config(self):
         super().write_config()
         with open(os.path.join(self.config_dir, "master.cf"), "a") as f:
@@ -504,18 +532,31 @@ class Scenario:
         self.daemon = daemon      # None: Postfix alone
         self.expect = expect      # (action, method) in the milter's log
         self.rates, self.cpu, self.started, self.busy = [], [], [], []
+        self.postfix_cpu, self.generator_cpu = [], []
+
+
+def load_generator_cpu(pf):
+    """CPU seconds of the smtp-source runs this process waited for and of
+    the running smtp-sink."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sink = proc_stat(pf.sink.proc.pid)
+    return ru.ru_utime + ru.ru_stime + (sink[1] / CLK_TCK if sink else 0)
 
 
 def send(pf, sc, count, sessions, timeout):
     """One run: returns (seconds until all were delivered, CPU seconds of
-    the milter as Daemon.cpu_seconds splits them, busy ms of each
-    message)."""
+    the milter as Daemon.cpu_seconds splits them, busy ms of each message,
+    CPU seconds of Postfix (its master and everything below it) and of
+    smtp-source and smtp-sink)."""
     if not pf.wait_queue_empty(60):
         raise BenchError("Postfix's queue does not empty")
     tail = MaillogTail(pf.maillog_path)
     d = sc.daemon
     log_off = d.log_size() if d else 0
     cpu0 = d.cpu_seconds() if d else None
+    master = pf.master_pid()
+    pf_cpu0 = tree_cpu_seconds(master)
+    gen_cpu0 = load_generator_cpu(pf)
     port = pf.port if sc.listener is None else pf.ports[sc.listener]
     t0 = time.monotonic()
     src = subprocess.Popen(
@@ -531,11 +572,14 @@ def send(pf, sc, count, sessions, timeout):
                 sc.title, tail.sent, count, timeout))
         time.sleep(0.005)
     elapsed = time.monotonic() - t0
+    pf_cpu = tree_cpu_seconds(master) - pf_cpu0
     out = src.communicate(timeout=60)[0]
     if src.returncode != 0:
         raise BenchError("smtp-source: " + out.decode("utf-8", "replace"))
+    others = {"postfix": pf_cpu, "generators": load_generator_cpu(pf) -
+              gen_cpu0}
     if d is None:
-        return elapsed, None, []
+        return elapsed, None, [], others
     # The milter logs its summary before it answers: all are there.
     cpu1 = d.cpu_seconds()
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu1}
@@ -546,7 +590,31 @@ def send(pf, sc, count, sessions, timeout):
         raise BenchError("%s: the milter logged %d messages (of %d), %d not "
                          "%s: %r" % (sc.title, len(rows), count, len(wrong),
                                      "accept %s %s" % sc.expect, wrong[:3]))
-    return elapsed, cpu, [r[3] for r in rows]
+    return elapsed, cpu, [r[3] for r in rows], others
+
+
+def perf_record(directory, sc):
+    """With --perf: `perf record` of the milter (with its threads) during
+    a run, with DWARF call graphs (libmilter and sealgate have no frame
+    pointers)."""
+    if not directory or sc.daemon is None:
+        return None
+    os.makedirs(directory, exist_ok=True)
+    proc = subprocess.Popen(["perf", "record", "-q", "-F", "299",
+                             "--call-graph", "dwarf,8192", "-p",
+                             str(sc.daemon.pid), "-o",
+                             os.path.join(directory, sc.key + ".data")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.5)     # perf needs a moment before it samples
+    if proc.poll() is not None:
+        raise BenchError("perf record: " + proc.stderr.read().decode())
+    return proc
+
+
+def perf_stop(proc):
+    if proc is not None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
 
 
 def e2e(env, pf, daemons, args):
@@ -579,6 +647,12 @@ def e2e(env, pf, daemons, args):
                  msg_pgp, inb, ("decrypt", "openpgp"),
                  count=max(1, args.count // 4)),
     ]
+    if args.scenarios:
+        keep = set(args.scenarios.split(",")) | {"postfix"}
+        unknown = keep - {sc.key for sc in scenarios}
+        if unknown:
+            raise BenchError("unknown scenario(s): %s" % ", ".join(unknown))
+        scenarios = [sc for sc in scenarios if sc.key in keep]
     timeout = max(120, args.count)
     warm = min(args.count, 20)
     say("== end to end: %d x 10 KB, %d sessions, %d rounds" % (
@@ -588,8 +662,15 @@ def e2e(env, pf, daemons, args):
     for rnd in range(args.rounds):
         for sc in scenarios:
             n = sc.count or args.count
-            secs, cpu, busy = send(pf, sc, n, args.sessions, timeout)
+            rec = perf_record(args.perf, sc) if rnd == 0 else None
+            try:
+                secs, cpu, busy, others = send(pf, sc, n, args.sessions,
+                                               timeout)
+            finally:
+                perf_stop(rec)
             sc.rates.append(n / secs)
+            sc.postfix_cpu.append(others["postfix"] * 1000.0 / n)
+            sc.generator_cpu.append(others["generators"] * 1000.0 / n)
             if cpu is not None:
                 sc.cpu.append(sum(cpu.values()) * 1000.0 / n)
                 sc.started.append((cpu["waited"] + cpu["reaped"] +
@@ -606,6 +687,8 @@ def e2e(env, pf, daemons, args):
             "rate": median(sc.rates), "ratio": ratio(median(sc.rates), base),
             "cpu_ms": median(sc.cpu) if sc.daemon else None,
             "started_cpu_ms": median(sc.started) if sc.daemon else None,
+            "postfix_cpu_ms": median(sc.postfix_cpu),
+            "generator_cpu_ms": median(sc.generator_cpu),
             "p50_ms": percentile(sc.busy, 50) if sc.daemon else None,
             "p99_ms": percentile(sc.busy, 99) if sc.daemon else None,
             "runs": sc.rates,
@@ -847,18 +930,21 @@ def markdown(results):
           "(%d unless said otherwise), %d sessions (one SMTP connection per "
           "message), milter on a unix "
           "socket unless said otherwise. CPU: the milter and the processes "
-          "it starts (gpg, gpg-agent) per message. Added latency: the time "
+          "it starts (gpg, gpg-agent) per message; Postfix CPU: its master and "
+          "all its processes (smtpd, cleanup, qmgr, smtp, ...). Added latency: the time "
           "sealgate spends in its callbacks per message (`busy=` in its "
           "log), over all messages of all runs." % (p["count"],
                                                      p["sessions"]), "",
           "| scenario | messages | msg/s | vs Postfix alone | sealgate CPU "
-          "ms/msg | of which in processes it starts | added p50 ms | "
-          "added p99 ms |", "|---|---|---|---|---|---|---|---|"]
+          "ms/msg | of which in processes it starts | Postfix CPU ms/msg | "
+          "added p50 ms | added p99 ms |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for r in results["e2e"]:
-        L.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+        L.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s |" % (
             r["title"], r["count"], fmt(r["rate"], "%.0f"), fmt(r["ratio"]),
             fmt(r["cpu_ms"]), fmt(r["started_cpu_ms"]),
-            fmt(r["p50_ms"], "%.3f"), fmt(r["p99_ms"], "%.3f")))
+            fmt(r["postfix_cpu_ms"]), fmt(r["p50_ms"], "%.3f"),
+            fmt(r["p99_ms"], "%.3f")))
     L += ["", "## Per operation, in process", "",
           "Milliseconds per message (median). sealgate: what the milter does "
           "for one message (spool, classify, pipeline) in process; bare: the "
@@ -887,7 +973,15 @@ def markdown(results):
 # --------------------------------------------------------------------------
 
 
+def interrupted(signum, _frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
 def main():
+    # Before tests/lib/postfix.py installs its own handlers (which stop
+    # Postfix only): every daemon and directory is cleaned up in finally.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, interrupted)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", required=True, help="the sealgate binary")
     ap.add_argument("--count", type=int, default=2000,
@@ -897,22 +991,32 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="small counts and sizes (ctest)")
     ap.add_argument("--out", help="the Markdown report (default "
-                    "bench/results/latest.md; none with --quick)")
+                    "bench/results/latest.md; none with --quick or a part)")
     ap.add_argument("--json", help="also write the figures as JSON")
+    ap.add_argument("--parts", default="e2e,rss,ops",
+                    help="what to run (default e2e,rss,ops)")
+    ap.add_argument("--scenarios", help="end-to-end scenarios to run "
+                    "(keys as in the JSON, e.g. pass,smime; Postfix alone "
+                    "always runs)")
+    ap.add_argument("--perf", metavar="DIR", help="`perf record` the "
+                    "milter during each end-to-end scenario's first run, "
+                    "into DIR/SCENARIO.data")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench: a private Postfix needs root")
     if args.quick:
-        args.count = min(args.count, 40)
+        args.count = min(args.count, 24)
         args.rounds = min(args.rounds, 2)
-        sizes = [4 * KB, 100 * KB, MB]
-        iterations = lambda size: 3                    # noqa: E731
-        big, small = 2 * MB, 256 * KB
+        sizes = [4 * KB, 32 * KB, 256 * KB]
+        iterations = lambda size: 2                    # noqa: E731
+        big, small = 2 * MB, 128 * KB
     else:
         sizes = [4 * KB, 100 * KB, 10 * MB]
         iterations = lambda size: 3 if size >= MB else 15  # noqa: E731
         big, small = 50 * MB, 5 * MB
-    out = args.out or (None if args.quick else
+    partial = args.scenarios or set(args.parts.split(",")) != {
+        "e2e", "rss", "ops"}
+    out = args.out or (None if args.quick or partial else
                        os.path.join(ROOT, "bench", "results", "latest.md"))
     start = time.monotonic()
     env = Env(args.bin, args.quick)
@@ -929,9 +1033,13 @@ def main():
                    "machine": machine(), "versions": versions(env),
                    "params": {"count": args.count, "sessions": args.sessions,
                               "rounds": args.rounds, "quick": args.quick}}
-        results["e2e"] = e2e(env, pf, daemons, args)
-        results["rss"] = rss(env, pf, daemons, big, small, args.sessions)
-        results["ops"] = ops(env, sizes, iterations)
+        parts = args.parts.split(",")
+        results["e2e"] = e2e(env, pf, daemons, args) if "e2e" in parts \
+            else []
+        results["rss"] = rss(env, pf, daemons, big, small, args.sessions) \
+            if "rss" in parts else []
+        results["ops"] = ops(env, sizes, iterations) if "ops" in parts \
+            else []
         results["targets"] = target_rows(results)
         results["elapsed_s"] = time.monotonic() - start
     except BenchError as e:
