@@ -2,7 +2,8 @@
 """`make bench`: sealgate's benchmarks, one command.
 
     bench.py --bin BUILD/sealgate [--count N] [--rounds R] [--quick]
-             [--out FILE.md] [--json FILE.json]
+             [--out FILE.md] [--json FILE.json] [--parts e2e,rss,ops]
+             [--scenarios KEY,...] [--reuse] [--perf DIR]
 
 Machines are shared and noisy: every figure is the median of several runs
 (--rounds, default 3), and every comparison is a ratio against a baseline
@@ -17,9 +18,13 @@ measured in the same invocation.
    inet: socket instead of a unix socket, OpenPGP encrypt, S/MIME encrypt,
    S/MIME sign, inbound S/MIME decrypt, inbound OpenPGP decrypt. Figures:
    messages per second, the ratio to Postfix alone, sealgate's CPU per
-   message and the p50/p99 of the time sealgate adds to a message (the
-   `busy=` of its log line: time spent in its callbacks). Every message
-   must have been treated as the scenario says (from the milter's log).
+   message (and the part of it in the processes it starts), Postfix's own
+   CPU per message, and the p50/p99 of the time sealgate adds to a message
+   (the `busy=` of its log line: time spent in its callbacks). Every
+   message must have been treated as the scenario says (from the milter's
+   log). Inbound OpenPGP runs an eighth of the count (it is slow). Postfix
+   alone runs right before each scenario with the same count, and each
+   ratio is the median of these pairs.
    CPU: the milter runs under bench/subreaper.py, which waits for the gpg
    processes GPGME starts detached; sealgate's CPU is the milter's own
    utime+stime, the cutime+cstime of everything waited for below the
@@ -32,8 +37,10 @@ measured in the same invocation.
    one 50 MB message outbound (OpenPGP and S/MIME) and inbound (both), and
    for 8 x 5 MB messages sent at once (OpenPGP and S/MIME).
 
---quick (for ctest) runs every part with small counts and sizes. Needs
-root, Postfix (smtp-source, smtp-sink), gpg and openssl.
+--quick (for ctest) runs every part with small counts and sizes. --parts
+and --scenarios run a subset (no report file unless --out); --perf DIR
+records the milter with `perf record` during each scenario's first run.
+Needs root, Postfix (smtp-source, smtp-sink), gpg and openssl.
 """
 
 import argparse
@@ -532,7 +539,7 @@ class Scenario:
         self.daemon = daemon      # None: Postfix alone
         self.expect = expect      # (action, method) in the milter's log
         self.rates, self.cpu, self.started, self.busy = [], [], [], []
-        self.postfix_cpu, self.generator_cpu = [], []
+        self.postfix_cpu, self.generator_cpu, self.ratios = [], [], []
 
 
 def load_generator_cpu(pf):
@@ -543,7 +550,7 @@ def load_generator_cpu(pf):
     return ru.ru_utime + ru.ru_stime + (sink[1] / CLK_TCK if sink else 0)
 
 
-def send(pf, sc, count, sessions, timeout):
+def send(pf, sc, count, sessions, timeout, reuse=False):
     """One run: returns (seconds until all were delivered, CPU seconds of
     the milter as Daemon.cpu_seconds splits them, busy ms of each message,
     CPU seconds of Postfix (its master and everything below it) and of
@@ -561,7 +568,8 @@ def send(pf, sc, count, sessions, timeout):
     t0 = time.monotonic()
     src = subprocess.Popen(
         [postfix._which("smtp-source"), "-s", str(sessions), "-m", str(count),
-         "-f", sc.frm, "-t", sc.to, "-F", sc.msg, "127.0.0.1:%d" % port],
+         "-f", sc.frm, "-t", sc.to, "-F", sc.msg] + (["-d"] if reuse else [])
+        + ["127.0.0.1:%d" % port],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     end = t0 + timeout
     while tail.sent < count:
@@ -642,10 +650,10 @@ def e2e(env, pf, daemons, args):
                  msg_smime, inb, ("decrypt", "smime")),
         # Each message stages the recipient's secret key in a GnuPG home
         # of its own (README, "Performance"): about 15 messages a second,
-        # so a quarter of the count keeps `make bench` within its time.
+        # so an eighth of the count keeps `make bench` within its time.
         Scenario("in-openpgp", "inbound OpenPGP decrypt", "in", CAROL, BOB,
                  msg_pgp, inb, ("decrypt", "openpgp"),
-                 count=max(1, args.count // 4)),
+                 count=max(2, args.count // 8)),
     ]
     if args.scenarios:
         keep = set(args.scenarios.split(",")) | {"postfix"}
@@ -658,33 +666,43 @@ def e2e(env, pf, daemons, args):
     say("== end to end: %d x 10 KB, %d sessions, %d rounds" % (
         args.count, args.sessions, args.rounds))
     for sc in scenarios:
-        send(pf, sc, warm, args.sessions, timeout)
+        send(pf, sc, warm, args.sessions, timeout, args.reuse)
+    base = scenarios[0]
+
+    def one(sc, n, rnd):
+        rec = perf_record(args.perf, sc) if rnd == 0 else None
+        try:
+            secs, cpu, busy, others = send(pf, sc, n, args.sessions, timeout,
+                                           args.reuse)
+        finally:
+            perf_stop(rec)
+        sc.rates.append(n / secs)
+        sc.postfix_cpu.append(others["postfix"] * 1000.0 / n)
+        sc.generator_cpu.append(others["generators"] * 1000.0 / n)
+        if cpu is not None:
+            sc.cpu.append(sum(cpu.values()) * 1000.0 / n)
+            sc.started.append((cpu["waited"] + cpu["reaped"] +
+                               cpu["running"]) * 1000.0 / n)
+        sc.busy.extend(busy)
+        say("   round %d  %-34s %8.1f msg/s%s" % (
+            rnd + 1, sc.title, n / secs, "" if cpu is None else
+            "  %.2f ms CPU/msg" % sc.cpu[-1]))
+        return n / secs
+
+    # Postfix alone runs right before each scenario, with the same count:
+    # each ratio compares two runs seconds apart, which a shared machine's
+    # changing load affects alike.
     for rnd in range(args.rounds):
-        for sc in scenarios:
+        for sc in scenarios[1:]:
             n = sc.count or args.count
-            rec = perf_record(args.perf, sc) if rnd == 0 else None
-            try:
-                secs, cpu, busy, others = send(pf, sc, n, args.sessions,
-                                               timeout)
-            finally:
-                perf_stop(rec)
-            sc.rates.append(n / secs)
-            sc.postfix_cpu.append(others["postfix"] * 1000.0 / n)
-            sc.generator_cpu.append(others["generators"] * 1000.0 / n)
-            if cpu is not None:
-                sc.cpu.append(sum(cpu.values()) * 1000.0 / n)
-                sc.started.append((cpu["waited"] + cpu["reaped"] +
-                                   cpu["running"]) * 1000.0 / n)
-            sc.busy.extend(busy)
-            say("   round %d  %-34s %8.1f msg/s%s" % (
-                rnd + 1, sc.title, n / secs, "" if cpu is None else
-                "  %.2f ms CPU/msg" % sc.cpu[-1]))
-    base = median(scenarios[0].rates)
+            b = one(base, n, rnd)
+            sc.ratios.append(one(sc, n, rnd) / b)
     rows = []
     for sc in scenarios:
         rows.append({
             "key": sc.key, "title": sc.title, "count": sc.count or args.count,
-            "rate": median(sc.rates), "ratio": ratio(median(sc.rates), base),
+            "rate": median(sc.rates),
+            "ratio": 1.0 if sc is base else median(sc.ratios),
             "cpu_ms": median(sc.cpu) if sc.daemon else None,
             "started_cpu_ms": median(sc.started) if sc.daemon else None,
             "postfix_cpu_ms": median(sc.postfix_cpu),
@@ -915,9 +933,14 @@ def markdown(results):
          "- CPU: %s, %d cores; Linux %s" % (m["cpu"], m["cores"],
                                             m["kernel"])]
     L += ["- %s" % v for v in results["versions"]]
-    L += ["- every figure is the median of %d runs; ratios are against a "
+    L += ["- load average (1 min) %.1f before, %.1f after (other work on a "
+          "shared machine)" % (results["load_before"], results["load_after"]),
+          "- every figure is the median of %d runs; ratios are against a "
           "baseline of the same invocation; %.0f s in all" % (
               p["rounds"], results["elapsed_s"]), ""]
+    if p.get("reuse"):
+        L.insert(2, "End to end with SMTP connections reused "
+                 "(smtp-source -d).")
     L += ["## Targets", "", "| what | measured | target | met |",
           "|---|---|---|---|"]
     for t in results["targets"]:
@@ -927,14 +950,17 @@ def markdown(results):
             ("yes" if t["met"] else "**no**")))
     L += ["", "## End to end", "",
           "smtp-source → Postfix + sealgate → smtp-sink, 10 KB messages "
-          "(%d unless said otherwise), %d sessions (one SMTP connection per "
-          "message), milter on a unix "
+          "(%d unless said otherwise), %d sessions (%s), milter on a unix "
           "socket unless said otherwise. CPU: the milter and the processes "
-          "it starts (gpg, gpg-agent) per message; Postfix CPU: its master and "
-          "all its processes (smtpd, cleanup, qmgr, smtp, ...). Added latency: the time "
+          "it starts (gpg, gpg-agent) per message; Postfix CPU: its master "
+          "and all its processes (smtpd, cleanup, qmgr, smtp, ...). Postfix "
+          "alone runs right before each scenario with the same count; the "
+          "ratio is the median of these pairs. Added latency: the time "
           "sealgate spends in its callbacks per message (`busy=` in its "
-          "log), over all messages of all runs." % (p["count"],
-                                                     p["sessions"]), "",
+          "log), over all messages of all runs." % (
+              p["count"], p["sessions"],
+              "SMTP connections reused" if p.get("reuse") else
+              "one SMTP connection per message"), "",
           "| scenario | messages | msg/s | vs Postfix alone | sealgate CPU "
           "ms/msg | of which in processes it starts | Postfix CPU ms/msg | "
           "added p50 ms | added p99 ms |",
@@ -998,6 +1024,9 @@ def main():
     ap.add_argument("--scenarios", help="end-to-end scenarios to run "
                     "(keys as in the JSON, e.g. pass,smime; Postfix alone "
                     "always runs)")
+    ap.add_argument("--reuse", action="store_true", help="end to end: "
+                    "smtp-source -d, messages reuse SMTP connections (and "
+                    "so milter connections)")
     ap.add_argument("--perf", metavar="DIR", help="`perf record` the "
                     "milter during each end-to-end scenario's first run, "
                     "into DIR/SCENARIO.data")
@@ -1014,7 +1043,7 @@ def main():
         sizes = [4 * KB, 100 * KB, 10 * MB]
         iterations = lambda size: 3 if size >= MB else 15  # noqa: E731
         big, small = 50 * MB, 5 * MB
-    partial = args.scenarios or set(args.parts.split(",")) != {
+    partial = args.scenarios or args.reuse or set(args.parts.split(",")) != {
         "e2e", "rss", "ops"}
     out = args.out or (None if args.quick or partial else
                        os.path.join(ROOT, "bench", "results", "latest.md"))
@@ -1030,9 +1059,11 @@ def main():
         pf = BenchPostfix({name: d.postfix_spec
                            for name, d in daemons.items()})
         results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "load_before": os.getloadavg()[0],
                    "machine": machine(), "versions": versions(env),
                    "params": {"count": args.count, "sessions": args.sessions,
-                              "rounds": args.rounds, "quick": args.quick}}
+                              "rounds": args.rounds, "quick": args.quick,
+                              "reuse": args.reuse}}
         parts = args.parts.split(",")
         results["e2e"] = e2e(env, pf, daemons, args) if "e2e" in parts \
             else []
@@ -1042,6 +1073,7 @@ def main():
             else []
         results["targets"] = target_rows(results)
         results["elapsed_s"] = time.monotonic() - start
+        results["load_after"] = os.getloadavg()[0]
     except BenchError as e:
         sys.exit("bench: %s" % e)
     finally:

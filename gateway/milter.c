@@ -344,7 +344,8 @@ log_summary(struct conn *c, const struct sg_result *res)
 		g_string_append_printf(keys, "%s%s", i ? "," : "",
 		    (char *)g_ptr_array_index(res->fprs, i));
 	sg_log(SG_LOG_INFO, qid(c), "from=<%s> rcpts=%u class=%s verdict=%s "
-	    "rule=%s action=%s method=%s keys=%s reason=\"%s\" time=%.3fms busy=%.3fms",
+	    "rule=%s action=%s method=%s keys=%s reason=\"%s\" time=%.3fms "
+	    "busy=%.3fms",
 	    c->msg->mail_from, c->msg->rcpts->len, sg_class_name(c->cls),
 	    sg_verdict_name(res->verdict), res->rule ? res->rule : "-",
 	    res->action,
