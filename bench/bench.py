@@ -166,13 +166,12 @@ def plain_message(size, frm, to, subject="benchmark"):
 class Env:
     """The temporary directory, keystore, policies and messages."""
 
-    def __init__(self, binary, quick):
+    def __init__(self, binary):
         self.bin = os.path.abspath(binary)
         self.tool = os.path.join(os.path.dirname(self.bin), "sealgate-bench")
         for p in (self.bin, self.tool):
             if not os.access(p, os.X_OK):
                 raise BenchError("%s is not built" % p)
-        self.quick = quick
         self.tmp = tempfile.mkdtemp(prefix="sgbench.", dir="/tmp")
         os.chmod(self.tmp, 0o755)
         self.store = os.path.join(self.tmp, "store")
@@ -431,11 +430,18 @@ class Daemon:
         return out
 
     def stop(self):
+        """SIGTERM through the subreaper; the milter and the subreaper are
+        killed (by their pids) when they have not ended 20 s later."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
+                if self.pid is not None:
+                    try:
+                        os.kill(self.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 self.proc.kill()
                 self.proc.wait(5)
 
@@ -1048,7 +1054,7 @@ def main():
     out = args.out or (None if args.quick or partial else
                        os.path.join(ROOT, "bench", "results", "latest.md"))
     start = time.monotonic()
-    env = Env(args.bin, args.quick)
+    env = Env(args.bin)
     pf = None
     daemons = {}
     try:
