@@ -69,10 +69,14 @@ fuzz:
 	@cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 	@./scripts/fuzz.sh $(FUZZ_BUILD) $(SECONDS) $(FUZZ_TARGETS)
 
+# End to end through a private Postfix, per operation in process, peak
+# RSS; writes bench/results/latest.md (README, "Performance").
+# BENCH_COUNT messages per end-to-end run, BENCH_ROUNDS runs per figure.
+BENCH_COUNT  ?= 2000
+BENCH_ROUNDS ?= 3
 bench: build
-	@./bench/run.sh $(BUILD)/sealgate
-	@python3 bench/milter.py $(BUILD)/sealgate
-	@python3 bench/milter_cpu.py $(BUILD)/sealgate
+	@python3 bench/bench.py --bin $(BUILD)/sealgate --count $(BENCH_COUNT) \
+	    --rounds $(BENCH_ROUNDS)
 
 # The binary in $(PREFIX)/sbin, the manual pages, the example policy and
 # README in $(PREFIX)/share/doc/sealgate, the systemd unit, tmpfiles.d and

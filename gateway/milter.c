@@ -38,7 +38,9 @@ struct conn {
 	struct sg_keystore *ks;     /* keystore snapshot of the message */
 	struct sg_msg *msg;
 	enum sg_class cls;          /* class of the accepted recipients */
-	struct timespec start;
+	struct timespec start;      /* MAIL FROM */
+	struct timespec cb_start;   /* entry of the callback that runs */
+	long long busy_ns;          /* in this message's callbacks so far */
 };
 
 static struct sg_policy *
@@ -62,6 +64,7 @@ message_end(struct conn *c)
 	sg_policy_unref(c->pol);
 	c->pol = NULL;
 	c->cls = SG_CLASS_NONE;
+	c->busy_ns = 0;
 }
 
 static const char *
@@ -319,16 +322,19 @@ apply_edits(SMFICTX *ctx, const struct sg_edits *ed)
 	return true;
 }
 
-static long
-elapsed_ms(const struct timespec *start)
+static long long
+ns_since(const struct timespec *start)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - start->tv_sec) * 1000 +
-	    (now.tv_nsec - start->tv_nsec) / 1000000;
+	return (now.tv_sec - start->tv_sec) * 1000000000LL +
+	    (now.tv_nsec - start->tv_nsec);
 }
 
+/* time: since MAIL FROM; busy: spent in this message's callbacks, the
+ * delay sealgate adds to the transaction (the MTA waits for each answer).
+ * Called from the end-of-message callback, which is still running. */
 static void
 log_summary(struct conn *c, const struct sg_result *res)
 {
@@ -342,12 +348,14 @@ log_summary(struct conn *c, const struct sg_result *res)
 		g_string_append_printf(keys, "%s%s", i ? "," : "",
 		    (char *)g_ptr_array_index(res->fprs, i));
 	sg_log(SG_LOG_INFO, qid(c), "from=<%s> rcpts=%u class=%s verdict=%s "
-	    "rule=%s action=%s method=%s keys=%s%s reason=\"%s\" time=%ldms",
+	    "rule=%s action=%s method=%s keys=%s%s reason=\"%s\" time=%.3fms "
+	    "busy=%.3fms",
 	    c->msg->mail_from, c->msg->rcpts->len, sg_class_name(c->cls),
 	    sg_verdict_name(res->verdict), res->rule ? res->rule : "-",
 	    res->action,
 	    res->method ? res->method : "-", keys->len ? keys->str : "-", cipher,
-	    res->reason ? res->reason : "", elapsed_ms(&c->start));
+	    res->reason ? res->reason : "", ns_since(&c->start) / 1e6,
+	    (c->busy_ns + ns_since(&c->cb_start)) / 1e6);
 	g_string_free(keys, TRUE);
 	g_free(cipher);
 	/* Inbound: what a valid S/MIME signature announced. A failure to
@@ -436,20 +444,92 @@ cb_close(SMFICTX *ctx)
 	return SMFIS_CONTINUE;
 }
 
+/*
+ * The callbacks of a message, timed: the MTA waits for each answer, so
+ * their sum is the latency sealgate adds (logged as busy=).
+ */
+static void
+busy_enter(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c != NULL)
+		clock_gettime(CLOCK_MONOTONIC, &c->cb_start);
+}
+
+static sfsistat
+busy_leave(SMFICTX *ctx, sfsistat st)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c != NULL)
+		c->busy_ns += ns_since(&c->cb_start);
+	return st;
+}
+
+static sfsistat
+timed_envfrom(SMFICTX *ctx, char **argv)
+{
+	busy_enter(ctx);
+	return busy_leave(ctx, cb_envfrom(ctx, argv));
+}
+
+static sfsistat
+timed_envrcpt(SMFICTX *ctx, char **argv)
+{
+	busy_enter(ctx);
+	return busy_leave(ctx, cb_envrcpt(ctx, argv));
+}
+
+static sfsistat
+timed_data(SMFICTX *ctx)
+{
+	busy_enter(ctx);
+	return busy_leave(ctx, cb_data(ctx));
+}
+
+static sfsistat
+timed_header(SMFICTX *ctx, char *name, char *value)
+{
+	busy_enter(ctx);
+	return busy_leave(ctx, cb_header(ctx, name, value));
+}
+
+static sfsistat
+timed_eoh(SMFICTX *ctx)
+{
+	busy_enter(ctx);
+	return busy_leave(ctx, cb_eoh(ctx));
+}
+
+static sfsistat
+timed_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+{
+	busy_enter(ctx);
+	return busy_leave(ctx, cb_body(ctx, buf, len));
+}
+
+static sfsistat
+timed_eom(SMFICTX *ctx)
+{
+	busy_enter(ctx);
+	return busy_leave(ctx, cb_eom(ctx));
+}
+
 static struct smfiDesc milter_desc = {
 	.xxfi_name = "sealgate",
 	.xxfi_version = SMFI_VERSION,
 	.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY,
 	.xxfi_connect = cb_connect,
-	.xxfi_envfrom = cb_envfrom,
-	.xxfi_envrcpt = cb_envrcpt,
-	.xxfi_header = cb_header,
-	.xxfi_eoh = cb_eoh,
-	.xxfi_body = cb_body,
-	.xxfi_eom = cb_eom,
+	.xxfi_envfrom = timed_envfrom,
+	.xxfi_envrcpt = timed_envrcpt,
+	.xxfi_header = timed_header,
+	.xxfi_eoh = timed_eoh,
+	.xxfi_body = timed_body,
+	.xxfi_eom = timed_eom,
 	.xxfi_abort = cb_abort,
 	.xxfi_close = cb_close,
-	.xxfi_data = cb_data,
+	.xxfi_data = timed_data,
 };
 
 /* Keys that only the start of the milter puts in force: its socket and

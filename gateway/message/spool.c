@@ -8,12 +8,18 @@
 
 #include "sealgate/spool.h"
 
+/* On disk, writes are gathered into this many bytes: a body spooled line
+ * by line would otherwise cost a system call per line. */
+#define WBUF_SIZE (64 * 1024)
+
 struct sg_spool {
 	char *dir;
 	size_t mem_limit;
 	GByteArray *mem; /* NULL once on disk */
 	int fd;          /* -1 while in memory */
-	size_t size;
+	char *wbuf;      /* on disk: the last wlen bytes, not written yet */
+	size_t wlen;
+	size_t size;     /* written and buffered */
 	int last_cr;     /* for sg_spool_write_crlf */
 };
 
@@ -93,7 +99,24 @@ spool_to_disk(struct sg_spool *sp)
 	g_byte_array_free(sp->mem, TRUE);
 	sp->mem = NULL;
 	sp->fd = fd;
+	sp->wbuf = g_malloc(WBUF_SIZE);
+	sp->wlen = 0;
 	return SG_OK;
+}
+
+/* Writes the buffered bytes to the file; every read of a spool on disk
+ * does this first. */
+static int
+spool_flush(struct sg_spool *sp)
+{
+	int rc;
+
+	if (sp->wlen == 0)
+		return SG_OK;
+	rc = full_pwrite(sp->fd, sp->wbuf, sp->wlen, (off_t)(sp->size - sp->wlen));
+	if (rc == 0)
+		sp->wlen = 0;
+	return rc;
 }
 
 int
@@ -110,8 +133,17 @@ sg_spool_write(struct sg_spool *sp, const void *buf, size_t len)
 	}
 	if (sp->mem != NULL) {
 		g_byte_array_append(sp->mem, buf, (guint)len);
+	} else if (sp->wlen + len <= WBUF_SIZE) {
+		memcpy(sp->wbuf + sp->wlen, buf, len);
+		sp->wlen += len;
 	} else {
-		rc = full_pwrite(sp->fd, buf, len, (off_t)sp->size);
+		rc = spool_flush(sp);
+		if (rc == 0 && len < WBUF_SIZE) {
+			memcpy(sp->wbuf, buf, len);
+			sp->wlen = len;
+		} else if (rc == 0) {
+			rc = full_pwrite(sp->fd, buf, len, (off_t)sp->size);
+		}
 		if (rc < 0)
 			return rc;
 	}
@@ -175,6 +207,8 @@ sg_spool_read_at(struct sg_spool *sp, off_t off, void *buf, size_t len,
 		*nread = len;
 		return SG_OK;
 	}
+	if (spool_flush(sp) < 0)
+		return SG_EIO;
 	do {
 		n = pread(sp->fd, buf, len, off);
 	} while (n < 0 && errno == EINTR);
@@ -196,6 +230,8 @@ sg_spool_stream(struct sg_spool *sp, off_t start, off_t end)
 		base = g_mime_stream_mem_new_with_byte_array(sp->mem);
 		g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(base), FALSE);
 	} else {
+		if (spool_flush(sp) < 0)
+			return NULL;
 		fd = dup(sp->fd);
 		if (fd < 0)
 			return NULL;
@@ -215,6 +251,7 @@ sg_spool_free(struct sg_spool *sp)
 		g_byte_array_free(sp->mem, TRUE);
 	if (sp->fd >= 0)
 		close(sp->fd);
+	g_free(sp->wbuf);
 	free(sp->dir);
 	free(sp);
 }

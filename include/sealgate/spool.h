@@ -20,7 +20,8 @@ struct sg_spool;
  * must exist) once it holds more than mem_limit bytes. */
 int sg_spool_new(const char *dir, size_t mem_limit, struct sg_spool **out);
 
-/* Appends len bytes. */
+/* Appends len bytes. On disk, small writes are gathered in a buffer and
+ * written before the next read: a write error may show only then. */
 int sg_spool_write(struct sg_spool *sp, const void *buf, size_t len);
 
 /* Appends a NUL-terminated string. */

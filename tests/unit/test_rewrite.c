@@ -1,10 +1,12 @@
 /* The MIME rewrite as data: the encrypted entity, the header edits, Bcc
  * detection, message inspection and the spool underneath. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <cmocka.h>
 #include <gmime/gmime.h>
@@ -318,6 +320,94 @@ test_spool_crlf(void **state)
 	sg_spool_free(sp);
 }
 
+/* The bytes of a GMime stream over the whole spool. (transfer full) */
+static char *
+stream_text(struct sg_spool *sp)
+{
+	GMimeStream *st = sg_spool_stream(sp, 0, -1);
+	GByteArray *all = g_byte_array_new();
+	GMimeStream *mem = g_mime_stream_mem_new_with_byte_array(all);
+
+	assert_non_null(st);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
+	assert_true(g_mime_stream_write_to_stream(st, mem) >= 0);
+	g_object_unref(st);
+	g_object_unref(mem);
+	g_byte_array_append(all, (const guint8 *)"", 1);
+	return (char *)g_byte_array_free(all, FALSE);
+}
+
+/* On disk, small writes are buffered: reads and streams between and after
+ * them see every byte, also across the buffer's size and after a write
+ * larger than the buffer. */
+static void
+test_spool_disk_buffer(void **state)
+{
+	struct sg_spool *sp = NULL;
+	GString *want = g_string_new(NULL);
+	char *text, *big = g_malloc(200000);
+
+	(void)state;
+	memset(big, 'B', 200000);
+	assert_int_equal(sg_spool_new("/tmp", 16, &sp), 0);
+	for (int i = 0; i < 20000; i++) {
+		char line[32];
+
+		g_snprintf(line, sizeof(line), "line %d\n", i);
+		assert_int_equal(sg_spool_write_crlf(sp, line, strlen(line)), 0);
+		line[strlen(line) - 1] = '\0';
+		g_string_append_printf(want, "%s\r\n", line);
+		if (i == 10 || i == 9000) {
+			text = spool_text(sp);
+			assert_string_equal(text, want->str);
+			g_free(text);
+		}
+	}
+	assert_true(sg_spool_on_disk(sp));
+	assert_int_equal(sg_spool_write(sp, big, 200000), 0);
+	g_string_append_len(want, big, 200000);
+	assert_int_equal(sg_spool_puts(sp, "tail"), 0);
+	g_string_append(want, "tail");
+	assert_int_equal(sg_spool_size(sp), want->len);
+	text = stream_text(sp);
+	assert_string_equal(text, want->str);
+	g_free(text);
+	text = spool_text(sp);
+	assert_string_equal(text, want->str);
+	g_free(text);
+	sg_spool_free(sp);
+	g_string_free(want, TRUE);
+	g_free(big);
+}
+
+/* A buffered write that the file cannot take (here: over RLIMIT_FSIZE)
+ * fails the next read and the next stream, not silently. */
+static void
+test_spool_disk_buffer_error(void **state)
+{
+	struct sg_spool *sp = NULL;
+	struct rlimit old, lim;
+	char buf[64], fill[4000];
+	size_t n;
+	void (*old_handler)(int);
+
+	(void)state;
+	memset(fill, 'x', sizeof(fill));
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	old_handler = signal(SIGXFSZ, SIG_IGN);
+	lim = old;
+	lim.rlim_cur = 1000;
+	assert_int_equal(sg_spool_new("/tmp", 16, &sp), 0);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	assert_int_equal(sg_spool_write(sp, fill, sizeof(fill)), 0);
+	assert_true(sg_spool_on_disk(sp));
+	assert_int_equal(sg_spool_read_at(sp, 0, buf, sizeof(buf), &n), SG_EIO);
+	assert_null(sg_spool_stream(sp, 0, -1));
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	signal(SIGXFSZ, old_handler);
+	sg_spool_free(sp);
+}
+
 int
 main(void)
 {
@@ -330,6 +420,8 @@ main(void)
 		cmocka_unit_test(test_inspect_malformed),
 		cmocka_unit_test(test_spool_memory_then_disk),
 		cmocka_unit_test(test_spool_crlf),
+		cmocka_unit_test(test_spool_disk_buffer),
+		cmocka_unit_test(test_spool_disk_buffer_error),
 	};
 
 	g_mime_init();
