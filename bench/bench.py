@@ -449,7 +449,8 @@ class Daemon:
 
 
 SUMMARY_RE = re.compile(r"verdict=(\S+) rule=\S+ action=(\S+) method=(\S+) "
-                        r"keys=\S* reason=\".*?\" time=[\d.]+ms "
+                        r"keys=\S*(?: cipher=\"[^\"]*\")? reason=\".*?\" "
+                        r"time=[\d.]+ms "
                         r"busy=([\d.]+)ms")
 
 
