@@ -229,6 +229,20 @@ cb_data(SMFICTX *ctx)
 	return SMFIS_CONTINUE;
 }
 
+/* The message could not be spooled (rc): tempfail, saying why, e.g. a
+ * full spool_dir. */
+static sfsistat
+spool_failed(SMFICTX *ctx, struct conn *c, const char *what, int rc)
+{
+	int e = sg_spool_error(c->msg->spool);
+	char *why = g_strdup_printf("cannot spool %s in %s: %s", what,
+	    c->pol->gateway.spool_dir, e != 0 ? g_strerror(e) : sg_strerror(rc));
+	sfsistat st = tempfail(ctx, c, why);
+
+	g_free(why);
+	return st;
+}
+
 static sfsistat
 cb_header(SMFICTX *ctx, char *name, char *value)
 {
@@ -239,7 +253,7 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 		return tempfail(ctx, c, "header without MAIL");
 	rc = sg_msg_add_header(c->msg, name, value);
 	if (rc < 0 && rc != SG_ELIMIT) /* a limit is judged at end of message */
-		return tempfail(ctx, c, "cannot spool header");
+		return spool_failed(ctx, c, "header", rc);
 	return SMFIS_CONTINUE;
 }
 
@@ -247,9 +261,14 @@ static sfsistat
 cb_eoh(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
+	int rc;
 
-	if (c == NULL || c->msg == NULL || sg_msg_end_headers(c->msg) < 0)
-		return tempfail(ctx, c, "cannot spool header");
+	if (c == NULL || c->msg == NULL)
+		return tempfail(ctx, c, "header without MAIL");
+	refresh_queue_id(ctx, c);
+	rc = sg_msg_end_headers(c->msg);
+	if (rc < 0)
+		return spool_failed(ctx, c, "header", rc);
 	return SMFIS_CONTINUE;
 }
 
@@ -258,6 +277,7 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 {
 	struct conn *c = conn_of(ctx);
 	char *text;
+	int rc;
 
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "body without MAIL");
@@ -272,8 +292,9 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 		message_end(c);
 		return SMFIS_REJECT;
 	}
-	if (sg_msg_add_body(c->msg, buf, len) < 0)
-		return tempfail(ctx, c, "cannot spool body");
+	rc = sg_msg_add_body(c->msg, buf, len);
+	if (rc < 0)
+		return spool_failed(ctx, c, "body", rc);
 	return SMFIS_CONTINUE;
 }
 
@@ -361,12 +382,13 @@ cb_eom(SMFICTX *ctx)
 	struct sg_progress progress;
 	struct sg_result res;
 	sfsistat st;
+	int rc;
 
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "end of message without MAIL");
 	refresh_queue_id(ctx, c);
-	if (!c->msg->in_body && sg_msg_end_headers(c->msg) < 0)
-		return tempfail(ctx, c, "cannot spool header");
+	if (!c->msg->in_body && (rc = sg_msg_end_headers(c->msg)) < 0)
+		return spool_failed(ctx, c, "header", rc);
 	smfi_progress(ctx);
 	sg_progress_init(&progress, on_progress, ctx);
 	sg_result_init(&res);
