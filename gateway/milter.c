@@ -478,8 +478,8 @@ reload_thread(void *arg)
 			for (guint i = 0; i < errors->len; i++)
 				sg_log(SG_LOG_ERR, NULL, "reload: %s",
 				    (char *)g_ptr_array_index(errors, i));
-			sg_log(SG_LOG_ERR, NULL, "reload failed; the previous "
-			    "policy stays in force");
+			sg_log(SG_LOG_ERR, NULL, "reload of %s failed; the "
+			    "previous policy stays in force", current.path);
 		} else {
 			pthread_mutex_lock(&current.lock);
 			old = current.pol;
