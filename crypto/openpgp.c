@@ -308,9 +308,13 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		char buf[128];
 
 		gpgme_strerror_r(res->invalid_recipients->reason, buf, sizeof(buf));
-		rc = sg_err_set(err, SG_ECRYPTO, "recipient %s refused: %s",
+		/* The fingerprint came from the snapshot. */
+		rc = sg_err_set(err, SG_ECRYPTO, "recipient %s refused: %s%s",
 		    res->invalid_recipients->fpr ? res->invalid_recipients->fpr
-		    : "?", buf);
+		    : "?", buf, gpg_err_code(res->invalid_recipients->reason) ==
+		    GPG_ERR_NO_PUBKEY && ks->index != NULL ? ", though the "
+		    "keystore snapshot holds it: the keystore cannot be read or "
+		    "has just changed" : "");
 		goto out;
 	}
 	if (gerr) {
@@ -604,24 +608,28 @@ key_expiry(gpgme_key_t key)
  * depends on which agent answers on the home's socket, or whether one
  * can start. */
 bool
+sg_pgp_subkey_has_secret(const struct sg_keystore *ks, gpgme_subkey_t sk)
+{
+	char *name, *path;
+	bool found;
+
+	if (sk->keygrip == NULL || strlen(sk->keygrip) != 40 ||
+	    strspn(sk->keygrip, "0123456789ABCDEF") != 40)
+		return false;
+	name = g_strconcat(sk->keygrip, ".key", NULL);
+	path = g_build_filename(ks->gnupg_home, "private-keys-v1.d", name, NULL);
+	found = g_file_test(path, G_FILE_TEST_IS_REGULAR);
+	g_free(path);
+	g_free(name);
+	return found;
+}
+
+bool
 sg_pgp_has_secret(const struct sg_keystore *ks, gpgme_key_t key)
 {
-	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
-		char *name, *path;
-		bool found;
-
-		if (sk->keygrip == NULL || strlen(sk->keygrip) != 40 ||
-		    strspn(sk->keygrip, "0123456789ABCDEF") != 40)
-			continue;
-		name = g_strconcat(sk->keygrip, ".key", NULL);
-		path = g_build_filename(ks->gnupg_home, "private-keys-v1.d",
-		    name, NULL);
-		found = g_file_test(path, G_FILE_TEST_IS_REGULAR);
-		g_free(path);
-		g_free(name);
-		if (found)
+	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next)
+		if (sg_pgp_subkey_has_secret(ks, sk))
 			return true;
-	}
 	return false;
 }
 

@@ -4,6 +4,7 @@
 
 #include <glib.h>
 
+#include "keyindex.h"
 #include "openpgp_int.h"
 #include "openpgp_packet.h"
 #include "sealgate/verify.h"
@@ -67,6 +68,7 @@ sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
 	gpgme_key_t key;
 	gpgme_error_t gerr;
 	char *pattern;
+	guint before = keyids->len;
 	int rc;
 
 	if (!sg_pgp_addr_ok(addr))
@@ -91,6 +93,14 @@ sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
 		rc = sg_pgp_fail(err, "key listing failed", gerr);
 	gpgme_op_keylist_end(ctx);
 	gpgme_release(ctx);
+	/* An unreadable keyring only ends gpg's listing early (see
+	 * sg_pgp_each_key): none listed where the snapshot knows one means
+	 * the keystore cannot be read now, not that the key is gone. */
+	if (rc == 0 && keyids->len == before && ks->index != NULL &&
+	    sg_keyindex_pgp_decrypts(ks->index, addr))
+		rc = sg_err_set(err, SG_EKEYSTORE, "gpg lists no secret key of "
+		    "%s in %s, the keystore snapshot holds one: the keystore "
+		    "cannot be read", addr, ks->gnupg_home);
 	return rc;
 }
 
@@ -247,6 +257,7 @@ sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
 {
 	struct sg_openpgp_decrypted info;
 	gpgme_ctx_t ctx = NULL;
+	GError *gerr = NULL;
 	char *home;
 	int rc;
 
@@ -255,9 +266,13 @@ sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
 	rc = sg_pgp_check_own_material(ks, addr, err);
 	if (rc < 0)
 		return rc;
-	home = g_dir_make_tmp("sgk.XXXXXX", NULL);
-	if (home == NULL)
-		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
+	home = g_dir_make_tmp("sgk.XXXXXX", &gerr);
+	if (home == NULL) {
+		rc = sg_err_set(err, SG_EIO, "cannot create a GnuPG home: %s",
+		    gerr->message);
+		g_error_free(gerr);
+		return rc;
+	}
 	rc = home_with_keys_of(ks, addr, home, &ctx, err);
 	if (rc == 0 && gpgme_set_ctx_flag(ctx, "export-session-key", "1"))
 		rc = sg_err_set(err, SG_ECRYPTO, "cannot ask for the session key");

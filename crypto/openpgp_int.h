@@ -33,6 +33,8 @@ bool sg_pgp_uid_matches(gpgme_key_t key, const char *addr);
 /* Whether the keystore holds the secret part of a (sub)key of key (its
  * file in private-keys-v1.d); key must be listed with keygrips. */
 bool sg_pgp_has_secret(const struct sg_keystore *ks, gpgme_key_t key);
+/* The same for one (sub)key. */
+bool sg_pgp_subkey_has_secret(const struct sg_keystore *ks, gpgme_subkey_t sk);
 
 /* Calls fn for every key of the keystore's keyring that matches pattern
  * (NULL: all), listed with keygrips, in one gpg run (fn's key is

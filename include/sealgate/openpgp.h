@@ -108,7 +108,9 @@ enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
 int sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 			  int *integrity, struct sg_err *err);
 
-/* Appends the key ids of addr's secret encryption subkeys. */
+/* Appends the key ids of addr's secret encryption subkeys, as gpg lists
+ * them. SG_EKEYSTORE when it lists none though ks, a snapshot, holds one:
+ * the keystore cannot be read (e.g. its mode was changed). */
 int sg_openpgp_decryption_subkeys(const struct sg_keystore *ks,
 				  const char *addr, GPtrArray *keyids,
 				  struct sg_err *err);
