@@ -414,7 +414,7 @@ static int
 check_file(const void *data, size_t len, unsigned *keys, GHashTable *grips,
 	   struct sg_err *err)
 {
-	char *home = g_dir_make_tmp("sgi.XXXXXX", NULL);
+	char *home = sg_pgp_make_home(SG_PGP_HOME_CHECK, err);
 	GHashTable *unseen;
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t dh = NULL;
@@ -423,7 +423,7 @@ check_file(const void *data, size_t len, unsigned *keys, GHashTable *grips,
 
 	*keys = 0;
 	if (home == NULL)
-		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
+		return SG_EIO;
 	unseen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	rc = sg_pgp_ctx_at(home, &ctx, err);
 	if (rc == 0 && gpgme_data_new_from_mem(&dh, data, len, 0))

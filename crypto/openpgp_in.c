@@ -257,7 +257,6 @@ sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
 {
 	struct sg_openpgp_decrypted info;
 	gpgme_ctx_t ctx = NULL;
-	GError *gerr = NULL;
 	char *home;
 	int rc;
 
@@ -266,13 +265,9 @@ sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
 	rc = sg_pgp_check_own_material(ks, addr, err);
 	if (rc < 0)
 		return rc;
-	home = g_dir_make_tmp("sgk.XXXXXX", &gerr);
-	if (home == NULL) {
-		rc = sg_err_set(err, SG_EIO, "cannot create a GnuPG home: %s",
-		    gerr->message);
-		g_error_free(gerr);
-		return rc;
-	}
+	home = sg_pgp_make_home(SG_PGP_HOME_DECRYPT, err);
+	if (home == NULL)
+		return SG_EIO;
 	rc = home_with_keys_of(ks, addr, home, &ctx, err);
 	if (rc == 0 && gpgme_set_ctx_flag(ctx, "export-session-key", "1"))
 		rc = sg_err_set(err, SG_ECRYPTO, "cannot ask for the session key");

@@ -573,6 +573,7 @@ sg_cmd_milter(int argc, char **argv)
 	};
 	const char *config = NULL, *sock = NULL;
 	bool log_stderr = false;
+	unsigned swept;
 	int c, rc;
 
 	optind = 1;
@@ -598,6 +599,10 @@ sg_cmd_milter(int argc, char **argv)
 		sock = current.pol->gateway.socket;
 	if (!sg_init_libraries())
 		return SG_EXIT_USAGE;
+	swept = sg_openpgp_sweep_homes();
+	if (swept > 0)
+		sg_log(SG_LOG_WARNING, NULL, "removed %u throwaway GnuPG home(s) "
+		    "left in %s by a process that died", swept, g_get_tmp_dir());
 	if (!sg_keysnap_start(current.pol))
 		return SG_EXIT_USAGE;
 

@@ -21,6 +21,12 @@
 /* Once per process, before any thread uses GPGME. */
 int sg_openpgp_init(struct sg_err *err);
 
+/* Removes the throwaway GnuPG homes, which hold copies of secret keys,
+ * that processes no longer running left in TMPDIR (e.g. a milter killed
+ * during a decryption), their agents first; returns how many. Call before
+ * this process makes a home of its own. */
+unsigned sg_openpgp_sweep_homes(void);
+
 /* Version string of GPGME and of the gpg engine (static storage). */
 const char *sg_openpgp_gpgme_version(void);
 const char *sg_openpgp_engine_version(void);

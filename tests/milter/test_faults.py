@@ -21,7 +21,10 @@ its TMPDIR is a directory of the test.
      spool_dir, no verdict yet): Postfix defers it, nothing reaches the
      sink, nothing is left in the spool; after a restart and a queue flush
      it arrives exactly once, encrypted, and carol's gpg decrypts it to
-     the original.
+     the original. The same in the middle of decrypting a large inbound
+     message: the throwaway GnuPG home holding alice's secret keys that
+     the killed milter left in TMPDIR is gone (and its agent stopped) once
+     the milter has started again; the message arrives decrypted, once.
   2) the gpg-agent of the keystore killed (SIGKILL) between messages: the
      next inbound message is decrypted, the next message to sign is signed
      (gpg verifies alice's signature) -- gpg starts a new agent.
@@ -132,14 +135,11 @@ def tearDownModule():
         STATE["ids"].kill_agents()
 
 
-def large_msg(to, secret, size, subject="Quarterly figures, all of them"):
-    """A multipart/mixed message from alice of about size bytes: a text
-    part with the marker and a base64 attachment of random bytes (which
-    gpg cannot compress). LF line ends."""
-    headers = sgtest.std_headers(sender="Alice Example <%s>" % ALICE,
-                                 to="<%s>" % to, subject=subject)
+def large_body(secret, size):
+    """(Content-Type value, body) of a multipart/mixed entity of about size
+    bytes: a text part with the marker and a base64 attachment of random
+    bytes (which gpg cannot compress). LF line ends."""
     boundary = "mix-" + os.urandom(6).hex()
-    headers.append(("Content-Type", 'multipart/mixed; boundary="%s"' % boundary))
     data = base64.encodebytes(os.urandom(size * 3 // 4)).decode()
     body = ("--%s\n"
             "Content-Type: text/plain; charset=us-ascii\n\n"
@@ -150,7 +150,22 @@ def large_msg(to, secret, size, subject="Quarterly figures, all of them"):
             "Content-Disposition: attachment; filename=\"figures.bin\"\n\n"
             "%s\n"
             "--%s--\n" % (boundary, secret, boundary, data, boundary))
+    return 'multipart/mixed; boundary="%s"' % boundary, body
+
+
+def large_msg(to, secret, size, subject="Quarterly figures, all of them"):
+    """A message from alice with large_body()."""
+    headers = sgtest.std_headers(sender="Alice Example <%s>" % ALICE,
+                                 to="<%s>" % to, subject=subject)
+    ctype, body = large_body(secret, size)
+    headers.append(("Content-Type", ctype))
     return sgtest.make_message(headers, body, eol=b"\n")
+
+
+def large_entity(secret, size):
+    """large_body() as an entity to encrypt (CRLF)."""
+    ctype, body = large_body(secret, size)
+    return sgtest.canon(("Content-Type: %s\n\n%s" % (ctype, body)).encode())
 
 
 class FaultCase(miltertest.MilterTestCase, InboundCase):
@@ -228,11 +243,11 @@ class FaultCase(miltertest.MilterTestCase, InboundCase):
             self.assertNotIn(s, log, "plaintext in sealgate's log")
             self.assertNotIn(s, maillog, "plaintext in the maillog")
 
-    def inbound_msg(self, method="openpgp"):
+    def inbound_msg(self, method="openpgp", size=0):
         """(message, entity, marker): PGP/MIME (or S/MIME with AES-GCM)
-        from carol to alice."""
+        from carol to alice, of about size bytes when size is given."""
         secret = new_marker()
-        entity = alternative_entity(secret)
+        entity = large_entity(secret, size) if size else alternative_entity(secret)
         if method == "smime":
             msg = smime_message(cms_encrypt(entity, [self.ids.smime[ALICE].cert]))
         else:
@@ -247,6 +262,11 @@ class FaultCase(miltertest.MilterTestCase, InboundCase):
 
 
 # --------------------------------------------------------------------------
+
+
+def throwaway_homes(tmp):
+    """Names of the throwaway GnuPG homes (sgk.*) in tmp, sorted."""
+    return sorted(n for n in os.listdir(tmp) if n.startswith("sgk."))
 
 
 def spool_files(pid, spool_dir):
@@ -272,28 +292,34 @@ class A_KilledMidMessage(FaultCase):
 
     SIZE = 8 * 1024 * 1024
 
+    def kill_when(self, what, found, timeout=60):
+        """Poll found() until it returns something true, then SIGKILL the
+        milter; asserts that it had not given its verdict by then. Returns
+        what found() returned."""
+        pid = self.milter.proc.pid
+        end = time.monotonic() + timeout
+        held = None
+        while not held and time.monotonic() < end:
+            held = found()
+            if not held:
+                time.sleep(0.005)
+        self.assertTrue(held, "the milter never %s" % what)
+        os.kill(pid, signal.SIGKILL)
+        self.milter.proc.wait(10)
+        self.assertNotRegex(self.milter.log_since(self.log_mark), r"verdict=",
+                            "the milter decided before it was killed (%r)" % (held,))
+        return held
+
     @with_diagnostics
     def test_sigkill_while_the_milter_holds_a_large_message(self):
         secret = marker()
         msg = large_msg(CAROL, secret, self.SIZE)
         pid = self.milter.proc.pid
         qid = self.relay(ALICE, [CAROL], msg)
-
         # The milter is busy with the message once its body sits in a file
         # in spool_dir (bodies above 1 MiB); the spool is open until the
         # verdict is given.
-        end = time.monotonic() + 60
-        held = []
-        while not held and time.monotonic() < end:
-            held = spool_files(pid, self.gw.spool)
-            if not held:
-                time.sleep(0.005)
-        self.assertTrue(held, "the milter never spooled the message")
-        os.kill(pid, signal.SIGKILL)
-        self.milter.proc.wait(10)
-        log = self.milter.log_since(self.log_mark)
-        self.assertNotRegex(log, r"verdict=",
-                            "the milter decided before it was killed (%r held)" % held)
+        self.kill_when("spooled the message", lambda: spool_files(pid, self.gw.spool))
 
         self.wait_deferred(qid, r"4\.\d+\.\d+")
         self.assert_nothing_delivered()
@@ -305,6 +331,36 @@ class A_KilledMidMessage(FaultCase):
         self.assert_encrypted_copy(msgs[0], msg, secret)
         self.assertEqual(len(re.findall(r"verdict=accept .*method=openpgp",
                                         self.milter.log_since(self.log_mark))), 1)
+        self.assert_log_clean(secret)
+
+    @with_diagnostics
+    def test_sigkill_while_the_milter_decrypts(self):
+        mtmp = self.state["mtmp"]
+        msg, entity, secret = self.inbound_msg(size=self.SIZE)
+        qid = self.relay(CAROL, [ALICE], msg)
+        # Alice's secret keys are copied into a throwaway GnuPG home in
+        # TMPDIR, in which the message is decrypted.
+        homes = self.kill_when("made a GnuPG home for the decryption",
+                               lambda: throwaway_homes(mtmp))
+
+        self.wait_deferred(qid, r"4\.\d+\.\d+")
+        self.assert_nothing_delivered()
+        self.assertEqual(self.gw.spool_entries(), [], "files left in the spool")
+        # The copy of alice's keys outlived the milter, and perhaps its
+        # agent runs on; the next start removes both.
+        self.assertEqual(throwaway_homes(mtmp), homes)
+        agents = [pid for h in homes for pid in agent_pids(os.path.join(mtmp, h))]
+        self.milter.start()
+        self.assertEqual(throwaway_homes(mtmp), [], "GnuPG homes left in TMPDIR")
+        for pid in agents:
+            self.assertTrue(wait_gone(pid), "gpg-agent %d still runs" % pid)
+        self.assertRegex(self.milter.log_since(self.log_mark),
+                         r"removed %d throwaway GnuPG home\(s\) left in %s by a "
+                         r"process that died" % (len(homes), re.escape(mtmp)))
+
+        msgs = self.flush_and_collect(1)
+        self.assert_decrypted_copy(msgs[0], msg, entity)
+        self.assertEqual(throwaway_homes(mtmp), [])
         self.assert_log_clean(secret)
 
 
