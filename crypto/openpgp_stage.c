@@ -3,6 +3,7 @@
  * copy takes the real home's place. Throwaway GnuPG homes, and those that
  * a process which died left behind. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,10 +65,20 @@ home_pid(const char *name)
 			return 0;
 		errno = 0;
 		pid = strtol(name, &end, 10);
-		return errno == 0 && pid > 0 && *end == '.' &&
+		return errno == 0 && pid > 0 && pid <= INT_MAX && *end == '.' &&
 		    strlen(end + 1) == 6 ? pid : 0;
 	}
 	return 0;
+}
+
+/* Whether the process that made a home is gone: none runs with its pid,
+ * or it is this one, which makes none before its sweep. */
+static bool
+maker_gone(long pid)
+{
+	if (pid == (long)getpid())
+		return true;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 unsigned
@@ -83,10 +94,7 @@ sg_openpgp_sweep_homes(void)
 		char *path;
 		struct stat st;
 
-		/* Ours (this process makes none before the sweep), or of a
-		 * process that no longer runs. */
-		if (pid == 0 || (pid != (long)getpid() && (kill((pid_t)pid, 0) == 0
-		    || errno != ESRCH)))
+		if (pid == 0 || !maker_gone(pid))
 			continue;
 		path = g_build_filename(tmp, name, NULL);
 		/* A directory of our user's, not a link someone put there. */

@@ -624,7 +624,7 @@ class E_PolicyDeleted(FaultCase):
         os.rename(self.gw.policy, saved)
         self.addCleanup(lambda: os.path.exists(saved) and os.rename(saved, self.gw.policy))
         self.usr1()
-        m = self.wait_sealgate_log(r"(?m)^.*reload.*failed.*$")
+        m = self.wait_sealgate_log(r"(?m)^.*reload of .* failed.*$")
         self.assertIsNotNone(m, self.milter.log_since(self.log_mark))
         self.assertIn(self.gw.policy, m.group(0))
         self.assertRegex(m.group(0), r"stays in force")
