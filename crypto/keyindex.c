@@ -415,13 +415,13 @@ sg_keyindex_pgp_decrypts(const struct sg_keyindex *idx, const char *addr)
 		const struct pgp_match *m = &g_array_index(a, struct pgp_match, i);
 		const struct pgp_key *k = m->key;
 
-		if (!m->uid_ok || k->revoked || k->disabled || k->invalid)
+		if (!m->uid_ok || k->disabled || k->invalid)
 			continue;
 		for (guint j = 0; j < k->nsub; j++) {
 			const struct pgp_subkey *s = &k->sub[j];
 
-			if (s->can_encrypt && s->secret && !s->revoked &&
-			    !s->disabled && !s->invalid)
+			if (s->can_encrypt && s->secret && !s->disabled &&
+			    !s->invalid)
 				return true;
 		}
 	}

@@ -20,8 +20,8 @@ int sg_keyindex_find_pgp(const struct sg_keyindex *idx, const char *addr,
 			 bool sign, char fpr[SG_FPR_MAX], struct sg_err *err);
 
 /* Whether addr has, by the snapshot, a key with the secret part of an
- * encryption subkey: what sg_openpgp_decryption_subkeys lists (same
- * rules, expiry aside). */
+ * encryption subkey, by the rules of sg_openpgp_decryption_subkeys
+ * (expired and revoked keys included). */
 bool sg_keyindex_pgp_decrypts(const struct sg_keyindex *idx, const char *addr);
 
 /* The snapshot's certificates of smime/SUB ("certs" or "anchors"), a new

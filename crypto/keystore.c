@@ -18,7 +18,10 @@
 /* GnuPG options of the gateway's own home: never touch the network.
  * Trust comes from the administrator's import (encryption passes
  * always-trust); "trust-model always" is not set here because with it
- * gpg applies imported revocations but does not count them. */
+ * gpg applies imported revocations but does not count them. Key listings
+ * compute no validity ("no-expensive-trust-checks"): a user id is then
+ * listed as revoked only when it is revoked itself, not because its key
+ * is (a revoked key still decrypts for its user ids that are not). */
 static const char gpg_conf[] =
 	"# Written by sealgate. The gateway's keyring works offline:\n"
 	"# keys arrive only through `sealgate keys import`.\n"
@@ -26,7 +29,15 @@ static const char gpg_conf[] =
 	"no-auto-key-import\n"
 	"auto-key-locate local\n"
 	"disable-dirmngr\n"
+	"no-expensive-trust-checks\n"
 	"no-greeting\n";
+
+bool
+sg_internal_has(const struct sg_internal *in, const char *addr)
+{
+	return in != NULL && in->is_internal != NULL && addr != NULL &&
+	    in->is_internal(addr, in->arg);
+}
 
 static const char *const smime_subdirs[] = { "certs", "keys", "anchors" };
 

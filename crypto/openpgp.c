@@ -384,9 +384,39 @@ is_rsa(gpgme_subkey_t sk)
 	    sk->pubkey_algo == GPGME_PK_RSA_S;
 }
 
-/* Why a key in a file may not enter the keystore, or NULL. */
+/* Whether the file holds the secret part of an encryption-capable
+ * (sub)key of key (listed with GPGME_KEYLIST_MODE_WITH_SECRET): what an
+ * expired or revoked key needs to be of use. A stub without the secret
+ * (gpg --export-secret-subkeys) or a smartcard's key does not count. */
+static bool
+secret_to_decrypt(gpgme_key_t key)
+{
+	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next)
+		if (sk->can_encrypt && sk->secret && !sk->is_cardkey)
+			return true;
+	return false;
+}
+
+/* Whether a user id of key that is neither revoked itself nor invalid
+ * names an internal address. */
+static bool
+internal_uid(gpgme_key_t key, const struct sg_internal *internal)
+{
+	for (gpgme_user_id_t u = key->uids; u != NULL; u = u->next)
+		if (!u->revoked && !u->invalid && u->email != NULL &&
+		    sg_internal_has(internal, u->email))
+			return true;
+	return false;
+}
+
+#define DECRYPT_ONLY_RULE "(an expired or revoked key is kept only to " \
+	"decrypt for an internal address, with its secret key)"
+
+/* Why a key in a file may not enter the keystore, or NULL. An expired or
+ * revoked key enters to decrypt only: with its secret part, for a user id
+ * with an internal address. */
 static const char *
-refused_key(gpgme_key_t key)
+refused_key(gpgme_key_t key, const struct sg_internal *internal)
 {
 	unsigned uids = 0;
 	bool enc = false;
@@ -395,26 +425,44 @@ refused_key(gpgme_key_t key)
 		uids++;
 	if (uids > SG_PGP_MAX_UIDS)
 		return "has more than " G_STRINGIFY(SG_PGP_MAX_UIDS) " user ids";
-	if (key->revoked)
-		return "is revoked";
-	if (key->expired)
-		return "has expired";
 	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
 		if (is_rsa(sk) && sk->length < MIN_RSA_BITS)
 			return "has an RSA key smaller than 2048 bits";
 		enc |= sk->can_encrypt && !sk->revoked && !sk->expired &&
 		    !sk->disabled && !sk->invalid;
 	}
+	if (key->revoked || key->expired) {
+		if (!secret_to_decrypt(key))
+			return key->revoked ? "is revoked, and the file holds no "
+			    "secret key of it that decrypts " DECRYPT_ONLY_RULE
+			    : "has expired, and the file holds no secret key of "
+			    "it that decrypts " DECRYPT_ONLY_RULE;
+		if (!internal_uid(key, internal))
+			return key->revoked ? "is revoked, and none of its user "
+			    "ids is an internal address " DECRYPT_ONLY_RULE
+			    : "has expired, and none of its user ids is an "
+			    "internal address " DECRYPT_ONLY_RULE;
+		return NULL;
+	}
 	return enc ? NULL : "has no encryption-capable (sub)key";
 }
+
+/* gpg.conf of the throwaway home a file is checked in: offline, and user
+ * ids listed as revoked only when they are themselves (see keystore.c). */
+static const char check_conf[] =
+	"no-auto-key-retrieve\n"
+	"no-auto-key-import\n"
+	"disable-dirmngr\n"
+	"no-expensive-trust-checks\n";
 
 /* sg_openpgp_check; with grips, the keygrips of the file's keys go there
  * (sg_pgp_grips_add). */
 static int
-check_file(const void *data, size_t len, unsigned *keys, GHashTable *grips,
-	   struct sg_err *err)
+check_file(const void *data, size_t len, const struct sg_internal *internal,
+	   unsigned *keys, GHashTable *grips, struct sg_err *err)
 {
 	char *home = sg_pgp_make_home(SG_PGP_HOME_CHECK, err);
+	char *conf;
 	GHashTable *unseen;
 	gpgme_ctx_t ctx = NULL;
 	gpgme_data_t dh = NULL;
@@ -425,7 +473,12 @@ check_file(const void *data, size_t len, unsigned *keys, GHashTable *grips,
 	if (home == NULL)
 		return SG_EIO;
 	unseen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
-	rc = sg_pgp_ctx_at(home, &ctx, err);
+	conf = g_build_filename(home, "gpg.conf", NULL);
+	rc = g_file_set_contents(conf, check_conf, -1, NULL) ? SG_OK
+	    : sg_err_set(err, SG_EIO, "cannot set up a GnuPG home");
+	g_free(conf);
+	if (rc == 0)
+		rc = sg_pgp_ctx_at(home, &ctx, err);
 	if (rc == 0 && gpgme_data_new_from_mem(&dh, data, len, 0))
 		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
 	if (rc == 0)
@@ -441,10 +494,15 @@ check_file(const void *data, size_t len, unsigned *keys, GHashTable *grips,
 		    st = st->next)
 			if (st->fpr != NULL)
 				g_hash_table_add(unseen, g_strdup(st->fpr));
+		/* Which secret parts the file holds, when it holds any (the
+		 * listing asks gpg-agent). */
+		if (ir != NULL && ir->secret_read > 0)
+			gpgme_set_keylist_mode(ctx, gpgme_get_keylist_mode(ctx) |
+			    GPGME_KEYLIST_MODE_WITH_SECRET);
 	}
 	if (rc == 0 && !gpgme_op_keylist_start(ctx, NULL, 0)) {
 		while (!gpgme_op_keylist_next(ctx, &key)) {
-			const char *why = refused_key(key);
+			const char *why = refused_key(key, internal);
 
 			if (grips != NULL)
 				sg_pgp_grips_add(grips, NULL, key);
@@ -478,14 +536,16 @@ check_file(const void *data, size_t len, unsigned *keys, GHashTable *grips,
 }
 
 int
-sg_openpgp_check(const void *data, size_t len, unsigned *keys,
+sg_openpgp_check(const void *data, size_t len,
+		 const struct sg_internal *internal, unsigned *keys,
 		 struct sg_err *err)
 {
-	return check_file(data, len, keys, NULL, err);
+	return check_file(data, len, internal, keys, NULL, err);
 }
 
 int
 sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
+		  const struct sg_internal *internal,
 		  struct sg_openpgp_import *res, struct sg_err *err)
 {
 	gpgme_ctx_t ctx = NULL;
@@ -502,7 +562,7 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	/* Every key first, in a throwaway home: one bad key refuses the
 	 * whole file, before the keystore changes. */
 	grips = sg_pgp_grips_new();
-	rc = check_file(data, len, &res->considered, grips, err);
+	rc = check_file(data, len, internal, &res->considered, grips, err);
 	/* Into a copy of the keyring, which replaces it only when complete. */
 	if (rc == 0)
 		rc = sg_keystore_stage_begin(ks->gnupg_home, &home, err);
@@ -538,7 +598,9 @@ sg_openpgp_import(const struct sg_keystore *ks, const void *data, size_t len,
 	fprs = g_ptr_array_new();
 	changed = g_array_new(FALSE, TRUE, sizeof(gboolean));
 	for (gpgme_import_status_t st = ir->imports; st != NULL; st = st->next) {
-		gboolean is_new = st->status != 0;
+		/* A secret key that was there already is reported with
+		 * GPGME_IMPORT_SECRET alone. */
+		gboolean is_new = (st->status & ~GPGME_IMPORT_SECRET) != 0;
 		guint i;
 
 		if (st->fpr == NULL || st->result != 0)
@@ -624,13 +686,22 @@ sg_pgp_subkey_has_secret(const struct sg_keystore *ks, gpgme_subkey_t sk)
 	return found;
 }
 
+static bool
+has_secret(const struct sg_keystore *ks, gpgme_key_t key, bool to_decrypt)
+{
+	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
+		if (to_decrypt && !sk->can_encrypt)
+			continue;
+		if (sg_pgp_subkey_has_secret(ks, sk))
+			return true;
+	}
+	return false;
+}
+
 bool
 sg_pgp_has_secret(const struct sg_keystore *ks, gpgme_key_t key)
 {
-	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next)
-		if (sg_pgp_subkey_has_secret(ks, sk))
-			return true;
-	return false;
+	return has_secret(ks, key, false);
 }
 
 int
@@ -667,20 +738,31 @@ struct list_arg {
 	void *arg;
 };
 
+/* What each user id serves its address for: an active key encrypts (with
+ * a usable encryption subkey), decrypts and signs (with its secret part);
+ * an expired or revoked one only decrypts (sg_openpgp_decryption_subkeys);
+ * a revoked user id serves nothing. The keystore lists a user id as
+ * revoked only when it is itself (see keystore.c). */
 static void
 list_identities(gpgme_key_t key, void *arg)
 {
 	struct list_arg *a = arg;
 	bool secret = sg_pgp_has_secret(a->ks, key);
+	bool active = sg_pgp_key_usable(key);
+	bool decrypts = !key->disabled && !key->invalid &&
+	    has_secret(a->ks, key, true);
 
 	for (gpgme_user_id_t uid = key->uids; uid; uid = uid->next) {
+		bool uid_ok = !uid->revoked && !uid->invalid;
 		struct sg_openpgp_identity id = {
 			.addr = uid->email,
 			.fpr = key->fpr,
 			.state = uid->revoked ? "revoked" : key_state(key),
 			.expires = key_expiry(key),
-			.can_encrypt = key->can_encrypt &&
+			.can_encrypt = uid_ok && active && key->can_encrypt &&
 			    best_encryption_subkey(key) != 0,
+			.can_decrypt = uid_ok && (active ? secret : decrypts),
+			.can_sign = uid_ok && active && secret,
 			.secret = secret,
 		};
 

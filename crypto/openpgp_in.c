@@ -22,9 +22,12 @@ int
 sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 		      int *integrity, struct sg_err *err)
 {
-	GByteArray *bin = sg_pgp_dearmor(data, len);
+	GByteArray *bin = sg_openpgp_binary(data, len);
 	size_t off = 0, blen, h;
 	int tag, found = 0, skesk = 0;
+
+	if (bin == NULL)
+		return sg_err_set(err, SG_EMALFORMED, "malformed armor");
 
 	while ((h = sg_pgp_packet_header(bin->data + off, bin->len - off, &tag,
 	    &blen)) != 0) {
@@ -60,15 +63,24 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 	return SG_OK;
 }
 
-int
-sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
-			      GPtrArray *keyids, struct sg_err *err)
+/*
+ * The keys that decrypt for addr: keys with a user id for addr that is
+ * neither revoked itself nor invalid (the keystore lists user ids so, see
+ * keystore.c), not disabled or invalid, with the secret part of an
+ * encryption-capable (sub)key. Expired and revoked keys and subkeys
+ * count: `keys import` lets them in only with their secret part and for an
+ * internal address, and never to encrypt or sign, so that mail sent to
+ * them before still opens. Their fingerprints go to fprs (unless NULL),
+ * the key ids of those (sub)keys to keyids (unless NULL).
+ */
+static int
+decryption_keys(const struct sg_keystore *ks, const char *addr,
+		GPtrArray *fprs, GPtrArray *keyids, struct sg_err *err)
 {
 	gpgme_ctx_t ctx;
 	gpgme_key_t key;
 	gpgme_error_t gerr;
 	char *pattern;
-	guint before = keyids->len;
 	int rc;
 
 	if (!sg_pgp_addr_ok(addr))
@@ -79,13 +91,21 @@ sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
 	pattern = g_strdup_printf("<%s>", addr);
 	gerr = gpgme_op_keylist_start(ctx, pattern, 1);
 	while (!gerr && !(gerr = gpgme_op_keylist_next(ctx, &key))) {
-		if (!key->revoked && !key->disabled && !key->invalid &&
+		bool any = false;
+
+		if (!key->disabled && !key->invalid && key->fpr != NULL &&
 		    sg_pgp_uid_matches(key, addr)) {
-			for (gpgme_subkey_t sk = key->subkeys; sk; sk = sk->next)
-				if (sk->can_encrypt && sk->secret && !sk->revoked &&
-				    !sk->disabled && !sk->invalid && sk->keyid)
+			for (gpgme_subkey_t sk = key->subkeys; sk; sk = sk->next) {
+				if (!sk->can_encrypt || !sk->secret ||
+				    sk->disabled || sk->invalid || !sk->keyid)
+					continue;
+				any = true;
+				if (keyids != NULL)
 					g_ptr_array_add(keyids, g_strdup(sk->keyid));
+			}
 		}
+		if (any && fprs != NULL)
+			g_ptr_array_add(fprs, g_strdup(key->fpr));
 		gpgme_key_unref(key);
 	}
 	g_free(pattern);
@@ -93,6 +113,16 @@ sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
 		rc = sg_pgp_fail(err, "key listing failed", gerr);
 	gpgme_op_keylist_end(ctx);
 	gpgme_release(ctx);
+	return rc;
+}
+
+int
+sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
+			      GPtrArray *keyids, struct sg_err *err)
+{
+	guint before = keyids->len;
+	int rc = decryption_keys(ks, addr, NULL, keyids, err);
+
 	/* An unreadable keyring only ends gpg's listing early (see
 	 * sg_pgp_each_key): none listed where the snapshot knows one means
 	 * the keystore cannot be read now, not that the key is gone. */
@@ -201,26 +231,31 @@ sg_openpgp_decrypt_with(const struct sg_keystore *ks,
 	return rc;
 }
 
-/* A context on a new home holding addr's secret keys only. */
+/* A context on a new home holding the keys that decrypt for addr
+ * (decryption_keys), named by fingerprint: a key found by a revoked user
+ * id never gets there. */
 static int
 home_with_keys_of(const struct sg_keystore *ks, const char *addr,
 		  const char *home, gpgme_ctx_t *out, struct sg_err *err)
 {
-	const char *patterns[2] = { NULL, NULL };
+	GPtrArray *fprs = g_ptr_array_new_with_free_func(g_free);
 	gpgme_ctx_t src = NULL, dst = NULL;
 	gpgme_data_t keys = NULL;
 	gpgme_import_result_t ir;
-	char *pattern = g_strdup_printf("<%s>", addr);
 	char *conf = g_build_filename(home, "gpg.conf", NULL);
 	int rc;
 
 	g_file_set_contents(conf, "no-auto-key-retrieve\ndisable-dirmngr\n"
 	    "trust-model always\n", -1, NULL);
-	rc = sg_pgp_ctx(ks, &src, err);
+	rc = decryption_keys(ks, addr, fprs, NULL, err);
+	if (rc == 0 && fprs->len == 0)
+		rc = sg_err_set(err, SG_ENOKEY, "no secret key of %s", addr);
+	if (rc == 0)
+		rc = sg_pgp_ctx(ks, &src, err);
 	if (rc < 0)
 		goto out;
 	gpgme_set_pinentry_mode(src, GPGME_PINENTRY_MODE_LOOPBACK);
-	patterns[0] = pattern;
+	g_ptr_array_add(fprs, NULL);
 	if (gpgme_new(&dst) || gpgme_set_protocol(dst, GPGME_PROTOCOL_OpenPGP) ||
 	    gpgme_ctx_set_engine_info(dst, GPGME_PROTOCOL_OpenPGP, NULL, home) ||
 	    gpgme_data_new(&keys)) {
@@ -229,7 +264,8 @@ home_with_keys_of(const struct sg_keystore *ks, const char *addr,
 	}
 	gpgme_set_offline(dst, 1);
 	gpgme_set_pinentry_mode(dst, GPGME_PINENTRY_MODE_LOOPBACK);
-	if (gpgme_op_export_ext(src, patterns, GPGME_EXPORT_MODE_SECRET, keys) ||
+	if (gpgme_op_export_ext(src, (const char **)fprs->pdata,
+	    GPGME_EXPORT_MODE_SECRET, keys) ||
 	    gpgme_data_seek(keys, 0, SEEK_SET) != 0 ||
 	    gpgme_op_import(dst, keys) ||
 	    (ir = gpgme_op_import_result(dst)) == NULL ||
@@ -245,7 +281,7 @@ out:
 		gpgme_release(src);
 	if (dst != NULL)
 		gpgme_release(dst);
-	g_free(pattern);
+	g_ptr_array_free(fprs, TRUE);
 	g_free(conf);
 	return rc;
 }

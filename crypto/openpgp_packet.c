@@ -2,50 +2,7 @@
 #include <string.h>
 
 #include "openpgp_packet.h"
-
-GByteArray *
-sg_pgp_dearmor(const void *data, size_t len)
-{
-	const char *begin = g_strstr_len(data, (gssize)len,
-	    "-----BEGIN PGP MESSAGE-----");
-	const char *end = (const char *)data + len, *p, *nl;
-	GString *b64 = g_string_new(NULL);
-	GByteArray *out;
-	bool in_body = false;
-	gsize n = 0;
-
-	if (begin == NULL) {
-		g_string_free(b64, TRUE);
-		out = g_byte_array_new();
-		g_byte_array_append(out, data, (guint)len);
-		return out;
-	}
-	for (p = begin; p < end; p = nl + 1) {
-		size_t l;
-
-		nl = memchr(p, '\n', (size_t)(end - p));
-		if (nl == NULL)
-			nl = end;
-		l = (size_t)(nl - p);
-		if (l > 0 && p[l - 1] == '\r')
-			l--;
-		if (!in_body) {
-			if (l == 0)
-				in_body = true; /* after the armor headers */
-			continue;
-		}
-		if (l == 0 || *p == '=' || *p == '-')
-			break;          /* checksum or END line */
-		g_string_append_len(b64, p, (gssize)l);
-		if (nl == end)
-			break;
-	}
-	out = g_byte_array_new();
-	if (b64->len > 0 && g_base64_decode_inplace(b64->str, &n) != NULL)
-		g_byte_array_append(out, (guint8 *)b64->str, (guint)n);
-	g_string_free(b64, TRUE);
-	return out;
-}
+#include "sealgate/openpgp.h"
 
 size_t
 sg_pgp_packet_header(const unsigned char *p, size_t avail, int *tag,
@@ -281,4 +238,19 @@ sg_pgp_packet_span(const unsigned char *p, size_t avail, int *tag,
 	*body = h;
 	*total = h + len;
 	return true;
+}
+
+GByteArray *
+sg_openpgp_binary(const void *data, size_t len)
+{
+	const char *p = data, *end = p + len;
+	GByteArray *out;
+
+	while (p < end && g_ascii_isspace(*p))
+		p++;
+	if (p < end && *p == '-')
+		return sg_pgp_dearmor_whole(data, len);
+	out = g_byte_array_new();
+	g_byte_array_append(out, data, (guint)len);
+	return out;
 }

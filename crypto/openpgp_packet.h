@@ -9,14 +9,12 @@
 
 #include <glib.h>
 
-/* The binary form of data: the base64 of the first armored block when
- * there is one (leniently: text around it is ignored), else data as it
- * is. (transfer full) */
-GByteArray *sg_pgp_dearmor(const void *data, size_t len);
-
 /* The binary form of data when data is exactly one armored
  * "PGP MESSAGE" block with only white space around it, armor header lines,
  * base64 lines and an optional checksum line; NULL for anything else.
+ * White space at the end of a line is ignored (space, tab, CR, and the
+ * no-break space U+00A0 in UTF-8 or Latin-1, which HTML editors put on
+ * the armor's empty line).
  * (transfer full) */
 #define SG_PGP_MAX_ARMOR_HEADERS 256 /* bytes of armor header lines */
 GByteArray *sg_pgp_dearmor_whole(const void *data, size_t len);

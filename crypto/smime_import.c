@@ -22,6 +22,7 @@ struct parsed {
 	STACK_OF(X509) *certs;
 	GPtrArray *keys;        /* EVP_PKEY * */
 	STACK_OF(X509) *stored; /* the store's certificates, when keys */
+	uint64_t pbe_iterations; /* key derivation of the file so far */
 };
 
 bool
@@ -87,7 +88,8 @@ parse_pkcs12(struct parsed *p, PKCS12 *p12, const char *pass,
 
 	/* Iteration counts are the sender's: bounded before any derivation
 	 * (the MAC check derives a key already). */
-	rc = sg_pbe_check_pkcs12(p12, pass ? pass : "", err);
+	rc = sg_pbe_check_pkcs12(p12, pass ? pass : "", &p->pbe_iterations,
+	    err);
 	if (rc < 0)
 		return rc;
 	if (!PKCS12_verify_mac(p12, pass ? pass : "", -1) &&
@@ -161,6 +163,19 @@ parse_pem_block(struct parsed *p, const char *name, const char *header,
 		sk_X509_push(p->certs, cert);
 		return SG_OK;
 	}
+	if (strcmp(name, "PKCS12") == 0) {
+		/* gpgsm --armor --export-secret-key-p12 */
+		PKCS12 *p12 = d2i_PKCS12(NULL, &q, len);
+		int rc;
+
+		if (p12 == NULL || q != der + len) {
+			PKCS12_free(p12);
+			return sg_ssl_fail(err, SG_EINVAL, "bad PKCS#12 block");
+		}
+		rc = parse_pkcs12(p, p12, pass, err);
+		PKCS12_free(p12);
+		return rc;
+	}
 	if (strcmp(name, "PKCS7") == 0) {
 		int rc;
 
@@ -172,7 +187,7 @@ parse_pem_block(struct parsed *p, const char *name, const char *header,
 		return rc;
 	}
 	if (strcmp(name, "ENCRYPTED PRIVATE KEY") == 0) {
-		int rc = sg_pbe_check_pkcs8(der, len, err);
+		int rc = sg_pbe_check_pkcs8(der, len, &p->pbe_iterations, err);
 
 		if (rc < 0)
 			return rc;
@@ -213,6 +228,7 @@ parse_pem(struct parsed *p, const void *data, size_t len, const char *pass,
 	char *name = NULL, *header = NULL;
 	unsigned char *der = NULL;
 	long dlen = 0;
+	unsigned long e;
 	int rc = SG_OK, blocks = 0;
 
 	while (rc == 0 && PEM_read_bio(b, &name, &header, &der, &dlen) == 1) {
@@ -222,6 +238,13 @@ parse_pem(struct parsed *p, const void *data, size_t len, const char *pass,
 		OPENSSL_free(header);
 		OPENSSL_free(der);
 	}
+	/* The end of the file, or a block that is cut or malformed: never
+	 * the blocks before it alone. */
+	e = ERR_peek_last_error();
+	if (rc == 0 && blocks > 0 && (ERR_GET_LIB(e) != ERR_LIB_PEM ||
+	    ERR_GET_REASON(e) != PEM_R_NO_START_LINE))
+		rc = sg_err_set(err, SG_EINVAL, "malformed PEM block after "
+		    "block %d", blocks);
 	ERR_clear_error();
 	BIO_free(b);
 	if (rc == 0 && blocks == 0)
@@ -360,55 +383,123 @@ subject_of(X509 *c)
 	return out;
 }
 
+static bool
+expired(X509 *c)
+{
+	return X509_cmp_current_time(X509_get0_notAfter(c)) <= 0;
+}
+
 /* Why certificate c cannot be imported (flags: SG_SMIME_*), or NULL. An
  * end-entity certificate needs an address (it would be stored, but no
  * address could ever find it); a CA certificate -- a chain's intermediate
- * or, with --trust-anchor, an anchor -- needs none. Neither may be expired
- * or not yet valid. */
+ * or, with --trust-anchor, an anchor -- needs none. None may be not yet
+ * valid, nor expired, but for an end-entity certificate that is not made a
+ * trust anchor (check_parsed decides about that one: expired_refusal). */
 static const char *
 refusal(X509 *c, int flags)
 {
 	if (!is_ca(c) && !(flags & SG_SMIME_TRUST_ANCHOR) && !has_email(c))
 		return "certificate without an email address (subjectAltName "
 		    "rfc822Name or subject emailAddress)";
-	if (X509_cmp_current_time(X509_get0_notAfter(c)) <= 0)
+	if (expired(c) && (is_ca(c) || (flags & SG_SMIME_TRUST_ANCHOR)))
 		return "certificate has expired";
 	if (X509_cmp_current_time(X509_get0_notBefore(c)) >= 0)
 		return "certificate is not valid yet";
 	return NULL;
 }
 
+static bool
+internal_address(X509 *c, const struct sg_internal *internal)
+{
+	STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(c);
+	bool yes = false;
+
+	for (int i = 0; i < sk_OPENSSL_STRING_num(emails) && !yes; i++)
+		yes = sg_internal_has(internal, sk_OPENSSL_STRING_value(emails, i));
+	X509_email_free(emails);
+	return yes;
+}
+
+#define DECRYPT_ONLY_RULE "(an expired certificate is kept only to decrypt " \
+	"for an internal address, with its private key)"
+
+/* An expired end-entity certificate serves to decrypt only, and only with
+ * its private key (in the file, or for a certificate of the store, in the
+ * file too: has_key) and for an internal address; else why not, following
+ * "certificate has expired". */
+static const char *
+expired_refusal(X509 *c, bool has_key, const struct sg_internal *internal)
+{
+	if (!has_key)
+		return ", and the file holds no private key for it "
+		    DECRYPT_ONLY_RULE;
+	if (!internal_address(c, internal))
+		return ", and none of its addresses is internal "
+		    DECRYPT_ONLY_RULE;
+	return NULL;
+}
+
+/* Refuses the file for certificate c: why (subject), more. */
+static int
+refuse_cert(X509 *c, const char *why, const char *more, struct sg_err *err)
+{
+	char *subject = subject_of(c);
+	int rc = sg_err_set(err, SG_EINVAL, "%s (subject \"%s\")%s; nothing "
+	    "imported", why, subject, more);
+
+	g_free(subject);
+	return rc;
+}
+
 static int
 check_parsed(const struct sg_keystore *ks, struct parsed *p, int flags,
-	     struct sg_err *err)
+	     const struct sg_internal *internal, struct sg_err *err)
 {
-	int rc = SG_OK;
-
 	if (sk_X509_num(p->certs) == 0 && (int)p->keys->len == 0)
 		return sg_err_set(err, SG_EINVAL, "no certificate or key found");
 	for (int i = 0; i < sk_X509_num(p->certs); i++) {
 		X509 *c = sk_X509_value(p->certs, i);
 		const char *why = refusal(c, flags);
-		char *subject;
 
-		if (why == NULL)
-			continue;
-		subject = subject_of(c);
-		rc = sg_err_set(err, SG_EINVAL, "%s (subject \"%s\"); nothing "
-		    "imported", why, subject);
-		g_free(subject);
-		return rc;
+		if (why != NULL)
+			return refuse_cert(c, why, "", err);
 	}
 	/* A key may belong to a certificate imported before: read the store
 	 * once, for this check and for storing. */
 	if (p->keys->len > 0)
 		p->stored = sg_smime_load_dir(ks, "certs");
-	for (int i = 0; i < (int)p->keys->len && rc == 0; i++)
-		if (owner_of(g_ptr_array_index(p->keys, i), p->certs,
-		    p->stored) == NULL)
-			rc = sg_err_set(err, SG_EINVAL,
+	for (guint i = 0; i < p->keys->len; i++) {
+		X509 *owner = owner_of(g_ptr_array_index(p->keys, i), p->certs,
+		    p->stored);
+		const char *why;
+
+		if (owner == NULL)
+			return sg_err_set(err, SG_EINVAL,
 			    "private key matches no imported certificate");
-	return rc;
+		/* A key for an expired certificate of the store. */
+		why = expired(owner) ? expired_refusal(owner, true, internal)
+		    : NULL;
+		if (why != NULL)
+			return refuse_cert(owner, "certificate has expired", why,
+			    err);
+	}
+	/* The expired ones of the file: each with its key. */
+	for (int i = 0; i < sk_X509_num(p->certs); i++) {
+		X509 *c = sk_X509_value(p->certs, i);
+		bool has_key = false;
+		const char *why;
+
+		if (!expired(c))
+			continue;
+		for (guint k = 0; k < p->keys->len && !has_key; k++)
+			has_key = X509_check_private_key(c,
+			    g_ptr_array_index(p->keys, k)) == 1;
+		ERR_clear_error();
+		why = expired_refusal(c, has_key, internal);
+		if (why != NULL)
+			return refuse_cert(c, "certificate has expired", why, err);
+	}
+	return SG_OK;
 }
 
 /* Records that fpr was in the file (once), and whether it changed. */
@@ -500,7 +591,8 @@ store_staged(const struct sg_keystore *staged, void *arg, bool *changed,
 
 int
 sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
-		const char *passphrase, int flags, struct sg_smime_import *res,
+		const char *passphrase, int flags,
+		const struct sg_internal *internal, struct sg_smime_import *res,
 		struct sg_err *err)
 {
 	struct parsed p = { sk_X509_new_null(),
@@ -513,7 +605,7 @@ sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
 	else
 		rc = parse_der(&p, data, len, passphrase, err);
 	if (rc == 0)
-		rc = check_parsed(ks, &p, flags, err);
+		rc = check_parsed(ks, &p, flags, internal, err);
 	if (rc == 0 && (flags & SG_SMIME_DRY_RUN)) {
 		res->certs_new = (unsigned)sk_X509_num(p.certs);
 		res->keys_new = p.keys->len;

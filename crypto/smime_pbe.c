@@ -164,23 +164,24 @@ check_safe(PKCS7 *p7, const char *pass, uint64_t *total, struct sg_err *err)
 }
 
 int
-sg_pbe_check_pkcs12(PKCS12 *p12, const char *pass, struct sg_err *err)
+sg_pbe_check_pkcs12(PKCS12 *p12, const char *pass, uint64_t *total,
+		    struct sg_err *err)
 {
 	const ASN1_INTEGER *iter = NULL;
 	STACK_OF(PKCS7) *safes;
-	uint64_t total = 0, n = 1;
+	uint64_t n = 1;
 	int rc = SG_OK;
 
 	PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
 	if (iter != NULL)
 		rc = integer(iter, &n, err);
 	if (rc == 0)
-		rc = count(n, &total, err);
+		rc = count(n, total, err);
 	if (rc < 0)
 		goto out;
 	safes = PKCS12_unpack_authsafes(p12);
 	for (int i = 0; rc == 0 && i < sk_PKCS7_num(safes); i++)
-		rc = check_safe(sk_PKCS7_value(safes, i), pass, &total, err);
+		rc = check_safe(sk_PKCS7_value(safes, i), pass, total, err);
 	sk_PKCS7_pop_free(safes, PKCS7_free);
 out:
 	ERR_clear_error();
@@ -188,11 +189,11 @@ out:
 }
 
 int
-sg_pbe_check_pkcs8(const unsigned char *der, long len, struct sg_err *err)
+sg_pbe_check_pkcs8(const unsigned char *der, long len, uint64_t *total,
+		   struct sg_err *err)
 {
 	X509_SIG *sig = d2i_X509_SIG(NULL, &der, len);
 	const X509_ALGOR *alg;
-	uint64_t total = 0;
 	int rc;
 
 	if (sig == NULL) {
@@ -200,7 +201,7 @@ sg_pbe_check_pkcs8(const unsigned char *der, long len, struct sg_err *err)
 		return sg_err_set(err, SG_EINVAL, "bad encrypted private key");
 	}
 	X509_SIG_get0(sig, &alg, NULL);
-	rc = check_alg(alg, &total, err);
+	rc = check_alg(alg, total, err);
 	X509_SIG_free(sig);
 	return rc;
 }

@@ -4,6 +4,8 @@
 #ifndef SEALGATE_SMIME_PBE_H
 #define SEALGATE_SMIME_PBE_H
 
+#include <stdint.h>
+
 #include <openssl/pkcs12.h>
 
 #include "sealgate/error.h"
@@ -14,11 +16,14 @@
 
 /* Checks the MAC iteration count and the PBE parameters of every bag and
  * encrypted safe of p12 (decrypting the safes with pass only once their
- * own parameters passed). SG_ELIMIT above a bound, SG_EINVAL for a
- * derivation it cannot read; err says which. */
-int sg_pbe_check_pkcs12(PKCS12 *p12, const char *pass, struct sg_err *err);
+ * own parameters passed). *total counts the iterations of the whole file
+ * (start at 0; several PEM blocks add up). SG_ELIMIT above a bound,
+ * SG_EINVAL for a derivation it cannot read; err says which. */
+int sg_pbe_check_pkcs12(PKCS12 *p12, const char *pass, uint64_t *total,
+			struct sg_err *err);
 
 /* The same for an EncryptedPrivateKeyInfo (PEM "ENCRYPTED PRIVATE KEY"). */
-int sg_pbe_check_pkcs8(const unsigned char *der, long len, struct sg_err *err);
+int sg_pbe_check_pkcs8(const unsigned char *der, long len, uint64_t *total,
+		       struct sg_err *err);
 
 #endif

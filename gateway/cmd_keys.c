@@ -28,7 +28,27 @@ struct import_opts {
 	char *passphrase;       /* first line of --passphrase-file */
 	int smime_flags;        /* SG_SMIME_TRUST_ANCHOR, SG_SMIME_DRY_RUN */
 	bool dry_run;
+	struct sg_internal internal; /* the policy's internal addresses */
 };
+
+/* An address of a user id or certificate is internal when it is written
+ * in canonical form (as an envelope recipient that finds the key is) and
+ * its domain is one of internal_domains. */
+static bool
+internal_addr(const char *addr, void *arg)
+{
+	const struct sg_policy *pol = arg;
+	struct sg_err err = { 0 };
+	char *canon = NULL;
+	bool yes;
+
+	if (sg_addr_canon_rcpt(addr, &canon, &err) < 0)
+		return false;
+	yes = g_ascii_strcasecmp(canon, addr) == 0 &&
+	    sg_policy_is_internal(pol, canon);
+	g_free(canon);
+	return yes;
+}
 
 struct list_opts {
 	int expiring_days;      /* -1: list everything */
@@ -89,12 +109,17 @@ add_row(GPtrArray *rows, const char *addr, const char *method,
 static void
 row_openpgp(const struct sg_openpgp_identity *id, void *arg)
 {
-	char *usable = g_strdup_printf("%s%s", id->can_encrypt ? "encrypt" : "-",
-	    id->secret ? ",decrypt,sign" : "");
+	GString *u = g_string_new(NULL);
 
-	add_row(arg, id->addr, "openpgp", id->fpr, id->state, id->expires, usable,
-	    NULL);
-	g_free(usable);
+	if (id->can_encrypt)
+		g_string_append(u, "encrypt");
+	if (id->can_decrypt)
+		g_string_append(u, u->len ? ",decrypt" : "decrypt");
+	if (id->can_sign)
+		g_string_append(u, u->len ? ",sign" : "sign");
+	add_row(arg, id->addr, "openpgp", id->fpr, id->state, id->expires,
+	    u->len ? u->str : "-", NULL);
+	g_string_free(u, TRUE);
 }
 
 static void
@@ -157,14 +182,14 @@ is_openpgp(const char *data, gsize len)
 
 static int
 import_openpgp(const struct sg_keystore *ks, const char *path,
-	       const char *data, gsize len, bool dry_run)
+	       const char *data, gsize len, const struct import_opts *o)
 {
 	struct sg_openpgp_import res = { 0 };
 	struct sg_err err = { 0 };
 	unsigned n;
 
-	if (dry_run) {
-		if (sg_openpgp_check(data, len, &n, &err) < 0) {
+	if (o->dry_run) {
+		if (sg_openpgp_check(data, len, &o->internal, &n, &err) < 0) {
 			sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
 			return -1;
 		}
@@ -177,7 +202,7 @@ import_openpgp(const struct sg_keystore *ks, const char *path,
 		return 0;
 	}
 
-	if (sg_openpgp_import(ks, data, len, &res, &err) < 0) {
+	if (sg_openpgp_import(ks, data, len, &o->internal, &res, &err) < 0) {
 		sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
 		sg_openpgp_import_clear(&res);
 		return -1;
@@ -204,8 +229,8 @@ import_smime(const struct sg_keystore *ks, const char *path, const char *data,
 	struct sg_smime_import res = { 0 };
 	struct sg_err err = { 0 };
 
-	if (sg_smime_import(ks, data, len, o->passphrase, o->smime_flags, &res,
-	    &err) < 0) {
+	if (sg_smime_import(ks, data, len, o->passphrase, o->smime_flags,
+	    &o->internal, &res, &err) < 0) {
 		sg_tprintf(stderr, "sealgate: %s: %s\n", path, err.msg);
 		sg_smime_import_clear(&res);
 		return -1;
@@ -243,7 +268,7 @@ import_file(const struct sg_keystore *ks, const char *path,
 		return -1;
 	}
 	if (is_openpgp(data, len)) {
-		rc = import_openpgp(ks, path, data, len, o->dry_run);
+		rc = import_openpgp(ks, path, data, len, o);
 	} else if (sg_smime_looks_like(data, len)) {
 		rc = import_smime(ks, path, data, len, o);
 	} else {
@@ -552,6 +577,8 @@ sg_cmd_keys(int argc, char **argv)
 		}
 	}
 	listed = ks;
+	o.internal.is_internal = internal_addr;
+	o.internal.arg = pol;
 	if (strcmp(sub, "import") == 0)
 		rc = cmd_import(ks, argc - optind, argv + optind, &o);
 	else if (strcmp(sub, "list") == 0)

@@ -141,6 +141,8 @@ sg_classify_transaction(struct sg_msg *msg, const struct sg_policy *pol,
 {
 	enum sg_class first = SG_CLASS_NONE;
 	char fpr[SG_FPR_MAX];
+	GString *others = NULL; /* every recipient of another class */
+	unsigned n_others = 0;
 	int rc;
 
 	for (guint i = 0; i < msg->rcpts->len; i++) {
@@ -149,23 +151,41 @@ sg_classify_transaction(struct sg_msg *msg, const struct sg_policy *pol,
 		if (r->cls == SG_CLASS_NONE) {
 			rc = sg_pipeline_classify(pol, ks, msg, r->addr, &r->cls,
 			    fpr, NULL);
-			if (rc < 0)
+			if (rc < 0) {
+				if (others != NULL)
+					g_string_free(others, TRUE);
 				return sg_result_internal(res, rc, "key lookup", NULL);
+			}
 			if (sg_class_method(r->cls) >= 0)
 				r->key_fpr = g_strdup(fpr);
 		}
 		if (first == SG_CLASS_NONE)
 			first = r->cls;
 		if (r->cls != first) {
-			sg_result_reply(res, SG_VERDICT_TEMPFAIL, "452", "4.5.3",
-			    "recipient <%s> needs a different treatment "
-			    "(%s, not %s); deliver it in a separate transaction",
-			    r->addr, sg_class_name(r->cls), sg_class_name(first));
-			sg_result_reason(res, "mixed recipient classes");
-			return SG_OK;
+			/* The milter never gets here (it answers 452 at RCPT
+			 * time); `sealgate process` names each of them. */
+			if (others == NULL)
+				others = g_string_new(NULL);
+			g_string_append_printf(others, "%s<%s> needs a different "
+			    "treatment (%s, not %s)", others->len ? ", recipient "
+			    : "", r->addr, sg_class_name(r->cls),
+			    sg_class_name(first));
+			n_others++;
+			continue;
 		}
-		if (sg_class_method(r->cls) >= 0 && r->key_fpr == NULL)
+		if (sg_class_method(r->cls) >= 0 && r->key_fpr == NULL) {
+			if (others != NULL)
+				g_string_free(others, TRUE);
 			return sg_result_internal(res, SG_ENOKEY, "key lookup", NULL);
+		}
+	}
+	if (others != NULL) {
+		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "452", "4.5.3",
+		    "recipient %s; deliver %s in a separate transaction",
+		    others->str, n_others > 1 ? "each" : "it");
+		sg_result_reason(res, "mixed recipient classes");
+		g_string_free(others, TRUE);
+		return SG_OK;
 	}
 	*out = first;
 	return SG_OK;

@@ -171,7 +171,7 @@ recipient_session_key(const struct sg_keystore *ks, const char *addr,
  * where no secret key is tried, and a signature inside is verified. */
 static int
 decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
-		const GByteArray *cipher, struct decryption *d,
+		const GByteArray *armored, struct decryption *d,
 		struct sg_err *err)
 {
 	struct sg_writer out = { bounded_write, &d->plain };
@@ -179,10 +179,18 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
 	char *agreed = NULL, *key;
 	int rc, integrity = SG_PGP_NONE;
+	/* gpg reads the packets as sealgate's armor reader decoded them:
+	 * the two never disagree on what the message is. */
+	GByteArray *bin = sg_openpgp_binary(armored->data, armored->len);
+	const GByteArray *cipher = bin;
 
 	d->method = "openpgp";
-	rc = sg_openpgp_recipients(cipher->data, cipher->len, ids, &integrity,
-	    err);
+	/* The packets are read from the armor as it came (decoded once, as
+	 * for gpg): packets of bin read as armor again would be another
+	 * armor that gpg decodes with its own reader. */
+	rc = bin != NULL ? sg_openpgp_recipients(armored->data, armored->len,
+	    ids, &integrity, err) : sg_err_set(err, SG_EMALFORMED,
+	    "malformed armor");
 	/* Without MDC or AEAD there is nothing to decrypt: gpg would write
 	 * unauthenticated plaintext before it noticed. */
 	if (rc == 0 && integrity == SG_PGP_NONE)
@@ -212,6 +220,8 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 		d->integrity = integrity == SG_PGP_AEAD ? "aead" : "mdc";
 	free_secret(agreed);
 	g_ptr_array_free(ids, TRUE);
+	if (bin != NULL)
+		g_byte_array_free(bin, TRUE);
 	return rc;
 }
 

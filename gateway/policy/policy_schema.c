@@ -113,7 +113,8 @@ static const struct key when_keys[] = {
 	  "recipient (canonical form): addresses or globs (*@partner.example, "
 	  "*.partner.example); IDN domains as U- or A-labels" },
 	{ "recipient_domain", KT_DOMAINS, RULE(when.recipient_domain), NULL, NULL,
-	  NULL, false, "recipient's domain is one of these (IDN: U- or A-labels)" },
+	  NULL, false, "recipient's domain is one of these (IDN: U- or A-labels; "
+	  "\".example.com\": every subdomain)" },
 	{ "subject_tag", KT_STRING, RULE(when.subject_tag), NULL, NULL, NULL, false,
 	  "text in the Subject, case-insensitive (also RFC 2047 encoded)" },
 	{ "header", KT_MAP, 0, header_keys, NULL, NULL, false,
@@ -186,7 +187,8 @@ const struct key sg_policy_root_keys[] = {
 	  "policy file format version; must be 1" },
 	{ "gateway", KT_MAP, 0, gateway_keys, NULL, NULL, true, "daemon settings" },
 	{ "internal_domains", KT_DOMAINS, POL(internal_domains), NULL, NULL, NULL,
-	  false, "mail domains of the organisation" },
+	  false, "mail domains of the organisation (\".example.com\": every "
+	  "subdomain, not example.com itself)" },
 	{ "outbound", KT_MAP, 0, outbound_keys, NULL, NULL, false,
 	  "mail from internal senders (trusted clients) to external recipients" },
 	{ "inbound", KT_MAP, 0, inbound_keys, NULL, NULL, false,

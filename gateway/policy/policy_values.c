@@ -74,20 +74,40 @@ valid_domain(const char *d)
 }
 
 /* A domain of the policy in the form envelope domains are compared in
- * (sealgate/addr.h): lower case, A-labels. NULL when invalid. */
+ * (sealgate/addr.h): lower case, A-labels; ".example.com" (the
+ * subdomains) keeps its dot. NULL when invalid, and for a subdomain
+ * pattern of fewer than two labels (".com" would be every domain under a
+ * top-level domain). */
 char *
 sg_policy_domain_item(const char *text)
 {
-	char *ascii = g_str_is_ascii(text) ? g_strdup(text)
-	    : g_hostname_to_ascii(text);
-	char *lower = ascii != NULL ? g_ascii_strdown(ascii, -1) : NULL;
+	const bool subdomains = text[0] == '.';
+	const char *name = subdomains ? text + 1 : text;
+	char *ascii = g_str_is_ascii(name) ? g_strdup(name)
+	    : g_hostname_to_ascii(name);
+	char *lower = ascii != NULL ? g_ascii_strdown(ascii, -1) : NULL, *item;
 
 	g_free(ascii);
-	if (lower != NULL && !valid_domain(lower)) {
+	if (lower == NULL || !valid_domain(lower) ||
+	    (subdomains && strchr(lower, '.') == NULL)) {
 		g_free(lower);
-		lower = NULL;
+		return NULL;
 	}
-	return lower;
+	if (!subdomains)
+		return lower;
+	item = g_strconcat(".", lower, NULL);
+	g_free(lower);
+	return item;
+}
+
+bool
+sg_policy_domain_matches(const char *item, const char *domain)
+{
+	size_t n = strlen(item), d = strlen(domain);
+
+	if (item[0] != '.')
+		return g_ascii_strcasecmp(domain, item) == 0;
+	return d > n && g_ascii_strcasecmp(domain + d - n, item) == 0;
 }
 
 /* An address or domain glob with its domain labels as A-labels and
@@ -166,8 +186,8 @@ sg_policy_is_internal(const struct sg_policy *pol, const char *addr)
 		return false;
 	domain++;
 	for (guint i = 0; i < pol->internal_domains->len; i++)
-		if (g_ascii_strcasecmp(domain,
-		    g_ptr_array_index(pol->internal_domains, i)) == 0)
+		if (sg_policy_domain_matches(
+		    g_ptr_array_index(pol->internal_domains, i), domain))
 			return true;
 	return false;
 }

@@ -174,8 +174,8 @@ sg_rule_matches(const struct sg_rule *rule, const struct sg_facts *f,
 	if (c->recipient_domain && c->recipient_domain->len) {
 		found = false;
 		for (guint i = 0; i < c->recipient_domain->len && dom; i++)
-			found |= g_ascii_strcasecmp(dom + 1,
-			    g_ptr_array_index(c->recipient_domain, i)) == 0;
+			found |= sg_policy_domain_matches(
+			    g_ptr_array_index(c->recipient_domain, i), dom + 1);
 		if (!found)
 			return fail(why, "recipient domain is not %s%s",
 			    first(c->recipient_domain),

@@ -65,6 +65,19 @@ void sg_keystore_free(struct sg_keystore *ks);
 /* A new reference to ks. */
 struct sg_keystore *sg_keystore_ref(struct sg_keystore *ks);
 
+/* Which addresses are internal (the policy's internal_domains), for
+ * imports: an expired or revoked key or certificate enters the keystore
+ * only with its secret part and for an internal address, and then only to
+ * decrypt. is_internal gets an address as written in a user id or a
+ * certificate. */
+struct sg_internal {
+	bool (*is_internal)(const char *addr, void *arg);
+	void *arg;
+};
+
+/* True when in (may be NULL: nothing is internal) says addr is internal. */
+bool sg_internal_has(const struct sg_internal *in, const char *addr);
+
 /* The form in which addresses of keys, certificates and the deactivated
  * list are compared with envelope addresses (canonical, letter case
  * folded), or NULL for what is not an address. (transfer full) */

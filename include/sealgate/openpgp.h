@@ -72,26 +72,35 @@ struct sg_openpgp_import {
 	int *changed;           /* per fprs entry: new or updated */
 };
 
-/* Checks every key in data (in a throwaway GnuPG home): a revoked or
- * expired key, one without a usable encryption subkey, or RSA below 2048
- * bits is refused (SG_EINVAL, err names the key). *keys: how many. */
-int sg_openpgp_check(const void *data, size_t len, unsigned *keys,
+/* Checks every key in data (in a throwaway GnuPG home): a key without a
+ * usable encryption subkey, or RSA below 2048 bits is refused (SG_EINVAL,
+ * err names the key). A revoked or expired key is refused too unless the
+ * file holds the secret part of one of its encryption (sub)keys and one
+ * of its user ids that is not revoked itself names an address that
+ * internal says is internal: it then enters to decrypt only (never to
+ * encrypt or sign). *keys: how many. */
+int sg_openpgp_check(const void *data, size_t len,
+		     const struct sg_internal *internal, unsigned *keys,
 		     struct sg_err *err);
 
 /* Imports keys (armored or binary) after sg_openpgp_check: one bad key
  * refuses the whole file. SG_EINVAL also when data holds no key. */
 int sg_openpgp_import(const struct sg_keystore *ks, const void *data,
-		      size_t len, struct sg_openpgp_import *res,
-		      struct sg_err *err);
+		      size_t len, const struct sg_internal *internal,
+		      struct sg_openpgp_import *res, struct sg_err *err);
 void sg_openpgp_import_clear(struct sg_openpgp_import *res);
 
-/* One identity (user id with an address) of a key. */
+/* One identity (user id with an address) of a key: what it serves that
+ * address for. A revoked user id serves nothing; an expired or revoked key
+ * with its secret part only decrypts. */
 struct sg_openpgp_identity {
 	const char *addr;
 	const char *fpr;
 	const char *state;      /* active, expired, revoked, disabled, invalid */
 	time_t expires;         /* 0: never */
 	bool can_encrypt;
+	bool can_decrypt;
+	bool can_sign;
 	bool secret;
 };
 
@@ -103,20 +112,31 @@ typedef void (*sg_openpgp_list_cb)(const struct sg_openpgp_identity *id,
 int sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
 		    sg_openpgp_list_cb cb, void *arg, struct sg_err *err);
 
+/* The binary packets of an OpenPGP message: for armor (data starts with
+ * "-----" after white space), exactly one "PGP MESSAGE" block with only
+ * white space around it, decoded; a line of only white space, including
+ * the no-break space U+00A0, counts as the armor's empty line. Binary data
+ * as it is. NULL for malformed armor. (transfer full) */
+GByteArray *sg_openpgp_binary(const void *data, size_t len);
+
 /* Integrity protection of an OpenPGP encrypted message. */
 enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
 
 /* Appends the key ids (16 upper-case hex digits; all zeros for a hidden
  * recipient) of the public-key encrypted session keys at the start of an
- * OpenPGP message (armored or binary), and tells from the packet that
- * follows whether the data is integrity protected. SG_EMALFORMED when
- * there is no session key packet. */
+ * OpenPGP message (armored or binary, see sg_openpgp_binary), and tells
+ * from the packet that follows whether the data is integrity protected.
+ * SG_EMALFORMED for malformed armor or when there is no session key
+ * packet. */
 int sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 			  int *integrity, struct sg_err *err);
 
-/* Appends the key ids of addr's secret encryption subkeys, as gpg lists
- * them. SG_EKEYSTORE when it lists none though ks, a snapshot, holds one:
- * the keystore cannot be read (e.g. its mode was changed). */
+/* Appends the key ids of the secret (sub)keys that decrypt for addr:
+ * encryption-capable, of keys with a user id for addr that is not revoked
+ * itself, expired and revoked keys included (kept to decrypt mail sent
+ * before), as gpg lists them. SG_EKEYSTORE when it lists none though ks,
+ * a snapshot, holds one: the keystore cannot be read (e.g. its mode was
+ * changed). */
 int sg_openpgp_decryption_subkeys(const struct sg_keystore *ks,
 				  const char *addr, GPtrArray *keyids,
 				  struct sg_err *err);
@@ -133,7 +153,8 @@ struct sg_sig;
  * with the envelope recipient's own key (DESIGN.md §4 rule 3):
  *
  * 1. sg_openpgp_session_key_as() decrypts data with addr's secret keys
- *    alone, in a throwaway GnuPG home that holds nothing else, whatever
+ *    alone (those sg_openpgp_decryption_subkeys names, by fingerprint),
+ *    in a throwaway GnuPG home that holds nothing else, whatever
  *    key ids the message names, and returns the session key that opened
  *    it ("ALGO:HEX"). The plaintext goes to out (a caller that only wants
  *    the key passes a bounded sink).

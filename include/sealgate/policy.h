@@ -109,7 +109,7 @@ struct sg_policy {
 		bool allow_vulnerable_openssl; /* run below the floor */
 	} gateway;
 	struct sg_logins *logins;    /* gateway.sender_logins read, or NULL */
-	GPtrArray *internal_domains; /* char *, lower case */
+	GPtrArray *internal_domains; /* char *, lower case; ".d": subdomains */
 	struct {
 		int action;             /* enum sg_action */
 		struct sg_methods methods;
@@ -148,7 +148,14 @@ const char *sg_policy_default_path(void);
 struct sg_policy *sg_policy_ref(struct sg_policy *pol);
 void sg_policy_unref(struct sg_policy *pol);
 
-/* True when addr's domain is one of internal_domains (case-insensitive). */
+/* True when domain is the policy's domain item: the same name
+ * (case-insensitive), or for an item ".example.com" any subdomain of
+ * example.com (not example.com itself), as Postfix's
+ * parent_domain_matches_subdomains does. */
+bool sg_policy_domain_matches(const char *item, const char *domain);
+
+/* True when addr's domain is one of internal_domains
+ * (sg_policy_domain_matches). */
 bool sg_policy_is_internal(const struct sg_policy *pol, const char *addr);
 
 /* True when method is in the list. */

@@ -78,9 +78,15 @@ struct sg_smime_import {
 /* Imports certificates (PEM, DER, PEM chains, PKCS#7 bundles), PKCS#12
  * (with passphrase) and private keys matching a certificate. Everything in
  * data is checked before anything is written. SG_EINVAL: not S/MIME
- * material (err says why). */
+ * material, or a certificate that cannot serve (err says why): not valid
+ * yet, or expired -- but for an end-entity certificate with its private
+ * key in data and an address that internal says is internal, which enters
+ * to decrypt only (the certificate lookups never take an expired one to
+ * encrypt or sign). A private key for an expired certificate of the store
+ * needs such an address too. */
 int sg_smime_import(const struct sg_keystore *ks, const void *data, size_t len,
 		    const char *passphrase, int flags,
+		    const struct sg_internal *internal,
 		    struct sg_smime_import *res, struct sg_err *err);
 void sg_smime_import_clear(struct sg_smime_import *res);
 

@@ -100,6 +100,16 @@ class Errors(unittest.TestCase):
         self.assert_refused(self.plain("%s, %s" % (ERIN, CAROL)), [ERIN, CAROL],
                             3, MIXED_RE, "tempfail")
 
+    def test_every_deferred_recipient_named(self):
+        # Internal first: the partner with a key and the one without are
+        # both of another class, and the reply names each of them.
+        err = self.assert_refused(self.plain("%s, %s, %s" % (BOB, CAROL, ERIN)),
+                                  [BOB, CAROL, ERIN], 3, MIXED_RE, "tempfail")
+        replies = [line for line in err.splitlines() if MIXED_RE.match(line)]
+        for rcpt in (CAROL, ERIN):
+            self.assertTrue(any("<%s>" % rcpt in line for line in replies), err)
+        self.assertFalse(any("<%s>" % BOB in line for line in replies), err)
+
     # -- configuration errors --------------------------------------------
 
     def test_missing_policy_file(self):

@@ -21,6 +21,7 @@ Checked every time:
     gateway's directory; the spool directory is empty.
 """
 
+import base64
 import os
 import subprocess
 import unittest
@@ -345,8 +346,9 @@ class Failures(Base):
     def test_openpgp_truncated_armor(self):
         armored = truncate_armor(gpg_encrypt(IDS, self.entity, [ALICE]))
         self.assertNotIn(b"-----END PGP MESSAGE-----", armored)
+        # sealgate's armor reader refuses it before gpg sees it.
         self.assert_passthrough(GW, pgp_mime_message(armored), [ALICE],
-                                "failed; method=openpgp; reason=decryption-error",
+                                "failed; method=openpgp; reason=malformed",
                                 marker=self.marker)
 
     def test_inline_truncated_armor_not_decrypted(self):
@@ -363,6 +365,21 @@ class Failures(Base):
                                "failed; method=openpgp; reason=decryption-error"))
         self.assertTrue(out == expected_passthrough(msg, dec[0]))
         self.assert_no_marker(self.marker, out, err, GW)
+
+    def test_openpgp_armor_inside_armor(self):
+        # The armor's content is itself an armored message: sealgate's
+        # reader decodes one armor, and gpg must not decode the second
+        # one with its own reader.
+        inner = gpg_encrypt(IDS, self.entity, [ALICE])
+        rc, _plain, err = IDS.alice.decrypt(inner)
+        self.assertTrue(sgtest.decryption_succeeded(rc, err), err)
+        b64 = base64.b64encode(sgtest.canon(inner))
+        outer = (b"-----BEGIN PGP MESSAGE-----\r\n\r\n"
+                 + b"\r\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
+                 + b"\r\n-----END PGP MESSAGE-----\r\n")
+        self.assert_passthrough(GW, pgp_mime_message(outer), [ALICE],
+                                "failed; method=openpgp; reason=malformed",
+                                marker=self.marker)
 
     def test_openpgp_not_an_openpgp_message(self):
         for armored in (b"-----BEGIN PGP MESSAGE-----\r\n\r\nAAAA\r\n-----END PGP MESSAGE-----\r\n",

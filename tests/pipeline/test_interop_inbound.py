@@ -22,6 +22,7 @@ are missing.
 
 import base64
 import os
+import quopri
 import re
 import types
 import unittest
@@ -29,6 +30,7 @@ import unittest
 import sgtest
 import signtest
 import smimetest
+from sgtest import canon, split_header_body
 from inboundtest import InboundCase, expected_passthrough, inbound_policy, process, status_fields
 
 SMIME_BOB = "Bob@example.com"
@@ -219,6 +221,42 @@ class ThunderbirdOpenpgp(unittest.TestCase, InboundCase):
             with self.subTest(rcpts=rcpts):
                 self.assert_passthrough(PGP_GW, msg, rcpts, "no; reason=not-for-recipient",
                                         marker=marker, sender=PGP_SENDER)
+
+    def test_inline_with_nbsp_armor_line_decrypts(self):
+        # Thunderbird decrypts quoted-printable inline PGP whose armor
+        # separator line is a no-break space (U+00A0, from an HTML
+        # editor); so does sealgate, to what an independent gpg reads
+        # from the same armor with a truly empty line.
+        msg = read_message(os.path.join(P.eml, "bob-enc-inline-nbsp-qp.eml"))
+        body = quopri.decodestring(split_header_body(msg)[1])
+        self.assertEqual(body.count(b"\xc2\xa0"), 1)
+        rc, plain, err = CHECKER.decrypt(re.sub(rb"\n\xc2\xa0(\r?\n)", rb"\n\1", body))
+        self.assertTrue(sgtest.decryption_succeeded(rc, err), err)
+        rc, out, err = process(PGP_GW, msg, [PGP_ALICE], sender=PGP_SENDER)
+        self.assertEqual(rc, 0, err)
+        dec, _sig, _last = status_fields(out)
+        self.assertEqual(dec, ["yes; method=openpgp; integrity=mdc"], err)
+        self.assertEqual(canon(split_header_body(out)[1]), canon(plain))
+        self.assertNotIn(b"-----BEGIN PGP MESSAGE-----", out)
+
+    def test_inline_whitespace_lines_never_loosen_the_armor(self):
+        # Only the empty line may hold white space: a no-break space
+        # inside a base64 line, a second "empty" line, or text after the
+        # END line leave the message undecrypted (malformed), never half
+        # read.
+        msg = read_message(os.path.join(P.eml, "bob-enc-inline-nbsp-qp.eml"))
+        head, body = msg.split(b"\n\n", 1)
+        for name, bad in (("nbsp in base64", body.replace(b"Q0qb", b"Q0=C2=A0qb", 1)),
+                          ("second blank line", body.replace(b"=C2=A0\n", b"=C2=A0\n=C2=A0\n", 1)),
+                          ("text after END", body + b"PS: see above\n")):
+            with self.subTest(name=name):
+                rc, out, err = process(PGP_GW, head + b"\n\n" + bad, [PGP_ALICE],
+                                       sender=PGP_SENDER)
+                self.assertEqual(rc, 0, err)
+                dec, _sig, _last = status_fields(out)
+                self.assertEqual(len(dec), 1, err)
+                self.assertFalse(dec[0].startswith("yes"), dec)
+                self.assertNotIn(b"My real name is not Bob", out)
 
     def test_inline_with_nbsp_armor_line(self):
         # Quoted-printable inline PGP whose armor separator line is a

@@ -5,7 +5,8 @@ key derivation. A count above 1,000,000 (or more than 4,000,000 in all) is
 refused with exit 1 naming the file, before any key is derived, also with
 `--dry-run`: the MAC count, the PBKDF2 count of the shrouded key bag, the
 PBKDF2 count of the encrypted certificate safe, the legacy PKCS#12 PBE count
-and the PBKDF2 count of a PEM "ENCRYPTED PRIVATE KEY". The hostile files
+and the PBKDF2 count of a PEM "ENCRYPTED PRIVATE KEY"; the 4,000,000 hold
+for a whole file, also one of several PEM blocks. The hostile files
 are small real files whose iteration INTEGERs are rewritten to 2^31-1 (never
 run in full: without the bound the import would derive keys for minutes,
 and the command timeout would end the test). An OpenPGP key with more than
@@ -183,6 +184,29 @@ class ImportBounds(unittest.TestCase):
         self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
         self.assertIn(path, cp.stderr)
         self.assertRegex(cp.stderr, r"key derivation with 2147483647 iterations")
+
+    def pem_blocks(self, name, der, n):
+        """A PEM file of n "PKCS12" blocks holding der."""
+        b64 = "\n".join(re.findall(".{1,64}", base64.b64encode(der).decode()))
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write("-----BEGIN PKCS12-----\n%s\n-----END PKCS12-----\n" % b64 * n)
+        return path
+
+    def test_counts_of_pem_blocks_add_up(self):
+        # Three counts of 1,000,000 (MAC, key bag, certificate safe): one
+        # block is within the bounds, two blocks of one file are not.
+        path = os.path.join(self.tmp, "blocks.p12")
+        smimetest.openssl("pkcs12", "-export", "-in", self.ident.cert, "-inkey",
+                          self.ident.key, "-passout", "pass:" + PASS, "-out", path,
+                          "-iter", "1000000")
+        with open(path, "rb") as f:
+            der = f.read()
+        cp = self.gw.run("keys", "-c", self.gw.policy, "import",
+                         self.pem_blocks("one-block.p12.asc", der, 1),
+                         "--passphrase-file", self.passfile, "--dry-run")
+        self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        self.assert_refused(self.pem_blocks("two-blocks.p12.asc", der, 2))
 
 
 class UserIdBound(unittest.TestCase):

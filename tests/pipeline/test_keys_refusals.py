@@ -1,8 +1,9 @@
 """`sealgate keys import` refuses OpenPGP keys that cannot serve, file by
 file, before the keystore changes; `--dry-run` checks without importing.
 
-Refused: an expired key, a revoked key, a key without an encryption-capable
-(sub)key, an RSA key below 2048 bits. A keyring with one bad key among good
+Refused: an expired key, a revoked key (a partner's public key; an internal
+user's with its secret key decrypts only, see test_decrypt_only_keys.py), a
+key without an encryption-capable (sub)key, an RSA key below 2048 bits. A keyring with one bad key among good
 ones is refused whole. A private key file others could read stops every
 command; a change by a user other than the keystore's owner is refused.
 """
@@ -65,10 +66,12 @@ class KeyRefusals(unittest.TestCase):
         self.assertIn("good@partner.example", keystore_listing(self.gw))
 
     def test_expired_key_refused(self):
-        self.assert_refused("old", "has expired")
+        self.assert_refused("old", "has expired, and the file holds no secret key of it "
+                            "that decrypts")
 
     def test_revoked_key_refused(self):
-        self.assert_refused("revoked", "is revoked")
+        self.assert_refused("revoked", "is revoked, and the file holds no secret key of it "
+                            "that decrypts")
 
     def test_key_without_encryption_subkey_refused(self):
         self.assert_refused("signonly", "has no encryption-capable (sub)key")

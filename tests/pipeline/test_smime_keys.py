@@ -452,6 +452,68 @@ class Import(unittest.TestCase):
                              [self.olga], usable="encrypt,decrypt,sign")
         self.assert_usable(gw, self.olga, "encrypt,decrypt,sign")
 
+    def gpgsm_armored_pkcs12(self, ident, name):
+        """ident's key and certificate as `gpgsm --armor
+        --export-secret-key-p12` writes them (-----BEGIN PKCS12-----),
+        protected with PASSPHRASE: imported into a new gpgsm home from a
+        legacy PKCS#12 file (what gpgsm 2.2 reads), then exported."""
+        sgtest.require_program("gpgsm")
+        home = os.path.join(self.tmp, "gpgsm-" + name)
+        os.makedirs(home, mode=0o700)
+        with open(os.path.join(home, "gpg-agent.conf"), "w") as f:
+            f.write("allow-loopback-pinentry\n")
+        gpgsm = ["gpgsm", "--homedir", home, "--batch", "--pinentry-mode", "loopback",
+                 "--passphrase-fd", "0"]
+        try:
+            cp = sgtest.run(gpgsm + ["--import", ident.pkcs12(PASSPHRASE, legacy=True)],
+                            input_bytes=(PASSPHRASE + "\n").encode())
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+            # The key's passphrase, then the export's (twice).
+            cp = sgtest.run(gpgsm + ["--armor", "--export-secret-key-p12", ident.sha1],
+                            input_bytes=("%s\n" % PASSPHRASE * 3).encode())
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        finally:
+            sgtest.stop_agent(home)
+        self.assertIn(b"-----BEGIN PKCS12-----", cp.stdout)
+        return smimetest.write_file(os.path.join(self.tmp, name + ".p12.asc"), cp.stdout)
+
+    def test_pkcs12_pem_armoured_from_gpgsm(self):
+        gw = self.new_gateway()
+        path = self.gpgsm_armored_pkcs12(self.quinn, "quinn")
+        self.assert_imported(self.keys_import(gw, path, "--passphrase-file", self.passfile),
+                             [self.quinn], usable="encrypt,decrypt,sign")
+        self.assert_usable(gw, self.quinn, "encrypt,decrypt,sign")
+        self.assert_reimport_unchanged(gw, path, "--passphrase-file", self.passfile,
+                                       idents=[self.quinn])
+
+    def test_refuse_pkcs12_pem_armoured_bad(self):
+        gw = self.new_gateway()
+        path = self.gpgsm_armored_pkcs12(self.rita, "rita")
+        self.assert_refused(gw, path, "wrong passphrase", "--passphrase-file", self.wrongpass)
+        with open(path, "rb") as f:
+            text = f.read()
+        # A block whose DER is cut short, or has bytes after it.
+        lines = text.split(b"\n")
+        begin = lines.index(b"-----BEGIN PKCS12-----")
+        cut = os.path.join(self.tmp, "rita-cut.p12.asc")
+        smimetest.write_file(cut, b"\n".join(lines[:begin + 3] + [b"-----END PKCS12-----", b""]))
+        self.assert_refused(gw, cut, "bad PKCS#12 block", "--passphrase-file", self.passfile)
+
+    def test_refuse_certificate_and_cut_pkcs12_block(self):
+        # The key's block is cut before its END line: the certificate in
+        # front of it is not imported alone, as if the file had no key.
+        gw = self.new_gateway()
+        path = self.gpgsm_armored_pkcs12(self.rita, "rita-after-cert")
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+        with open(self.rita.cert, "rb") as f:
+            cert = f.read()
+        begin = lines.index(b"-----BEGIN PKCS12-----")
+        cut = os.path.join(self.tmp, "rita-cert-cut.pem")
+        smimetest.write_file(cut, cert + b"\n".join(lines[begin:begin + 3] + [b""]))
+        self.assert_refused(gw, cut, "malformed PEM block", "--passphrase-file",
+                            self.passfile)
+
     def test_private_key_after_certificate(self):
         gw = self.new_gateway()
         self.assert_imported(self.keys_import(gw, self.paul.cert), [self.paul])
@@ -605,7 +667,8 @@ class Import(unittest.TestCase):
     def test_refuse_expired_and_not_yet_valid(self):
         gw = self.new_gateway()
         for name, path, reason, extra in (
-                ("expired", self.old.cert, 'certificate has expired (subject "CN=Old")', ()),
+                ("expired", self.old.cert, 'certificate has expired (subject "CN=Old"), '
+                 "and the file holds no private key for it", ()),
                 ("expired, DER", self.old.der, "certificate has expired", ()),
                 ("expired, as trust anchor", self.old.cert, "certificate has expired",
                  ("--trust-anchor",)),
@@ -626,10 +689,13 @@ class Import(unittest.TestCase):
                           if r["addr"] != "-"], [])
 
     def test_refuse_expired_pkcs12(self):
+        # With its private key, but for a partner's address: an expired
+        # certificate is kept only to decrypt for an internal address
+        # (tests/pipeline/test_decrypt_only_keys.py).
         gw = self.new_gateway()
         p12 = self.old.pkcs12(PASSPHRASE, path=os.path.join(self.tmp, "old.p12"))
-        self.assert_refused(gw, p12, "certificate has expired", "--passphrase-file",
-                            self.passfile)
+        self.assert_refused(gw, p12, 'certificate has expired (subject "CN=Old"), and none of '
+                            'its addresses is internal', "--passphrase-file", self.passfile)
 
     def test_refuse_text_file(self):
         gw = self.new_gateway()

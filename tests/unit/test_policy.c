@@ -251,6 +251,15 @@ static const struct error_case error_cases[] = {
 	{ "invalid domain",
 	  "version: 1\ngateway: { keystore: s }\ninternal_domains: [a..b]\n",
 	  "DIR/policy.yaml:3:20: invalid domain \"a..b\" in \"internal_domains\"" },
+	{ "subdomain pattern of one label",
+	  "version: 1\ngateway: { keystore: s }\ninternal_domains: [example.com, .com]\n",
+	  "DIR/policy.yaml:3:33: invalid domain \".com\" in \"internal_domains\"" },
+	{ "subdomain pattern with two dots",
+	  "version: 1\ngateway: { keystore: s }\ninternal_domains: [..example.com]\n",
+	  "DIR/policy.yaml:3:20: invalid domain \"..example.com\" in \"internal_domains\"" },
+	{ "a dot alone",
+	  "version: 1\ngateway: { keystore: s }\ninternal_domains: [\".\"]\n",
+	  "DIR/policy.yaml:3:20: invalid domain \".\" in \"internal_domains\"" },
 	{ "rules not a list",
 	  "version: 1\ngateway: { keystore: s }\noutbound: { rules: { a: 1 } }\n",
 	  "DIR/policy.yaml:3:20: \"rules\" must be a list of rules" },
@@ -316,6 +325,57 @@ test_idn_domains(void **state)
 	    "*@*.xn--mnchen-3ya.example");
 	assert_string_equal(g_ptr_array_index(r->when.recipient_domain, 0),
 	    "xn--kln-sna.example");
+	sg_policy_unref(pol);
+	g_free(errs);
+}
+
+/* ".example.com" in internal_domains and recipient_domain: every
+ * subdomain, not the domain itself, and no domain that merely ends in the
+ * same letters. */
+static void
+test_subdomains(void **state)
+{
+	static const struct {
+		const char *addr;
+		bool internal;
+	} cases[] = {
+		{ "bounces+123@lists.example.com", true },
+		{ "a@b.c.example.com", true },
+		{ "a@LISTS.Example.COM", true },
+		{ "a@sub.xn--bcher-kva.example", true },
+		{ "a@example.com", false },
+		{ "a@badexample.com", false },
+		{ "a@lists.example.com.evil.example", false },
+		{ "a@example.com.evil.example", false },
+		{ "a@.example.com", false },
+		{ "a@xn--bcher-kva.example", true },
+		{ "a@other.example", false },
+		{ "example.com", false },
+	};
+	struct sg_policy *pol = NULL;
+	const struct sg_rule *r;
+	char *errs;
+
+	(void)state;
+	errs = load_text(
+	    "version: 1\ngateway: { keystore: s }\n"
+	    "internal_domains: [.example.com, Bücher.Example, .bücher.example]\n"
+	    "outbound:\n  rules:\n"
+	    "    - { name: r, when: { recipient_domain: .Partner.Example }, "
+	    "action: encrypt }\n", &pol);
+	assert_string_equal(errs, "");
+	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++)
+		if (sg_policy_is_internal(pol, cases[i].addr) != cases[i].internal)
+			fail_msg("%s: internal should be %d", cases[i].addr,
+			    cases[i].internal);
+	r = g_ptr_array_index(pol->rules, 0);
+	assert_string_equal(g_ptr_array_index(r->when.recipient_domain, 0),
+	    ".partner.example");
+	assert_true(sg_policy_domain_matches(".partner.example", "mx.partner.example"));
+	assert_false(sg_policy_domain_matches(".partner.example", "partner.example"));
+	assert_false(sg_policy_domain_matches(".partner.example", "xpartner.example"));
+	assert_true(sg_policy_domain_matches("partner.example", "PARTNER.example"));
+	assert_false(sg_policy_domain_matches("partner.example", "a.partner.example"));
 	sg_policy_unref(pol);
 	g_free(errs);
 }
@@ -429,6 +489,7 @@ main(void)
 		cmocka_unit_test(test_explicit_values),
 		cmocka_unit_test(test_error_texts),
 		cmocka_unit_test(test_idn_domains),
+		cmocka_unit_test(test_subdomains),
 		cmocka_unit_test(test_may_sign),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_refcount),
