@@ -13,6 +13,7 @@ Usage: bench/milter.py SEALGATE_BIN [MESSAGES]
 """
 import concurrent.futures
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -93,8 +94,14 @@ def report(name, value, baseline):
           % (name, value * 1000, baseline * 1000, value / baseline))
 
 
+def run_as():
+    """Runs the milter as the user who starts it (root must say so)."""
+    return ["-u", pwd.getpwuid(os.geteuid()).pw_name]
+
+
 def start_milter(binary, policy, socket_spec, address):
-    proc = subprocess.Popen([binary, "milter", "-c", policy, "-s", socket_spec, "-f"],
+    proc = subprocess.Popen([binary, "milter", "-c", policy, "-s", socket_spec, "-f"]
+                            + run_as(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_listening(address, proc)
     return proc

@@ -118,7 +118,7 @@ def main():
         # milter once it is full.
         with open(os.path.join(tmp, "milter.log"), "wb") as log:
             proc = subprocess.Popen([binary, "milter", "-c", policy, "-s",
-                                     "unix:" + sock, "-f"],
+                                     "unix:" + sock, "-f"] + milter.run_as(),
                                     stdout=subprocess.DEVNULL, stderr=log)
         reaper.milter = proc.pid
         wait_listening(sock, proc)

@@ -53,10 +53,13 @@ sg_openpgp_packets_encrypted(const void *data, size_t len)
 bool
 sg_openpgp_is_encrypted(const void *data, size_t len, bool armored)
 {
-	const char *p = data, *end = p + len;
+	const char *p = data, *end;
 	GByteArray *bin;
 	bool ok;
 
+	if (len == 0)
+		return false;   /* data may be NULL */
+	end = p + len;
 	while (p < end && g_ascii_isspace(*p))
 		p++;
 	if (!armored && (p == end || *p != '-'))

@@ -26,11 +26,12 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 	size_t off = 0, blen, h;
 	int tag, found = 0, skesk = 0;
 
+	*integrity = SG_PGP_NONE;
 	if (bin == NULL)
 		return sg_err_set(err, SG_EMALFORMED, "malformed armor");
-
-	while ((h = sg_pgp_packet_header(bin->data + off, bin->len - off, &tag,
-	    &blen)) != 0) {
+	/* An empty array's data is NULL: no pointer arithmetic on it. */
+	while (off < bin->len && (h = sg_pgp_packet_header(bin->data + off,
+	    bin->len - off, &tag, &blen)) != 0) {
 		const guint8 *body = bin->data + off + h;
 
 		if (tag == 1 && blen >= 9 && body[0] == 3) {
@@ -49,7 +50,8 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 	}
 	/* The encrypted data packet that follows: 18 (SEIPD, with MDC) and
 	 * 20 (AEAD) protect integrity, 9 (SED) does not. */
-	switch (packet_tag(bin->data + off, bin->len - off)) {
+	switch (off < bin->len ? packet_tag(bin->data + off, bin->len - off)
+	    : -1) {
 	case 18:	*integrity = SG_PGP_MDC; break;
 	case 20:	*integrity = SG_PGP_AEAD; break;
 	default:	*integrity = SG_PGP_NONE; break;

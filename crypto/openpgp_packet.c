@@ -155,11 +155,15 @@ armor_body(const char *p, const char *end, GString *b64)
 GByteArray *
 sg_pgp_dearmor_whole(const void *data, size_t len)
 {
-	const char *p = data, *end = p + len, *next;
-	GString *b64 = g_string_new(NULL);
+	const char *p = data, *end, *next;
+	GString *b64;
 	GByteArray *out = NULL;
 	gsize n = 0;
 
+	if (len == 0)
+		return NULL;    /* data may be NULL */
+	end = p + len;
+	b64 = g_string_new(NULL);
 	while (p < end && g_ascii_isspace(*p))
 		p++;
 	if (p >= end || !line_is(p, armor_line(p, end, &next), ARMOR_BEGIN))
@@ -243,14 +247,19 @@ sg_pgp_packet_span(const unsigned char *p, size_t avail, int *tag,
 GByteArray *
 sg_openpgp_binary(const void *data, size_t len)
 {
-	const char *p = data, *end = p + len;
-	GByteArray *out;
+	const char *p = data, *end;
+	GByteArray *out = g_byte_array_new();
 
+	/* data may be NULL when there is none. */
+	if (len == 0)
+		return out;
+	end = p + len;
 	while (p < end && g_ascii_isspace(*p))
 		p++;
-	if (p < end && *p == '-')
+	if (p < end && *p == '-') {
+		g_byte_array_free(out, TRUE);
 		return sg_pgp_dearmor_whole(data, len);
-	out = g_byte_array_new();
+	}
 	g_byte_array_append(out, data, (guint)len);
 	return out;
 }

@@ -2,19 +2,16 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include <gmime/gmime.h>
-#include <openssl/crypto.h>
-#include <openssl/provider.h>
-
 #include "sealgate/addr.h"
 #include "sealgate/floor.h"
 #include "sealgate/msg.h"
-#include "sealgate/openpgp.h"
+#include "sealgate/pipeline.h"
 #include "sealgate.h"
 
 struct sg_policy *
@@ -46,6 +43,28 @@ sg_open_keystore_or_report(const struct sg_policy *pol, int flags)
 		return NULL;
 	}
 	return ks;
+}
+
+bool
+sg_secret_keys_user(const struct sg_policy *pol, const char *command)
+{
+	struct passwd *pw;
+	struct stat st;
+	char *owner;
+
+	if (geteuid() != 0 || stat(pol->gateway.keystore, &st) < 0 ||
+	    st.st_uid == 0)
+		return true;
+	pw = getpwuid(st.st_uid);
+	owner = pw != NULL ? g_strdup(pw->pw_name)
+	    : g_strdup_printf("%u", (unsigned)st.st_uid);
+	sg_tprintf(stderr, "sealgate: keystore %s belongs to user %s: run "
+	    "\"sealgate %s\" as that user (sudo -u %s sealgate %s ...); as "
+	    "root it would leave a gpg-agent of root's in the keystore, and the "
+	    "gateway could not decrypt or sign while it runs\n",
+	    pol->gateway.keystore, owner, command, owner, command);
+	g_free(owner);
+	return false;
 }
 
 bool
@@ -92,33 +111,12 @@ sg_security_floor(const struct sg_policy *pol, char *msg, size_t len)
 	return pol->gateway.allow_vulnerable_openssl;
 }
 
-static OSSL_PROVIDER *provider_default, *provider_legacy;
-
-static void
-unload_providers(void)
-{
-	if (provider_legacy != NULL)
-		OSSL_PROVIDER_unload(provider_legacy);
-	if (provider_default != NULL)
-		OSSL_PROVIDER_unload(provider_default);
-}
-
 bool
 sg_init_libraries(void)
 {
 	struct sg_err err = { 0 };
 
-	g_mime_init();
-	if (OPENSSL_init_crypto(0, NULL) != 1 ||
-	    (provider_default = OSSL_PROVIDER_load(NULL, "default")) == NULL) {
-		fprintf(stderr, "sealgate: OpenSSL initialisation failed\n");
-		return false;
-	}
-	/* PKCS#12 files from older tools use RC2 or RC4: reading them needs
-	 * the legacy provider. Inbound decryption has its own allow-list. */
-	provider_legacy = OSSL_PROVIDER_load(NULL, "legacy");
-	atexit(unload_providers);
-	if (sg_openpgp_init(&err) < 0) {
+	if (sg_pipeline_init(&err) < 0) {
 		fprintf(stderr, "sealgate: %s\n", err.msg);
 		return false;
 	}
@@ -344,8 +342,9 @@ sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 		return SG_EINVAL;
 	}
 	cli->pol = sg_load_policy_or_report(cli->config);
-	if (cli->pol == NULL || !sg_ensure_spool_dir(cli->pol) ||
-	    !sg_init_libraries())
+	if (cli->pol == NULL || ((flags & SG_CLI_SECRET) &&
+	    !sg_secret_keys_user(cli->pol, "process")) ||
+	    !sg_ensure_spool_dir(cli->pol) || !sg_init_libraries())
 		return SG_ECONFIG;
 	if ((flags & SG_CLI_FLOOR) && !floor_or_report(cli->pol))
 		return SG_ECONFIG;

@@ -560,7 +560,9 @@ sg_cmd_keys(int argc, char **argv)
 		goto out;
 	}
 	pol = sg_load_policy_or_report(config);
-	if (pol == NULL || !sg_init_libraries())
+	if (pol == NULL || (strcmp(sub, "export") == 0 && l.secret &&
+	    !sg_secret_keys_user(pol, "keys export --secret")) ||
+	    !sg_init_libraries())
 		goto out;
 	ks = sg_open_keystore_or_report(pol, strcmp(sub, "import") == 0
 	    ? SG_KS_CREATE : 0);

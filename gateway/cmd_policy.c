@@ -10,8 +10,15 @@
 int
 sg_cmd_policy(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "man", no_argument, NULL, 'm' },
+		{ NULL, 0, NULL, 0 },
+	};
 	const char *config = NULL, *sub;
 	struct sg_policy *pol;
+	bool man = false;
+	int c;
 
 	/* explain has options of its own: hand it everything else. */
 	for (int i = 1; i < argc; i++) {
@@ -30,18 +37,27 @@ sg_cmd_policy(int argc, char **argv)
 			return rc;
 		}
 	}
-	if (sg_parse_config_option(argc, argv, &config) < 0)
-		return SG_EXIT_USAGE;
-	if (optind >= argc) {
-		fprintf(stderr, "usage: sealgate policy check [-c FILE] | "
-		    "explain [-c FILE] --from ADDR --to ADDR... | keys\n");
-		return SG_EXIT_USAGE;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'm': man = true; break;
+		default: goto usage;
+		}
 	}
+	if (optind + 1 != argc)
+		goto usage;
 	sub = argv[optind];
 	if (strcmp(sub, "keys") == 0) {
-		sg_policy_describe(stdout);
+		/* --man: the keys as roff, for sealgate-policy(5). */
+		if (man)
+			sg_policy_describe_man(stdout);
+		else
+			sg_policy_describe(stdout);
 		return 0;
 	}
+	if (man)
+		goto usage;
 	if (strcmp(sub, "check") != 0) {
 		fprintf(stderr, "sealgate policy: unknown command \"%s\"\n", sub);
 		return SG_EXIT_USAGE;
@@ -52,4 +68,8 @@ sg_cmd_policy(int argc, char **argv)
 	sg_tprintf(stdout, "%s: OK\n", pol->path);
 	sg_policy_unref(pol);
 	return 0;
+usage:
+	fprintf(stderr, "usage: sealgate policy check [-c FILE] | "
+	    "explain [-c FILE] --from ADDR --to ADDR... | keys [--man]\n");
+	return SG_EXIT_USAGE;
 }

@@ -40,7 +40,8 @@ sg_cmd_process(int argc, char **argv)
 	int code = SG_EXIT_USAGE;
 
 	sg_result_init(&res);
-	if (sg_cli_open(argc, argv, SG_CLI_OUTPUT | SG_CLI_FLOOR, &cli) < 0) {
+	if (sg_cli_open(argc, argv, SG_CLI_OUTPUT | SG_CLI_FLOOR |
+	    SG_CLI_SECRET, &cli) < 0) {
 		if (cli.bad_envelope) {
 			print_verdict(&cli, SG_VERDICT_REJECT);
 			code = SG_EXIT_REJECT;

@@ -461,6 +461,30 @@ static struct smfiDesc milter_desc = {
 	.xxfi_data = cb_data,
 };
 
+/* Keys that only the start of the milter puts in force: its socket and
+ * whom it runs as. A reload that changes them says so. */
+static void
+note_start_keys(const struct sg_policy *old, const struct sg_policy *pol)
+{
+	const struct {
+		const char *name;
+		bool same;
+	} keys[] = {
+		{ "socket", g_strcmp0(old->gateway.socket, pol->gateway.socket) == 0 },
+		{ "socket_mode", old->gateway.socket_mode == pol->gateway.socket_mode },
+		{ "socket_group", g_strcmp0(old->gateway.socket_group,
+		    pol->gateway.socket_group) == 0 },
+		{ "user", g_strcmp0(old->gateway.user, pol->gateway.user) == 0 },
+		{ "group", g_strcmp0(old->gateway.group, pol->gateway.group) == 0 },
+	};
+
+	for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
+		if (!keys[i].same)
+			sg_log(SG_LOG_WARNING, NULL, "reload: gateway.%s changed; it "
+			    "takes effect only when the milter is restarted",
+			    keys[i].name);
+}
+
 /* SIGUSR1: build a new snapshot; keep the old one if the file is bad. */
 static void *
 reload_thread(void *arg)
@@ -485,6 +509,7 @@ reload_thread(void *arg)
 			old = current.pol;
 			current.pol = pol;
 			pthread_mutex_unlock(&current.lock);
+			note_start_keys(old, pol);
 			sg_policy_unref(old);
 			sg_log(SG_LOG_INFO, NULL, "policy %s reloaded", current.path);
 		}
@@ -496,26 +521,38 @@ reload_thread(void *arg)
 	return NULL;
 }
 
-static bool
-start_reload_thread(void)
-{
-	static sigset_t set;
-	sigset_t stop;
-	pthread_t tid;
+static sigset_t reload_set;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
+/* Before the socket listens: a SIGUSR1 sent as soon as it accepts stays
+ * pending for the reload thread instead of killing the process, and a
+ * SIGTERM for libmilter's signal thread. Blocked here, so in every
+ * thread started later. */
+static bool
+block_signals(void)
+{
+	sigset_t stop;
+
+	sigemptyset(&reload_set);
+	sigaddset(&reload_set, SIGUSR1);
 	/* libmilter's own signal thread waits for these: no other thread may
 	 * take them with the default (fatal) action. */
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGHUP);
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGTERM);
-	/* Blocked here, so in every thread started later. */
-	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
-	    pthread_sigmask(SIG_BLOCK, &stop, NULL) != 0 ||
-	    pthread_create(&tid, NULL, reload_thread, &set) != 0)
+	return pthread_sigmask(SIG_BLOCK, &reload_set, NULL) == 0 &&
+	    pthread_sigmask(SIG_BLOCK, &stop, NULL) == 0;
+}
+
+static bool
+start_reload_thread(void)
+{
+	pthread_t tid;
+
+	if (pthread_create(&tid, NULL, reload_thread, &reload_set) != 0) {
+		fprintf(stderr, "sealgate: cannot start the reload thread\n");
 		return false;
+	}
 	pthread_detach(tid);
 	return true;
 }
@@ -562,71 +599,115 @@ security_floor(const struct sg_policy *pol, bool log_stderr)
 	return ok;
 }
 
+/* Start-up failed after the socket opened: no socket file is left for
+ * the MTA to find (best effort: the user may not write the directory). */
+static void
+remove_socket(const char *sock)
+{
+	const char *path = sg_privs_socket_path(sock);
+	struct stat st;
+
+	if (path != NULL && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+}
+
+/* Opens the socket as started (root: a privileged port or directory),
+ * with the permissions and owner of the gateway.socket_* keys. */
+static bool
+open_socket(const struct sg_privs *privs, const char *sock)
+{
+	bool ok;
+
+	umask(sg_privs_socket_umask(privs));
+	ok = smfi_setconn((char *)sock) == MI_SUCCESS &&
+	    smfi_register(milter_desc) == MI_SUCCESS;
+	if (!ok)
+		sg_tprintf(stderr, "sealgate: cannot set up milter socket %s\n",
+		    sock);
+	else if (!(ok = smfi_opensocket(true) == MI_SUCCESS))
+		sg_tprintf(stderr, "sealgate: cannot listen on %s\n", sock);
+	umask(0077);
+	if (ok && !sg_privs_socket(privs, sock)) {
+		remove_socket(sock);
+		return false;
+	}
+	return ok;
+}
+
 int
 sg_cmd_milter(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "user", required_argument, NULL, 'u' },
 		{ "foreground-log", no_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = NULL, *sock = NULL;
-	bool log_stderr = false;
+	const char *config = NULL, *sock = NULL, *user = NULL;
+	struct sg_privs privs = { 0 };
+	bool log_stderr = false, ok;
 	unsigned swept;
 	int c, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:s:f", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:s:u:f", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c': config = optarg; break;
 		case 's': sock = optarg; break;
+		case 'u': user = optarg; break;
 		case 'f': log_stderr = true; break;
 		default: return SG_EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "usage: sealgate milter [-c FILE] [-s SOCKET] [-f]\n");
+		fprintf(stderr, "usage: sealgate milter [-c FILE] [-s SOCKET] "
+		    "[-u USER] [-f]\n");
 		return SG_EXIT_USAGE;
 	}
+	/* Before anything is read: a core file could hold plaintext. */
+	umask(0077);
+	if (!sg_privs_no_core_dumps())
+		return SG_EXIT_USAGE;
 	sg_log_open(log_stderr);
 	current.path = config != NULL ? config : sg_policy_default_path();
 	current.pol = sg_load_policy_or_report(current.path);
-	if (current.pol == NULL || !sg_ensure_spool_dir(current.pol) ||
-	    !security_floor(current.pol, log_stderr))
+	if (current.pol == NULL || !security_floor(current.pol, log_stderr))
 		return SG_EXIT_USAGE;
 	if (sock == NULL)
 		sock = current.pol->gateway.socket;
-	if (!sg_init_libraries())
-		return SG_EXIT_USAGE;
+	if (!sg_privs_plan(current.pol, user, &privs))
+		goto fail;
+	/* What the user will need, checked as that user before anything
+	 * listens. */
+	ok = sg_privs_assume(&privs) && sg_privs_check_files(current.pol, &privs);
+	if (!sg_privs_restore(&privs) || !ok || !block_signals() ||
+	    !open_socket(&privs, sock))
+		goto fail;
+	if (!sg_privs_drop(&privs) || !sg_init_libraries()) {
+		remove_socket(sock);
+		goto fail;
+	}
+	/* As the user the milter runs as: the homes are that user's. */
 	swept = sg_openpgp_sweep_homes();
 	if (swept > 0)
 		sg_log(SG_LOG_WARNING, NULL, "removed %u throwaway GnuPG home(s) "
 		    "left in %s by a process that died", swept, g_get_tmp_dir());
-	if (!sg_keysnap_start(current.pol))
-		return SG_EXIT_USAGE;
-
-	/* Before the socket listens: a SIGUSR1 sent as soon as the port
-	 * accepts must reach the reload thread, not kill the process. */
-	if (!start_reload_thread()) {
-		fprintf(stderr, "sealgate: cannot start the reload thread\n");
-		return SG_EXIT_USAGE;
-	}
-	umask(0007); /* unix socket: owner and group (the MTA's) only */
-	if (smfi_setconn((char *)sock) != MI_SUCCESS ||
-	    smfi_register(milter_desc) != MI_SUCCESS) {
-		sg_tprintf(stderr, "sealgate: cannot set up milter socket %s\n",
-		    sock);
-		return SG_EXIT_USAGE;
-	}
-	if (smfi_opensocket(true) != MI_SUCCESS) {
-		sg_tprintf(stderr, "sealgate: cannot listen on %s\n", sock);
-		return SG_EXIT_USAGE;
+	if (!sg_keysnap_start(current.pol) || !start_reload_thread()) {
+		remove_socket(sock);
+		goto fail;
 	}
 	no_delay_on_listeners();
-	sg_log(SG_LOG_INFO, NULL, "listening on %s, policy %s", sock,
-	    current.path);
+	if (privs.uid == 0)
+		sg_log(SG_LOG_WARNING, NULL, "handling mail as root: set "
+		    "gateway.user to the keystore's owner");
+	sg_log(SG_LOG_INFO, NULL, "listening on %s, policy %s, user %s, "
+	    "group %s", sock, current.path, privs.user, privs.group);
+	sg_privs_clear(&privs);
 	rc = smfi_main();
 	sg_log(SG_LOG_INFO, NULL, "stopped");
 	return rc == MI_SUCCESS ? 0 : SG_EXIT_USAGE;
+fail:
+	sg_privs_clear(&privs);
+	return SG_EXIT_USAGE;
 }

@@ -4,6 +4,7 @@
 #define SEALGATE_GATEWAY_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "msgfile.h"
 #include "sealgate/keystore.h"
@@ -51,6 +52,7 @@ enum {
 	SG_CLI_JSON = 1 << 1,           /* accepts --json */
 	SG_CLI_INPUT_OPTIONAL = 1 << 2, /* without -i: envelope only */
 	SG_CLI_FLOOR = 1 << 3,          /* decrypts: OpenSSL's security floor */
+	SG_CLI_SECRET = 1 << 4,         /* uses secret keys (sg_secret_keys_user) */
 };
 
 /* Parses the options, loads the policy, opens the keystore and reads the
@@ -94,6 +96,57 @@ bool sg_keysnap_start(const struct sg_policy *pol);
 struct sg_keystore *sg_keysnap_get(const struct sg_policy *pol);
 void sg_keysnap_reload(const struct sg_policy *pol);
 
+/* Whom `sealgate milter` runs as (gateway/privs.c); every function prints
+ * what went wrong on stderr and returns false. */
+struct sg_privs {
+	bool change;          /* started as root: becomes uid, gid, groups */
+	uid_t uid;            /* the user it runs as */
+	gid_t gid;            /* and its group */
+	char *user, *group;   /* their names */
+	gid_t *groups;        /* supplementary groups after the change */
+	int ngroups;
+	int socket_mode;      /* of a unix socket */
+	gid_t socket_gid;     /* its group; (gid_t)-1: as created */
+	gid_t *saved_groups;  /* root's, while sg_privs_assume is in force */
+	int nsaved;
+	gid_t saved_egid;
+};
+
+/* No core file (RLIMIT_CORE 0, soft and hard) and not dumpable. */
+bool sg_privs_no_core_dumps(void);
+/* Decides from gateway.user (or user_opt, -u), gateway.group and the
+ * socket keys whom the milter runs as; refuses to run as root unless
+ * told to. */
+bool sg_privs_plan(const struct sg_policy *pol, const char *user_opt,
+		   struct sg_privs *out);
+/* Acts as the user with the effective ids only (root stays in the real
+ * and saved ids), and back: for the checks before the socket opens. */
+bool sg_privs_assume(struct sg_privs *p);
+bool sg_privs_restore(struct sg_privs *p);
+/* As the user: the policy can be read again (SIGUSR1), the spool takes
+ * files, the keystore is the user's and safe. */
+bool sg_privs_check_files(const struct sg_policy *pol,
+			  const struct sg_privs *p);
+/* The file of a unix socket spec; NULL for inet sockets. */
+const char *sg_privs_socket_path(const char *spec);
+/* The umask that makes a new unix socket exactly gateway.socket_mode. */
+mode_t sg_privs_socket_umask(const struct sg_privs *p);
+/* After the socket was created (with sg_privs_socket_umask): its owner
+ * and group; refuses an inherited ACL. Nothing for inet sockets. */
+bool sg_privs_socket(const struct sg_privs *p, const char *spec);
+/* For good: groups, group, user; then checks that nothing else is left
+ * (ids, groups, capabilities, a way back to root), no core dumps, no new
+ * privileges for the programs it starts. */
+bool sg_privs_drop(const struct sg_privs *p);
+void sg_privs_clear(struct sg_privs *p);
+
+/* Whether this user may use the secret keys of the policy's keystore:
+ * root may not in a keystore of another user (the gateway's), as gpg
+ * would start a gpg-agent of root's there that the gateway's user cannot
+ * reach, and its decryptions and signatures would fail while it runs.
+ * Prints why not, naming the command. */
+bool sg_secret_keys_user(const struct sg_policy *pol, const char *command);
+
 /* Creates gateway.spool_dir (0700) when missing; prints why on failure. */
 bool sg_ensure_spool_dir(const struct sg_policy *pol);
 
@@ -118,7 +171,8 @@ void sg_json_string(GString *out, const char *s);
  * policy does not allow it. */
 bool sg_security_floor(const struct sg_policy *pol, char *msg, size_t len);
 
-/* GMime, GPGME and OpenSSL initialisation, once, before any thread. */
+/* sg_pipeline_init, once, before any thread; a failure is reported on
+ * stderr. */
 bool sg_init_libraries(void);
 
 /* Logging: stderr when foreground, syslog (LOG_MAIL) otherwise. */

@@ -524,7 +524,9 @@ class Demo:
         log = create(self.milter_log, "wb")
         self.milter = subprocess.Popen(
             [self.bin, "milter", "-c", self.policy, "-f",
-             "-s", "inet:%d@127.0.0.1" % self.milter_port],
+             "-s", "inet:%d@127.0.0.1" % self.milter_port,
+             # The demo's keystore is root's (the demo runs as root).
+             "-u", pwd.getpwuid(os.geteuid()).pw_name],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
 

@@ -122,7 +122,10 @@ pgp_mime_encrypted(GMimeMultipart *mp)
 	    !content_is(control, "application", "pgp-encrypted") ||
 	    (b = sg_mime_part_content(control)) == NULL)
 		return false;
-	text = g_strstrip(g_strndup((const char *)b->data, b->len));
+	/* An empty part's data is NULL (g_strndup would give NULL, and
+	 * g_ascii_strcasecmp called with NULL answers "equal"). */
+	text = g_strstrip(b->len > 0 ? g_strndup((const char *)b->data, b->len)
+	    : g_strdup(""));
 	ok = g_ascii_strcasecmp(text, "Version: 1") == 0 ||
 	    g_ascii_strcasecmp(text, "Version:1") == 0;
 	g_free(text);

@@ -419,7 +419,10 @@ static int
 apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	     struct decryption *d, struct sg_result *res)
 {
-	const guint8 *p = d->plain.buf->data, *end = p + d->plain.buf->len;
+	/* An empty plaintext's data is NULL. */
+	static const guint8 nothing[1];
+	const guint8 *p = d->plain.buf->len > 0 ? d->plain.buf->data : nothing;
+	const guint8 *end = p + d->plain.buf->len;
 	GPtrArray *extra = g_ptr_array_new_with_free_func(g_free);
 	struct sg_spool *body = NULL;
 	char *ctype = NULL, *hdr;
@@ -606,7 +609,8 @@ canonicalise(struct bounded *plain)
 			g_byte_array_append(out, (const guint8 *)"\r", 1);
 		g_byte_array_append(out, &c, 1);
 	}
-	memset(plain->buf->data, 0, plain->buf->len);
+	if (plain->buf->len > 0)
+		memset(plain->buf->data, 0, plain->buf->len);
 	g_byte_array_free(plain->buf, TRUE);
 	plain->buf = out;
 }

@@ -51,6 +51,9 @@ type_name(enum key_type t)
 	case KT_METHODS:	return "a list of methods";
 	case KT_CIDRS:		return "a list of networks";
 	case KT_RULES:		return "a list of rules";
+	case KT_USER:		return "a user name";
+	case KT_GROUP:		return "a group name";
+	case KT_MODE:		return "a file mode";
 	default:		return "a string";
 	}
 }
@@ -115,6 +118,57 @@ set_logins(struct loader *ld, const struct key *k, void *base,
 	return true;
 }
 
+/* A user or group name the system knows (looked up when the policy is
+ * read: the daemon would otherwise find out only at start-up). */
+static bool
+set_account(struct loader *ld, const struct key *k, void *base,
+	    const char *text, yaml_mark_t mark)
+{
+	bool user = k->type == KT_USER;
+
+	if (*text == '\0') {
+		report(ld, mark, "\"%s\" must not be empty", k->name);
+		return false;
+	}
+	if (user ? !sg_policy_user_exists(text) : !sg_policy_group_exists(text)) {
+		report(ld, mark, "\"%s\": unknown %s \"%s\"", k->name,
+		    user ? "user" : "group", text);
+		return false;
+	}
+	g_free(*(char **)field(base, k));
+	*(char **)field(base, k) = g_strdup(text);
+	return true;
+}
+
+/* Permissions of the milter's socket: whoever may connect can have mail
+ * signed as its sender or decrypted, so others get nothing. */
+static bool
+set_mode(struct loader *ld, const struct key *k, void *base,
+	 const char *text, yaml_mark_t mark)
+{
+	int mode;
+
+	if (sg_policy_parse_mode(text, &mode) < 0) {
+		report(ld, mark, "\"%s\": invalid mode \"%s\" (expected three "
+		    "or four octal digits, such as 0660)", k->name, text);
+		return false;
+	}
+	if (mode & 07000) {
+		report(ld, mark, "\"%s\": mode %s has special bits (set-user-ID, "
+		    "set-group-ID or sticky); give permissions only, such as 0660",
+		    k->name, text);
+		return false;
+	}
+	if (mode & 0007) {
+		report(ld, mark, "\"%s\": mode %s lets every local user connect "
+		    "to the milter and have mail signed or decrypted; give others "
+		    "nothing, such as 0660", k->name, text);
+		return false;
+	}
+	*(int *)field(base, k) = mode;
+	return true;
+}
+
 /* Sets a scalar key from its text. Returns false (after reporting) when
  * the text is not a valid value. */
 static bool
@@ -151,6 +205,11 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 		return true;
 	case KT_FILE_LOGINS:
 		return set_logins(ld, k, base, text, mark);
+	case KT_USER:
+	case KT_GROUP:
+		return set_account(ld, k, base, text, mark);
+	case KT_MODE:
+		return set_mode(ld, k, base, text, mark);
 	case KT_STRING:
 	case KT_PATH:
 		if (*text == '\0') {
@@ -519,6 +578,9 @@ policy_free(struct sg_policy *pol)
 {
 	g_free(pol->path);
 	g_free(pol->gateway.socket);
+	g_free(pol->gateway.socket_group);
+	g_free(pol->gateway.user);
+	g_free(pol->gateway.group);
 	g_free(pol->gateway.keystore);
 	g_free(pol->gateway.spool_dir);
 	g_array_free(pol->gateway.trusted_networks, TRUE);

@@ -26,6 +26,9 @@ enum key_type {
 	KT_METHODS,  /* list of method names */
 	KT_CIDRS,    /* list of networks */
 	KT_RULES,    /* list of rules */
+	KT_USER,     /* name of a user of this system */
+	KT_GROUP,    /* name of a group of this system */
+	KT_MODE,     /* permissions in octal, none for others (int) */
 };
 
 struct enum_value {
@@ -91,6 +94,13 @@ int sg_policy_parse_duration(const char *s, long long *out);
 char *sg_policy_domain_item(const char *text);
 char *sg_policy_glob_item(const char *text);
 bool sg_policy_parse_cidr(const char *text, struct sg_cidr *out);
+/* Permissions written like chmod's, three or four octal digits ("0660");
+ * -1 when the text is not that. Special bits (4000, 2000, 1000) are
+ * returned as written, for the caller to refuse. */
+int sg_policy_parse_mode(const char *s, int *out);
+/* Whether the system knows a user or group of that name. */
+bool sg_policy_user_exists(const char *name);
+bool sg_policy_group_exists(const char *name);
 
 void sg_policy_load_rule(struct loader *ld, int id, unsigned index);
 

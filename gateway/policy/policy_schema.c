@@ -51,6 +51,19 @@ static const struct key gateway_keys[] = {
 	{ "socket", KT_STRING, POL(gateway.socket), NULL, NULL,
 	  "inet:8891@127.0.0.1", false,
 	  "milter socket: inet:PORT@HOST or unix:/path" },
+	{ "socket_mode", KT_MODE, POL(gateway.socket_mode), NULL, NULL, "0660",
+	  false, "permissions of a unix: socket, in octal; nothing for other "
+	  "users (whoever can connect can have mail signed or decrypted)" },
+	{ "socket_group", KT_GROUP, POL(gateway.socket_group), NULL, NULL, NULL,
+	  false, "group of a unix: socket, e.g. the MTA's (postfix); default: "
+	  "the group the milter runs as" },
+	{ "user", KT_USER, POL(gateway.user), NULL, NULL, NULL, false,
+	  "the user the milter runs as (the keystore's owner): started as root, "
+	  "it opens its socket and then switches to this user for good; "
+	  "without it, a milter started as root refuses to start (root: stay "
+	  "root, not recommended)" },
+	{ "group", KT_GROUP, POL(gateway.group), NULL, NULL, NULL, false,
+	  "the group the milter runs as; default: the user's primary group" },
 	{ "keystore", KT_PATH, POL(gateway.keystore), NULL, NULL, NULL, true,
 	  "directory with the OpenPGP and S/MIME keys (created by `sealgate keys import`)" },
 	{ "spool_dir", KT_PATH, POL(gateway.spool_dir), NULL, NULL,
@@ -352,31 +365,78 @@ type_label(enum key_type t)
 	case KT_METHODS:	return "methods";
 	case KT_CIDRS:		return "networks";
 	case KT_RULES:		return "list";
+	case KT_USER:		return "user";
+	case KT_GROUP:		return "group";
+	case KT_MODE:		return "mode";
 	default:		return "string";
 	}
 }
 
+/* Text for roff: a backslash as \e, '-' as \- (a minus sign, so that names
+ * and values can be copied), a leading '.' or '\'' made harmless. */
 static void
-describe(FILE *fp, const struct key *keys, const char *prefix)
+roff_text(FILE *fp, const char *s)
+{
+	if (*s == '.' || *s == '\'')
+		fputs("\\&", fp);
+	for (; *s; s++) {
+		if (*s == '\\')
+			fputs("\\e", fp);
+		else if (*s == '-')
+			fputs("\\-", fp);
+		else
+			fputc(*s, fp);
+	}
+}
+
+static void
+describe_key(FILE *fp, const struct key *k, const char *name, bool man)
+{
+	bool container = k->type == KT_MAP || k->type == KT_RULES;
+
+	if (!man) {
+		if (container)
+			fprintf(fp, "%-38s %s\n", name, k->help);
+		else
+			fprintf(fp, "%-38s (%s) %s%s%s%s\n", name,
+			    type_label(k->type), k->help,
+			    k->required ? "; required" : "",
+			    k->dflt ? "; default: " : "", k->dflt ? k->dflt : "");
+		return;
+	}
+	fputs(".TP\n.B ", fp);
+	roff_text(fp, name);
+	fputc('\n', fp);
+	if (!container) {
+		fputs("(", fp);
+		roff_text(fp, type_label(k->type));
+		fputs(") ", fp);
+	}
+	roff_text(fp, k->help);
+	fputs(k->required ? ". Required." : ".", fp);
+	if (k->dflt != NULL) {
+		fputs(" Default: ", fp);
+		roff_text(fp, k->dflt);
+		fputc('.', fp);
+	}
+	fputc('\n', fp);
+}
+
+static void
+describe(FILE *fp, const struct key *keys, const char *prefix, bool man)
 {
 	for (const struct key *k = keys; k->name != NULL; k++) {
 		char *name = *prefix ? g_strdup_printf("%s.%s", prefix, k->name)
 		    : g_strdup(k->name);
 
-		if (k->type == KT_MAP || k->type == KT_RULES) {
-			fprintf(fp, "%-38s %s\n", name, k->help);
-			if (k->type == KT_RULES) {
-				char *items = g_strdup_printf("%s[]", name);
+		describe_key(fp, k, name, man);
+		if (k->type == KT_RULES) {
+			char *items = g_strdup_printf("%s[]", name);
 
-				describe(fp, k->children, items);
-				g_free(items);
-			} else {
-				describe(fp, k->children, name);
-			}
-		} else {
-			fprintf(fp, "%-38s (%s) %s%s%s%s\n", name, type_label(k->type),
-			    k->help, k->required ? "; required" : "",
-			    k->dflt ? "; default: " : "", k->dflt ? k->dflt : "");
+			describe(fp, k->children, items, man);
+			g_free(items);
+		} else if (k->type == KT_MAP) {
+			describe(fp, k->children, name, man);
 		}
 		g_free(name);
 	}
@@ -385,5 +445,11 @@ describe(FILE *fp, const struct key *keys, const char *prefix)
 void
 sg_policy_describe(FILE *fp)
 {
-	describe(fp, sg_policy_root_keys, "");
+	describe(fp, sg_policy_root_keys, "", false);
+}
+
+void
+sg_policy_describe_man(FILE *fp)
+{
+	describe(fp, sg_policy_root_keys, "", true);
 }

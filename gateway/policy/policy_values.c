@@ -3,7 +3,9 @@
  * asks of a loaded policy (internal domains, methods, networks). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -60,6 +62,58 @@ sg_policy_parse_duration(const char *s, long long *out)
 		return -1;
 	*out = v * mult;
 	return 0;
+}
+
+int
+sg_policy_parse_mode(const char *s, int *out)
+{
+	size_t len = strlen(s);
+	int mode = 0;
+
+	if (len < 3 || len > 4)
+		return -1;
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '7')
+			return -1;
+		mode = mode * 8 + (*p - '0');
+	}
+	*out = mode;
+	return 0;
+}
+
+bool
+sg_policy_user_exists(const char *name)
+{
+	struct passwd pw, *found = NULL;
+	char *buf = NULL;
+	size_t len = 4096;
+	int rc;
+
+	do {
+		buf = g_realloc(buf, len);
+		rc = getpwnam_r(name, &pw, buf, len, &found);
+		len *= 2;
+	} while (rc == ERANGE && len <= 1024 * 1024);
+	g_free(buf);
+	return rc == 0 && found != NULL;
+}
+
+bool
+sg_policy_group_exists(const char *name)
+{
+	struct group gr, *found = NULL;
+	char *buf = NULL;
+	size_t len = 4096;
+	int rc;
+
+	/* A group lists its members: it may need a large buffer. */
+	do {
+		buf = g_realloc(buf, len);
+		rc = getgrnam_r(name, &gr, buf, len, &found);
+		len *= 2;
+	} while (rc == ERANGE && len <= 1024 * 1024);
+	g_free(buf);
+	return rc == 0 && found != NULL;
 }
 
 static bool

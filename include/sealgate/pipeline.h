@@ -66,6 +66,11 @@ int sg_class_method(enum sg_class cls);
 /* True when the class's method is among methods. */
 bool sg_class_has_key(enum sg_class cls, const struct sg_methods *methods);
 
+/* Initialises GMime, OpenSSL (its default provider, and the legacy one
+ * when it is there) and GPGME for the pipeline: once per process, before
+ * any thread. */
+int sg_pipeline_init(struct sg_err *err);
+
 /* Runs the message through the policy. Always leaves a verdict in res; a
  * negative return means an internal error, and res then says tempfail.
  * progress (may be NULL) is told of the work during encryption, signing

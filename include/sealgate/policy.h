@@ -100,6 +100,10 @@ struct sg_policy {
 	int version;
 	struct {
 		char *socket;
+		int socket_mode;        /* permissions of a unix socket */
+		char *socket_group;     /* its group; NULL: the milter's */
+		char *user;             /* run as (started as root); NULL: unset */
+		char *group;            /* run as; NULL: the user's own */
 		char *keystore;         /* absolute */
 		char *spool_dir;        /* absolute */
 		long long max_message_size; /* bytes */
@@ -189,7 +193,9 @@ const char *sg_action_name(int action);
 const char *sg_method_name(int method);
 const char *sg_on_missing_name(int on_missing);
 
-/* Writes every key with its type, default and help text. */
+/* Writes every key with its type, default and help text: one line per
+ * key, or as roff (.TP paragraphs) for the manual page sealgate-policy(5). */
 void sg_policy_describe(FILE *fp);
+void sg_policy_describe_man(FILE *fp);
 
 #endif

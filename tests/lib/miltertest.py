@@ -65,7 +65,8 @@ def start_milter_and_postfix(state, binary, extra_main=None):
     pf to state."""
     gw = state["gw"]
     milter = postfix.MilterProcess(
-        lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"],
+        lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"] +
+        sgtest.milter_user_args(),
         os.path.join(state["tmp"], "sealgate.log"))
     milter.start()
     state["milter"] = milter

@@ -10,6 +10,7 @@ sealgate's own code.
 import atexit
 import email.message
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -75,6 +76,13 @@ def require_binary():
             sys.exit(1)
         skip_file("sealgate binary not found at %s (build first or set SEALGATE_BIN)" % path)
     return path
+
+
+def milter_user_args():
+    """`sealgate milter` options that run it as the user who starts it:
+    started as root it refuses to run without a user to switch to (the
+    tests' keystores are root's)."""
+    return ["-u", pwd.getpwuid(os.geteuid()).pw_name]
 
 
 def require_program(name):

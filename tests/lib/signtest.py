@@ -383,7 +383,8 @@ def start_milter_and_postfix(state, binary, sink_args=("-8",), extra_main=None):
     and pf to state."""
     gw = state["gw"]
     milter = postfix.MilterProcess(
-        lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"],
+        lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"] +
+        sgtest.milter_user_args(),
         os.path.join(state["tmp"], "sealgate.log"))
     milter.start()
     state["milter"] = milter

@@ -13,9 +13,9 @@ key and alice's OpenPGP key pair and S/MIME identity; mail to carol is
 decrypted with gpg in carol's own GnuPG home, mail from carol to alice is
 encrypted there (or with `openssl cms`).
 
-The milter runs as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
-(setpriv), so file modes bind it as they bind a daemon under its own user;
-its TMPDIR is a directory of the test.
+The milter runs as root (-u root) without CAP_DAC_OVERRIDE and
+CAP_DAC_READ_SEARCH (setpriv), so file modes bind it as they bind a daemon
+under its own user; its TMPDIR is a directory of the test.
 
   1) SIGKILL in the middle of a large message (its body sits in a file in
      spool_dir, no verdict yet): Postfix defers it, nothing reaches the
@@ -121,7 +121,8 @@ def setUpModule():
     STATE.update(tmp=tmp, gw=gw, ids=ids, carol=ids.sender, mtmp=mtmp)
     milter = postfix.MilterProcess(
         lambda spec: [SETPRIV, "--inh-caps=" + DAC_CAPS, "--bounding-set=" + DAC_CAPS,
-                      "--", BINARY, "milter", "-c", gw.policy, "-s", spec, "-f"],
+                      "--", BINARY, "milter", "-c", gw.policy, "-s", spec, "-f"]
+        + sgtest.milter_user_args(),
         os.path.join(tmp, "sealgate.log"), env=dict(os.environ, TMPDIR=mtmp))
     milter.start()
     STATE["milter"] = milter

@@ -45,7 +45,7 @@ class Progress(unittest.TestCase):
         cls.gw.import_keys_checked(key)
         cls.log = open(os.path.join(cls.tmp, "milter.log"), "wb")
         cls.proc = subprocess.Popen(
-            [cls.gw.bin, "milter", "-c", cls.gw.policy, "-f"],
+            [cls.gw.bin, "milter", "-c", cls.gw.policy, "-f"] + sgtest.milter_user_args(),
             stdout=cls.log, stderr=cls.log, stdin=subprocess.DEVNULL)
         if not wait_for_socket(cls.sock, cls.proc):
             cls.tearDownClass()

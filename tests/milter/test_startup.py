@@ -78,7 +78,8 @@ class MilterStartup(unittest.TestCase):
     def start(self, policy, *extra, env=None):
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sgtest.sealgate_bin(), "milter", "-c", policy, "-f"] + list(extra),
+            [sgtest.sealgate_bin(), "milter", "-c", policy, "-f"] +
+            sgtest.milter_user_args() + list(extra),
             stdout=logf, stderr=logf, stdin=subprocess.DEVNULL, env=env)
         logf.close()
         return self.proc

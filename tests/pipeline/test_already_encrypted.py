@@ -146,6 +146,11 @@ class AlreadyEncrypted(unittest.TestCase):
         self.assert_encrypted(pgp_mime(("Version: 1\r\n\r\n%s" % MARKER).encode(),
                                        canon(self.encrypt(self.secret))))
 
+    def test_multipart_encrypted_empty_control_part(self):
+        # RFC 3156: the control part says "Version: 1"; an empty one is no
+        # PGP/MIME, whatever follows it.
+        self.assert_encrypted(pgp_mime(b"", canon(self.encrypt(self.secret))))
+
     def test_multipart_encrypted_plaintext_before_armor(self):
         self.assert_encrypted(pgp_mime(b"Version: 1", ("%s\r\n" % MARKER).encode()
                                        + canon(self.encrypt(self.secret))))

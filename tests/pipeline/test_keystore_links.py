@@ -100,7 +100,8 @@ class KeystoreLinks(unittest.TestCase):
                          "carol@partner.example", "--client-ip", "127.0.0.1",
                          "-i", msg, "-o", os.path.join(gw.dir, "out.eml")]),
             ("milter", ["milter", "-c", p, "-s",
-                        "unix:" + os.path.join(gw.dir, "m.sock")]),
+                        "unix:" + os.path.join(gw.dir, "m.sock")] +
+             sgtest.milter_user_args()),
         ]
 
     def assert_all_refuse(self, gw, path):

@@ -67,6 +67,10 @@ test_valid_policy_and_defaults(void **state)
 	assert_string_equal(pol->gateway.keystore, ks);
 	assert_string_equal(pol->gateway.socket, "inet:8891@127.0.0.1");
 	assert_string_equal(pol->gateway.spool_dir, "/var/spool/sealgate");
+	assert_int_equal(pol->gateway.socket_mode, 0660);
+	assert_null(pol->gateway.socket_group);
+	assert_null(pol->gateway.user);
+	assert_null(pol->gateway.group);
 	assert_int_equal(pol->gateway.max_message_size, 50LL * 1024 * 1024);
 	assert_int_equal(pol->out_default.action, SG_ACTION_ENCRYPT_IF_KEY);
 	assert_int_equal(pol->out_default.methods.n, 2);
@@ -92,6 +96,10 @@ test_explicit_values(void **state)
 	    "version: 1\n"
 	    "gateway:\n"
 	    "  socket: \"unix:/run/sealgate/milter.sock\"\n"
+	    "  socket_mode: 0640\n"
+	    "  socket_group: nogroup\n"
+	    "  user: nobody\n"
+	    "  group: nogroup\n"
 	    "  keystore: /var/lib/sealgate/keys\n"
 	    "  spool_dir: spool\n"
 	    "  max_message_size: 10K\n"
@@ -99,6 +107,10 @@ test_explicit_values(void **state)
 	    "  default: { action: none, methods: [smime, openpgp] }\n", &pol);
 	assert_string_equal(errs, "");
 	assert_string_equal(pol->gateway.socket, "unix:/run/sealgate/milter.sock");
+	assert_int_equal(pol->gateway.socket_mode, 0640);
+	assert_string_equal(pol->gateway.socket_group, "nogroup");
+	assert_string_equal(pol->gateway.user, "nobody");
+	assert_string_equal(pol->gateway.group, "nogroup");
 	assert_string_equal(pol->gateway.keystore, "/var/lib/sealgate/keys");
 	assert_int_equal(pol->gateway.max_message_size, 10240);
 	assert_int_equal(pol->out_default.action, SG_ACTION_NONE);
@@ -272,6 +284,50 @@ static const struct error_case error_cases[] = {
 	  "outbound: { default: { action: encrypt, on_missing_key: drop } }\n",
 	  "DIR/policy.yaml:3:57: unknown on_missing_key \"drop\" "
 	  "(expected one of: reject, tempfail, send-plain)" },
+	{ "unknown user",
+	  "version: 1\ngateway: { keystore: s, user: no-such-sg-user }\n",
+	  "DIR/policy.yaml:2:31: \"user\": unknown user \"no-such-sg-user\"" },
+	{ "unknown group",
+	  "version: 1\ngateway:\n  keystore: s\n  user: nobody\n"
+	  "  group: no-such-sg-group\n",
+	  "DIR/policy.yaml:5:10: \"group\": unknown group \"no-such-sg-group\"" },
+	{ "unknown socket group",
+	  "version: 1\ngateway: { keystore: s, socket_group: no-such-sg-group }\n",
+	  "DIR/policy.yaml:2:39: \"socket_group\": unknown group "
+	  "\"no-such-sg-group\"" },
+	{ "empty user",
+	  "version: 1\ngateway: { keystore: s, user: \"\" }\n",
+	  "DIR/policy.yaml:2:31: \"user\" must not be empty" },
+	{ "user not a string",
+	  "version: 1\ngateway: { keystore: s, user: [nobody] }\n",
+	  "DIR/policy.yaml:2:31: \"user\" must be a user name" },
+	{ "mode with a digit that is not octal",
+	  "version: 1\ngateway: { keystore: s, socket_mode: 0999 }\n",
+	  "DIR/policy.yaml:2:38: \"socket_mode\": invalid mode \"0999\" "
+	  "(expected three or four octal digits, such as 0660)" },
+	{ "mode in letters",
+	  "version: 1\ngateway: { keystore: s, socket_mode: rw }\n",
+	  "DIR/policy.yaml:2:38: \"socket_mode\": invalid mode \"rw\" "
+	  "(expected three or four octal digits, such as 0660)" },
+	{ "mode too short",
+	  "version: 1\ngateway: { keystore: s, socket_mode: 66 }\n",
+	  "DIR/policy.yaml:2:38: \"socket_mode\": invalid mode \"66\" "
+	  "(expected three or four octal digits, such as 0660)" },
+	{ "mode for everybody",
+	  "version: 1\ngateway: { keystore: s, socket_mode: \"0666\" }\n",
+	  "DIR/policy.yaml:2:38: \"socket_mode\": mode 0666 lets every local "
+	  "user connect to the milter and have mail signed or decrypted; give "
+	  "others nothing, such as 0660" },
+	{ "mode with other execute only",
+	  "version: 1\ngateway: { keystore: s, socket_mode: 661 }\n",
+	  "DIR/policy.yaml:2:38: \"socket_mode\": mode 661 lets every local "
+	  "user connect to the milter and have mail signed or decrypted; give "
+	  "others nothing, such as 0660" },
+	{ "mode with special bits",
+	  "version: 1\ngateway: { keystore: s, socket_mode: 4660 }\n",
+	  "DIR/policy.yaml:2:38: \"socket_mode\": mode 4660 has special bits "
+	  "(set-user-ID, set-group-ID or sticky); give permissions only, such "
+	  "as 0660" },
 	{ "several errors at once",
 	  "version: 1\ngateway: { keystore: s, foo: 1 }\nbar: 2\n",
 	  "DIR/policy.yaml:2:25: unknown key \"foo\" in \"gateway\"\n"

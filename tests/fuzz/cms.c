@@ -1,0 +1,79 @@
+/* Fuzz target: arbitrary bytes as the DER of a CMS object, read the ways
+ * inbound mail's are: the "already encrypted" check
+ * (sg_smime_is_enveloped), decryption for alice@example.com
+ * (sg_smime_decrypt: sealgate's own DER pre-checks of the content type,
+ * cipher and GCM/CBC parameters, then OpenSSL with alice's key) and
+ * signature verification, opaque and detached (sg_smime_verify). Checks
+ * that what decrypts names an allowed cipher and its integrity. */
+#include <string.h>
+
+#include "sealgate/encrypted.h"
+#include "sealgate/smime.h"
+#include "sealgate/verify.h"
+#include "fuzz_env.h"
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	(void)argc;
+	(void)argv;
+	fuzz_env();
+	return 0;
+}
+
+static int
+discard(void *ctx, const void *buf, size_t len)
+{
+	(void)buf;
+	*(size_t *)ctx += len;
+	return SG_OK;
+}
+
+static void
+decrypt(const uint8_t *data, size_t size, bool allow_3des)
+{
+	static const char *const rcpts[] = { "alice@example.com" };
+	const struct fuzz_env *e = fuzz_env();
+	struct sg_smime_decrypted info;
+	struct sg_err err = { 0 };
+	size_t n = 0;
+	struct sg_writer out = { discard, &n };
+
+	if (sg_smime_decrypt(e->ks, data, size, rcpts, 1, allow_3des, &out,
+	    &info, &err) < 0)
+		return;
+	if (info.cipher == NULL || info.integrity == NULL ||
+	    (strcmp(info.integrity, "aead") != 0 &&
+	    strcmp(info.integrity, "none") != 0))
+		fuzz_fail("decrypted with cipher %s, integrity %s",
+		    info.cipher ? info.cipher : "none",
+		    info.integrity ? info.integrity : "none");
+	if (!allow_3des && strstr(info.cipher, "EDE3") != NULL)
+		fuzz_fail("3DES decrypted without allow_3des");
+}
+
+static void
+verify(const uint8_t *data, size_t size, const char *content)
+{
+	const struct fuzz_env *e = fuzz_env();
+	struct sg_err err = { 0 };
+	struct sg_sig sig;
+	size_t n = 0;
+	struct sg_writer out = { discard, &n };
+
+	sg_sig_init(&sig);
+	sg_smime_verify(e->ks, data, size, content,
+	    content ? strlen(content) : 0, content ? NULL : &out, &sig, &err);
+	sg_sig_clear(&sig);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	(void)sg_smime_is_enveloped(data, size);
+	decrypt(data, size, false);
+	decrypt(data, size, true);
+	verify(data, size, NULL);
+	verify(data, size, "Content-Type: text/plain\r\n\r\nhello\r\n");
+	return 0;
+}
