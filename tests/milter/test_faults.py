@@ -352,6 +352,10 @@ class A_KilledMidMessage(FaultCase):
         self.assertEqual(throwaway_homes(mtmp), homes)
         agents = [pid for h in homes for pid in agent_pids(os.path.join(mtmp, h))]
         self.milter.start()
+        # The socket listens before the milter is ready; it logs this when
+        # it is (after the sweep).
+        self.assertIsNotNone(self.wait_sealgate_log(r"listening on "),
+                             self.milter.log_since(self.log_mark))
         self.assertEqual(throwaway_homes(mtmp), [], "GnuPG homes left in TMPDIR")
         for pid in agents:
             self.assertTrue(wait_gone(pid), "gpg-agent %d still runs" % pid)
