@@ -15,6 +15,7 @@
 
 struct pgp_subkey {
 	bool can_encrypt, can_sign, revoked, expired, disabled, invalid;
+	bool secret;            /* its secret part is in the keystore */
 	char grip[41];          /* keygrip, "" when unknown */
 	long expires;           /* 0: never */
 	long created;
@@ -149,6 +150,7 @@ pgp_key_new(const struct sg_keystore *ks, gpgme_key_t key)
 		s->expired = sk->expired;
 		s->disabled = sk->disabled;
 		s->invalid = sk->invalid;
+		s->secret = sg_pgp_subkey_has_secret(ks, sk);
 		s->expires = sk->expires;
 		s->created = sk->timestamp;
 		if (sk->keygrip != NULL)
@@ -399,6 +401,31 @@ sg_keyindex_find_pgp(const struct sg_keyindex *idx, const char *addr,
 		    "(expired, revoked or cannot sign)");
 	return sg_err_set(err, SG_ENOKEY, "%s", seen == 0 ? "no OpenPGP key"
 	    : "no usable OpenPGP key (expired, revoked or cannot encrypt)");
+}
+
+bool
+sg_keyindex_pgp_decrypts(const struct sg_keyindex *idx, const char *addr)
+{
+	const GArray *a;
+
+	if (!sg_pgp_addr_ok(addr))
+		return false;
+	a = lookup(idx->pgp, idx->addr_key, addr);
+	for (guint i = 0; a != NULL && i < a->len; i++) {
+		const struct pgp_match *m = &g_array_index(a, struct pgp_match, i);
+		const struct pgp_key *k = m->key;
+
+		if (!m->uid_ok || k->disabled || k->invalid)
+			continue;
+		for (guint j = 0; j < k->nsub; j++) {
+			const struct pgp_subkey *s = &k->sub[j];
+
+			if (s->can_encrypt && s->secret && !s->disabled &&
+			    !s->invalid)
+				return true;
+		}
+	}
+	return false;
 }
 
 /* ---- S/MIME ---- */

@@ -19,6 +19,11 @@
 int sg_keyindex_find_pgp(const struct sg_keyindex *idx, const char *addr,
 			 bool sign, char fpr[SG_FPR_MAX], struct sg_err *err);
 
+/* Whether addr has, by the snapshot, a key with the secret part of an
+ * encryption subkey, by the rules of sg_openpgp_decryption_subkeys
+ * (expired and revoked keys included). */
+bool sg_keyindex_pgp_decrypts(const struct sg_keyindex *idx, const char *addr);
+
 /* The snapshot's certificates of smime/SUB ("certs" or "anchors"), a new
  * reference to the stack; NULL for another directory. (transfer full) */
 STACK_OF(X509) *sg_keyindex_certs(const struct sg_keyindex *idx,

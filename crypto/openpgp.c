@@ -308,9 +308,13 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		char buf[128];
 
 		gpgme_strerror_r(res->invalid_recipients->reason, buf, sizeof(buf));
-		rc = sg_err_set(err, SG_ECRYPTO, "recipient %s refused: %s",
+		/* The fingerprint came from the snapshot. */
+		rc = sg_err_set(err, SG_ECRYPTO, "recipient %s refused: %s%s",
 		    res->invalid_recipients->fpr ? res->invalid_recipients->fpr
-		    : "?", buf);
+		    : "?", buf, gpg_err_code(res->invalid_recipients->reason) ==
+		    GPG_ERR_NO_PUBKEY && ks->index != NULL ? ", though the "
+		    "keystore snapshot holds it: the keystore cannot be read or "
+		    "has just changed" : "");
 		goto out;
 	}
 	if (gerr) {
@@ -457,7 +461,7 @@ static int
 check_file(const void *data, size_t len, const struct sg_internal *internal,
 	   unsigned *keys, GHashTable *grips, struct sg_err *err)
 {
-	char *home = g_dir_make_tmp("sgi.XXXXXX", NULL);
+	char *home = sg_pgp_make_home(SG_PGP_HOME_CHECK, err);
 	char *conf;
 	GHashTable *unseen;
 	gpgme_ctx_t ctx = NULL;
@@ -467,7 +471,7 @@ check_file(const void *data, size_t len, const struct sg_internal *internal,
 
 	*keys = 0;
 	if (home == NULL)
-		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
+		return SG_EIO;
 	unseen = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	conf = g_build_filename(home, "gpg.conf", NULL);
 	rc = g_file_set_contents(conf, check_conf, -1, NULL) ? SG_OK
@@ -665,25 +669,30 @@ key_expiry(gpgme_key_t key)
  * Read from disk rather than asked of the agent, so that a listing never
  * depends on which agent answers on the home's socket, or whether one
  * can start. */
+bool
+sg_pgp_subkey_has_secret(const struct sg_keystore *ks, gpgme_subkey_t sk)
+{
+	char *name, *path;
+	bool found;
+
+	if (sk->keygrip == NULL || strlen(sk->keygrip) != 40 ||
+	    strspn(sk->keygrip, "0123456789ABCDEF") != 40)
+		return false;
+	name = g_strconcat(sk->keygrip, ".key", NULL);
+	path = g_build_filename(ks->gnupg_home, "private-keys-v1.d", name, NULL);
+	found = g_file_test(path, G_FILE_TEST_IS_REGULAR);
+	g_free(path);
+	g_free(name);
+	return found;
+}
+
 static bool
 has_secret(const struct sg_keystore *ks, gpgme_key_t key, bool to_decrypt)
 {
 	for (gpgme_subkey_t sk = key->subkeys; sk != NULL; sk = sk->next) {
-		char *name, *path;
-		bool found;
-
 		if (to_decrypt && !sk->can_encrypt)
 			continue;
-		if (sk->keygrip == NULL || strlen(sk->keygrip) != 40 ||
-		    strspn(sk->keygrip, "0123456789ABCDEF") != 40)
-			continue;
-		name = g_strconcat(sk->keygrip, ".key", NULL);
-		path = g_build_filename(ks->gnupg_home, "private-keys-v1.d",
-		    name, NULL);
-		found = g_file_test(path, G_FILE_TEST_IS_REGULAR);
-		g_free(path);
-		g_free(name);
-		if (found)
+		if (sg_pgp_subkey_has_secret(ks, sk))
 			return true;
 	}
 	return false;

@@ -4,6 +4,7 @@
 
 #include <glib.h>
 
+#include "keyindex.h"
 #include "openpgp_int.h"
 #include "openpgp_packet.h"
 #include "sealgate/verify.h"
@@ -121,7 +122,18 @@ int
 sg_openpgp_decryption_subkeys(const struct sg_keystore *ks, const char *addr,
 			      GPtrArray *keyids, struct sg_err *err)
 {
-	return decryption_keys(ks, addr, NULL, keyids, err);
+	guint before = keyids->len;
+	int rc = decryption_keys(ks, addr, NULL, keyids, err);
+
+	/* An unreadable keyring only ends gpg's listing early (see
+	 * sg_pgp_each_key): none listed where the snapshot knows one means
+	 * the keystore cannot be read now, not that the key is gone. */
+	if (rc == 0 && keyids->len == before && ks->index != NULL &&
+	    sg_keyindex_pgp_decrypts(ks->index, addr))
+		rc = sg_err_set(err, SG_EKEYSTORE, "gpg lists no secret key of "
+		    "%s in %s, the keystore snapshot holds one: the keystore "
+		    "cannot be read", addr, ks->gnupg_home);
+	return rc;
 }
 
 /* Classifies a decryption failure for the status header. */
@@ -291,9 +303,9 @@ sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
 	rc = sg_pgp_check_own_material(ks, addr, err);
 	if (rc < 0)
 		return rc;
-	home = g_dir_make_tmp("sgk.XXXXXX", NULL);
+	home = sg_pgp_make_home(SG_PGP_HOME_DECRYPT, err);
 	if (home == NULL)
-		return sg_err_set(err, SG_EIO, "cannot create a GnuPG home");
+		return SG_EIO;
 	rc = home_with_keys_of(ks, addr, home, &ctx, err);
 	if (rc == 0 && gpgme_set_ctx_flag(ctx, "export-session-key", "1"))
 		rc = sg_err_set(err, SG_ECRYPTO, "cannot ask for the session key");

@@ -33,6 +33,8 @@ bool sg_pgp_uid_matches(gpgme_key_t key, const char *addr);
 /* Whether the keystore holds the secret part of a (sub)key of key (its
  * file in private-keys-v1.d); key must be listed with keygrips. */
 bool sg_pgp_has_secret(const struct sg_keystore *ks, gpgme_key_t key);
+/* The same for one (sub)key. */
+bool sg_pgp_subkey_has_secret(const struct sg_keystore *ks, gpgme_subkey_t sk);
 
 /* Calls fn for every key of the keystore's keyring that matches pattern
  * (NULL: all), listed with keygrips, in one gpg run (fn's key is
@@ -53,6 +55,16 @@ ssize_t sg_pgp_cb_write(void *handle, const void *buf, size_t len);
 
 /* Removes a throwaway GnuPG home: its agent first, then the files. */
 void sg_pgp_remove_home(const char *home);
+
+/* Prefixes of throwaway GnuPG homes: decryption with one recipient's
+ * keys, checking a key file before import. */
+#define SG_PGP_HOME_DECRYPT "sgk"
+#define SG_PGP_HOME_CHECK "sgi"
+
+/* A new throwaway GnuPG home in TMPDIR, PREFIX.PID.XXXXXX (0700), or NULL
+ * (SG_EIO in err). The pid lets sg_openpgp_sweep_homes find the homes of
+ * a process that died. (transfer full) */
+char *sg_pgp_make_home(const char *prefix, struct sg_err *err);
 
 /* Keygrip tables (see openpgp_grips.c): keygrip -> primary fingerprint. */
 GHashTable *sg_pgp_grips_new(void);

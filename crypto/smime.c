@@ -355,8 +355,8 @@ unusable(const struct sg_keystore *ks, X509 *cert, STACK_OF(X509) *anchors,
 	return unusable_for(ks, cert, false, anchors, pool, buf, len);
 }
 
-static bool
-has_private_key(const struct sg_keystore *ks, const char *fpr)
+bool
+sg_smime_has_private_key(const struct sg_keystore *ks, const char *fpr)
 {
 	char *name, *path;
 	bool yes;
@@ -399,7 +399,7 @@ find_cert(const struct sg_keystore *ks, const char *addr, bool sign,
 		char cfpr[SG_FPR_MAX];
 
 		sg_x509_fpr(cert, cfpr);
-		why = sign && !has_private_key(ks, cfpr) ? "no private key"
+		why = sign && !sg_smime_has_private_key(ks, cfpr) ? "no private key"
 		    : unusable_for(ks, cert, sign, anchors, certs, buf, sizeof(buf));
 		if (why != NULL) {
 			if (*refused == '\0')

@@ -361,18 +361,11 @@ recipient_cert(const struct sg_keystore *ks, CMS_ContentInfo *cms,
 
 	for (int i = 0; i < sk_X509_num(certs) && found == NULL; i++) {
 		X509 *c = sk_X509_value(certs, i);
-		char *name, *path;
-		bool has_key;
 
 		if (!sg_x509_has_email(c, addr) || !addressed_to(cms, c))
 			continue;
 		sg_x509_fpr(c, fpr);
-		name = g_strdup_printf("%s.pem", fpr);
-		path = sg_keystore_smime_path(ks, "keys", name);
-		has_key = g_file_test(path, G_FILE_TEST_EXISTS);
-		g_free(name);
-		g_free(path);
-		if (has_key) {
+		if (sg_smime_has_private_key(ks, fpr)) {
 			X509_up_ref(c);
 			found = c;
 		}
@@ -426,11 +419,18 @@ decrypt_as(const struct sg_keystore *ks, const void *der, size_t len,
 		    addr);
 		goto out;
 	}
+	/* The keystore has the key: failing to read it is the keystore's
+	 * fault (e.g. its mode was changed), not the message's. */
 	key = load_key(ks, fpr);
+	if (key == NULL) {
+		rc = sg_err_set(err, SG_EKEYSTORE, "cannot read the private key "
+		    "%s.pem of the keystore", fpr);
+		goto out;
+	}
 	outb = sg_bio_writer(&w);
-	if (key == NULL || outb == NULL || dw.md == NULL ||
+	if (outb == NULL || dw.md == NULL ||
 	    EVP_DigestInit_ex(dw.md, EVP_sha256(), NULL) != 1) {
-		rc = sg_err_set(err, SG_ENOKEY, "private key unreadable");
+		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
 		goto out;
 	}
 	if (CMS_decrypt(cms, key, cert, NULL, outb, CMS_BINARY) != 1 ||

@@ -27,6 +27,9 @@ void sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX]);
 X509 *sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
 			 const char *fpr);
 
+/* Whether smime/keys holds FPR.pem: for a snapshot, when it was built. */
+bool sg_smime_has_private_key(const struct sg_keystore *ks, const char *fpr);
+
 /* All certificates in smime/SUB. (transfer full) */
 STACK_OF(X509) *sg_smime_load_dir(const struct sg_keystore *ks,
 				  const char *sub);

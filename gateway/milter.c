@@ -232,6 +232,20 @@ cb_data(SMFICTX *ctx)
 	return SMFIS_CONTINUE;
 }
 
+/* The message could not be spooled (rc): tempfail, saying why, e.g. a
+ * full spool_dir. */
+static sfsistat
+spool_failed(SMFICTX *ctx, struct conn *c, const char *what, int rc)
+{
+	int e = sg_spool_error(c->msg->spool);
+	char *why = g_strdup_printf("cannot spool %s in %s: %s", what,
+	    c->pol->gateway.spool_dir, e != 0 ? g_strerror(e) : sg_strerror(rc));
+	sfsistat st = tempfail(ctx, c, why);
+
+	g_free(why);
+	return st;
+}
+
 static sfsistat
 cb_header(SMFICTX *ctx, char *name, char *value)
 {
@@ -242,7 +256,7 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 		return tempfail(ctx, c, "header without MAIL");
 	rc = sg_msg_add_header(c->msg, name, value);
 	if (rc < 0 && rc != SG_ELIMIT) /* a limit is judged at end of message */
-		return tempfail(ctx, c, "cannot spool header");
+		return spool_failed(ctx, c, "header", rc);
 	return SMFIS_CONTINUE;
 }
 
@@ -250,9 +264,14 @@ static sfsistat
 cb_eoh(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
+	int rc;
 
-	if (c == NULL || c->msg == NULL || sg_msg_end_headers(c->msg) < 0)
-		return tempfail(ctx, c, "cannot spool header");
+	if (c == NULL || c->msg == NULL)
+		return tempfail(ctx, c, "header without MAIL");
+	refresh_queue_id(ctx, c);
+	rc = sg_msg_end_headers(c->msg);
+	if (rc < 0)
+		return spool_failed(ctx, c, "header", rc);
 	return SMFIS_CONTINUE;
 }
 
@@ -261,6 +280,7 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 {
 	struct conn *c = conn_of(ctx);
 	char *text;
+	int rc;
 
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "body without MAIL");
@@ -275,8 +295,9 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 		message_end(c);
 		return SMFIS_REJECT;
 	}
-	if (sg_msg_add_body(c->msg, buf, len) < 0)
-		return tempfail(ctx, c, "cannot spool body");
+	rc = sg_msg_add_body(c->msg, buf, len);
+	if (rc < 0)
+		return spool_failed(ctx, c, "body", rc);
 	return SMFIS_CONTINUE;
 }
 
@@ -382,12 +403,13 @@ cb_eom(SMFICTX *ctx)
 	struct sg_progress progress;
 	struct sg_result res;
 	sfsistat st;
+	int rc;
 
 	if (c == NULL || c->msg == NULL)
 		return tempfail(ctx, c, "end of message without MAIL");
 	refresh_queue_id(ctx, c);
-	if (!c->msg->in_body && sg_msg_end_headers(c->msg) < 0)
-		return tempfail(ctx, c, "cannot spool header");
+	if (!c->msg->in_body && (rc = sg_msg_end_headers(c->msg)) < 0)
+		return spool_failed(ctx, c, "header", rc);
 	smfi_progress(ctx);
 	sg_progress_init(&progress, on_progress, ctx);
 	sg_result_init(&res);
@@ -573,8 +595,8 @@ reload_thread(void *arg)
 			for (guint i = 0; i < errors->len; i++)
 				sg_log(SG_LOG_ERR, NULL, "reload: %s",
 				    (char *)g_ptr_array_index(errors, i));
-			sg_log(SG_LOG_ERR, NULL, "reload failed; the previous "
-			    "policy stays in force");
+			sg_log(SG_LOG_ERR, NULL, "reload of %s failed; the "
+			    "previous policy stays in force", current.path);
 		} else {
 			pthread_mutex_lock(&current.lock);
 			old = current.pol;
@@ -718,6 +740,7 @@ sg_cmd_milter(int argc, char **argv)
 	const char *config = NULL, *sock = NULL, *user = NULL;
 	struct sg_privs privs = { 0 };
 	bool log_stderr = false, ok;
+	unsigned swept;
 	int c, rc;
 
 	optind = 1;
@@ -754,8 +777,16 @@ sg_cmd_milter(int argc, char **argv)
 	if (!sg_privs_restore(&privs) || !ok || !block_signals() ||
 	    !open_socket(&privs, sock))
 		goto fail;
-	if (!sg_privs_drop(&privs) || !sg_init_libraries() ||
-	    !sg_keysnap_start(current.pol) || !start_reload_thread()) {
+	if (!sg_privs_drop(&privs) || !sg_init_libraries()) {
+		remove_socket(sock);
+		goto fail;
+	}
+	/* As the user the milter runs as: the homes are that user's. */
+	swept = sg_openpgp_sweep_homes();
+	if (swept > 0)
+		sg_log(SG_LOG_WARNING, NULL, "removed %u throwaway GnuPG home(s) "
+		    "left in %s by a process that died", swept, g_get_tmp_dir());
+	if (!sg_keysnap_start(current.pol) || !start_reload_thread()) {
 		remove_socket(sock);
 		goto fail;
 	}

@@ -21,6 +21,7 @@ struct sg_spool {
 	size_t wlen;
 	size_t size;     /* written and buffered */
 	int last_cr;     /* for sg_spool_write_crlf */
+	int error;       /* errno of the first failure, 0 when none */
 };
 
 int
@@ -82,6 +83,15 @@ nameless_file(const char *dir)
 	return fd;
 }
 
+/* Keeps the first failure's errno for sg_spool_error. */
+static int
+failed(struct sg_spool *sp)
+{
+	if (sp->error == 0)
+		sp->error = errno != 0 ? errno : EIO;
+	return SG_EIO;
+}
+
 /* Moves the in-memory bytes to a fresh, nameless 0600 temp file. */
 static int
 spool_to_disk(struct sg_spool *sp)
@@ -90,9 +100,10 @@ spool_to_disk(struct sg_spool *sp)
 
 	fd = nameless_file(sp->dir);
 	if (fd < 0)
-		return SG_EIO;
+		return failed(sp);
 	rc = full_pwrite(fd, sp->mem->data, sp->mem->len, 0);
 	if (rc < 0) {
+		rc = failed(sp);
 		close(fd);
 		return rc;
 	}
@@ -145,7 +156,7 @@ sg_spool_write(struct sg_spool *sp, const void *buf, size_t len)
 			rc = full_pwrite(sp->fd, buf, len, (off_t)sp->size);
 		}
 		if (rc < 0)
-			return rc;
+			return failed(sp);
 	}
 	sp->size += len;
 	return SG_OK;
@@ -183,6 +194,12 @@ size_t
 sg_spool_size(const struct sg_spool *sp)
 {
 	return sp->size;
+}
+
+int
+sg_spool_error(const struct sg_spool *sp)
+{
+	return sp->error;
 }
 
 int

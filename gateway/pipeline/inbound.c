@@ -249,16 +249,25 @@ decrypt_smime(const struct sg_msg *msg, const struct sg_policy *pol,
 	return rc;
 }
 
-/* Decrypts a whole-message encryption of top into d->plain. */
-static void
+/* A failure of the gateway's own means (keystore, memory, temporary
+ * files), not of the message: the message waits in the MTA's queue rather
+ * than reach its recipient undecrypted. */
+static bool
+transient(int rc)
+{
+	return rc == SG_EKEYSTORE || rc == SG_EIO || rc == SG_ENOMEM;
+}
+
+/* Decrypts a whole-message encryption of top into d->plain; d says how it
+ * went. A transient failure (described in err) is returned instead. */
+static int
 decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 	const struct sg_keystore *ks, GMimeObject *top, enum sg_protection prot,
-	struct decryption *d)
+	struct decryption *d, struct sg_err *err)
 {
 	GMimeObject *carrier = top;
-	struct sg_err err = { 0 };
 	GByteArray *cipher;
-	int rc;
+	int rc = SG_OK;
 
 	if (prot == SG_PROT_PGP_MIME) {
 		GMimeMultipart *mp = GMIME_MULTIPART(top);
@@ -288,10 +297,12 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 			goto out;
 		}
 	}
-	rc = prot == SG_PROT_SMIME ? decrypt_smime(msg, pol, ks, cipher, d, &err)
-	    : decrypt_openpgp(msg, ks, cipher, d, &err);
+	rc = prot == SG_PROT_SMIME ? decrypt_smime(msg, pol, ks, cipher, d, err)
+	    : decrypt_openpgp(msg, ks, cipher, d, err);
 	if (rc == 0) {
 		d->status = "yes";
+	} else if (transient(rc)) {
+		goto out;
 	} else if (rc == SG_ENOKEY) {
 		d->status = "no";
 		d->reason = "not-for-recipient";
@@ -299,9 +310,11 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 		d->status = "failed";
 		d->reason = failure_reason(d->plain.overflow ? SG_ELIMIT : rc);
 	}
+	rc = SG_OK;
 out:
 	if (cipher != NULL)
 		g_byte_array_free(cipher, TRUE);
+	return rc;
 }
 
 /* A header value from inside encrypted mail: no control characters but
@@ -719,8 +732,12 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		d.reason = "disabled";
 		goto status;
 	}
-	decrypt(msg, pol, ks, g_mime_message_get_mime_part(m), info.protection,
-	    &d);
+	rc = decrypt(msg, pol, ks, g_mime_message_get_mime_part(m),
+	    info.protection, &d, &err);
+	if (rc < 0) {
+		rc = sg_result_internal(res, rc, "decryption", &err);
+		goto out;
+	}
 	if (strcmp(d.status, "yes") == 0)
 		check_decrypted(msg, pol, ks, &d);
 	if (strcmp(d.status, "yes") == 0) {

@@ -328,6 +328,10 @@ sg_protect(struct sg_msg *msg, const struct sg_policy *pol,
 	int rc;
 
 	rc = plan->encrypt ? encrypt(&j) : sign(&j, plan->sign_method);
+	/* The engine only saw its output refused: say why. */
+	if (rc < 0 && j.body != NULL && sg_spool_error(j.body) != 0)
+		sg_err_set(&j.err, SG_EIO, "cannot spool the new body in %s: %s",
+		    pol->gateway.spool_dir, g_strerror(sg_spool_error(j.body)));
 	if (rc < 0) {
 		sg_spool_free(j.body);
 		g_free(j.ctype);

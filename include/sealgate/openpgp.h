@@ -21,6 +21,12 @@
 /* Once per process, before any thread uses GPGME. */
 int sg_openpgp_init(struct sg_err *err);
 
+/* Removes the throwaway GnuPG homes, which hold copies of secret keys,
+ * that processes no longer running left in TMPDIR (e.g. a milter killed
+ * during a decryption), their agents first; returns how many. Call before
+ * this process makes a home of its own. */
+unsigned sg_openpgp_sweep_homes(void);
+
 /* Version string of GPGME and of the gpg engine (static storage). */
 const char *sg_openpgp_gpgme_version(void);
 const char *sg_openpgp_engine_version(void);
@@ -128,7 +134,9 @@ int sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 /* Appends the key ids of the secret (sub)keys that decrypt for addr:
  * encryption-capable, of keys with a user id for addr that is not revoked
  * itself, expired and revoked keys included (kept to decrypt mail sent
- * before). */
+ * before), as gpg lists them. SG_EKEYSTORE when it lists none though ks,
+ * a snapshot, holds one: the keystore cannot be read (e.g. its mode was
+ * changed). */
 int sg_openpgp_decryption_subkeys(const struct sg_keystore *ks,
 				  const char *addr, GPtrArray *keyids,
 				  struct sg_err *err);

@@ -33,6 +33,10 @@ int sg_spool_write_crlf(struct sg_spool *sp, const void *buf, size_t len);
 /* Total number of bytes written. */
 size_t sg_spool_size(const struct sg_spool *sp);
 
+/* The errno of the first write that failed (e.g. ENOSPC), 0 when none
+ * did: why the spool returned SG_EIO. */
+int sg_spool_error(const struct sg_spool *sp);
+
 /* True once the data lives in a temp file rather than in memory. */
 int sg_spool_on_disk(const struct sg_spool *sp);
 

@@ -1,5 +1,6 @@
 /* The MIME rewrite as data: the encrypted entity, the header edits, Bcc
  * detection, message inspection and the spool underneath. */
+#include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -299,7 +300,10 @@ test_spool_memory_then_disk(void **state)
 
 	assert_int_equal(sg_spool_new("/nonexistent-dir", 4, &sp), 0);
 	assert_int_equal(sg_spool_puts(sp, "abc"), 0);
+	assert_int_equal(sg_spool_error(sp), 0);
 	assert_int_equal(sg_spool_puts(sp, "defgh"), SG_EIO);
+	/* Why, for the log: the first failure's errno. */
+	assert_int_equal(sg_spool_error(sp), ENOENT);
 	sg_spool_free(sp);
 }
 
