@@ -337,25 +337,21 @@ value_ok(const char *v)
 static char *
 entity_header(const guint8 *p, const guint8 *end, const guint8 **body)
 {
-	GString *hdr = g_string_new(NULL);
+	gssize b = sg_header_end(p, (size_t)(end - p));
+	size_t len = b < 0 ? (size_t)(end - p) : (size_t)b;
+	GString *hdr;
 
-	while (p < end) {
-		const guint8 *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-
-		if (l == 0 || (l == 1 && p[0] == '\r')) {
-			p = nl ? nl + 1 : end;
-			break;
-		}
-		g_string_append_len(hdr, (const char *)p, (gssize)l);
+	/* Without the empty line ("\n" or "\r\n") itself. */
+	if (b > 0)
+		len -= b >= 2 && p[b - 2] == '\r' ? 2 : 1;
+	hdr = g_string_new_len((const char *)p, (gssize)len);
+	if (hdr->len > 0 && hdr->str[hdr->len - 1] != '\n')
 		g_string_append_c(hdr, '\n');
-		p = nl ? nl + 1 : end;
-		if (hdr->len > SG_ENTITY_HEADER_MAX) {
-			g_string_free(hdr, TRUE);
-			return NULL;
-		}
+	if (hdr->len > SG_ENTITY_HEADER_MAX) {
+		g_string_free(hdr, TRUE);
+		return NULL;
 	}
-	*body = p;
+	*body = b < 0 ? end : p + b;
 	return g_string_free(hdr, FALSE);
 }
 

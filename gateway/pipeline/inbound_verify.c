@@ -6,6 +6,7 @@
 #include <gmime/gmime.h>
 
 #include "inbound.h"
+#include "sealgate/header.h"
 #include "sealgate/mime.h"
 #include "sealgate/smimecaps.h"
 #include "sealgate/verify.h"
@@ -139,16 +140,9 @@ array_write(void *ctx, const void *buf, size_t len)
 static const guint8 *
 entity_body(const guint8 *p, size_t len)
 {
-	const guint8 *end = p + len;
+	gssize body = sg_header_end(p, len);
 
-	while (p < end) {
-		const guint8 *next = line_end(p, end);
-
-		if (next - p == 1 || (next - p == 2 && p[0] == '\r'))
-			return next;
-		p = next;
-	}
-	return end;
+	return body >= 0 ? p + body : p + len;
 }
 
 void
