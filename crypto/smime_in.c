@@ -273,7 +273,7 @@ cms_shape(const unsigned char *der, size_t len, struct sg_cms_shape *sh)
  * nonce, an ICV length of 12 to 16 and a MAC of exactly that length. */
 static int
 check_shape(const struct sg_cms_shape *sh, bool allow_3des,
-	    const char **integrity, struct sg_err *err)
+	    bool *aead, struct sg_err *err)
 {
 	switch (sh->cipher) {
 	case NID_aes_128_gcm:
@@ -287,7 +287,7 @@ check_shape(const struct sg_cms_shape *sh, bool allow_3des,
 			return sg_err_set(err, SG_EMALFORMED, "AES-GCM parameters "
 			    "out of bounds (nonce %ld, ICV length %ld, MAC %ld "
 			    "bytes)", sh->nonce_len, sh->icv_len, sh->mac_len);
-		*integrity = "aead";
+		*aead = true;
 		return SG_OK;
 	case NID_aes_128_cbc:
 	case NID_aes_192_cbc:
@@ -301,7 +301,7 @@ check_shape(const struct sg_cms_shape *sh, bool allow_3des,
 		if (sh->iv_len != (sh->cipher == NID_des_ede3_cbc ? 8 : 16))
 			return sg_err_set(err, SG_EMALFORMED,
 			    "CBC initialisation vector of %ld bytes", sh->iv_len);
-		*integrity = "none";
+		*aead = false;
 		return SG_OK;
 	default:
 		break;
@@ -462,7 +462,7 @@ sg_smime_decrypt(const struct sg_keystore *ks, const void *der, size_t len,
 	if (shape.type != NID_pkcs7_enveloped &&
 	    shape.type != NID_id_smime_ct_authEnvelopedData)
 		return sg_err_set(err, SG_EMALFORMED, "not enveloped data");
-	rc = check_shape(&shape, allow_3des, &info->integrity, err);
+	rc = check_shape(&shape, allow_3des, &info->aead, err);
 	if (rc < 0)
 		return rc;
 	info->cipher = OBJ_nid2sn(shape.cipher);

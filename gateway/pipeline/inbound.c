@@ -56,27 +56,68 @@ strip_forged(const struct sg_msg *msg, const char *name, struct sg_edits *ed)
 
 /* What was decrypted and verified, and how it went. */
 struct decryption {
-	const char *method;     /* "openpgp" or "smime" */
-	const char *integrity;
-	const char *status;     /* yes, no, failed */
-	const char *reason;
+	int method;             /* SG_METHOD_*, SG_NO_METHOD */
+	enum sg_dec_integrity integrity;
+	enum sg_dec_status status;
+	enum sg_dec_reason reason;
 	struct bounded plain;
 	bool inline_text;       /* inline PGP: the plaintext is the text */
 	struct sg_sig sig;
-	const char *sig_method;
+	int sig_method;         /* SG_METHOD_*, SG_NO_METHOD: not signed */
 	GByteArray *signed_body; /* integrity=signature: what is delivered */
 	bool signed_base64;      /* ... in base64 (opaque signed-data) */
 };
 
-static const char *
+/* The words of X-Sealgate-Decrypted and of the log line: the one place
+ * where the outcome of a decryption becomes text. */
+static const char *const status_words[] = {
+	[SG_DEC_NO] = "no",
+	[SG_DEC_YES] = "yes",
+	[SG_DEC_FAILED] = "failed",
+};
+
+static const char *const reason_words[] = {
+	[SG_DEC_NO_REASON] = NULL,
+	[SG_DEC_NOT_ENCRYPTED] = "not-encrypted",
+	[SG_DEC_NOT_FOR_RECIPIENT] = "not-for-recipient",
+	[SG_DEC_PARTIAL_ENCRYPTION] = "partial-encryption",
+	[SG_DEC_MALFORMED] = "malformed",
+	[SG_DEC_DISABLED] = "disabled",
+	[SG_DEC_DEACTIVATED] = "deactivated",
+	[SG_DEC_TOO_MANY_RECIPIENTS] = "too-many-recipients",
+	[SG_DEC_UNSUPPORTED] = "unsupported",
+	[SG_DEC_INTEGRITY] = "integrity",
+	[SG_DEC_TOO_LARGE] = "too-large",
+	[SG_DEC_CIPHER_NOT_ALLOWED] = "cipher-not-allowed",
+	[SG_DEC_NO_INTEGRITY] = "no-integrity",
+	[SG_DEC_DECRYPTION_ERROR] = "decryption-error",
+	[SG_DEC_TOO_DEEP] = "too-deep",
+};
+
+static const char *const integrity_words[] = {
+	[SG_INTEGRITY_NONE] = "none",
+	[SG_INTEGRITY_MDC] = "mdc",
+	[SG_INTEGRITY_AEAD] = "aead",
+	[SG_INTEGRITY_SIGNATURE] = "signature",
+};
+
+static void
+set_outcome(struct decryption *d, enum sg_dec_status status,
+	    enum sg_dec_reason reason)
+{
+	d->status = status;
+	d->reason = reason;
+}
+
+static enum sg_dec_reason
 failure_reason(int rc)
 {
 	switch (rc) {
-	case SG_EINTEGRITY:	return "integrity";
-	case SG_ELIMIT:		return "too-large";
-	case SG_ECIPHER:	return "cipher-not-allowed";
-	case SG_EMALFORMED:	return "malformed";
-	default:		return "decryption-error";
+	case SG_EINTEGRITY:	return SG_DEC_INTEGRITY;
+	case SG_ELIMIT:		return SG_DEC_TOO_LARGE;
+	case SG_ECIPHER:	return SG_DEC_CIPHER_NOT_ALLOWED;
+	case SG_EMALFORMED:	return SG_DEC_MALFORMED;
+	default:		return SG_DEC_DECRYPTION_ERROR;
 	}
 }
 
@@ -184,7 +225,7 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	GByteArray *bin = sg_openpgp_binary(armored->data, armored->len);
 	const GByteArray *cipher = bin;
 
-	d->method = "openpgp";
+	d->method = SG_METHOD_OPENPGP;
 	/* The packets are read from the armor as it came (decoded once, as
 	 * for gpg): packets of bin read as armor again would be another
 	 * armor that gpg decodes with its own reader. */
@@ -215,9 +256,10 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 		rc = sg_openpgp_decrypt_with(ks, agreed, cipher->data,
 		    cipher->len, &out, &info, &d->sig, err);
 	if (rc == 0 && info.signed_inside)
-		d->sig_method = "openpgp";
+		d->sig_method = SG_METHOD_OPENPGP;
 	if (rc == 0)
-		d->integrity = integrity == SG_PGP_AEAD ? "aead" : "mdc";
+		d->integrity = integrity == SG_PGP_AEAD ? SG_INTEGRITY_AEAD
+		    : SG_INTEGRITY_MDC;
 	free_secret(agreed);
 	g_ptr_array_free(ids, TRUE);
 	if (bin != NULL)
@@ -236,7 +278,7 @@ decrypt_smime(const struct sg_msg *msg, const struct sg_policy *pol,
 	size_t n = 0;
 	int rc;
 
-	d->method = "smime";
+	d->method = SG_METHOD_SMIME;
 	for (guint i = 0; i < msg->rcpts->len; i++)
 		if (!repeated_rcpt(msg, i))
 			rcpts[n++] = ((struct sg_rcpt *)
@@ -244,7 +286,7 @@ decrypt_smime(const struct sg_msg *msg, const struct sg_policy *pol,
 	rc = sg_smime_decrypt(ks, der->data, der->len, rcpts, n,
 	    pol->inbound.allow_3des, &out, &info, err);
 	if (rc == 0)
-		d->integrity = info.integrity;
+		d->integrity = info.aead ? SG_INTEGRITY_AEAD : SG_INTEGRITY_NONE;
 	g_free(rcpts);
 	return rc;
 }
@@ -277,14 +319,13 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 	}
 	cipher = carrier != NULL ? sg_mime_part_content(carrier) : NULL;
 	if (cipher == NULL || prot == SG_PROT_ENCRYPTED) {
-		d->status = "no";
-		d->reason = prot == SG_PROT_ENCRYPTED ? "unsupported" : "malformed";
+		set_outcome(d, SG_DEC_NO, prot == SG_PROT_ENCRYPTED
+		    ? SG_DEC_UNSUPPORTED : SG_DEC_MALFORMED);
 		goto out;
 	}
 	d->inline_text = prot == SG_PROT_PGP_INLINE;
 	if (msg->rcpts->len > SG_MAX_DECRYPT_RECIPIENTS) {
-		d->status = "no";
-		d->reason = "too-many-recipients";
+		set_outcome(d, SG_DEC_NO, SG_DEC_TOO_MANY_RECIPIENTS);
 		goto out;
 	}
 	for (guint i = 0; i < msg->rcpts->len; i++) {
@@ -292,24 +333,21 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 
 		/* A leaver's keys are kept for audit, never used. */
 		if (sg_keystore_deactivated(ks, r->addr)) {
-			d->status = "no";
-			d->reason = "deactivated";
+			set_outcome(d, SG_DEC_NO, SG_DEC_DEACTIVATED);
 			goto out;
 		}
 	}
 	rc = prot == SG_PROT_SMIME ? decrypt_smime(msg, pol, ks, cipher, d, err)
 	    : decrypt_openpgp(msg, ks, cipher, d, err);
-	if (rc == 0) {
-		d->status = "yes";
-	} else if (transient(rc)) {
+	if (rc == 0)
+		set_outcome(d, SG_DEC_YES, SG_DEC_NO_REASON);
+	else if (transient(rc))
 		goto out;
-	} else if (rc == SG_ENOKEY) {
-		d->status = "no";
-		d->reason = "not-for-recipient";
-	} else {
-		d->status = "failed";
-		d->reason = failure_reason(d->plain.overflow ? SG_ELIMIT : rc);
-	}
+	else if (rc == SG_ENOKEY)
+		set_outcome(d, SG_DEC_NO, SG_DEC_NOT_FOR_RECIPIENT);
+	else
+		set_outcome(d, SG_DEC_FAILED,
+		    failure_reason(d->plain.overflow ? SG_ELIMIT : rc));
 	rc = SG_OK;
 out:
 	if (cipher != NULL)
@@ -425,7 +463,7 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	const guint8 *b = p;
 	/* CBC content vouched for by a signature: only what it covers, and
 	 * the Content-Type it was checked under. */
-	bool signed_only = g_strcmp0(d->integrity, "signature") == 0;
+	bool signed_only = d->integrity == SG_INTEGRITY_SIGNATURE;
 	int rc = SG_OK;
 
 	if (d->inline_text) {
@@ -474,14 +512,15 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 static void
 add_status(struct decryption *d, struct sg_result *res)
 {
-	GString *v = g_string_new(d->status);
+	GString *v = g_string_new(status_words[d->status]);
 
-	if (d->method != NULL && strcmp(d->status, "no") != 0)
-		g_string_append_printf(v, "; method=%s", d->method);
-	if (strcmp(d->status, "yes") == 0)
-		g_string_append_printf(v, "; integrity=%s", d->integrity);
-	if (d->reason != NULL)
-		g_string_append_printf(v, "; reason=%s", d->reason);
+	if (d->method != SG_NO_METHOD && d->status != SG_DEC_NO)
+		g_string_append_printf(v, "; method=%s", sg_method_name(d->method));
+	if (d->status == SG_DEC_YES)
+		g_string_append_printf(v, "; integrity=%s",
+		    integrity_words[d->integrity]);
+	if (reason_words[d->reason] != NULL)
+		g_string_append_printf(v, "; reason=%s", reason_words[d->reason]);
 	sg_edits_add(&res->edits, SG_HDR_ADD, HDR_DECRYPTED, 0, v->str);
 	g_string_free(v, TRUE);
 }
@@ -518,8 +557,9 @@ add_signature_status(const struct decryption *d, const char *from,
 	GString *v = g_string_new(sg_sig_status_name(sig->status));
 	char *clean;
 
-	if (d->sig_method != NULL && sig->status != SG_SIG_NONE)
-		g_string_append_printf(v, "; method=%s", d->sig_method);
+	if (d->sig_method != SG_NO_METHOD && sig->status != SG_SIG_NONE)
+		g_string_append_printf(v, "; method=%s",
+		    sg_method_name(d->sig_method));
 	if (sig->status == SG_SIG_VALID && signer_addr(sig, from) != NULL) {
 		clean = sanitise(signer_addr(sig, from));
 		g_string_append_printf(v, "; signer=%s", clean);
@@ -549,7 +589,7 @@ tag_subject(const struct sg_msg *msg, const struct decryption *d,
 	GString *tags = g_string_new(NULL);
 	char *decoded, *value;
 
-	if (strcmp(d->status, "yes") == 0)
+	if (d->status == SG_DEC_YES)
 		g_string_append(tags, "[decrypted] ");
 	if (d->sig.status == SG_SIG_VALID)
 		g_string_append(tags, "[signed OK] ");
@@ -621,10 +661,10 @@ check_decrypted(const struct sg_msg *msg, const struct sg_policy *pol,
 	struct sg_claims claims;
 
 	sg_inbound_claims(msg, pol, &claims);
-	if (d->sig_method != NULL) {
+	if (d->sig_method != SG_NO_METHOD) {
 		sg_inbound_check_signer(&claims, &d->sig);
 	} else if ((pol->inbound.verify || (pol->inbound.require_integrity &&
-	    strcmp(d->integrity, "none") == 0)) && !d->inline_text) {
+	    d->integrity == SG_INTEGRITY_NONE)) && !d->inline_text) {
 		canonicalise(&d->plain);
 		sg_inbound_verify(ks, d->plain.buf->data, d->plain.buf->len,
 		    &claims, &d->sig, &d->sig_method, &unwrapped);
@@ -634,16 +674,14 @@ check_decrypted(const struct sg_msg *msg, const struct sg_policy *pol,
 	/* CBC S/MIME has no integrity: anyone can change blocks of it (the
 	 * EFAIL gadgets). Only a valid signature that covers the whole
 	 * decrypted entity makes up for it, unless the policy accepts none. */
-	if (strcmp(d->integrity, "none") != 0 || !pol->inbound.require_integrity)
+	if (d->integrity != SG_INTEGRITY_NONE || !pol->inbound.require_integrity)
 		return;
-	if (d->sig.status == SG_SIG_VALID && d->sig_method != NULL &&
+	if (d->sig.status == SG_SIG_VALID && d->sig_method != SG_NO_METHOD &&
 	    sg_inbound_signed_body(d->plain.buf->data, d->plain.buf->len,
-	    &d->signed_body, &d->signed_base64)) {
-		d->integrity = "signature";
-	} else {
-		d->status = "failed";
-		d->reason = "no-integrity";
-	}
+	    &d->signed_body, &d->signed_base64))
+		d->integrity = SG_INTEGRITY_SIGNATURE;
+	else
+		set_outcome(d, SG_DEC_FAILED, SG_DEC_NO_INTEGRITY);
 }
 
 static GMimeMessage *
@@ -666,7 +704,8 @@ int
 sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	       const struct sg_keystore *ks, struct sg_result *res)
 {
-	struct decryption d = { .status = "no", .reason = "not-encrypted" };
+	struct decryption d = { .status = SG_DEC_NO, .reason = SG_DEC_NOT_ENCRYPTED,
+	    .method = SG_NO_METHOD, .sig_method = SG_NO_METHOD };
 	struct sg_mime_info info = { 0 };
 	struct sg_err err = { 0 };
 	struct sg_claims claims;
@@ -688,8 +727,9 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	if (rc == SG_EMALFORMED || rc == SG_ELIMIT) {
 		/* Too deep to judge: delivered as it came, and said so. */
 		if (rc == SG_ELIMIT)
-			d.status = "failed";
-		d.reason = rc == SG_ELIMIT ? "too-deep" : "malformed";
+			set_outcome(&d, SG_DEC_FAILED, SG_DEC_TOO_DEEP);
+		else
+			set_outcome(&d, SG_DEC_NO, SG_DEC_MALFORMED);
 		rc = SG_OK;
 		goto status;
 	}
@@ -700,7 +740,7 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	}
 	if (info.protection == SG_PROT_NONE) {
 		if (sg_mime_has_nested_encryption(g_mime_message_get_mime_part(m), 1))
-			d.reason = "partial-encryption";
+			d.reason = SG_DEC_PARTIAL_ENCRYPTION;
 		if (!pol->inbound.verify)
 			goto status;
 		entity = top_entity(msg);
@@ -723,9 +763,9 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		}
 		goto status;
 	}
-	d.reason = NULL;
+	d.reason = SG_DEC_NO_REASON;
 	if (!pol->inbound.decrypt) {
-		d.reason = "disabled";
+		d.reason = SG_DEC_DISABLED;
 		goto status;
 	}
 	rc = decrypt(msg, pol, ks, g_mime_message_get_mime_part(m),
@@ -734,20 +774,19 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		rc = sg_result_internal(res, rc, "decryption", &err);
 		goto out;
 	}
-	if (strcmp(d.status, "yes") == 0)
+	if (d.status == SG_DEC_YES)
 		check_decrypted(msg, pol, ks, &d);
-	if (strcmp(d.status, "yes") == 0) {
+	if (d.status == SG_DEC_YES) {
 		rc = apply_entity(msg, pol, &d, res);
 		if (rc == SG_EMALFORMED) {
-			d.status = "failed";
-			d.reason = "malformed";
+			set_outcome(&d, SG_DEC_FAILED, SG_DEC_MALFORMED);
 			rc = SG_OK;
 		} else if (rc < 0) {
 			rc = sg_result_internal(res, rc, "spool", NULL);
 			goto out;
 		} else {
 			res->action = "decrypt";
-			res->method = d.method;
+			res->method = sg_method_name(d.method);
 		}
 	}
 status:
@@ -758,7 +797,8 @@ status:
 	if (pol->inbound.subject_tags)
 		tag_subject(msg, &d, res);
 	sg_result_reason(res, "inbound: decrypted %s%s%s, signature %s",
-	    d.status, d.reason ? ", " : "", d.reason ? d.reason : "",
+	    status_words[d.status], reason_words[d.reason] ? ", " : "",
+	    reason_words[d.reason] ? reason_words[d.reason] : "",
 	    sg_sig_status_name(d.sig.status));
 out:
 	/* The plaintext is gone here whatever happened; never logged. */

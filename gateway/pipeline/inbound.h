@@ -17,6 +17,38 @@ int sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 
 #include "sealgate/verify.h"
 
+/* What X-Sealgate-Decrypted says: status, reason, integrity (and the
+ * method, an SG_METHOD_* or SG_NO_METHOD). inbound.c turns them into
+ * the words of the header and the log line, in one place. */
+enum sg_dec_status { SG_DEC_NO, SG_DEC_YES, SG_DEC_FAILED };
+
+enum sg_dec_reason {
+	SG_DEC_NO_REASON = 0,
+	SG_DEC_NOT_ENCRYPTED,
+	SG_DEC_NOT_FOR_RECIPIENT,
+	SG_DEC_PARTIAL_ENCRYPTION,
+	SG_DEC_MALFORMED,
+	SG_DEC_DISABLED,
+	SG_DEC_DEACTIVATED,
+	SG_DEC_TOO_MANY_RECIPIENTS,
+	SG_DEC_UNSUPPORTED,
+	SG_DEC_INTEGRITY,
+	SG_DEC_TOO_LARGE,
+	SG_DEC_CIPHER_NOT_ALLOWED,
+	SG_DEC_NO_INTEGRITY,
+	SG_DEC_DECRYPTION_ERROR,
+	SG_DEC_TOO_DEEP,
+};
+
+enum sg_dec_integrity {
+	SG_INTEGRITY_NONE,
+	SG_INTEGRITY_MDC,
+	SG_INTEGRITY_AEAD,
+	SG_INTEGRITY_SIGNATURE,     /* CBC under a signature that covers it */
+};
+
+#define SG_NO_METHOD (-1)
+
 #define SG_VERIFY_MAX (100 * 1024 * 1024)
 
 /* What the message claims about its signer, checked against a valid
@@ -56,19 +88,20 @@ bool sg_split_signed(const guint8 *body, size_t len, const char *boundary,
 /* Verifies the signature of an entity (raw bytes: header block, empty
  * line, body) that is multipart/signed or opaque S/MIME signed-data, and
  * checks it against the claims (sg_inbound_check_signer). method is
- * "openpgp", "smime" or NULL (not signed). For opaque signed-data whose
+ * SG_METHOD_OPENPGP, SG_METHOD_SMIME or SG_NO_METHOD (not signed). For
+ * opaque signed-data whose
  * signature holds, unwrapped receives the signed entity. */
 void sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		       size_t len, const struct sg_claims *claims,
-		       struct sg_sig *sig, const char **method,
+		       struct sg_sig *sig, int *method,
 		       GByteArray **unwrapped);
 
 /* Records the S/MIME capabilities that sig announced (sealgate/
- * smimecaps.h) when it is a valid S/MIME signature (method "smime") that
- * carries them. What was recorded, or why it could not be, goes to res
- * for the log; delivery does not depend on it. */
+ * smimecaps.h) when it is a valid S/MIME signature (method
+ * SG_METHOD_SMIME) that carries them. What was recorded, or why it could
+ * not be, goes to res for the log; delivery does not depend on it. */
 void sg_inbound_record_caps(const struct sg_keystore *ks,
-			    const struct sg_sig *sig, const char *method,
+			    const struct sg_sig *sig, int method,
 			    struct sg_result *res);
 
 /* What a valid S/MIME signature of entity (multipart/signed or opaque

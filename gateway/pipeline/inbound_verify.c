@@ -148,7 +148,7 @@ entity_body(const guint8 *p, size_t len)
 void
 sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		  size_t len, const struct sg_claims *claims, struct sg_sig *sig,
-		  const char **method, GByteArray **unwrapped)
+		  int *method, GByteArray **unwrapped)
 {
 	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)entity,
 	    len);
@@ -159,7 +159,7 @@ sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 	const guint8 *body, *p1, *p2;
 	size_t l1, l2;
 
-	*method = NULL;
+	*method = SG_NO_METHOD;
 	*unwrapped = NULL;
 	if (obj == NULL)
 		goto out;
@@ -177,7 +177,7 @@ sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 
 		if ((!pgp && !smime) || boundary == NULL)
 			goto out;
-		*method = pgp ? "openpgp" : "smime";
+		*method = pgp ? SG_METHOD_OPENPGP : SG_METHOD_SMIME;
 		if (!sg_split_signed(body, (size_t)(entity + len - body), boundary,
 		    &p1, &l1, &p2, &l2) || (sigdata = decode_part(p2, l2)) == NULL) {
 			sig->status = SG_SIG_INVALID;
@@ -199,7 +199,7 @@ sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
 		GByteArray *content = g_byte_array_new();
 		struct sg_writer w = { array_write, content };
 
-		*method = "smime";
+		*method = SG_METHOD_SMIME;
 		if (der != NULL)
 			sg_smime_verify(ks, der->data, der->len, NULL, 0, &w, sig,
 			    &err);
@@ -221,13 +221,13 @@ out:
 
 void
 sg_inbound_record_caps(const struct sg_keystore *ks, const struct sg_sig *sig,
-		       const char *method, struct sg_result *res)
+		       int method, struct sg_result *res)
 {
 	struct sg_err err = { 0 };
 	char list[128];
 	bool changed = false;
 
-	if (sig->status != SG_SIG_VALID || g_strcmp0(method, "smime") != 0 ||
+	if (sig->status != SG_SIG_VALID || method != SG_METHOD_SMIME ||
 	    !sig->has_smime_caps)
 		return;
 	sg_smime_caps_format(sig->smime_caps, list, sizeof(list));

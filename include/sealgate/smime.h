@@ -95,7 +95,7 @@ bool sg_smime_looks_like(const void *data, size_t len);
 
 struct sg_smime_decrypted {
 	const char *cipher;     /* short name, e.g. "id-aes256-GCM" */
-	const char *integrity;  /* "aead" (GCM) or "none" (CBC) */
+	bool aead;              /* AES-GCM: integrity protected; CBC: none */
 	char fpr[SG_FPR_MAX];   /* the certificate whose key decrypted */
 };
 
