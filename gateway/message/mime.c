@@ -162,7 +162,7 @@ sg_mime_protection_of(GMimeObject *top)
 
 int
 sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
-		struct sg_err *err)
+		GMimeMessage **parsed, struct sg_err *err)
 {
 	GMimeParserOptions *opts;
 	GMimeParser *parser;
@@ -198,9 +198,12 @@ sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		goto out;
 	}
 	out->protection = sg_mime_protection_of(g_mime_message_get_mime_part(msg));
-	out->encrypted = sg_mime_encrypted_as(g_mime_message_get_mime_part(msg));
 	out->depth = st.depth;
 	out->parts = st.parts;
+	if (parsed != NULL) {
+		*parsed = msg;
+		msg = NULL;
+	}
 out:
 	if (msg != NULL)
 		g_object_unref(msg);
