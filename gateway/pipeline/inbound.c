@@ -58,13 +58,15 @@ plain_write(void *ctx, const void *data, size_t len)
 	return rc;
 }
 
-/* The content of the encrypted part, decoded as gpg or OpenSSL reads it
- * from the spool; every reader starts from its beginning. */
+/* The encrypted part: its content decoded from its transfer encoding as
+ * it is read from the spool, and (OpenPGP) the packets sealgate's armor
+ * reader decodes from that, so that gpg and sealgate never disagree on
+ * what the message is; every reader starts from the beginning. */
 struct cipher {
 	GMimeObject *carrier;
 	GMimeStream *s;
-	GByteArray *bin;        /* OpenPGP: the packets (read_packets) */
-	size_t pos;
+	struct sg_reader raw;           /* over s */
+	struct sg_openpgp_reader *packets;
 	bool io_error;
 };
 
@@ -72,15 +74,8 @@ static int
 cipher_read(void *ctx, void *buf, size_t len, size_t *nread)
 {
 	struct cipher *c = ctx;
-	int rc;
-
-	if (c->bin != NULL) {
-		*nread = MIN(len, c->bin->len - c->pos);
-		memcpy(buf, c->bin->data + c->pos, *nread);
-		c->pos += *nread;
-		return SG_OK;
-	}
-	rc = c->s != NULL ? sg_mime_stream_read(c->s, buf, len, nread) : SG_EIO;
+	int rc = c->s != NULL ? sg_mime_stream_read(c->s, buf, len, nread)
+	    : SG_EIO;
 
 	if (rc < 0)
 		c->io_error = true;
@@ -88,16 +83,18 @@ cipher_read(void *ctx, void *buf, size_t len, size_t *nread)
 }
 
 static struct sg_reader
-cipher_reader(struct cipher *c)
+packets_reader(struct cipher *c)
 {
-	struct sg_reader r = { cipher_read, c };
+	struct sg_reader r = { sg_openpgp_reader_read, NULL };
 
-	c->pos = 0;
-	if (c->bin != NULL)
-		return r;
 	if (c->s != NULL)
 		g_object_unref(c->s);
+	sg_openpgp_reader_free(c->packets);
 	c->s = sg_mime_part_stream(c->carrier);
+	c->raw.read = cipher_read;
+	c->raw.ctx = c;
+	c->packets = sg_openpgp_reader_new(&c->raw);
+	r.ctx = c->packets;
 	return r;
 }
 
@@ -251,7 +248,7 @@ recipient_session_key(const struct sg_keystore *ks, const char *addr,
 	if (rc == 0 && !named)
 		rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s", addr);
 	if (rc == 0) {
-		in = cipher_reader(cipher);
+		in = packets_reader(cipher);
 		rc = sg_openpgp_session_key_as(ks, addr, &in, &sink, key, err);
 	}
 	if (count.overflow)
@@ -262,30 +259,22 @@ recipient_session_key(const struct sg_keystore *ks, const char *addr,
 	return rc;
 }
 
-/* The packets of the encrypted content as sealgate's armor reader
- * decodes them (sg_openpgp_binary), from now on what the cipher reads;
- * the first SG_PGP_HEAD_MAX bytes of them to head. SG_EMALFORMED for
- * malformed armor. */
+/* The packets read once to their end before anything is decrypted, so
+ * that malformed armor is known first; their first SG_PGP_HEAD_MAX bytes
+ * to head. */
 static int
-read_packets(struct cipher *cipher, GByteArray *head)
+check_packets(struct cipher *cipher, GByteArray *head, struct sg_err *err)
 {
-	struct sg_reader in = cipher_reader(cipher);
-	GByteArray *all = g_byte_array_new();
+	struct sg_reader in = packets_reader(cipher);
 	guint8 buf[65536];
 	size_t n;
 	int rc;
 
 	while ((rc = in.read(in.ctx, buf, sizeof(buf), &n)) == 0 && n > 0)
-		g_byte_array_append(all, buf, (guint)n);
-	if (rc == 0)
-		cipher->bin = sg_openpgp_binary(all->data, all->len);
-	g_byte_array_free(all, TRUE);
-	if (rc == 0 && cipher->bin == NULL)
-		rc = SG_EMALFORMED;
-	if (rc == 0)
-		g_byte_array_append(head, cipher->bin->data,
-		    MIN(cipher->bin->len, SG_PGP_HEAD_MAX));
-	return rc;
+		if (head->len < SG_PGP_HEAD_MAX)
+			g_byte_array_append(head, buf, (guint)MIN(n,
+			    SG_PGP_HEAD_MAX - head->len));
+	return rc == SG_EMALFORMED ? sg_err_set(err, rc, "malformed armor") : rc;
 }
 
 /* Every envelope recipient opens the message with their own secret keys
@@ -305,11 +294,12 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 	int rc, integrity = SG_PGP_NONE;
 
 	d->method = SG_METHOD_OPENPGP;
-	/* gpg reads the packets as sealgate's armor reader decoded them:
-	 * the two never disagree on what the message is. The session key
-	 * packets are read from those packets as they are (never decoded
-	 * again: an armor inside the armor is no packets). */
-	rc = read_packets(cipher, head);
+	/* gpg reads the packets as sealgate's armor reader decodes them
+	 * (the two never disagree on what the message is), checked to
+	 * their end first. The session key packets are read from their
+	 * start as they are (never decoded again: an armor inside the
+	 * armor is no packets). */
+	rc = check_packets(cipher, head, err);
 	if (rc == 0)
 		rc = sg_openpgp_packets_recipients(head->data, head->len, ids,
 		    &integrity, err);
@@ -335,7 +325,7 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 		free_secret(key);
 	}
 	if (rc == 0) {
-		in = cipher_reader(cipher);
+		in = packets_reader(cipher);
 		rc = sg_openpgp_decrypt_with(ks, agreed, &in, &out, &info, &d->sig,
 		    err);
 	}
@@ -406,7 +396,7 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 	const struct sg_keystore *ks, GMimeObject *top, enum sg_protection prot,
 	struct decryption *d, struct sg_err *err)
 {
-	struct cipher cipher = { top, NULL, NULL, 0, false };
+	struct cipher cipher = { top, NULL, { NULL, NULL }, NULL, false };
 	int rc;
 
 	if (prot == SG_PROT_PGP_MIME) {
@@ -443,8 +433,7 @@ decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 	    : decrypt_openpgp(msg, ks, &cipher, d, err);
 	if (cipher.s != NULL)
 		g_object_unref(cipher.s);
-	if (cipher.bin != NULL)
-		g_byte_array_free(cipher.bin, TRUE);
+	sg_openpgp_reader_free(cipher.packets);
 	if (transient(rc) || cipher.io_error || d->plain.io_error)
 		return transient(rc) ? rc : sg_err_set(err, SG_EIO,
 		    "cannot read or write the spool");

@@ -116,8 +116,20 @@ int sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
  * "-----" after white space), exactly one "PGP MESSAGE" block with only
  * white space around it, decoded; a line of only white space, including
  * the no-break space U+00A0, counts as the armor's empty line. Binary data
- * as it is. NULL for malformed armor. (transfer full) */
+ * as it is (white space before it makes it malformed: packets never start
+ * with white space). NULL for malformed armor. (transfer full) */
 GByteArray *sg_openpgp_binary(const void *data, size_t len);
+
+/* sg_openpgp_binary of what in delivers, decoded while it is read (the
+ * same reader, in pieces): sg_openpgp_reader_read is the read of a struct
+ * sg_reader, SG_EMALFORMED once the armor turns out malformed (at the
+ * latest at its end: a caller that must know before it uses the packets
+ * reads them to the end first), SG_EIO when in fails. in must outlive the
+ * reader. (transfer full) */
+struct sg_openpgp_reader;
+struct sg_openpgp_reader *sg_openpgp_reader_new(struct sg_reader *in);
+int sg_openpgp_reader_read(void *ctx, void *buf, size_t len, size_t *nread);
+void sg_openpgp_reader_free(struct sg_openpgp_reader *r);
 
 /* Integrity protection of an OpenPGP encrypted message. */
 enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
