@@ -424,7 +424,8 @@ sg_openpgp_reader_read(void *ctx, void *buf, size_t len, size_t *nread)
 	if (r->rc < 0)
 		return r->rc;
 	*nread = MIN(len, r->out->len - r->pos);
-	memcpy(buf, r->out->data + r->pos, *nread);
+	if (*nread > 0)
+		memcpy(buf, r->out->data + r->pos, *nread);
 	r->pos += *nread;
 	return SG_OK;
 }

@@ -215,7 +215,8 @@ same(const GByteArray *a, const GByteArray *b)
 {
 	if (a == NULL || b == NULL)
 		return a == b;
-	return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+	return a->len == b->len && (a->len == 0 ||
+	    memcmp(a->data, b->data, a->len) == 0);
 }
 
 static void

@@ -184,7 +184,8 @@ check_split(const char *name, GByteArray *obj, bool explicit_content,
 		for (size_t step = 1; step <= 4096; step *= 64) {
 			content = read_content(&c, step);
 			if (content->len != strlen(want_content) ||
-			    memcmp(content->data, want_content, content->len) != 0)
+			    (content->len > 0 && memcmp(content->data,
+			    want_content, content->len) != 0))
 				fail_msg("%s: content \"%.*s\"", name, (int)content->len,
 				    (const char *)content->data);
 			g_byte_array_free(content, TRUE);
