@@ -56,7 +56,11 @@ enum line_state {
 	AFTER_MARKER,   /* right after it */
 	CLOSE_DASH,     /* after one '-' of a close delimiter */
 	BLANKS,         /* blanks up to the line end */
-	AFTER_CR,       /* a CR: only the line end may follow */
+	AFTER_CR,       /* a CR: only the line end may follow (GMime takes
+			 * a line that goes on after it for content,
+			 * Python's email for a delimiter and a new line:
+			 * what one verifies, another would show
+			 * differently) */
 	NO_DELIMITER,
 };
 
