@@ -23,16 +23,31 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 		      int *integrity, struct sg_err *err)
 {
 	GByteArray *bin = sg_openpgp_binary(data, len);
-	size_t off = 0, blen, h;
-	int tag, found = 0, skesk = 0;
+	int rc;
 
 	*integrity = SG_PGP_NONE;
 	if (bin == NULL)
 		return sg_err_set(err, SG_EMALFORMED, "malformed armor");
+	rc = sg_openpgp_packets_recipients(bin->data, bin->len, keyids,
+	    integrity, err);
+	g_byte_array_free(bin, TRUE);
+	return rc;
+}
+
+int
+sg_openpgp_packets_recipients(const void *packets, size_t len,
+			      GPtrArray *keyids, int *integrity,
+			      struct sg_err *err)
+{
+	const guint8 *data = packets;
+	size_t off = 0, blen, h;
+	int tag, found = 0, skesk = 0;
+
+	*integrity = SG_PGP_NONE;
 	/* An empty array's data is NULL: no pointer arithmetic on it. */
-	while (off < bin->len && (h = sg_pgp_packet_header(bin->data + off,
-	    bin->len - off, &tag, &blen)) != 0) {
-		const guint8 *body = bin->data + off + h;
+	while (off < len && (h = sg_pgp_packet_header(data + off, len - off,
+	    &tag, &blen)) != 0) {
+		const guint8 *body = data + off + h;
 
 		if (tag == 1 && blen >= 9 && body[0] == 3) {
 			g_ptr_array_add(keyids, g_strdup_printf(
@@ -50,13 +65,11 @@ sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 	}
 	/* The encrypted data packet that follows: 18 (SEIPD, with MDC) and
 	 * 20 (AEAD) protect integrity, 9 (SED) does not. */
-	switch (off < bin->len ? packet_tag(bin->data + off, bin->len - off)
-	    : -1) {
+	switch (off < len ? packet_tag(data + off, len - off) : -1) {
 	case 18:	*integrity = SG_PGP_MDC; break;
 	case 20:	*integrity = SG_PGP_AEAD; break;
 	default:	*integrity = SG_PGP_NONE; break;
 	}
-	g_byte_array_free(bin, TRUE);
 	if (found == 0)
 		return sg_err_set(err, SG_EMALFORMED,
 		    "no public-key encrypted session key");
@@ -164,10 +177,11 @@ decrypt_failure(gpgme_error_t gerr, gpgme_decrypt_result_t res,
  * that opened the message goes to session_key when it is not NULL (the
  * context must have been asked to export it). */
 static int
-decrypt_in(gpgme_ctx_t ctx, const void *data, size_t len,
-	   struct sg_writer *out, struct sg_openpgp_decrypted *info,
-	   struct sg_sig *sig, char **session_key, struct sg_err *err)
+decrypt_in(gpgme_ctx_t ctx, struct sg_reader *in, struct sg_writer *out,
+	   struct sg_openpgp_decrypted *info, struct sg_sig *sig,
+	   char **session_key, struct sg_err *err)
 {
+	struct gpgme_data_cbs in_cbs = { .read = sg_pgp_cb_read };
 	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
 	gpgme_data_t cipher = NULL, plain = NULL;
 	gpgme_decrypt_result_t res;
@@ -177,7 +191,7 @@ decrypt_in(gpgme_ctx_t ctx, const void *data, size_t len,
 
 	memset(info, 0, sizeof(*info));
 	gpgme_set_pinentry_mode(ctx, GPGME_PINENTRY_MODE_LOOPBACK);
-	if (gpgme_data_new_from_mem(&cipher, data, len, 0) ||
+	if (gpgme_data_new_from_cbs(&cipher, &in_cbs, in) ||
 	    gpgme_data_new_from_cbs(&plain, &out_cbs, out)) {
 		rc = sg_err_set(err, SG_ENOMEM, "gpgme data setup failed");
 		goto out;
@@ -211,7 +225,7 @@ out:
 
 int
 sg_openpgp_decrypt_with(const struct sg_keystore *ks,
-			const char *session_key, const void *data, size_t len,
+			const char *session_key, struct sg_reader *in,
 			struct sg_writer *out,
 			struct sg_openpgp_decrypted *info, struct sg_sig *sig,
 			struct sg_err *err)
@@ -228,7 +242,7 @@ sg_openpgp_decrypt_with(const struct sg_keystore *ks,
 	if (gpgme_set_ctx_flag(ctx, "override-session-key", session_key))
 		rc = sg_err_set(err, SG_ECRYPTO, "cannot pass the session key");
 	else
-		rc = decrypt_in(ctx, data, len, out, info, sig, NULL, err);
+		rc = decrypt_in(ctx, in, out, info, sig, NULL, err);
 	gpgme_release(ctx);
 	return rc;
 }
@@ -290,7 +304,7 @@ out:
 
 int
 sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
-			  const void *data, size_t len, struct sg_writer *out,
+			  struct sg_reader *in, struct sg_writer *out,
 			  char **session_key, struct sg_err *err)
 {
 	struct sg_openpgp_decrypted info;
@@ -310,8 +324,7 @@ sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
 	if (rc == 0 && gpgme_set_ctx_flag(ctx, "export-session-key", "1"))
 		rc = sg_err_set(err, SG_ECRYPTO, "cannot ask for the session key");
 	if (rc == 0)
-		rc = decrypt_in(ctx, data, len, out, &info, NULL, session_key,
-		    err);
+		rc = decrypt_in(ctx, in, out, &info, NULL, session_key, err);
 	if (ctx != NULL)
 		gpgme_release(ctx);
 	sg_pgp_remove_home(home);

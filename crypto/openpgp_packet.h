@@ -11,7 +11,8 @@
 
 /* The binary form of data when data is exactly one armored
  * "PGP MESSAGE" block with only white space around it, armor header lines,
- * base64 lines and an optional checksum line; NULL for anything else.
+ * base64 lines and an optional checksum line; NULL for anything else (the
+ * strict armor reader, crypto/openpgp_armor.c).
  * White space at the end of a line is ignored (space, tab, CR, and the
  * no-break space U+00A0 in UTF-8 or Latin-1, which HTML editors put on
  * the armor's empty line).

@@ -273,7 +273,7 @@ cms_shape(const unsigned char *der, size_t len, struct sg_cms_shape *sh)
  * nonce, an ICV length of 12 to 16 and a MAC of exactly that length. */
 static int
 check_shape(const struct sg_cms_shape *sh, bool allow_3des,
-	    const char **integrity, struct sg_err *err)
+	    bool *aead, struct sg_err *err)
 {
 	switch (sh->cipher) {
 	case NID_aes_128_gcm:
@@ -287,7 +287,7 @@ check_shape(const struct sg_cms_shape *sh, bool allow_3des,
 			return sg_err_set(err, SG_EMALFORMED, "AES-GCM parameters "
 			    "out of bounds (nonce %ld, ICV length %ld, MAC %ld "
 			    "bytes)", sh->nonce_len, sh->icv_len, sh->mac_len);
-		*integrity = "aead";
+		*aead = true;
 		return SG_OK;
 	case NID_aes_128_cbc:
 	case NID_aes_192_cbc:
@@ -301,7 +301,7 @@ check_shape(const struct sg_cms_shape *sh, bool allow_3des,
 		if (sh->iv_len != (sh->cipher == NID_des_ede3_cbc ? 8 : 16))
 			return sg_err_set(err, SG_EMALFORMED,
 			    "CBC initialisation vector of %ld bytes", sh->iv_len);
-		*integrity = "none";
+		*aead = false;
 		return SG_OK;
 	default:
 		break;
@@ -391,22 +391,46 @@ digest_write(void *ctx, const void *buf, size_t len)
 	return w->next != NULL ? w->next->write(w->next->ctx, buf, len) : SG_OK;
 }
 
-/* Decrypts der with addr's own certificate and key only: OpenSSL is given
- * that certificate, so that it tries no RecipientInfo but the one for it.
- * The plaintext goes to next (when not NULL) and its SHA-256 to digest. */
+/* Reads the decrypting BIO chain to its end into out: success only when
+ * the cipher reports it at the end (AES-GCM: the tag verified; CBC: the
+ * padding), whatever was written before. */
 static int
-decrypt_as(const struct sg_keystore *ks, const void *der, size_t len,
-	   const char *addr, struct sg_writer *next,
-	   unsigned char digest[SHA256_DIGEST_LENGTH], char fpr[SG_FPR_MAX],
-	   struct sg_err *err)
+copy_decrypted(BIO *in, struct sg_writer *out, struct sg_err *err)
 {
-	const unsigned char *q = der;
+	unsigned char buf[16384];
+	int n, rc;
+
+	if (BIO_method_type(in) != BIO_TYPE_CIPHER)
+		return sg_err_set(err, SG_ECRYPTO, "no cipher to decrypt with");
+	while ((n = BIO_read(in, buf, sizeof(buf))) > 0)
+		if ((rc = out->write(out->ctx, buf, (size_t)n)) < 0)
+			return sg_err_set(err, rc, "plaintext not taken");
+	if (n < 0 || BIO_get_cipher_status(in) != 1)
+		return sg_ssl_fail(err, SG_EINTEGRITY, "decryption failed");
+	return SG_OK;
+}
+
+/* Decrypts the object (its skeleton, the encrypted content read from
+ * where it lies) with addr's own certificate and key only: OpenSSL is
+ * given that certificate, so that it tries no RecipientInfo but the one
+ * for it. The plaintext goes to next (when not NULL) and its SHA-256 to
+ * digest. */
+static int
+decrypt_as(const struct sg_keystore *ks, const GByteArray *skeleton,
+	   const struct sg_cms_content *content, const char *addr,
+	   struct sg_writer *next, unsigned char digest[SHA256_DIGEST_LENGTH],
+	   char fpr[SG_FPR_MAX], struct sg_err *err)
+{
+	const unsigned char *q = skeleton->data;
 	struct digest_writer dw = { next, EVP_MD_CTX_new() };
 	struct sg_writer w = { digest_write, &dw };
-	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
+	struct sg_cms_reader *r = sg_cms_reader_new(content);
+	struct sg_reader in = { sg_cms_reader_read, r };
+	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q,
+	    (long)skeleton->len);
 	X509 *cert = NULL;
 	EVP_PKEY *key = NULL;
-	BIO *outb = NULL;
+	BIO *inb = NULL, *cont = NULL;
 	int rc = SG_OK;
 
 	if (cms == NULL) {
@@ -427,17 +451,37 @@ decrypt_as(const struct sg_keystore *ks, const void *der, size_t len,
 		    "%s.pem of the keystore", fpr);
 		goto out;
 	}
-	outb = sg_bio_writer(&w);
-	if (outb == NULL || dw.md == NULL ||
+	inb = sg_bio_reader(&in);
+	if (inb == NULL || dw.md == NULL ||
 	    EVP_DigestInit_ex(dw.md, EVP_sha256(), NULL) != 1) {
 		rc = sg_err_set(err, SG_ENOMEM, "out of memory");
 		goto out;
 	}
-	if (CMS_decrypt(cms, key, cert, NULL, outb, CMS_BINARY) != 1 ||
-	    EVP_DigestFinal_ex(dw.md, digest, NULL) != 1)
+	/* OpenSSL opens the content-encryption key with the recipient's key
+	 * and decrypts the content, read from the source as detached
+	 * content; the plaintext streams to w (CMS_decrypt itself would hold
+	 * AES-GCM plaintext in memory until the tag is checked: the caller's
+	 * spool holds it instead, and is discarded unless this succeeds). */
+	if (CMS_decrypt_set1_pkey(cms, key, cert) != 1 ||
+	    (cont = CMS_dataInit(cms, inb)) == NULL) {
 		rc = sg_ssl_fail(err, SG_EINTEGRITY, "decryption failed");
+		goto out;
+	}
+	rc = copy_decrypted(cont, &w, err);
+	if (rc == 0 && EVP_DigestFinal_ex(dw.md, digest, NULL) != 1)
+		rc = sg_ssl_fail(err, SG_ECRYPTO, "digest failed");
+	if (rc < 0 && sg_cms_reader_io_error(r))
+		rc = sg_err_set(err, SG_EIO, "cannot read the CMS object");
 out:
-	BIO_free(outb);
+	/* The BIOs CMS_dataInit put on top of ours. */
+	while (cont != NULL && cont != inb) {
+		BIO *below = BIO_pop(cont);
+
+		BIO_free(cont);
+		cont = below;
+	}
+	BIO_free(inb);
+	sg_cms_reader_free(r);
 	EVP_PKEY_free(key);
 	X509_free(cert);
 	CMS_ContentInfo_free(cms);
@@ -446,37 +490,56 @@ out:
 }
 
 int
-sg_smime_decrypt(const struct sg_keystore *ks, const void *der, size_t len,
+sg_smime_decrypt(const struct sg_keystore *ks, const struct sg_source *der,
 		 const char *const *rcpts, size_t nrcpts, bool allow_3des,
 		 struct sg_writer *out, struct sg_smime_decrypted *info,
 		 struct sg_err *err)
 {
 	unsigned char first[SHA256_DIGEST_LENGTH], other[SHA256_DIGEST_LENGTH];
 	struct sg_cms_shape shape;
+	struct sg_cms_content content;
+	GByteArray *skeleton = NULL;
 	char fpr[SG_FPR_MAX];
 	int rc;
 
 	memset(info, 0, sizeof(*info));
-	if (!cms_shape(der, len, &shape))
-		return sg_err_set(err, SG_EMALFORMED, "not an S/MIME encrypted object");
-	if (shape.type != NID_pkcs7_enveloped &&
-	    shape.type != NID_id_smime_ct_authEnvelopedData)
-		return sg_err_set(err, SG_EMALFORMED, "not enveloped data");
-	rc = check_shape(&shape, allow_3des, &info->integrity, err);
+	/* What sealgate checks, OpenSSL parses: the object without its
+	 * encrypted content, which stays where it is. */
+	rc = sg_cms_split(der, false, &skeleton, &content, err);
+	if (rc == SG_EMALFORMED)
+		return sg_err_set(err, rc, "not an S/MIME encrypted object");
 	if (rc < 0)
 		return rc;
+	if (!cms_shape(skeleton->data, skeleton->len, &shape)) {
+		rc = sg_err_set(err, SG_EMALFORMED, "not an S/MIME encrypted object");
+		goto out;
+	}
+	if (shape.type != NID_pkcs7_enveloped &&
+	    shape.type != NID_id_smime_ct_authEnvelopedData) {
+		rc = sg_err_set(err, SG_EMALFORMED, "not enveloped data");
+		goto out;
+	}
+	rc = check_shape(&shape, allow_3des, &info->aead, err);
+	if (rc < 0)
+		goto out;
 	info->cipher = OBJ_nid2sn(shape.cipher);
-	if (nrcpts == 0)
-		return sg_err_set(err, SG_ENOKEY, "no recipient");
+	if (nrcpts == 0) {
+		rc = sg_err_set(err, SG_ENOKEY, "no recipient");
+		goto out;
+	}
 	/* Every envelope recipient must read it with their own key, and all
 	 * must read the same: the first one's plaintext is kept. */
-	rc = decrypt_as(ks, der, len, rcpts[0], out, first, info->fpr, err);
+	rc = decrypt_as(ks, skeleton, &content, rcpts[0], out, first, info->fpr,
+	    err);
 	for (size_t i = 1; rc == 0 && i < nrcpts; i++) {
-		rc = decrypt_as(ks, der, len, rcpts[i], NULL, other, fpr, err);
+		rc = decrypt_as(ks, skeleton, &content, rcpts[i], NULL, other, fpr,
+		    err);
 		if (rc == 0 && CRYPTO_memcmp(first, other, sizeof(first)) != 0)
 			rc = sg_err_set(err, SG_ENOKEY, "recipients would read "
 			    "different messages");
 	}
+out:
+	g_byte_array_free(skeleton, TRUE);
 	ERR_clear_error();
 	return rc;
 }

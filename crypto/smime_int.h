@@ -40,6 +40,36 @@ STACK_OF(X509) *sg_smime_load_dir(const struct sg_keystore *ks,
  * sealgate/smimecaps.h or not readable. */
 bool sg_smime_caps_announced(CMS_SignerInfo *si, unsigned *out);
 
+/* Where the content of a CMS object in a source lies (cms_split.c). */
+struct sg_cms_content {
+	struct sg_source src;
+	off_t off;              /* the header of its OCTET STRING */
+	off_t limit;            /* how far that may reach */
+	off_t top_end;          /* just past the whole CMS object */
+};
+
+/* Splits the CMS object at the start of der into its skeleton (the object
+ * without its content, in memory) and where the content lies: the
+ * encryptedContent of (Auth)EnvelopedData, or with explicit_content the
+ * eContent of SignedData. SG_EMALFORMED when there is no such content or
+ * the object around it is not well-formed BER; SG_EIO when der cannot be
+ * read. (transfer full: *skeleton) */
+int sg_cms_split(const struct sg_source *der, bool explicit_content,
+		 GByteArray **skeleton, struct sg_cms_content *content,
+		 struct sg_err *err);
+
+/* True when the content is OCTET STRING chunks that end where they must. */
+bool sg_cms_content_check(const struct sg_cms_content *content);
+
+/* A reader (struct sg_reader's read, ctx the reader) over the bytes of
+ * the content, chunk after chunk, from the source. */
+struct sg_cms_reader;
+struct sg_cms_reader *sg_cms_reader_new(const struct sg_cms_content *content);
+int sg_cms_reader_read(void *ctx, void *buf, size_t len, size_t *nread);
+/* True when the source could not be read. */
+bool sg_cms_reader_io_error(const struct sg_cms_reader *r);
+void sg_cms_reader_free(struct sg_cms_reader *r);
+
 /* Drains OpenSSL's error queue into err with a prefix. */
 int sg_ssl_fail(struct sg_err *err, int code, const char *what);
 

@@ -59,10 +59,11 @@ openpgp_signer(gpgme_ctx_t ctx, gpgme_signature_t s, struct sg_sig *out)
 }
 
 int
-sg_openpgp_verify(const struct sg_keystore *ks, const void *data, size_t len,
+sg_openpgp_verify(const struct sg_keystore *ks, struct sg_reader *data,
 		  const void *sig, size_t sig_len, struct sg_sig *out,
 		  struct sg_err *err)
 {
+	struct gpgme_data_cbs text_cbs = { .read = sg_pgp_cb_read };
 	gpgme_ctx_t ctx;
 	gpgme_data_t dsig = NULL, dtext = NULL;
 	gpgme_verify_result_t res;
@@ -73,7 +74,7 @@ sg_openpgp_verify(const struct sg_keystore *ks, const void *data, size_t len,
 	if (rc < 0)
 		return rc;
 	if (gpgme_data_new_from_mem(&dsig, sig, sig_len, 0) ||
-	    gpgme_data_new_from_mem(&dtext, data, len, 0)) {
+	    gpgme_data_new_from_cbs(&dtext, &text_cbs, data)) {
 		rc = sg_err_set(err, SG_ENOMEM, "gpgme data setup failed");
 		goto out;
 	}
@@ -181,10 +182,12 @@ chain_status(const struct sg_keystore *ks, X509 *signer, STACK_OF(X509) *extra,
 	return st;
 }
 
-int
-sg_smime_verify(const struct sg_keystore *ks, const void *der, size_t der_len,
-		const void *data, size_t len, struct sg_writer *content,
-		struct sg_sig *out, struct sg_err *err)
+/* The signature in der over what data delivers (the content goes on to
+ * content when that is not NULL). */
+static void
+verify_cms(const struct sg_keystore *ks, const void *der, size_t der_len,
+	   struct sg_reader *data, struct sg_writer *content,
+	   struct sg_sig *out)
 {
 	const unsigned char *q = der;
 	CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)der_len);
@@ -193,17 +196,20 @@ sg_smime_verify(const struct sg_keystore *ks, const void *der, size_t der_len,
 	STACK_OF(OPENSSL_STRING) *emails;
 	CMS_SignerInfo *si;
 	X509 *signer;
-	int rc = SG_OK;
 
 	if (cms == NULL || OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed) {
 		out->status = SG_SIG_INVALID;
 		g_strlcpy(out->reason, "unreadable signature", sizeof(out->reason));
 		goto out;
 	}
-	if (data != NULL)
-		dcont = BIO_new_mem_buf(data, (int)len);
+	dcont = sg_bio_reader(data);
 	if (content != NULL)
 		outb = sg_bio_writer(content);
+	if (dcont == NULL || (content != NULL && outb == NULL)) {
+		out->status = SG_SIG_INVALID;
+		g_strlcpy(out->reason, "out of memory", sizeof(out->reason));
+		goto out;
+	}
 	/* The signature itself first: math only, no chain. */
 	if (CMS_verify(cms, NULL, NULL, dcont, outb, CMS_BINARY |
 	    CMS_NO_SIGNER_CERT_VERIFY) != 1) {
@@ -240,6 +246,43 @@ out:
 	BIO_free(outb);
 	CMS_ContentInfo_free(cms);
 	ERR_clear_error();
+}
+
+int
+sg_smime_verify(const struct sg_keystore *ks, const void *der, size_t der_len,
+		struct sg_reader *data, struct sg_sig *out, struct sg_err *err)
+{
 	(void)err;
-	return rc;
+	verify_cms(ks, der, der_len, data, NULL, out);
+	return SG_OK;
+}
+
+int
+sg_smime_verify_opaque(const struct sg_keystore *ks,
+		       const struct sg_source *der,
+		       struct sg_writer *content, struct sg_sig *out,
+		       struct sg_err *err)
+{
+	struct sg_cms_content where;
+	struct sg_cms_reader *r;
+	struct sg_reader data = { sg_cms_reader_read, NULL };
+	GByteArray *skeleton = NULL;
+	int rc;
+
+	/* The signature is checked over the content as it is read from the
+	 * source: the skeleton, as detached signed-data. */
+	rc = sg_cms_split(der, true, &skeleton, &where, err);
+	if (rc == SG_EMALFORMED) {
+		out->status = SG_SIG_INVALID;
+		g_strlcpy(out->reason, "unreadable signature", sizeof(out->reason));
+		return SG_OK;
+	}
+	if (rc < 0)
+		return rc;
+	r = sg_cms_reader_new(&where);
+	data.ctx = r;
+	verify_cms(ks, skeleton->data, skeleton->len, &data, content, out);
+	sg_cms_reader_free(r);
+	g_byte_array_free(skeleton, TRUE);
+	return SG_OK;
 }

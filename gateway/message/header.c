@@ -158,3 +158,57 @@ sg_subject_encode(const char *text)
 	g_free(folded);
 	return value;
 }
+
+/* States of the scan: at the start of a line, after a CR that starts a
+ * line, inside a line. */
+enum { AT_LINE_START, AFTER_CR, IN_LINE };
+
+bool
+sg_header_line_empty(const char *line, size_t len)
+{
+	return len == 0 || (len == 1 && line[0] == '\r');
+}
+
+void
+sg_header_end_init(struct sg_header_end *he)
+{
+	he->seen = 0;
+	he->state = AT_LINE_START;
+	he->found = false;
+	he->body = 0;
+}
+
+bool
+sg_header_end_feed(struct sg_header_end *he, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+
+	for (size_t i = 0; i < len && !he->found; i++) {
+		switch (p[i]) {
+		case '\n':
+			if (he->state != IN_LINE) {
+				he->found = true;
+				he->body = he->seen + i + 1;
+			}
+			he->state = AT_LINE_START;
+			break;
+		case '\r':
+			he->state = he->state == AT_LINE_START ? AFTER_CR : IN_LINE;
+			break;
+		default:
+			he->state = IN_LINE;
+			break;
+		}
+	}
+	he->seen += len;
+	return he->found;
+}
+
+gssize
+sg_header_end(const void *buf, size_t len)
+{
+	struct sg_header_end he;
+
+	sg_header_end_init(&he);
+	return sg_header_end_feed(&he, buf, len) ? (gssize)he.body : -1;
+}

@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "sealgate/header.h"
 #include "sealgate/input.h"
 
 #define HEADER_BLOCK_MAX (4 * 1024 * 1024)
@@ -45,16 +46,17 @@ static GString *
 header_block(struct sg_input *in)
 {
 	GString *s = g_string_new(NULL);
+	struct sg_header_end he;
 	char buf[4096];
 	size_t n;
 	off_t off = 0;
 
+	sg_header_end_init(&he);
 	while (s->len < HEADER_BLOCK_MAX &&
 	    sg_spool_read_at(in->raw, off, buf, sizeof(buf), &n) == 0 && n > 0) {
 		g_string_append_len(s, buf, (gssize)n);
 		off += (off_t)n;
-		if (strstr(s->str, "\n\n") || strstr(s->str, "\n\r\n") ||
-		    s->str[0] == '\n' || strncmp(s->str, "\r\n", 2) == 0)
+		if (sg_header_end_feed(&he, buf, n))
 			break;
 	}
 	if (s->len >= HEADER_BLOCK_MAX)
@@ -121,7 +123,7 @@ parse_input(struct sg_input *in)
 	while (p < end) {
 		size_t len = line_length(p, end);
 
-		if (*p == '\n' || (len == 2 && p[0] == '\r')) {
+		if (p[len - 1] == '\n' && sg_header_line_empty(p, len - 1)) {
 			p += len;       /* the empty line ends the header */
 			break;
 		}

@@ -1,4 +1,5 @@
 /* MIME inspection and construction helpers; see include/sealgate/mime.h. */
+#define _GNU_SOURCE /* memmem */
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -89,16 +90,57 @@ enum armor { ARMOR_NONE, ARMOR_WHOLE, ARMOR_PART };
 #define PGP_BEGIN "-----BEGIN PGP MESSAGE-----"
 #define PGP_END "-----END PGP MESSAGE-----"
 
+/* Where needle first occurs in a text fed in pieces (a piece starts at
+ * offset off); the last bytes of a piece are kept in carry, so that an
+ * occurrence across two pieces is found. */
+struct finder {
+	const char *needle;
+	size_t len;
+	gint64 found;           /* -1 until found */
+	char carry[64];
+	size_t ncarry;
+};
+
+static void
+find_in(struct finder *f, const char *piece, size_t n, gint64 off)
+{
+	char buf[sizeof(f->carry) + 8192];
+	const char *hit;
+	size_t k, total, keep;
+
+	for (size_t done = 0; f->found < 0 && done < n; done += k) {
+		k = MIN(n - done, sizeof(buf) - f->ncarry);
+		memcpy(buf, f->carry, f->ncarry);
+		memcpy(buf + f->ncarry, piece + done, k);
+		total = f->ncarry + k;
+		hit = memmem(buf, total, f->needle, f->len);
+		if (hit != NULL) {
+			/* buf starts ncarry bytes before piece + done. */
+			f->found = off + (gint64)done - (gint64)f->ncarry +
+			    (hit - buf);
+			return;
+		}
+		/* What could start an occurrence goes on to the next piece. */
+		keep = MIN(total, f->len - 1);
+		memcpy(f->carry, buf + total - keep, keep);
+		f->ncarry = keep;
+	}
+}
+
 /* Whether a text part holds an armored PGP message, and whether that is
- * all it holds (only white space around it). */
+ * all it holds: the text (up to a NUL, as C strings end) starts with the
+ * armor, and the first end line after it is followed by nothing but
+ * white space. Reads the content from where it lies, in pieces. */
 static enum armor
 inline_armor(GMimePart *part)
 {
-	GMimeDataWrapper *w;
-	GMimeStream *mem;
-	GByteArray *buf;
-	enum armor a = ARMOR_NONE;
-	char *text, *begin;
+	struct finder begin = { PGP_BEGIN, strlen(PGP_BEGIN), -1, { 0 }, 0 };
+	struct finder end = { PGP_END, strlen(PGP_END), -1, { 0 }, 0 };
+	GMimeStream *in;
+	char buf[16384];
+	gint64 off = 0, text_end = 0;
+	size_t n;
+	bool nul = false;
 
 	if (g_mime_part_get_openpgp_data(part) == GMIME_OPENPGP_DATA_NONE &&
 	    g_mime_part_get_content_encoding(part) !=
@@ -106,28 +148,29 @@ inline_armor(GMimePart *part)
 	    g_mime_part_get_content_encoding(part) !=
 	    GMIME_CONTENT_ENCODING_BASE64)
 		return ARMOR_NONE;
-	w = g_mime_part_get_content(part);
-	if (w == NULL)
+	in = sg_mime_part_stream(GMIME_OBJECT(part));
+	if (in == NULL)
 		return ARMOR_NONE;
-	buf = g_byte_array_new();
-	mem = g_mime_stream_mem_new_with_byte_array(buf);
-	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
-	g_mime_data_wrapper_write_to_stream(w, mem);
-	g_object_unref(mem);
-	g_byte_array_append(buf, (const guint8 *)"", 1);
-	text = (char *)buf->data;
-	begin = strstr(text, PGP_BEGIN);
-	if (begin != NULL) {
-		char *end = strstr(begin, PGP_END);
+	while (!nul && sg_mime_stream_read(in, buf, sizeof(buf), &n) == 0 &&
+	    n > 0) {
+		const char *z = memchr(buf, '\0', n);
 
-		a = ARMOR_PART;
-		g_strstrip(text);
-		if (text == begin && end != NULL &&
-		    end + strlen(PGP_END) == text + strlen(text))
-			a = ARMOR_WHOLE;
+		if (z != NULL) {
+			nul = true;
+			n = (size_t)(z - buf);
+		}
+		find_in(&begin, buf, n, off);
+		find_in(&end, buf, n, off);
+		for (size_t i = 0; i < n; i++)
+			if (!g_ascii_isspace(buf[i]))
+				text_end = off + (gint64)i + 1;
+		off += (gint64)n;
 	}
-	g_byte_array_free(buf, TRUE);
-	return a;
+	g_object_unref(in);
+	if (begin.found < 0)
+		return ARMOR_NONE;
+	return begin.found == 0 && end.found >= 0 &&
+	    end.found + (gint64)end.len == text_end ? ARMOR_WHOLE : ARMOR_PART;
 }
 
 enum sg_protection
@@ -162,7 +205,7 @@ sg_mime_protection_of(GMimeObject *top)
 
 int
 sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
-		struct sg_err *err)
+		GMimeMessage **parsed, struct sg_err *err)
 {
 	GMimeParserOptions *opts;
 	GMimeParser *parser;
@@ -198,9 +241,12 @@ sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
 		goto out;
 	}
 	out->protection = sg_mime_protection_of(g_mime_message_get_mime_part(msg));
-	out->encrypted = sg_mime_encrypted_as(g_mime_message_get_mime_part(msg));
 	out->depth = st.depth;
 	out->parts = st.parts;
+	if (parsed != NULL) {
+		*parsed = msg;
+		msg = NULL;
+	}
 out:
 	if (msg != NULL)
 		g_object_unref(msg);

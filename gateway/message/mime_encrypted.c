@@ -5,26 +5,65 @@
 #include "sealgate/encrypted.h"
 #include "sealgate/mime.h"
 
-GByteArray *
-sg_mime_part_content(GMimeObject *obj)
+GMimeStream *
+sg_mime_decode_stream(GMimeStream *raw, GMimeContentEncoding encoding)
+{
+	GMimeStream *dec = g_mime_stream_filter_new(raw);
+	GMimeFilter *filter = g_mime_filter_basic_new(encoding, FALSE);
+
+	g_mime_stream_filter_add(GMIME_STREAM_FILTER(dec), filter);
+	g_object_unref(filter);
+	return dec;
+}
+
+int
+sg_mime_stream_read(void *ctx, void *buf, size_t len, size_t *nread)
+{
+	ssize_t n = g_mime_stream_read(ctx, buf, len);
+
+	*nread = n > 0 ? (size_t)n : 0;
+	/* A bounded GMime stream answers -1 at its end. */
+	return n < 0 && !g_mime_stream_eos(ctx) ? SG_EIO : SG_OK;
+}
+
+GMimeStream *
+sg_mime_part_stream(GMimeObject *obj)
 {
 	GMimeDataWrapper *w;
-	GMimeStream *mem;
-	GByteArray *out;
+	GMimeStream *src, *own, *dec;
 
 	if (!GMIME_IS_PART(obj))
 		return NULL;
 	w = g_mime_part_get_content(GMIME_PART(obj));
-	if (w == NULL)
+	if (w == NULL || (src = g_mime_data_wrapper_get_stream(w)) == NULL)
+		return NULL;
+	/* A position of its own: others may read the content too. */
+	own = g_mime_stream_substream(src, src->bound_start, src->bound_end);
+	if (own == NULL)
+		return NULL;
+	dec = sg_mime_decode_stream(own, g_mime_data_wrapper_get_encoding(w));
+	g_object_unref(own);
+	return dec;
+}
+
+GByteArray *
+sg_mime_part_content(GMimeObject *obj)
+{
+	GMimeStream *in = sg_mime_part_stream(obj);
+	GByteArray *out;
+	char buf[65536];
+	ssize_t n;
+
+	if (in == NULL)
 		return NULL;
 	out = g_byte_array_new();
-	mem = g_mime_stream_mem_new_with_byte_array(out);
-	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
-	if (g_mime_data_wrapper_write_to_stream(w, mem) < 0) {
+	while ((n = g_mime_stream_read(in, buf, sizeof(buf))) > 0)
+		g_byte_array_append(out, (const guint8 *)buf, (guint)n);
+	if (n < 0 && !g_mime_stream_eos(in)) {
 		g_byte_array_free(out, TRUE);
 		out = NULL;
 	}
-	g_object_unref(mem);
+	g_object_unref(in);
 	return out;
 }
 

@@ -7,6 +7,7 @@
  * parts of a multipart and the body of an embedded message one deeper. */
 #include <string.h>
 
+#include "sealgate/header.h"
 #include "sealgate/mime.h"
 
 #define LINE_CAP 8192           /* bytes of a line kept for comparison */
@@ -210,7 +211,7 @@ on_line(struct scan *st, struct sg_err *err)
 		return on_bound(st, idx, end, err);
 	if (!st->in_header)
 		return SG_OK;
-	if (n == 0 || (n == 1 && l[0] == '\r'))
+	if (sg_header_line_empty(l, n))
 		return end_header(st, err);
 	return header_line(st, err);
 }

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* O_TMPFILE */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@ struct sg_spool {
 	size_t size;     /* written and buffered */
 	int last_cr;     /* for sg_spool_write_crlf */
 	int error;       /* errno of the first failure, 0 when none */
+	bool secret;     /* wbuf zeroed, the file truncated, when freed */
 };
 
 int
@@ -90,6 +92,29 @@ failed(struct sg_spool *sp)
 	if (sp->error == 0)
 		sp->error = errno != 0 ? errno : EIO;
 	return SG_EIO;
+}
+
+int
+sg_spool_new_secret(const char *dir, struct sg_spool **out)
+{
+	struct sg_spool *sp;
+	int rc;
+
+	rc = sg_spool_new(dir, 0, &sp);
+	if (rc < 0)
+		return rc;
+	sp->secret = true;
+	sp->fd = nameless_file(sp->dir);
+	if (sp->fd < 0) {
+		sg_spool_free(sp);
+		return SG_EIO;
+	}
+	g_byte_array_free(sp->mem, TRUE);
+	sp->mem = NULL;
+	sp->wbuf = g_malloc(WBUF_SIZE);
+	sp->wlen = 0;
+	*out = sp;
+	return SG_OK;
 }
 
 /* Moves the in-memory bytes to a fresh, nameless 0600 temp file. */
@@ -190,6 +215,35 @@ sg_spool_write_crlf(struct sg_spool *sp, const void *buf, size_t len)
 	return rc;
 }
 
+int
+sg_spool_write_stream(struct sg_spool *sp, GMimeStream *in)
+{
+	char buf[65536];
+	ssize_t n = 0;
+	int rc = SG_OK;
+
+	while (rc == 0 && (n = g_mime_stream_read(in, buf, sizeof(buf))) > 0)
+		rc = sg_spool_write(sp, buf, (size_t)n);
+	/* A bounded GMime stream answers -1 at its end. */
+	if (rc == 0 && n < 0 && !g_mime_stream_eos(in))
+		rc = SG_EIO;
+	return rc;
+}
+
+static int
+source_read_at(void *ctx, off_t off, void *buf, size_t len, size_t *nread)
+{
+	return sg_spool_read_at(ctx, off, buf, len, nread);
+}
+
+void
+sg_spool_source(struct sg_spool *sp, struct sg_source *out)
+{
+	out->read_at = source_read_at;
+	out->ctx = sp;
+	out->size = (off_t)sp->size;
+}
+
 size_t
 sg_spool_size(const struct sg_spool *sp)
 {
@@ -266,8 +320,15 @@ sg_spool_free(struct sg_spool *sp)
 		return;
 	if (sp->mem != NULL)
 		g_byte_array_free(sp->mem, TRUE);
+	/* The file has no name; its blocks go back now rather than when
+	 * the last descriptor a stream dup()ed of it is closed. */
+	while (sp->fd >= 0 && sp->secret && ftruncate(sp->fd, 0) < 0 &&
+	    errno == EINTR)
+		;
 	if (sp->fd >= 0)
 		close(sp->fd);
+	if (sp->wbuf != NULL && sp->secret)
+		memset(sp->wbuf, 0, WBUF_SIZE);
 	g_free(sp->wbuf);
 	free(sp->dir);
 	free(sp);

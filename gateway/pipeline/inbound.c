@@ -1,8 +1,10 @@
 /* Inbound mail for internal recipients: remove forged status headers,
  * decrypt whole-message encryption with an envelope recipient's own key,
  * and say what happened in X-Sealgate-* headers (DESIGN.md §3, §4 rule 3).
- * Plaintext is collected in a bounded buffer and used only on complete
- * success; on any failure the original is delivered. */
+ * The message is parsed once; ciphertext and signed bytes are read from
+ * the spool where they lie. Plaintext goes to a bounded, nameless 0600
+ * spool file and is used only on complete success; on any failure the
+ * original is delivered, and when a spool fails the MTA keeps the mail. */
 #define _GNU_SOURCE
 #include <string.h>
 
@@ -26,24 +28,74 @@
 #define SG_ENTITY_VALUE_MAX 4096
 #define SG_ENTITY_HEADER_MAX 65536
 
-/* A plaintext buffer that refuses to grow past its bound. */
-struct bounded {
-	GByteArray *buf;
+/* The plaintext, counted as it is decrypted against its bound and kept
+ * in canonical form (CRLF) in a secret spool; without a spool only
+ * counted. */
+struct plain {
+	struct sg_spool *spool;
+	size_t n;
 	size_t max;
 	bool overflow;
+	bool io_error;
 };
 
 static int
-bounded_write(void *ctx, const void *data, size_t len)
+plain_write(void *ctx, const void *data, size_t len)
 {
-	struct bounded *b = ctx;
+	struct plain *p = ctx;
+	int rc;
 
-	if (b->buf->len + len > b->max) {
-		b->overflow = true;
+	if (p->n + len > p->max) {
+		p->overflow = true;
 		return SG_ELIMIT;
 	}
-	g_byte_array_append(b->buf, data, (guint)len);
-	return SG_OK;
+	p->n += len;
+	if (p->spool == NULL)
+		return SG_OK;
+	rc = sg_spool_write_crlf(p->spool, data, len);
+	if (rc < 0)
+		p->io_error = true;
+	return rc;
+}
+
+/* The encrypted part: its content decoded from its transfer encoding as
+ * it is read from the spool, and (OpenPGP) the packets sealgate's armor
+ * reader decodes from that, so that gpg and sealgate never disagree on
+ * what the message is; every reader starts from the beginning. */
+struct cipher {
+	GMimeObject *carrier;
+	GMimeStream *s;
+	struct sg_reader raw;           /* over s */
+	struct sg_openpgp_reader *packets;
+	bool io_error;
+};
+
+static int
+cipher_read(void *ctx, void *buf, size_t len, size_t *nread)
+{
+	struct cipher *c = ctx;
+	int rc = c->s != NULL ? sg_mime_stream_read(c->s, buf, len, nread)
+	    : SG_EIO;
+
+	if (rc < 0)
+		c->io_error = true;
+	return rc;
+}
+
+static struct sg_reader
+packets_reader(struct cipher *c)
+{
+	struct sg_reader r = { sg_openpgp_reader_read, NULL };
+
+	if (c->s != NULL)
+		g_object_unref(c->s);
+	sg_openpgp_reader_free(c->packets);
+	c->s = sg_mime_part_stream(c->carrier);
+	c->raw.read = cipher_read;
+	c->raw.ctx = c;
+	c->packets = sg_openpgp_reader_new(&c->raw);
+	r.ctx = c->packets;
+	return r;
 }
 
 /* Deletes every copy of a status header, whatever its letter case. */
@@ -56,27 +108,70 @@ strip_forged(const struct sg_msg *msg, const char *name, struct sg_edits *ed)
 
 /* What was decrypted and verified, and how it went. */
 struct decryption {
-	const char *method;     /* "openpgp" or "smime" */
-	const char *integrity;
-	const char *status;     /* yes, no, failed */
-	const char *reason;
-	struct bounded plain;
+	int method;             /* SG_METHOD_*, SG_NO_METHOD */
+	enum sg_dec_integrity integrity;
+	enum sg_dec_status status;
+	enum sg_dec_reason reason;
+	struct plain plain;     /* the decrypted (or unwrapped) entity */
+	char *header;           /* its header block, once checked */
+	gint64 body_off;        /* where its body starts */
 	bool inline_text;       /* inline PGP: the plaintext is the text */
 	struct sg_sig sig;
-	const char *sig_method;
-	GByteArray *signed_body; /* integrity=signature: what is delivered */
+	int sig_method;         /* SG_METHOD_*, SG_NO_METHOD: not signed */
+	struct sg_spool *signed_body; /* integrity=signature: what is delivered */
 	bool signed_base64;      /* ... in base64 (opaque signed-data) */
 };
 
-static const char *
+/* The words of X-Sealgate-Decrypted and of the log line: the one place
+ * where the outcome of a decryption becomes text. */
+static const char *const status_words[] = {
+	[SG_DEC_NO] = "no",
+	[SG_DEC_YES] = "yes",
+	[SG_DEC_FAILED] = "failed",
+};
+
+static const char *const reason_words[] = {
+	[SG_DEC_NO_REASON] = NULL,
+	[SG_DEC_NOT_ENCRYPTED] = "not-encrypted",
+	[SG_DEC_NOT_FOR_RECIPIENT] = "not-for-recipient",
+	[SG_DEC_PARTIAL_ENCRYPTION] = "partial-encryption",
+	[SG_DEC_MALFORMED] = "malformed",
+	[SG_DEC_DISABLED] = "disabled",
+	[SG_DEC_DEACTIVATED] = "deactivated",
+	[SG_DEC_TOO_MANY_RECIPIENTS] = "too-many-recipients",
+	[SG_DEC_UNSUPPORTED] = "unsupported",
+	[SG_DEC_INTEGRITY] = "integrity",
+	[SG_DEC_TOO_LARGE] = "too-large",
+	[SG_DEC_CIPHER_NOT_ALLOWED] = "cipher-not-allowed",
+	[SG_DEC_NO_INTEGRITY] = "no-integrity",
+	[SG_DEC_DECRYPTION_ERROR] = "decryption-error",
+	[SG_DEC_TOO_DEEP] = "too-deep",
+};
+
+static const char *const integrity_words[] = {
+	[SG_INTEGRITY_NONE] = "none",
+	[SG_INTEGRITY_MDC] = "mdc",
+	[SG_INTEGRITY_AEAD] = "aead",
+	[SG_INTEGRITY_SIGNATURE] = "signature",
+};
+
+static void
+set_outcome(struct decryption *d, enum sg_dec_status status,
+	    enum sg_dec_reason reason)
+{
+	d->status = status;
+	d->reason = reason;
+}
+
+static enum sg_dec_reason
 failure_reason(int rc)
 {
 	switch (rc) {
-	case SG_EINTEGRITY:	return "integrity";
-	case SG_ELIMIT:		return "too-large";
-	case SG_ECIPHER:	return "cipher-not-allowed";
-	case SG_EMALFORMED:	return "malformed";
-	default:		return "decryption-error";
+	case SG_EINTEGRITY:	return SG_DEC_INTEGRITY;
+	case SG_ELIMIT:		return SG_DEC_TOO_LARGE;
+	case SG_ECIPHER:	return SG_DEC_CIPHER_NOT_ALLOWED;
+	case SG_EMALFORMED:	return SG_DEC_MALFORMED;
+	default:		return SG_DEC_DECRYPTION_ERROR;
 	}
 }
 
@@ -137,32 +232,49 @@ repeated_rcpt(const struct sg_msg *msg, guint i)
 }
 
 /* The session key with which addr's own secret keys alone open cipher.
- * (transfer full: *key) */
+ * What that decryption writes is only counted. (transfer full: *key) */
 static int
 recipient_session_key(const struct sg_keystore *ks, const char *addr,
-		      const GPtrArray *ids, const GByteArray *cipher,
+		      const GPtrArray *ids, struct cipher *cipher,
 		      struct decryption *d, char **key, struct sg_err *err)
 {
-	struct bounded scratch = { g_byte_array_new(), d->plain.max, false };
-	struct sg_writer sink = { bounded_write, &scratch };
+	struct plain count = { NULL, 0, d->plain.max, false, false };
+	struct sg_writer sink = { plain_write, &count };
+	struct sg_reader in;
 	bool named, hidden_only;
 	int rc;
 
 	rc = names_recipient(ks, addr, ids, &hidden_only, &named, err);
 	if (rc == 0 && !named)
 		rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s", addr);
-	if (rc == 0)
-		rc = sg_openpgp_session_key_as(ks, addr, cipher->data,
-		    cipher->len, &sink, key, err);
-	if (scratch.overflow)
+	if (rc == 0) {
+		in = packets_reader(cipher);
+		rc = sg_openpgp_session_key_as(ks, addr, &in, &sink, key, err);
+	}
+	if (count.overflow)
 		d->plain.overflow = true;
-	if (scratch.buf->len)
-		memset(scratch.buf->data, 0, scratch.buf->len);
-	g_byte_array_free(scratch.buf, TRUE);
 	/* A hidden recipient that is not this one: not for them. */
 	if (rc == SG_ECRYPTO && hidden_only && !d->plain.overflow)
 		rc = sg_err_set(err, SG_ENOKEY, "not encrypted to %s", addr);
 	return rc;
+}
+
+/* The packets read once to their end before anything is decrypted, so
+ * that malformed armor is known first; their first SG_PGP_HEAD_MAX bytes
+ * to head. */
+static int
+check_packets(struct cipher *cipher, GByteArray *head, struct sg_err *err)
+{
+	struct sg_reader in = packets_reader(cipher);
+	guint8 buf[65536];
+	size_t n;
+	int rc;
+
+	while ((rc = in.read(in.ctx, buf, sizeof(buf), &n)) == 0 && n > 0)
+		if (head->len < SG_PGP_HEAD_MAX)
+			g_byte_array_append(head, buf, (guint)MIN(n,
+			    SG_PGP_HEAD_MAX - head->len));
+	return rc == SG_EMALFORMED ? sg_err_set(err, rc, "malformed armor") : rc;
 }
 
 /* Every envelope recipient opens the message with their own secret keys
@@ -171,26 +283,27 @@ recipient_session_key(const struct sg_keystore *ks, const char *addr,
  * where no secret key is tried, and a signature inside is verified. */
 static int
 decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
-		const GByteArray *armored, struct decryption *d,
-		struct sg_err *err)
+		struct cipher *cipher, struct decryption *d, struct sg_err *err)
 {
-	struct sg_writer out = { bounded_write, &d->plain };
+	struct sg_writer out = { plain_write, &d->plain };
 	struct sg_openpgp_decrypted info;
 	GPtrArray *ids = g_ptr_array_new_with_free_func(g_free);
+	GByteArray *head = g_byte_array_new();
 	char *agreed = NULL, *key;
+	struct sg_reader in;
 	int rc, integrity = SG_PGP_NONE;
-	/* gpg reads the packets as sealgate's armor reader decoded them:
-	 * the two never disagree on what the message is. */
-	GByteArray *bin = sg_openpgp_binary(armored->data, armored->len);
-	const GByteArray *cipher = bin;
 
-	d->method = "openpgp";
-	/* The packets are read from the armor as it came (decoded once, as
-	 * for gpg): packets of bin read as armor again would be another
-	 * armor that gpg decodes with its own reader. */
-	rc = bin != NULL ? sg_openpgp_recipients(armored->data, armored->len,
-	    ids, &integrity, err) : sg_err_set(err, SG_EMALFORMED,
-	    "malformed armor");
+	d->method = SG_METHOD_OPENPGP;
+	/* gpg reads the packets as sealgate's armor reader decodes them
+	 * (the two never disagree on what the message is), checked to
+	 * their end first. The session key packets are read from their
+	 * start as they are (never decoded again: an armor inside the
+	 * armor is no packets). */
+	rc = check_packets(cipher, head, err);
+	if (rc == 0)
+		rc = sg_openpgp_packets_recipients(head->data, head->len, ids,
+		    &integrity, err);
+	g_byte_array_free(head, TRUE);
 	/* Without MDC or AEAD there is nothing to decrypt: gpg would write
 	 * unauthenticated plaintext before it noticed. */
 	if (rc == 0 && integrity == SG_PGP_NONE)
@@ -211,47 +324,64 @@ decrypt_openpgp(const struct sg_msg *msg, const struct sg_keystore *ks,
 		}
 		free_secret(key);
 	}
-	if (rc == 0)
-		rc = sg_openpgp_decrypt_with(ks, agreed, cipher->data,
-		    cipher->len, &out, &info, &d->sig, err);
+	if (rc == 0) {
+		in = packets_reader(cipher);
+		rc = sg_openpgp_decrypt_with(ks, agreed, &in, &out, &info, &d->sig,
+		    err);
+	}
 	if (rc == 0 && info.signed_inside)
-		d->sig_method = "openpgp";
+		d->sig_method = SG_METHOD_OPENPGP;
 	if (rc == 0)
-		d->integrity = integrity == SG_PGP_AEAD ? "aead" : "mdc";
+		d->integrity = integrity == SG_PGP_AEAD ? SG_INTEGRITY_AEAD
+		    : SG_INTEGRITY_MDC;
 	free_secret(agreed);
 	g_ptr_array_free(ids, TRUE);
-	if (bin != NULL)
-		g_byte_array_free(bin, TRUE);
 	return rc;
 }
 
+/* S/MIME: the DER goes to a spool of its own (decoded from the base64 of
+ * the message), from where OpenSSL reads the encrypted content. */
 static int
 decrypt_smime(const struct sg_msg *msg, const struct sg_policy *pol,
-	      const struct sg_keystore *ks, const GByteArray *der,
+	      const struct sg_keystore *ks, struct cipher *cipher,
 	      struct decryption *d, struct sg_err *err)
 {
-	struct sg_writer out = { bounded_write, &d->plain };
+	struct sg_writer out = { plain_write, &d->plain };
 	struct sg_smime_decrypted info;
+	struct sg_spool *der = NULL;
+	struct sg_source src;
 	const char **rcpts = g_new0(const char *, msg->rcpts->len + 1);
+	GMimeStream *s = sg_mime_part_stream(cipher->carrier);
 	size_t n = 0;
 	int rc;
 
-	d->method = "smime";
+	d->method = SG_METHOD_SMIME;
 	for (guint i = 0; i < msg->rcpts->len; i++)
 		if (!repeated_rcpt(msg, i))
 			rcpts[n++] = ((struct sg_rcpt *)
 			    g_ptr_array_index(msg->rcpts, i))->addr;
-	rc = sg_smime_decrypt(ks, der->data, der->len, rcpts, n,
-	    pol->inbound.allow_3des, &out, &info, err);
+	rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &der);
 	if (rc == 0)
-		d->integrity = info.integrity;
+		rc = s != NULL ? sg_spool_write_stream(der, s) : SG_EIO;
+	if (rc < 0)
+		rc = sg_err_set(err, rc, "cannot spool the S/MIME object");
+	if (rc == 0) {
+		sg_spool_source(der, &src);
+		rc = sg_smime_decrypt(ks, &src, rcpts, n, pol->inbound.allow_3des,
+		    &out, &info, err);
+	}
+	if (rc == 0)
+		d->integrity = info.aead ? SG_INTEGRITY_AEAD : SG_INTEGRITY_NONE;
+	if (s != NULL)
+		g_object_unref(s);
+	sg_spool_free(der);
 	g_free(rcpts);
 	return rc;
 }
 
-/* A failure of the gateway's own means (keystore, memory, temporary
- * files), not of the message: the message waits in the MTA's queue rather
- * than reach its recipient undecrypted. */
+/* A failure of the gateway's own means (keystore, memory, spool,
+ * temporary files), not of the message: the message waits in the MTA's
+ * queue rather than reach its recipient undecrypted. */
 static bool
 transient(int rc)
 {
@@ -259,62 +389,62 @@ transient(int rc)
 }
 
 /* Decrypts a whole-message encryption of top into d->plain; d says how it
- * went. A transient failure (described in err) is returned instead. */
+ * went. A transient failure (described in err) is returned instead: the
+ * MTA then keeps the mail. */
 static int
 decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
 	const struct sg_keystore *ks, GMimeObject *top, enum sg_protection prot,
 	struct decryption *d, struct sg_err *err)
 {
-	GMimeObject *carrier = top;
-	GByteArray *cipher;
-	int rc = SG_OK;
+	struct cipher cipher = { top, NULL, { NULL, NULL }, NULL, false };
+	int rc;
 
 	if (prot == SG_PROT_PGP_MIME) {
 		GMimeMultipart *mp = GMIME_MULTIPART(top);
 
-		carrier = g_mime_multipart_get_count(mp) == 2
+		cipher.carrier = g_mime_multipart_get_count(mp) == 2
 		    ? g_mime_multipart_get_part(mp, 1) : NULL;
 	}
-	cipher = carrier != NULL ? sg_mime_part_content(carrier) : NULL;
-	if (cipher == NULL || prot == SG_PROT_ENCRYPTED) {
-		d->status = "no";
-		d->reason = prot == SG_PROT_ENCRYPTED ? "unsupported" : "malformed";
-		goto out;
+	if (!GMIME_IS_PART(cipher.carrier) || prot == SG_PROT_ENCRYPTED) {
+		set_outcome(d, SG_DEC_NO, prot == SG_PROT_ENCRYPTED
+		    ? SG_DEC_UNSUPPORTED : SG_DEC_MALFORMED);
+		return SG_OK;
 	}
 	d->inline_text = prot == SG_PROT_PGP_INLINE;
 	if (msg->rcpts->len > SG_MAX_DECRYPT_RECIPIENTS) {
-		d->status = "no";
-		d->reason = "too-many-recipients";
-		goto out;
+		set_outcome(d, SG_DEC_NO, SG_DEC_TOO_MANY_RECIPIENTS);
+		return SG_OK;
 	}
 	for (guint i = 0; i < msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(msg->rcpts, i);
 
 		/* A leaver's keys are kept for audit, never used. */
 		if (sg_keystore_deactivated(ks, r->addr)) {
-			d->status = "no";
-			d->reason = "deactivated";
-			goto out;
+			set_outcome(d, SG_DEC_NO, SG_DEC_DEACTIVATED);
+			return SG_OK;
 		}
 	}
-	rc = prot == SG_PROT_SMIME ? decrypt_smime(msg, pol, ks, cipher, d, err)
-	    : decrypt_openpgp(msg, ks, cipher, d, err);
-	if (rc == 0) {
-		d->status = "yes";
-	} else if (transient(rc)) {
-		goto out;
-	} else if (rc == SG_ENOKEY) {
-		d->status = "no";
-		d->reason = "not-for-recipient";
-	} else {
-		d->status = "failed";
-		d->reason = failure_reason(d->plain.overflow ? SG_ELIMIT : rc);
-	}
-	rc = SG_OK;
-out:
-	if (cipher != NULL)
-		g_byte_array_free(cipher, TRUE);
-	return rc;
+	/* Where the plaintext will be, before anything is decrypted. */
+	rc = sg_spool_new_secret(pol->gateway.spool_dir, &d->plain.spool);
+	if (rc < 0)
+		return sg_err_set(err, rc, "cannot create a spool file for the "
+		    "plaintext in %s", pol->gateway.spool_dir);
+	rc = prot == SG_PROT_SMIME ? decrypt_smime(msg, pol, ks, &cipher, d, err)
+	    : decrypt_openpgp(msg, ks, &cipher, d, err);
+	if (cipher.s != NULL)
+		g_object_unref(cipher.s);
+	sg_openpgp_reader_free(cipher.packets);
+	if (transient(rc) || cipher.io_error || d->plain.io_error)
+		return transient(rc) ? rc : sg_err_set(err, SG_EIO,
+		    "cannot read or write the spool");
+	if (rc == 0)
+		set_outcome(d, SG_DEC_YES, SG_DEC_NO_REASON);
+	else if (rc == SG_ENOKEY)
+		set_outcome(d, SG_DEC_NO, SG_DEC_NOT_FOR_RECIPIENT);
+	else
+		set_outcome(d, SG_DEC_FAILED,
+		    failure_reason(d->plain.overflow ? SG_ELIMIT : rc));
+	return SG_OK;
 }
 
 /* A header value from inside encrypted mail: no control characters but
@@ -331,32 +461,83 @@ value_ok(const char *v)
 	return n <= SG_ENTITY_VALUE_MAX;
 }
 
-/* The header block of a decrypted entity, up to its empty line; *body is
- * where its body starts. NULL when it is larger than SG_ENTITY_HEADER_MAX.
- * (transfer full) */
-static char *
-entity_header(const guint8 *p, const guint8 *end, const guint8 **body)
+/* The header block of the decrypted entity in sp, up to its empty line
+ * (*header NULL when it is larger than SG_ENTITY_HEADER_MAX), and where
+ * its body starts. Reads no more of sp than a header may take.
+ * (transfer full: *header) */
+static int
+entity_header(struct sg_spool *sp, char **header, gint64 *body)
 {
-	GString *hdr = g_string_new(NULL);
+	const size_t want = SG_ENTITY_HEADER_MAX + 3;
+	guint8 *p = g_malloc(want);
+	size_t got = 0, n, len;
+	GString *hdr;
+	gssize b;
+	int rc;
 
-	while (p < end) {
-		const guint8 *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
-
-		if (l == 0 || (l == 1 && p[0] == '\r')) {
-			p = nl ? nl + 1 : end;
-			break;
-		}
-		g_string_append_len(hdr, (const char *)p, (gssize)l);
+	*header = NULL;
+	while ((rc = sg_spool_read_at(sp, (off_t)got, p + got, want - got,
+	    &n)) == 0 && n > 0 && (got += n) < want)
+		;
+	b = sg_header_end(p, got);
+	/* No empty line where a header that may be used would have one. */
+	if (rc < 0 || (b < 0 && got == want))
+		goto out;
+	len = b < 0 ? got : (size_t)b;
+	/* Without the empty line ("\n" or "\r\n") itself. */
+	if (b > 0)
+		len -= b >= 2 && p[b - 2] == '\r' ? 2 : 1;
+	hdr = g_string_new_len((const char *)p, (gssize)len);
+	if (hdr->len > 0 && hdr->str[hdr->len - 1] != '\n')
 		g_string_append_c(hdr, '\n');
-		p = nl ? nl + 1 : end;
-		if (hdr->len > SG_ENTITY_HEADER_MAX) {
-			g_string_free(hdr, TRUE);
-			return NULL;
-		}
+	if (hdr->len > SG_ENTITY_HEADER_MAX) {
+		memset(hdr->str, 0, hdr->len);
+		g_string_free(hdr, TRUE);
+		goto out;
 	}
-	*body = p;
-	return g_string_free(hdr, FALSE);
+	*header = g_string_free(hdr, FALSE);
+	*body = b < 0 ? (gint64)got : b;
+out:
+	memset(p, 0, got);
+	g_free(p);
+	return rc;
+}
+
+/* Bytes from off to the end of from, appended to to with CRLF line
+ * ends. */
+static int
+copy_crlf(struct sg_spool *from, gint64 off, struct sg_spool *to)
+{
+	char buf[65536];
+	size_t n;
+	int rc;
+
+	while ((rc = sg_spool_read_at(from, (off_t)off, buf, sizeof(buf),
+	    &n)) == 0 && n > 0) {
+		rc = sg_spool_write_crlf(to, buf, n);
+		if (rc < 0)
+			break;
+		off += (gint64)n;
+	}
+	return rc;
+}
+
+static int
+has_8bit(struct sg_spool *sp, bool *eight)
+{
+	guint8 buf[65536];
+	off_t off = 0;
+	size_t n;
+	int rc;
+
+	*eight = false;
+	while (!*eight && (rc = sg_spool_read_at(sp, off, buf, sizeof(buf),
+	    &n)) == 0 && n > 0) {
+		for (size_t i = 0; i < n && !*eight; i++)
+			*eight = buf[i] >= 0x80;
+		off += (off_t)n;
+	}
+	return *eight ? SG_OK : rc;
 }
 
 /* The Content-* fields of a decrypted entity's header: the Content-Type to
@@ -419,40 +600,33 @@ static int
 apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	     struct decryption *d, struct sg_result *res)
 {
-	/* An empty plaintext's data is NULL. */
-	static const guint8 nothing[1];
-	const guint8 *p = d->plain.buf->len > 0 ? d->plain.buf->data : nothing;
-	const guint8 *end = p + d->plain.buf->len;
 	GPtrArray *extra = g_ptr_array_new_with_free_func(g_free);
-	struct sg_spool *body = NULL;
-	char *ctype = NULL, *hdr;
-	const guint8 *b = p;
+	struct sg_spool *body = NULL, *src = d->plain.spool;
+	gint64 from = d->inline_text ? 0 : d->body_off;
+	char *ctype = NULL;
 	/* CBC content vouched for by a signature: only what it covers, and
 	 * the Content-Type it was checked under. */
-	bool signed_only = g_strcmp0(d->integrity, "signature") == 0;
+	bool signed_only = d->integrity == SG_INTEGRITY_SIGNATURE;
 	int rc = SG_OK;
 
 	if (d->inline_text) {
 		bool eight = false;
 
-		for (const guint8 *q = p; q < end && !eight; q++)
-			eight = *q >= 0x80;
+		rc = has_8bit(src, &eight);
 		ctype = g_strdup(sg_msg_header(msg, "Content-Type")
 		    ? sg_msg_header(msg, "Content-Type")
 		    : "text/plain; charset=us-ascii");
 		g_ptr_array_add(extra, g_strdup("Content-Transfer-Encoding"));
 		g_ptr_array_add(extra, g_strdup(eight ? "8bit" : "7bit"));
 	} else {
-		hdr = entity_header(p, end, &b);
-		rc = hdr != NULL ? entity_fields(hdr, signed_only, &ctype, extra)
-		    : SG_EMALFORMED;
-		g_free(hdr);
+		rc = d->header != NULL ? entity_fields(d->header, signed_only,
+		    &ctype, extra) : SG_EMALFORMED;
 		if (ctype == NULL)
 			ctype = g_strdup("text/plain; charset=us-ascii");
 	}
 	if (d->signed_body != NULL) {
-		b = d->signed_body->data;
-		end = b + d->signed_body->len;
+		src = d->signed_body;
+		from = 0;
 		if (d->signed_base64) {
 			g_ptr_array_add(extra, g_strdup("Content-Transfer-Encoding"));
 			g_ptr_array_add(extra, g_strdup("base64"));
@@ -462,7 +636,7 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 	if (rc == 0)
 		rc = sg_spool_new(pol->gateway.spool_dir, SG_SPOOL_MEM_LIMIT, &body);
 	if (rc == 0)
-		rc = sg_spool_write_crlf(body, b, (size_t)(end - b));
+		rc = copy_crlf(src, from, body);
 	if (rc == 0) {
 		sg_rewrite_content_edits(msg, ctype,
 		    (const char *const *)extra->pdata, &res->edits);
@@ -478,14 +652,15 @@ apply_entity(const struct sg_msg *msg, const struct sg_policy *pol,
 static void
 add_status(struct decryption *d, struct sg_result *res)
 {
-	GString *v = g_string_new(d->status);
+	GString *v = g_string_new(status_words[d->status]);
 
-	if (d->method != NULL && strcmp(d->status, "no") != 0)
-		g_string_append_printf(v, "; method=%s", d->method);
-	if (strcmp(d->status, "yes") == 0)
-		g_string_append_printf(v, "; integrity=%s", d->integrity);
-	if (d->reason != NULL)
-		g_string_append_printf(v, "; reason=%s", d->reason);
+	if (d->method != SG_NO_METHOD && d->status != SG_DEC_NO)
+		g_string_append_printf(v, "; method=%s", sg_method_name(d->method));
+	if (d->status == SG_DEC_YES)
+		g_string_append_printf(v, "; integrity=%s",
+		    integrity_words[d->integrity]);
+	if (reason_words[d->reason] != NULL)
+		g_string_append_printf(v, "; reason=%s", reason_words[d->reason]);
 	sg_edits_add(&res->edits, SG_HDR_ADD, HDR_DECRYPTED, 0, v->str);
 	g_string_free(v, TRUE);
 }
@@ -522,8 +697,9 @@ add_signature_status(const struct decryption *d, const char *from,
 	GString *v = g_string_new(sg_sig_status_name(sig->status));
 	char *clean;
 
-	if (d->sig_method != NULL && sig->status != SG_SIG_NONE)
-		g_string_append_printf(v, "; method=%s", d->sig_method);
+	if (d->sig_method != SG_NO_METHOD && sig->status != SG_SIG_NONE)
+		g_string_append_printf(v, "; method=%s",
+		    sg_method_name(d->sig_method));
 	if (sig->status == SG_SIG_VALID && signer_addr(sig, from) != NULL) {
 		clean = sanitise(signer_addr(sig, from));
 		g_string_append_printf(v, "; signer=%s", clean);
@@ -553,7 +729,7 @@ tag_subject(const struct sg_msg *msg, const struct decryption *d,
 	GString *tags = g_string_new(NULL);
 	char *decoded, *value;
 
-	if (strcmp(d->status, "yes") == 0)
+	if (d->status == SG_DEC_YES)
 		g_string_append(tags, "[decrypted] ");
 	if (d->sig.status == SG_SIG_VALID)
 		g_string_append(tags, "[signed OK] ");
@@ -575,184 +751,188 @@ tag_subject(const struct sg_msg *msg, const struct decryption *d,
 	g_string_free(tags, TRUE);
 }
 
-/* The top-level entity: Content-* fields, empty line, body. */
-static GByteArray *
-top_entity(const struct sg_msg *msg)
+/* The decrypted entity as sg_inbound_verify takes it: its header block
+ * as parsed, its body from the plaintext spool. */
+static int
+plain_entity(const struct decryption *d, struct sg_entity *e)
 {
-	GString *head = sg_rewrite_content_headers(msg);
-	GByteArray *out = g_byte_array_new();
-	char buf[65536];
-	off_t off = msg->body_offset;
-	size_t n;
+	GMimeStream *h = sg_spool_stream(d->plain.spool, 0, d->body_off);
+	GMimeParser *parser;
 
-	g_byte_array_append(out, (guint8 *)head->str, (guint)head->len);
-	g_string_free(head, TRUE);
-	while (sg_spool_read_at(msg->spool, off, buf, sizeof(buf), &n) == 0 &&
-	    n > 0) {
-		g_byte_array_append(out, (guint8 *)buf, (guint)n);
-		off += (off_t)n;
+	e->obj = NULL;
+	e->body = sg_spool_stream(d->plain.spool, d->body_off, -1);
+	if (h == NULL || e->body == NULL) {
+		if (h != NULL)
+			g_object_unref(h);
+		return SG_EIO;
 	}
-	return out;
+	parser = g_mime_parser_new_with_stream(h);
+	e->obj = g_mime_parser_construct_part(parser, NULL);
+	g_object_unref(parser);
+	g_object_unref(h);
+	return SG_OK;
 }
 
-/* The plaintext with every bare LF made CRLF: what a signature inside
- * was computed over (RFC 5751 canonical form). */
 static void
-canonicalise(struct bounded *plain)
+entity_clear(struct sg_entity *e)
 {
-	GByteArray *out = g_byte_array_sized_new(plain->buf->len + 64);
-
-	for (guint i = 0; i < plain->buf->len; i++) {
-		guint8 c = plain->buf->data[i];
-
-		if (c == '\n' && (i == 0 || plain->buf->data[i - 1] != '\r'))
-			g_byte_array_append(out, (const guint8 *)"\r", 1);
-		g_byte_array_append(out, &c, 1);
-	}
-	if (plain->buf->len > 0)
-		memset(plain->buf->data, 0, plain->buf->len);
-	g_byte_array_free(plain->buf, TRUE);
-	plain->buf = out;
+	g_clear_object(&e->obj);
+	g_clear_object(&e->body);
 }
 
 /* After a successful decryption: the signature inside, and whether the
- * result may be used at all. */
-static void
+ * result may be used at all. Negative when a spool fails. */
+static int
 check_decrypted(const struct sg_msg *msg, const struct sg_policy *pol,
 		const struct sg_keystore *ks, struct decryption *d)
 {
-	GByteArray *unwrapped = NULL;
+	const char *dir = pol->gateway.spool_dir;
+	struct sg_entity e = { NULL, NULL };
 	struct sg_claims claims;
+	bool covered = false;
+	int rc = SG_OK;
 
 	sg_inbound_claims(msg, pol, &claims);
-	if (d->sig_method != NULL) {
+	if (d->sig_method != SG_NO_METHOD) {
 		sg_inbound_check_signer(&claims, &d->sig);
 	} else if ((pol->inbound.verify || (pol->inbound.require_integrity &&
-	    strcmp(d->integrity, "none") == 0)) && !d->inline_text) {
-		canonicalise(&d->plain);
-		sg_inbound_verify(ks, d->plain.buf->data, d->plain.buf->len,
-		    &claims, &d->sig, &d->sig_method, &unwrapped);
-		if (unwrapped != NULL)
-			g_byte_array_free(unwrapped, TRUE);
+	    d->integrity == SG_INTEGRITY_NONE)) && !d->inline_text) {
+		/* The plaintext is in canonical form (CRLF), as a signature
+		 * inside was computed (RFC 5751). */
+		rc = plain_entity(d, &e);
+		if (rc == 0)
+			rc = sg_inbound_verify(ks, &e, &claims, dir, &d->sig,
+			    &d->sig_method, NULL);
 	}
 	/* CBC S/MIME has no integrity: anyone can change blocks of it (the
 	 * EFAIL gadgets). Only a valid signature that covers the whole
 	 * decrypted entity makes up for it, unless the policy accepts none. */
-	if (strcmp(d->integrity, "none") != 0 || !pol->inbound.require_integrity)
-		return;
-	if (d->sig.status == SG_SIG_VALID && d->sig_method != NULL &&
-	    sg_inbound_signed_body(d->plain.buf->data, d->plain.buf->len,
-	    &d->signed_body, &d->signed_base64)) {
-		d->integrity = "signature";
-	} else {
-		d->status = "failed";
-		d->reason = "no-integrity";
+	if (rc < 0 || d->integrity != SG_INTEGRITY_NONE ||
+	    !pol->inbound.require_integrity)
+		goto out;
+	if (d->sig.status == SG_SIG_VALID && d->sig_method != SG_NO_METHOD &&
+	    e.body != NULL) {
+		rc = sg_spool_new_secret(dir, &d->signed_body);
+		if (rc == 0)
+			rc = sg_inbound_signed_body(&e, dir, d->signed_body,
+			    &covered, &d->signed_base64);
 	}
+	if (rc == 0 && covered) {
+		d->integrity = SG_INTEGRITY_SIGNATURE;
+	} else if (rc == 0) {
+		set_outcome(d, SG_DEC_FAILED, SG_DEC_NO_INTEGRITY);
+		sg_spool_free(d->signed_body);
+		d->signed_body = NULL;
+	}
+out:
+	entity_clear(&e);
+	return rc;
 }
 
-static GMimeMessage *
-parse(struct sg_msg *msg)
+/* A message that is not encrypted: its signature, and opaque signed-data
+ * unwrapped so that filters behind the gateway see what was signed. */
+static int
+verify_message(const struct sg_msg *msg, const struct sg_policy *pol,
+	       const struct sg_keystore *ks, GMimeObject *top,
+	       struct decryption *d, struct sg_result *res)
 {
-	GMimeStream *s = sg_spool_stream(msg->spool, 0, -1);
-	GMimeParser *parser;
-	GMimeMessage *m;
+	struct sg_entity e = { top, sg_spool_stream(msg->spool,
+	    msg->body_offset, -1) };
+	struct sg_claims claims;
+	int rc;
 
-	if (s == NULL)
-		return NULL;
-	parser = g_mime_parser_new_with_stream(s);
-	m = g_mime_parser_construct_message(parser, NULL);
-	g_object_unref(parser);
-	g_object_unref(s);
-	return m;
+	if (e.body == NULL)
+		return sg_result_internal(res, SG_EIO, "spool", NULL);
+	sg_inbound_claims(msg, pol, &claims);
+	rc = sg_inbound_verify(ks, &e, &claims, pol->gateway.spool_dir, &d->sig,
+	    &d->sig_method, &d->plain.spool);
+	g_object_unref(e.body);
+	if (rc == 0 && d->plain.spool != NULL)
+		rc = entity_header(d->plain.spool, &d->header, &d->body_off);
+	/* Opaque signed-data: deliver what was signed, unless its header is
+	 * not one the MTA could carry (then as it came). */
+	if (rc == 0 && d->plain.spool != NULL) {
+		rc = apply_entity(msg, pol, d, res);
+		if (rc == 0)
+			res->action = "unwrap";
+		if (rc == SG_EMALFORMED)
+			rc = SG_OK;
+	}
+	return rc < 0 ? sg_result_internal(res, rc, "spool", NULL) : SG_OK;
 }
 
 int
 sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	       const struct sg_keystore *ks, struct sg_result *res)
 {
-	struct decryption d = { .status = "no", .reason = "not-encrypted" };
+	struct decryption d = { .status = SG_DEC_NO, .reason = SG_DEC_NOT_ENCRYPTED,
+	    .method = SG_NO_METHOD, .sig_method = SG_NO_METHOD };
 	struct sg_mime_info info = { 0 };
 	struct sg_err err = { 0 };
-	struct sg_claims claims;
-	GByteArray *entity = NULL, *unwrapped = NULL;
 	GMimeMessage *m = NULL;
+	GMimeObject *top;
 	GMimeStream *s;
 	int rc = SG_OK;
 
 	strip_forged(msg, HDR_DECRYPTED, &res->edits);
 	strip_forged(msg, HDR_SIGNATURE, &res->edits);
 	sg_sig_init(&d.sig);
-	d.plain.buf = g_byte_array_new();
 	d.plain.max = (size_t)pol->inbound.max_decrypted_size;
 
+	/* The one parse of the message; its parts stay in the spool. */
 	s = sg_spool_stream(msg->spool, 0, -1);
-	rc = s != NULL ? sg_mime_inspect(s, &info, &err) : SG_EIO;
+	rc = s != NULL ? sg_mime_inspect(s, &info, &m, &err) : SG_EIO;
 	if (s != NULL)
 		g_object_unref(s);
 	if (rc == SG_EMALFORMED || rc == SG_ELIMIT) {
 		/* Too deep to judge: delivered as it came, and said so. */
 		if (rc == SG_ELIMIT)
-			d.status = "failed";
-		d.reason = rc == SG_ELIMIT ? "too-deep" : "malformed";
+			set_outcome(&d, SG_DEC_FAILED, SG_DEC_TOO_DEEP);
+		else
+			set_outcome(&d, SG_DEC_NO, SG_DEC_MALFORMED);
 		rc = SG_OK;
 		goto status;
 	}
-	if (rc < 0 || (m = parse(msg)) == NULL) {
-		rc = sg_result_internal(res, rc < 0 ? rc : SG_EIO, "MIME parser",
-		    &err);
+	if (rc < 0) {
+		rc = sg_result_internal(res, rc, "MIME parser", &err);
 		goto out;
 	}
+	top = g_mime_message_get_mime_part(m);
 	if (info.protection == SG_PROT_NONE) {
-		if (sg_mime_has_nested_encryption(g_mime_message_get_mime_part(m), 1))
-			d.reason = "partial-encryption";
-		if (!pol->inbound.verify)
-			goto status;
-		entity = top_entity(msg);
-		sg_inbound_claims(msg, pol, &claims);
-		sg_inbound_verify(ks, entity->data, entity->len, &claims, &d.sig,
-		    &d.sig_method, &unwrapped);
-		if (unwrapped != NULL) {
-			/* Opaque signed-data: deliver what was signed. */
-			g_byte_array_free(d.plain.buf, TRUE);
-			d.plain.buf = unwrapped;
-			rc = apply_entity(msg, pol, &d, res);
-			if (rc < 0 && rc != SG_EMALFORMED) {
-				rc = sg_result_internal(res, rc, "spool", NULL);
-				goto out;
-			}
-			/* A header no MTA could carry: delivered as it came. */
-			if (rc == 0)
-				res->action = "unwrap";
-			rc = SG_OK;
-		}
+		if (sg_mime_has_nested_encryption(top, 1))
+			d.reason = SG_DEC_PARTIAL_ENCRYPTION;
+		if (pol->inbound.verify)
+			rc = verify_message(msg, pol, ks, top, &d, res);
+		if (rc < 0)
+			goto out;
 		goto status;
 	}
-	d.reason = NULL;
+	d.reason = SG_DEC_NO_REASON;
 	if (!pol->inbound.decrypt) {
-		d.reason = "disabled";
+		d.reason = SG_DEC_DISABLED;
 		goto status;
 	}
-	rc = decrypt(msg, pol, ks, g_mime_message_get_mime_part(m),
-	    info.protection, &d, &err);
+	rc = decrypt(msg, pol, ks, top, info.protection, &d, &err);
+	if (rc == 0 && d.status == SG_DEC_YES && !d.inline_text) {
+		rc = entity_header(d.plain.spool, &d.header, &d.body_off);
+		if (rc == 0 && d.header == NULL)
+			set_outcome(&d, SG_DEC_FAILED, SG_DEC_MALFORMED);
+	}
+	if (rc == 0 && d.status == SG_DEC_YES)
+		rc = check_decrypted(msg, pol, ks, &d);
+	if (rc == 0 && d.status == SG_DEC_YES) {
+		rc = apply_entity(msg, pol, &d, res);
+		if (rc == SG_EMALFORMED) {
+			set_outcome(&d, SG_DEC_FAILED, SG_DEC_MALFORMED);
+			rc = SG_OK;
+		} else if (rc == 0) {
+			res->action = "decrypt";
+			res->method = sg_method_name(d.method);
+		}
+	}
 	if (rc < 0) {
 		rc = sg_result_internal(res, rc, "decryption", &err);
 		goto out;
-	}
-	if (strcmp(d.status, "yes") == 0)
-		check_decrypted(msg, pol, ks, &d);
-	if (strcmp(d.status, "yes") == 0) {
-		rc = apply_entity(msg, pol, &d, res);
-		if (rc == SG_EMALFORMED) {
-			d.status = "failed";
-			d.reason = "malformed";
-			rc = SG_OK;
-		} else if (rc < 0) {
-			rc = sg_result_internal(res, rc, "spool", NULL);
-			goto out;
-		} else {
-			res->action = "decrypt";
-			res->method = d.method;
-		}
 	}
 status:
 	sg_inbound_record_caps(ks, &d.sig, d.sig_method, res);
@@ -762,19 +942,15 @@ status:
 	if (pol->inbound.subject_tags)
 		tag_subject(msg, &d, res);
 	sg_result_reason(res, "inbound: decrypted %s%s%s, signature %s",
-	    d.status, d.reason ? ", " : "", d.reason ? d.reason : "",
+	    status_words[d.status], reason_words[d.reason] ? ", " : "",
+	    reason_words[d.reason] ? reason_words[d.reason] : "",
 	    sg_sig_status_name(d.sig.status));
 out:
-	/* The plaintext is gone here whatever happened; never logged. */
-	if (d.plain.buf->len > 0)
-		memset(d.plain.buf->data, 0, d.plain.buf->len);
-	g_byte_array_free(d.plain.buf, TRUE);
-	if (d.signed_body != NULL) {
-		memset(d.signed_body->data, 0, d.signed_body->len);
-		g_byte_array_free(d.signed_body, TRUE);
-	}
-	if (entity != NULL)
-		g_byte_array_free(entity, TRUE);
+	/* The plaintext is gone here whatever happened (its file truncated
+	 * and closed); never logged. */
+	sg_spool_free(d.plain.spool);
+	sg_spool_free(d.signed_body);
+	free_secret(d.header);
 	sg_sig_clear(&d.sig);
 	if (m != NULL)
 		g_object_unref(m);

@@ -14,8 +14,42 @@ int sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		   const struct sg_keystore *ks, struct sg_result *res);
 
 #include <glib.h>
+#include <gmime/gmime.h>
 
+#include "sealgate/spool.h"
 #include "sealgate/verify.h"
+
+/* What X-Sealgate-Decrypted says: status, reason, integrity (and the
+ * method, an SG_METHOD_* or SG_NO_METHOD). inbound.c turns them into
+ * the words of the header and the log line, in one place. */
+enum sg_dec_status { SG_DEC_NO, SG_DEC_YES, SG_DEC_FAILED };
+
+enum sg_dec_reason {
+	SG_DEC_NO_REASON = 0,
+	SG_DEC_NOT_ENCRYPTED,
+	SG_DEC_NOT_FOR_RECIPIENT,
+	SG_DEC_PARTIAL_ENCRYPTION,
+	SG_DEC_MALFORMED,
+	SG_DEC_DISABLED,
+	SG_DEC_DEACTIVATED,
+	SG_DEC_TOO_MANY_RECIPIENTS,
+	SG_DEC_UNSUPPORTED,
+	SG_DEC_INTEGRITY,
+	SG_DEC_TOO_LARGE,
+	SG_DEC_CIPHER_NOT_ALLOWED,
+	SG_DEC_NO_INTEGRITY,
+	SG_DEC_DECRYPTION_ERROR,
+	SG_DEC_TOO_DEEP,
+};
+
+enum sg_dec_integrity {
+	SG_INTEGRITY_NONE,
+	SG_INTEGRITY_MDC,
+	SG_INTEGRITY_AEAD,
+	SG_INTEGRITY_SIGNATURE,     /* CBC under a signature that covers it */
+};
+
+#define SG_NO_METHOD (-1)
 
 #define SG_VERIFY_MAX (100 * 1024 * 1024)
 
@@ -40,44 +74,63 @@ void sg_inbound_claims(const struct sg_msg *msg, const struct sg_policy *pol,
 void sg_inbound_check_signer(const struct sg_claims *claims,
 			     struct sg_sig *sig);
 
-/* Splits the body of a multipart/signed entity (the bytes after its
- * header) with boundary into its two parts, exactly as they were signed:
- * *p1 and *l1 the first part without the line break before the next
- * delimiter (it belongs to the delimiter), *p2 and *l2 the second part up
- * to the close delimiter. A delimiter line is "--" boundary at a line
- * start, then "--" for the close delimiter, then only blanks and tabs.
- * The preamble before the first delimiter and the epilogue after the
- * close delimiter are skipped. False unless there are exactly two parts
- * and a close delimiter. */
-bool sg_split_signed(const guint8 *body, size_t len, const char *boundary,
-		     const guint8 **p1, size_t *l1, const guint8 **p2,
-		     size_t *l2);
+/* An entity to verify or deliver: obj is the entity as parsed (its
+ * Content-Type and Content-Transfer-Encoding count, nothing else of it),
+ * body its body exactly as it arrived, read from a spool. */
+struct sg_entity {
+	GMimeObject *obj;
+	GMimeStream *body;
+};
 
-/* Verifies the signature of an entity (raw bytes: header block, empty
- * line, body) that is multipart/signed or opaque S/MIME signed-data, and
- * checks it against the claims (sg_inbound_check_signer). method is
- * "openpgp", "smime" or NULL (not signed). For opaque signed-data whose
- * signature holds, unwrapped receives the signed entity. */
-void sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
-		       size_t len, const struct sg_claims *claims,
-		       struct sg_sig *sig, const char **method,
-		       GByteArray **unwrapped);
+/* Where the two parts of a multipart/signed body lie, in bytes from the
+ * start of the body. */
+struct sg_signed_parts {
+	gint64 p1, l1;          /* the signed part */
+	gint64 p2, l2;          /* the signature part */
+};
+
+/* Splits the body of a multipart/signed entity with boundary into its two
+ * parts, exactly as they were signed, reading it once in a few kilobytes
+ * of memory: p1 and l1 the first part without the line break before the
+ * next delimiter (it belongs to the delimiter), p2 and l2 the second part
+ * up to the close delimiter. A delimiter line is "--" boundary at a line
+ * start, then "--" for the close delimiter, then only blanks and tabs. The
+ * preamble before the first delimiter and the epilogue after the close
+ * delimiter are skipped. False unless there are exactly two parts and a
+ * close delimiter, before any line that goes on after a CR (readers
+ * disagree whether that CR ends the line). */
+bool sg_split_signed(GMimeStream *body, const char *boundary,
+		     struct sg_signed_parts *out);
+
+/* Verifies the signature of an entity that is multipart/signed or opaque
+ * S/MIME signed-data, reading the signed bytes from the spool, and checks
+ * it against the claims (sg_inbound_check_signer). method is
+ * SG_METHOD_OPENPGP, SG_METHOD_SMIME or SG_NO_METHOD (not signed). For
+ * opaque signed-data whose signature holds, *unwrapped (when unwrapped is
+ * not NULL) receives a spool in spool_dir with the signed entity (CRLF).
+ * Negative (the status then says nothing) when a spool fails.
+ * (transfer full: *unwrapped) */
+int sg_inbound_verify(const struct sg_keystore *ks, const struct sg_entity *e,
+		      const struct sg_claims *claims, const char *spool_dir,
+		      struct sg_sig *sig, int *method,
+		      struct sg_spool **unwrapped);
 
 /* Records the S/MIME capabilities that sig announced (sealgate/
- * smimecaps.h) when it is a valid S/MIME signature (method "smime") that
- * carries them. What was recorded, or why it could not be, goes to res
- * for the log; delivery does not depend on it. */
+ * smimecaps.h) when it is a valid S/MIME signature (method
+ * SG_METHOD_SMIME) that carries them. What was recorded, or why it could
+ * not be, goes to res for the log; delivery does not depend on it. */
 void sg_inbound_record_caps(const struct sg_keystore *ks,
-			    const struct sg_sig *sig, const char *method,
+			    const struct sg_sig *sig, int method,
 			    struct sg_result *res);
 
-/* What a valid S/MIME signature of entity (multipart/signed or opaque
- * signed-data at its top) covers of its body, as sealgate delivers it:
- * for multipart/signed the signed part as it was signed and a signature
- * part made anew from the signature alone, without preamble and epilogue
- * that no signature covers; for opaque signed-data its DER in base64
- * (*base64 set). False when entity is neither. (transfer full: *body) */
-bool sg_inbound_signed_body(const guint8 *entity, size_t len,
-			    GByteArray **body, bool *base64);
+/* What a valid S/MIME signature of e (multipart/signed or opaque
+ * signed-data at its top) covers of its body, as sealgate delivers it,
+ * appended to out: for multipart/signed the signed part as it was signed
+ * and a signature part made anew from the signature alone, without
+ * preamble and epilogue that no signature covers; for opaque signed-data
+ * its DER in base64 (*base64 set). *covered false when e is neither (out
+ * is then to be discarded). Negative when a spool fails. */
+int sg_inbound_signed_body(const struct sg_entity *e, const char *spool_dir,
+			   struct sg_spool *out, bool *covered, bool *base64);
 
 #endif

@@ -1,122 +1,226 @@
 /* Verifying the signature of an inbound entity: RFC 1847 multipart/signed
  * (OpenPGP or S/MIME) and opaque S/MIME signed-data. Works on the raw
- * bytes, so that what is verified is exactly what was signed. */
+ * bytes, read from the spool where they lie, so that what is verified is
+ * exactly what was signed and none of it is held in memory. */
 #include <string.h>
 
 #include <gmime/gmime.h>
 
 #include "inbound.h"
+#include "sealgate/header.h"
 #include "sealgate/mime.h"
 #include "sealgate/smimecaps.h"
 #include "sealgate/verify.h"
 
-enum delimiter { NOT_DELIMITER, DELIMITER, AMBIGUOUS };
+/* A signature part larger than this is no signature: S/MIME signatures
+ * with their certificates take kilobytes. */
+#define SIG_PART_MAX (1024 * 1024)
+#define CHUNK 65536
+/* Bytes of DER per line of base64: 76 characters. */
+#define B64_LINE 57
 
-/* Whether p starts a delimiter line of boundary: "--boundary" then "--"
- * (the close delimiter), or white space up to the line end. A longer
- * boundary that merely starts the same is not one. Neither CRLF nor LF
- * but a CR after it makes the line AMBIGUOUS: GMime reads on (the line
- * is content), Python's email and others take the CR as a line break
- * (the line is a delimiter), so that what one reader verifies another
- * would show differently. */
-static enum delimiter
-delimiter_at(const guint8 *p, const guint8 *end, const char *boundary,
-	     bool *close)
+/* Bytes [from, from + len) of s (to its end when len < 0) as a stream
+ * with a position of its own. (transfer full) */
+static GMimeStream *
+slice(GMimeStream *s, gint64 from, gint64 len)
 {
-	size_t bl = strlen(boundary);
-	const guint8 *q = p + 2 + bl;
+	gint64 start = s->bound_start + from;
 
-	if (q > end || p[0] != '-' || p[1] != '-' || memcmp(p + 2, boundary, bl))
-		return NOT_DELIMITER;
-	*close = q + 2 <= end && q[0] == '-' && q[1] == '-';
-	if (*close)
-		q += 2;
-	while (q < end && (*q == ' ' || *q == '\t'))
-		q++;
-	if (q == end || *q == '\n' || (*q == '\r' && (q + 1 == end ||
-	    q[1] == '\n')))
-		return DELIMITER;
-	return *q == '\r' ? AMBIGUOUS : NOT_DELIMITER;
+	return g_mime_stream_substream(s, start, len < 0 ? s->bound_end
+	    : start + len);
 }
 
-/* Finds the next delimiter line at or after p (at a line start); NULL
- * when there is none, or an ambiguous line comes first. */
-static const guint8 *
-find_delimiter(const guint8 *p, const guint8 *end, const char *boundary,
-	       const guint8 *start, bool *close)
-{
-	for (; p < end; p++) {
-		enum delimiter d;
+/* A reader over a stream that remembers a failed read: a spool that
+ * cannot be read is a temporary failure, not a bad signature. */
+struct stream_reader {
+	GMimeStream *s;
+	bool io_error;
+};
 
-		if (p != start && p[-1] != '\n')
-			continue;
-		d = delimiter_at(p, end, boundary, close);
-		if (d == AMBIGUOUS)
-			return NULL;
-		if (d == DELIMITER)
-			return p;
-	}
-	return NULL;
+static int
+reader_read(void *ctx, void *buf, size_t len, size_t *nread)
+{
+	struct stream_reader *r = ctx;
+	int rc = sg_mime_stream_read(r->s, buf, len, nread);
+
+	if (rc < 0)
+		r->io_error = true;
+	return rc;
 }
 
-static const guint8 *
-line_end(const guint8 *p, const guint8 *end)
-{
-	const guint8 *nl = memchr(p, '\n', (size_t)(end - p));
+/* Splitting multipart/signed ------------------------------------------ */
 
-	return nl != NULL ? nl + 1 : end;
-}
+/* How far the current line is a delimiter line. */
+enum line_state {
+	MATCH,          /* comparing "--" boundary */
+	AFTER_MARKER,   /* right after it */
+	CLOSE_DASH,     /* after one '-' of a close delimiter */
+	BLANKS,         /* blanks up to the line end */
+	AFTER_CR,       /* a CR: only the line end may follow (GMime takes
+			 * a line that goes on after it for content,
+			 * Python's email for a delimiter and a new line:
+			 * what one verifies, another would show
+			 * differently) */
+	NO_DELIMITER,
+};
 
-bool
-sg_split_signed(const guint8 *body, size_t len, const char *boundary,
-	     const guint8 **p1, size_t *l1, const guint8 **p2, size_t *l2)
-{
-	const guint8 *end = body + len, *d1, *d2, *d3, *s1, *s2;
+struct splitter {
+	const char *marker;     /* "--" boundary */
+	size_t mlen;
+	enum line_state st;
+	size_t matched;
 	bool close;
+	gint64 line;            /* where the current line starts */
+	bool line_after_crlf;   /* the line break before it was CRLF */
+	int found;              /* delimiter lines so far */
+	gint64 start[3], after[3];
+	bool crlf_before[3];
+};
 
-	/* Exactly two parts: open, open, close. */
-	d1 = find_delimiter(body, end, boundary, body, &close);
-	if (d1 == NULL || close)
+static void
+line_reset(struct splitter *sp, gint64 next, bool crlf)
+{
+	sp->st = MATCH;
+	sp->matched = 0;
+	sp->close = false;
+	sp->line = next;
+	sp->line_after_crlf = crlf;
+}
+
+/* The current line ended; next is where the next one starts. 1 when the
+ * three delimiters are there, 0 to go on, -1 when the delimiters are not
+ * open, open, close. */
+static int
+line_done(struct splitter *sp, gint64 next, bool crlf)
+{
+	bool delimiter = sp->st == AFTER_MARKER || sp->st == BLANKS ||
+	    sp->st == AFTER_CR;
+	int i = sp->found;
+
+	if (delimiter) {
+		if (sp->close != (i == 2))
+			return -1;
+		sp->start[i] = sp->line;
+		sp->after[i] = next;
+		sp->crlf_before[i] = sp->line_after_crlf;
+		if (++sp->found == 3)
+			return 1;
+	}
+	line_reset(sp, next, crlf);
+	return 0;
+}
+
+/* One byte of a line (not its LF); false for a line that goes on after a
+ * CR right after a delimiter. */
+static bool
+line_byte(struct splitter *sp, char c)
+{
+	switch (sp->st) {
+	case MATCH:
+		if (c != sp->marker[sp->matched])
+			sp->st = NO_DELIMITER;
+		else if (++sp->matched == sp->mlen)
+			sp->st = AFTER_MARKER;
+		break;
+	case AFTER_MARKER:
+		if (c == '-') {
+			sp->st = CLOSE_DASH;
+			break;
+		}
+		/* fall through */
+	case BLANKS:
+		sp->st = c == ' ' || c == '\t' ? BLANKS : c == '\r' ? AFTER_CR
+		    : NO_DELIMITER;
+		break;
+	case CLOSE_DASH:
+		sp->close = c == '-';
+		sp->st = c == '-' ? BLANKS : NO_DELIMITER;
+		break;
+	case AFTER_CR:
 		return false;
-	s1 = line_end(d1, end);
-	d2 = find_delimiter(s1, end, boundary, body, &close);
-	if (d2 == NULL || close)
-		return false;
-	s2 = line_end(d2, end);
-	d3 = find_delimiter(s2, end, boundary, body, &close);
-	if (d3 == NULL || !close)
-		return false;
-	*p1 = s1;
-	*l1 = (size_t)(d2 - s1);
-	if (*l1 >= 2 && d2[-2] == '\r')
-		*l1 -= 2;
-	else if (*l1 >= 1)
-		*l1 -= 1;
-	*p2 = s2;
-	*l2 = (size_t)(d3 - s2);
+	case NO_DELIMITER:
+		break;
+	}
 	return true;
 }
 
-/* The decoded content of a part given as raw bytes. (transfer full) */
-static GByteArray *
-decode_part(const guint8 *raw, size_t len)
+bool
+sg_split_signed(GMimeStream *body, const char *boundary,
+		struct sg_signed_parts *out)
 {
-	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)raw, len);
-	GMimeParser *parser = g_mime_parser_new_with_stream(s);
-	GMimeObject *obj = g_mime_parser_construct_part(parser, NULL);
-	GByteArray *out = NULL;
+	struct splitter sp = { 0 };
+	GMimeStream *s;
+	char buf[CHUNK], prev = 0;
+	gint64 pos = 0;
+	size_t n;
+	int done = 0;
+	char *marker;
 
-	if (obj != NULL && GMIME_IS_PART(obj)) {
-		GMimeDataWrapper *w = g_mime_part_get_content(GMIME_PART(obj));
-		GMimeStream *mem;
+	if (strpbrk(boundary, "\r\n") != NULL)
+		return false;
+	marker = g_strconcat("--", boundary, NULL);
+	sp.marker = marker;
+	sp.mlen = strlen(marker);
+	line_reset(&sp, 0, false);
+	s = slice(body, 0, -1);
+	while (done == 0 && sg_mime_stream_read(s, buf, sizeof(buf), &n) == 0 &&
+	    n > 0) {
+		for (size_t i = 0; i < n && done == 0; i++) {
+			if (buf[i] == '\n') {
+				done = line_done(&sp, pos + (gint64)i + 1,
+				    prev == '\r');
+			} else if (sp.st == NO_DELIMITER) {
+				const char *nl = memchr(buf + i, '\n', n - i);
+				size_t skip = nl != NULL ? (size_t)(nl - buf) - i
+				    : n - i;
 
-		out = g_byte_array_new();
-		mem = g_mime_stream_mem_new_with_byte_array(out);
-		g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(mem), FALSE);
-		if (w != NULL)
-			g_mime_data_wrapper_write_to_stream(w, mem);
-		g_object_unref(mem);
+				/* Content: on to the line end. */
+				i += skip - 1;
+				prev = buf[i];
+				continue;
+			} else if (!line_byte(&sp, buf[i])) {
+				done = -1;
+			}
+			prev = buf[i];
+		}
+		pos += (gint64)n;
 	}
+	if (done == 0)
+		done = line_done(&sp, pos, false);
+	g_object_unref(s);
+	g_free(marker);
+	if (done != 1)
+		return false;
+	out->p1 = sp.after[0];
+	out->l1 = sp.start[1] - sp.after[0];
+	/* The line break before the second delimiter belongs to it. */
+	if (out->l1 >= 2 && sp.crlf_before[1])
+		out->l1 -= 2;
+	else if (out->l1 >= 1)
+		out->l1 -= 1;
+	out->p2 = sp.after[1];
+	out->l2 = sp.start[2] - sp.after[1];
+	return true;
+}
+
+/* Verifying ------------------------------------------------------------ */
+
+/* The decoded content of the signature part. NULL when it is no MIME
+ * part or larger than a signature can be. (transfer full) */
+static GByteArray *
+signature_of(GMimeStream *body, const struct sg_signed_parts *parts)
+{
+	GMimeStream *s;
+	GMimeParser *parser;
+	GMimeObject *obj;
+	GByteArray *out;
+
+	if (parts->l2 > SIG_PART_MAX)
+		return NULL;
+	s = slice(body, parts->p2, parts->l2);
+	parser = g_mime_parser_new_with_stream(s);
+	obj = g_mime_parser_construct_part(parser, NULL);
+	out = obj != NULL ? sg_mime_part_content(obj) : NULL;
 	if (obj != NULL)
 		g_object_unref(obj);
 	g_object_unref(parser);
@@ -124,116 +228,183 @@ decode_part(const guint8 *raw, size_t len)
 	return out;
 }
 
+static bool
+is_type(GMimeObject *obj, const char *type, const char *subtype)
+{
+	return g_mime_content_type_is_type(g_mime_object_get_content_type(obj),
+	    type, subtype);
+}
+
+static const char *
+param(GMimeObject *obj, const char *name)
+{
+	return g_mime_content_type_get_parameter(
+	    g_mime_object_get_content_type(obj), name);
+}
+
+static bool
+opaque_signed(GMimeObject *obj)
+{
+	return (is_type(obj, "application", "pkcs7-mime") ||
+	    is_type(obj, "application", "x-pkcs7-mime")) &&
+	    g_strcmp0(param(obj, "smime-type"), "signed-data") == 0;
+}
+
+static bool
+smime_protocol(const char *proto)
+{
+	return proto != NULL && (g_ascii_strcasecmp(proto,
+	    "application/pkcs7-signature") == 0 || g_ascii_strcasecmp(proto,
+	    "application/x-pkcs7-signature") == 0);
+}
+
+/* multipart/signed: the first part as it lies in the spool, the
+ * signature decoded. */
 static int
-array_write(void *ctx, const void *buf, size_t len)
+verify_signed(const struct sg_keystore *ks, const struct sg_entity *e,
+	      const char *boundary, bool pgp, struct sg_sig *sig)
 {
-	GByteArray *a = ctx;
-
-	if (a->len + len > SG_VERIFY_MAX)
-		return SG_ELIMIT;
-	g_byte_array_append(a, buf, (guint)len);
-	return SG_OK;
-}
-
-/* The body of an entity: the bytes after its first empty line. */
-static const guint8 *
-entity_body(const guint8 *p, size_t len)
-{
-	const guint8 *end = p + len;
-
-	while (p < end) {
-		const guint8 *next = line_end(p, end);
-
-		if (next - p == 1 || (next - p == 2 && p[0] == '\r'))
-			return next;
-		p = next;
-	}
-	return end;
-}
-
-void
-sg_inbound_verify(const struct sg_keystore *ks, const guint8 *entity,
-		  size_t len, const struct sg_claims *claims, struct sg_sig *sig,
-		  const char **method, GByteArray **unwrapped)
-{
-	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)entity,
-	    len);
-	GMimeParser *parser = g_mime_parser_new_with_stream(s);
-	GMimeObject *obj = g_mime_parser_construct_part(parser, NULL);
-	GMimeContentType *ct;
+	struct sg_signed_parts parts;
+	struct stream_reader r = { NULL, false };
+	struct sg_reader data = { reader_read, &r };
 	struct sg_err err = { 0 };
-	const guint8 *body, *p1, *p2;
-	size_t l1, l2;
+	GByteArray *sigdata = NULL;
 
-	*method = NULL;
-	*unwrapped = NULL;
-	if (obj == NULL)
-		goto out;
-	ct = g_mime_object_get_content_type(obj);
-	body = entity_body(entity, len);
-	if (g_mime_content_type_is_type(ct, "multipart", "signed")) {
-		const char *proto = g_mime_content_type_get_parameter(ct, "protocol");
-		const char *boundary = g_mime_content_type_get_parameter(ct, "boundary");
+	if (!sg_split_signed(e->body, boundary, &parts) ||
+	    (sigdata = signature_of(e->body, &parts)) == NULL) {
+		sig->status = SG_SIG_INVALID;
+		g_strlcpy(sig->reason, "malformed", sizeof(sig->reason));
+		return SG_OK;
+	}
+	r.s = slice(e->body, parts.p1, parts.l1);
+	if (pgp)
+		sg_openpgp_verify(ks, &data, sigdata->data, sigdata->len, sig,
+		    &err);
+	else
+		sg_smime_verify(ks, sigdata->data, sigdata->len, &data, sig, &err);
+	g_object_unref(r.s);
+	g_byte_array_free(sigdata, TRUE);
+	return r.io_error ? SG_EIO : SG_OK;
+}
+
+/* The body of e decoded (base64, mostly) into a new spool. */
+static int
+decoded_body(const struct sg_entity *e, const char *spool_dir,
+	     struct sg_spool **out)
+{
+	GMimeContentEncoding enc = GMIME_IS_PART(e->obj)
+	    ? g_mime_part_get_content_encoding(GMIME_PART(e->obj))
+	    : GMIME_CONTENT_ENCODING_DEFAULT;
+	GMimeStream *raw = slice(e->body, 0, -1);
+	GMimeStream *dec = sg_mime_decode_stream(raw, enc);
+	int rc = sg_spool_new(spool_dir, SG_SPOOL_MEM_LIMIT, out);
+
+	if (rc == 0)
+		rc = sg_spool_write_stream(*out, dec);
+	if (rc < 0) {
+		sg_spool_free(*out);
+		*out = NULL;
+	}
+	g_object_unref(dec);
+	g_object_unref(raw);
+	return rc;
+}
+
+/* The signed content of opaque signed-data, bounded, in CRLF form. */
+struct content_sink {
+	struct sg_spool *spool;
+	size_t n;
+	bool io_error;
+};
+
+static int
+content_write(void *ctx, const void *buf, size_t len)
+{
+	struct content_sink *c = ctx;
+	int rc;
+
+	if (c->n + len > SG_VERIFY_MAX)
+		return SG_ELIMIT;
+	c->n += len;
+	rc = sg_spool_write_crlf(c->spool, buf, len);
+	if (rc < 0)
+		c->io_error = true;
+	return rc;
+}
+
+static int
+verify_opaque(const struct sg_keystore *ks, const struct sg_entity *e,
+	      const char *spool_dir, struct sg_sig *sig,
+	      struct sg_spool **unwrapped)
+{
+	struct content_sink sink = { NULL, 0, false };
+	struct sg_writer w = { content_write, &sink };
+	struct sg_spool *der = NULL;
+	struct sg_source src;
+	struct sg_err err = { 0 };
+	int rc;
+
+	rc = decoded_body(e, spool_dir, &der);
+	if (rc == 0 && unwrapped != NULL)
+		rc = sg_spool_new(spool_dir, SG_SPOOL_MEM_LIMIT, &sink.spool);
+	if (rc == 0) {
+		sg_spool_source(der, &src);
+		rc = sg_smime_verify_opaque(ks, &src, unwrapped != NULL ? &w : NULL,
+		    sig, &err);
+	}
+	if (rc == 0 && sink.io_error)
+		rc = SG_EIO;
+	/* Unwrapped when the signature holds, whatever the claims say. */
+	if (rc == 0 && unwrapped != NULL && sig->status != SG_SIG_INVALID &&
+	    sig->status != SG_SIG_NONE) {
+		*unwrapped = sink.spool;
+		sink.spool = NULL;
+	}
+	sg_spool_free(sink.spool);
+	sg_spool_free(der);
+	return rc;
+}
+
+int
+sg_inbound_verify(const struct sg_keystore *ks, const struct sg_entity *e,
+		  const struct sg_claims *claims, const char *spool_dir,
+		  struct sg_sig *sig, int *method, struct sg_spool **unwrapped)
+{
+	int rc = SG_OK;
+
+	*method = SG_NO_METHOD;
+	if (unwrapped != NULL)
+		*unwrapped = NULL;
+	if (e->obj == NULL)
+		return SG_OK;
+	if (is_type(e->obj, "multipart", "signed")) {
+		const char *proto = param(e->obj, "protocol");
+		const char *boundary = param(e->obj, "boundary");
 		bool pgp = proto && g_ascii_strcasecmp(proto,
 		    "application/pgp-signature") == 0;
-		bool smime = proto && (g_ascii_strcasecmp(proto,
-		    "application/pkcs7-signature") == 0 || g_ascii_strcasecmp(proto,
-		    "application/x-pkcs7-signature") == 0);
-		GByteArray *sigdata;
 
-		if ((!pgp && !smime) || boundary == NULL)
-			goto out;
-		*method = pgp ? "openpgp" : "smime";
-		if (!sg_split_signed(body, (size_t)(entity + len - body), boundary,
-		    &p1, &l1, &p2, &l2) || (sigdata = decode_part(p2, l2)) == NULL) {
-			sig->status = SG_SIG_INVALID;
-			g_strlcpy(sig->reason, "malformed", sizeof(sig->reason));
-			goto out;
-		}
-		if (pgp)
-			sg_openpgp_verify(ks, p1, l1, sigdata->data, sigdata->len,
-			    sig, &err);
-		else
-			sg_smime_verify(ks, sigdata->data, sigdata->len, p1, l1,
-			    NULL, sig, &err);
-		g_byte_array_free(sigdata, TRUE);
-	} else if ((g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
-	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) &&
-	    g_strcmp0(g_mime_content_type_get_parameter(ct, "smime-type"),
-	    "signed-data") == 0) {
-		GByteArray *der = decode_part(entity, len);
-		GByteArray *content = g_byte_array_new();
-		struct sg_writer w = { array_write, content };
-
-		*method = "smime";
-		if (der != NULL)
-			sg_smime_verify(ks, der->data, der->len, NULL, 0, &w, sig,
-			    &err);
-		if (der == NULL || sig->status == SG_SIG_INVALID ||
-		    sig->status == SG_SIG_NONE)
-			g_byte_array_free(content, TRUE);
-		else
-			*unwrapped = content;
-		if (der != NULL)
-			g_byte_array_free(der, TRUE);
+		if ((!pgp && !smime_protocol(proto)) || boundary == NULL)
+			return SG_OK;
+		*method = pgp ? SG_METHOD_OPENPGP : SG_METHOD_SMIME;
+		rc = verify_signed(ks, e, boundary, pgp, sig);
+	} else if (opaque_signed(e->obj)) {
+		*method = SG_METHOD_SMIME;
+		rc = verify_opaque(ks, e, spool_dir, sig, unwrapped);
 	}
-	sg_inbound_check_signer(claims, sig);
-out:
-	if (obj != NULL)
-		g_object_unref(obj);
-	g_object_unref(parser);
-	g_object_unref(s);
+	if (rc == 0)
+		sg_inbound_check_signer(claims, sig);
+	return rc;
 }
 
 void
 sg_inbound_record_caps(const struct sg_keystore *ks, const struct sg_sig *sig,
-		       const char *method, struct sg_result *res)
+		       int method, struct sg_result *res)
 {
 	struct sg_err err = { 0 };
 	char list[128];
 	bool changed = false;
 
-	if (sig->status != SG_SIG_VALID || g_strcmp0(method, "smime") != 0 ||
+	if (sig->status != SG_SIG_VALID || method != SG_METHOD_SMIME ||
 	    !sig->has_smime_caps)
 		return;
 	sg_smime_caps_format(sig->smime_caps, list, sizeof(list));
@@ -247,119 +418,147 @@ sg_inbound_record_caps(const struct sg_keystore *ks, const struct sg_sig *sig,
 	}
 }
 
-/* der as base64 lines of 76 characters, each ended by CRLF. */
-static void
-append_base64(GString *out, const guint8 *der, size_t len)
-{
-	char *b64 = g_base64_encode(der, len);
-	size_t n = strlen(b64);
+/* What a signature covers, delivered ---------------------------------- */
 
-	for (size_t i = 0; i < n; i += 76) {
-		g_string_append_len(out, b64 + i, (gssize)MIN(76, n - i));
-		g_string_append(out, "\r\n");
+/* DER in base64 lines of 76 characters, each ended by CRLF. */
+static int
+append_base64(struct sg_spool *out, const guint8 *der, size_t len)
+{
+	int rc = SG_OK;
+
+	for (size_t i = 0; rc == 0 && i < len; i += B64_LINE) {
+		char *line = g_base64_encode(der + i, MIN(B64_LINE, len - i));
+
+		rc = sg_spool_puts(out, line);
+		if (rc == 0)
+			rc = sg_spool_write(out, "\r\n", 2);
+		g_free(line);
 	}
-	g_free(b64);
+	return rc;
+}
+
+static int
+append_spool_base64(struct sg_spool *out, struct sg_spool *der)
+{
+	guint8 buf[B64_LINE * 1024];
+	off_t off = 0;
+	size_t n, got;
+	int rc = SG_OK;
+
+	while (rc == 0 && (size_t)off < sg_spool_size(der)) {
+		/* Whole lines but for the last. */
+		for (n = 0; rc == 0 && n < sizeof(buf); n += got) {
+			rc = sg_spool_read_at(der, off + (off_t)n, buf + n,
+			    sizeof(buf) - n, &got);
+			if (got == 0)
+				break;
+		}
+		if (rc == 0 && n == 0)
+			rc = SG_EIO;
+		if (rc == 0)
+			rc = append_base64(out, buf, n);
+		off += (off_t)n;
+	}
+	return rc;
+}
+
+/* True when der is one DER element and nothing after it (a definite
+ * length that ends where the data ends). */
+static int
+der_whole(struct sg_spool *der, bool *whole)
+{
+	guint8 h[6];
+	size_t len = sg_spool_size(der), got, hdr = 2, n;
+	int rc = sg_spool_read_at(der, 0, h, sizeof(h), &got);
+
+	*whole = false;
+	if (rc < 0 || got < 2 || h[1] == 0x80)
+		return rc;
+	n = h[1];
+	if (n & 0x80) {
+		size_t k = n & 0x7f;
+
+		if (k == 0 || k > 4 || got < 2 + k)
+			return SG_OK;
+		n = 0;
+		for (size_t i = 0; i < k; i++)
+			n = (n << 8) | h[2 + i];
+		hdr += k;
+	}
+	*whole = hdr + n == len;
+	return SG_OK;
 }
 
 /* The two parts of a multipart/signed body as delivered: the signed part
  * as it was signed, the signature part made anew from the signature
  * alone (its own header fields and any text around the signature are not
  * covered by it). */
-static bool
-signed_parts(const guint8 *b, size_t len, const char *boundary, GString *t)
+static int
+signed_parts(const struct sg_entity *e, const char *boundary,
+	     struct sg_spool *out, bool *covered)
 {
-	const guint8 *p1, *p2;
+	struct sg_signed_parts parts;
 	GByteArray *sig;
-	size_t l1, l2;
+	GMimeStream *s;
+	char *text;
+	int rc;
 
-	if (!sg_split_signed(b, len, boundary, &p1, &l1, &p2, &l2) ||
-	    (sig = decode_part(p2, l2)) == NULL)
-		return false;
-	g_string_append_printf(t, "--%s\r\n", boundary);
-	g_string_append_len(t, (const char *)p1, (gssize)l1);
-	g_string_append_printf(t, "\r\n--%s\r\nContent-Type: "
+	if (!sg_split_signed(e->body, boundary, &parts) ||
+	    (sig = signature_of(e->body, &parts)) == NULL)
+		return SG_OK;
+	text = g_strdup_printf("--%s\r\n", boundary);
+	rc = sg_spool_puts(out, text);
+	g_free(text);
+	s = slice(e->body, parts.p1, parts.l1);
+	if (rc == 0)
+		rc = sg_spool_write_stream(out, s);
+	g_object_unref(s);
+	text = g_strdup_printf("\r\n--%s\r\nContent-Type: "
 	    "application/pkcs7-signature; name=\"smime.p7s\"\r\n"
 	    "Content-Transfer-Encoding: base64\r\nContent-Disposition: "
 	    "attachment; filename=\"smime.p7s\"\r\n\r\n", boundary);
-	append_base64(t, sig->data, sig->len);
-	g_string_append_printf(t, "\r\n--%s--\r\n", boundary);
+	if (rc == 0)
+		rc = sg_spool_puts(out, text);
+	g_free(text);
+	if (rc == 0)
+		rc = append_base64(out, sig->data, sig->len);
+	text = g_strdup_printf("\r\n--%s--\r\n", boundary);
+	if (rc == 0)
+		rc = sg_spool_puts(out, text);
+	g_free(text);
 	g_byte_array_free(sig, TRUE);
-	return true;
+	*covered = rc == 0;
+	return rc;
 }
 
-/* True when der is one DER element and nothing after it (a definite
- * length that ends where the data ends). */
-static bool
-der_whole(const GByteArray *der)
+int
+sg_inbound_signed_body(const struct sg_entity *e, const char *spool_dir,
+		       struct sg_spool *out, bool *covered, bool *base64)
 {
-	size_t hdr = 2, n;
+	struct sg_spool *der = NULL;
+	const char *boundary;
+	int rc = SG_OK;
 
-	if (der->len < 2 || der->data[1] == 0x80)
-		return false;
-	n = der->data[1];
-	if (n & 0x80) {
-		size_t k = n & 0x7f;
-
-		if (k == 0 || k > 4 || der->len < 2 + k)
-			return false;
-		n = 0;
-		for (size_t i = 0; i < k; i++)
-			n = (n << 8) | der->data[2 + i];
-		hdr += k;
-	}
-	return hdr + n == der->len;
-}
-
-bool
-sg_inbound_signed_body(const guint8 *entity, size_t len, GByteArray **body,
-		       bool *base64)
-{
-	GMimeStream *s = g_mime_stream_mem_new_with_buffer((const char *)entity,
-	    len);
-	GMimeParser *parser = g_mime_parser_new_with_stream(s);
-	GMimeObject *obj = g_mime_parser_construct_part(parser, NULL);
-	const guint8 *b = entity_body(entity, len);
-	const char *boundary, *proto;
-	GMimeContentType *ct;
-	GByteArray *der;
-	GString *t = g_string_new(NULL);
-	bool ok = false;
-
-	*body = NULL;
+	*covered = false;
 	*base64 = false;
-	if (obj == NULL)
-		goto out;
-	ct = g_mime_object_get_content_type(obj);
-	boundary = g_mime_content_type_get_parameter(ct, "boundary");
-	proto = g_mime_content_type_get_parameter(ct, "protocol");
-	if ((g_mime_content_type_is_type(ct, "application", "pkcs7-mime") ||
-	    g_mime_content_type_is_type(ct, "application", "x-pkcs7-mime")) &&
-	    g_strcmp0(g_mime_content_type_get_parameter(ct, "smime-type"),
-	    "signed-data") == 0 && (der = decode_part(entity, len)) != NULL) {
-		/* Opaque signed-data: the signature covers the whole DER (and
-		 * nothing may follow it), delivered in base64 of sealgate's
-		 * making. */
-		ok = *base64 = der_whole(der);
-		if (ok)
-			append_base64(t, der->data, der->len);
-		g_byte_array_free(der, TRUE);
-	} else if (g_mime_content_type_is_type(ct, "multipart", "signed") &&
-	    boundary != NULL && proto != NULL &&
-	    (g_ascii_strcasecmp(proto, "application/pkcs7-signature") == 0 ||
-	    g_ascii_strcasecmp(proto, "application/x-pkcs7-signature") == 0)) {
-		ok = signed_parts(b, (size_t)(entity + len - b), boundary, t);
+	if (e->obj == NULL)
+		return SG_OK;
+	boundary = param(e->obj, "boundary");
+	if (opaque_signed(e->obj)) {
+		/* The signature covers the whole DER (and nothing may follow
+		 * it), delivered in base64 of sealgate's making. */
+		rc = decoded_body(e, spool_dir, &der);
+		if (rc == 0)
+			rc = der_whole(der, covered);
+		if (rc == 0 && *covered)
+			rc = append_spool_base64(out, der);
+		*base64 = *covered;
+		sg_spool_free(der);
+	} else if (is_type(e->obj, "multipart", "signed") && boundary != NULL &&
+	    smime_protocol(param(e->obj, "protocol"))) {
+		rc = signed_parts(e, boundary, out, covered);
 	}
-out:
-	if (ok) {
-		gsize n = t->len;
-
-		*body = g_byte_array_new_take((guint8 *)g_string_free(t, FALSE), n);
-	} else {
-		g_string_free(t, TRUE);
-	}
-	if (obj != NULL)
-		g_object_unref(obj);
-	g_object_unref(parser);
-	g_object_unref(s);
-	return ok;
+	if (rc < 0)
+		*covered = false;
+	return rc;
 }

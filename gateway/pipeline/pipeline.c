@@ -40,13 +40,14 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 {
 	struct sg_mime_info info = { 0 };
 	struct sg_err err = { 0 };
+	GMimeMessage *parsed = NULL;
 	GMimeStream *stream;
 	int rc;
 
 	stream = sg_spool_stream(msg->spool, 0, -1);
 	if (stream == NULL)
 		return sg_result_internal(res, SG_EIO, "spool", NULL);
-	rc = sg_mime_inspect(stream, &info, &err);
+	rc = sg_mime_inspect(stream, &info, &parsed, &err);
 	g_object_unref(stream);
 	if (rc == SG_EMALFORMED || rc == SG_ELIMIT) {
 		sg_result_reply(res, SG_VERDICT_REJECT, "554", "5.6.0",
@@ -56,7 +57,8 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 	}
 	if (rc < 0)
 		return sg_result_internal(res, rc, "MIME parser", &err);
-	*prot = info.encrypted;
+	*prot = sg_mime_encrypted_as(g_mime_message_get_mime_part(parsed));
+	g_object_unref(parsed);
 	return SG_OK;
 }
 

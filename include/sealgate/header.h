@@ -1,10 +1,12 @@
-/* Header helpers shared by the policy (conditions on headers) and the
- * pipeline (Subject tags, inbound status): pure functions on header
- * values. */
+/* Header helpers shared by the policy (conditions on headers), the
+ * pipeline (Subject tags, inbound status) and the readers of messages
+ * (where a header block ends): pure functions on header values and
+ * bytes. */
 #ifndef SEALGATE_HEADER_H
 #define SEALGATE_HEADER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <glib.h>
 
@@ -31,5 +33,31 @@ char *sg_subject_strip_tag(const char *subject, const char *tag);
 /* A Subject header value for text: RFC 2047 encoded when it is not ASCII,
  * folded. (transfer full) */
 char *sg_subject_encode(const char *text);
+
+/* The end of a header block: its first empty line, a line with nothing
+ * (or only a CR) before its LF. Fed in pieces, so that a header block is
+ * found in a stream without holding more of it than the caller wants. */
+struct sg_header_end {
+	guint64 seen;           /* bytes fed so far */
+	int state;
+	bool found;
+	guint64 body;           /* once found: the offset just past the empty
+				 * line, counted from the first byte fed */
+};
+
+void sg_header_end_init(struct sg_header_end *he);
+
+/* Feeds the next len bytes; true once the empty line was seen (he->body
+ * is then set and later bytes are not looked at). */
+bool sg_header_end_feed(struct sg_header_end *he, const void *buf,
+			size_t len);
+
+/* The offset of the body in buf: just past the empty line that ends the
+ * header block at its start; -1 when buf holds no empty line. */
+gssize sg_header_end(const void *buf, size_t len);
+
+/* True when a line of a header block (without its LF) is the empty line
+ * that ends the block: nothing, or a lone CR. */
+bool sg_header_line_empty(const char *line, size_t len);
 
 #endif

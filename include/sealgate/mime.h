@@ -30,7 +30,6 @@ enum sg_protection {
 
 struct sg_mime_info {
 	enum sg_protection protection; /* what the labels say */
-	enum sg_protection encrypted;  /* what the content is (sg_mime_encrypted_as) */
 	unsigned depth;       /* deepest nesting level, top level = 1 */
 	unsigned parts;       /* number of MIME entities */
 };
@@ -39,9 +38,15 @@ struct sg_mime_info {
  * SG_EMALFORMED when GMime finds a structural problem that makes the
  * message's meaning uncertain (conflicting headers, multipart without
  * boundary, ...); SG_ELIMIT for nesting beyond SG_MIME_MAX_DEPTH or more
- * than SG_MIME_MAX_PARTS parts; err says which. */
+ * than SG_MIME_MAX_PARTS parts; err says which. On success *parsed (when
+ * parsed is not NULL) receives the message as parsed, so that nobody
+ * parses it again: its parts' content stays in stream and is read from
+ * there when used (GMime's persistent stream), so the bytes of stream
+ * must not change while the message lives. What the content really is
+ * (sg_mime_encrypted_as) is left to the caller: it reads the content.
+ * (transfer full: *parsed) */
 int sg_mime_inspect(GMimeStream *stream, struct sg_mime_info *out,
-		    struct sg_err *err);
+		    GMimeMessage **parsed, struct sg_err *err);
 
 /* Counts the entities and the nesting of the message in stream by its
  * boundaries, before anything is parsed, and stops at the first bound
@@ -68,6 +73,21 @@ enum sg_protection sg_mime_encrypted_as(GMimeObject *obj);
 /* The decoded content of a leaf part; NULL for anything else or when it
  * cannot be decoded. (transfer full) */
 GByteArray *sg_mime_part_content(GMimeObject *obj);
+
+/* The decoded content of a leaf part as a stream of its own, decoded as
+ * it is read from where the content lies (for a message parsed from a
+ * spool: the spool), so that it is never held in memory; NULL for
+ * anything else. (transfer full) */
+GMimeStream *sg_mime_part_stream(GMimeObject *obj);
+
+/* raw (the content of an entity exactly as it arrived) decoded as its
+ * Content-Transfer-Encoding says, while it is read. (transfer full) */
+GMimeStream *sg_mime_decode_stream(GMimeStream *raw,
+				   GMimeContentEncoding encoding);
+
+/* The read of a struct sg_reader over a GMimeStream (ctx): *nread 0 at
+ * its end, SG_EIO when it cannot be read. */
+int sg_mime_stream_read(void *ctx, void *buf, size_t len, size_t *nread);
 
 /* True when an encrypted part sits inside the message next to or below
  * other parts (call with depth 1 for the top level). */

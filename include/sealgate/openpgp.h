@@ -116,8 +116,20 @@ int sg_openpgp_list(const struct sg_keystore *ks, const char *pattern,
  * "-----" after white space), exactly one "PGP MESSAGE" block with only
  * white space around it, decoded; a line of only white space, including
  * the no-break space U+00A0, counts as the armor's empty line. Binary data
- * as it is. NULL for malformed armor. (transfer full) */
+ * as it is (white space before it makes it malformed: packets never start
+ * with white space). NULL for malformed armor. (transfer full) */
 GByteArray *sg_openpgp_binary(const void *data, size_t len);
+
+/* sg_openpgp_binary of what in delivers, decoded while it is read (the
+ * same reader, in pieces): sg_openpgp_reader_read is the read of a struct
+ * sg_reader, SG_EMALFORMED once the armor turns out malformed (at the
+ * latest at its end: a caller that must know before it uses the packets
+ * reads them to the end first), SG_EIO when in fails. in must outlive the
+ * reader. (transfer full) */
+struct sg_openpgp_reader;
+struct sg_openpgp_reader *sg_openpgp_reader_new(struct sg_reader *in);
+int sg_openpgp_reader_read(void *ctx, void *buf, size_t len, size_t *nread);
+void sg_openpgp_reader_free(struct sg_openpgp_reader *r);
 
 /* Integrity protection of an OpenPGP encrypted message. */
 enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
@@ -130,6 +142,15 @@ enum { SG_PGP_NONE = 0, SG_PGP_MDC, SG_PGP_AEAD };
  * packet. */
 int sg_openpgp_recipients(const void *data, size_t len, GPtrArray *keyids,
 			  int *integrity, struct sg_err *err);
+
+/* The same for packets already decoded (what sg_openpgp_binary gives), as
+ * they are: never decoded again. packets may be their start only
+ * (SG_PGP_HEAD_MAX bytes are more than the session key packets take); a
+ * packet cut off by its end counts as no integrity protection. */
+#define SG_PGP_HEAD_MAX (1024 * 1024)
+int sg_openpgp_packets_recipients(const void *packets, size_t len,
+				  GPtrArray *keyids, int *integrity,
+				  struct sg_err *err);
 
 /* Appends the key ids of the secret (sub)keys that decrypt for addr:
  * encryption-capable, of keys with a user id for addr that is not revoked
@@ -152,31 +173,32 @@ struct sg_sig;
  * Decryption happens in two steps, so that a message is only ever opened
  * with the envelope recipient's own key (DESIGN.md §4 rule 3):
  *
- * 1. sg_openpgp_session_key_as() decrypts data with addr's secret keys
- *    alone (those sg_openpgp_decryption_subkeys names, by fingerprint),
- *    in a throwaway GnuPG home that holds nothing else, whatever
- *    key ids the message names, and returns the session key that opened
- *    it ("ALGO:HEX"). The plaintext goes to out (a caller that only wants
- *    the key passes a bounded sink).
- * 2. sg_openpgp_decrypt_with() decrypts data with that session key in the
- *    keystore's home, where no secret key is consulted, and verifies a
- *    signature inside (RFC 3156 §6.2) with the keystore's public keys.
+ * 1. sg_openpgp_session_key_as() decrypts the message in reads with
+ *    addr's secret keys alone (those sg_openpgp_decryption_subkeys names,
+ *    by fingerprint), in a throwaway GnuPG home that holds nothing else,
+ *    whatever key ids the message names, and returns the session key that
+ *    opened it ("ALGO:HEX"). The plaintext goes to out (a caller that only
+ *    wants the key passes a bounded sink).
+ * 2. sg_openpgp_decrypt_with() decrypts it (in, read from the start
+ *    again) with that session key in the keystore's home, where no secret
+ *    key is consulted, and verifies a signature inside (RFC 3156 §6.2)
+ *    with the keystore's public keys.
  *
- * Both succeed only when the message decrypted completely AND is
+ * The message (armored or binary) is read from in as gpg goes, never
+ * held. Both succeed only when the message decrypted completely AND is
  * integrity protected; on any failure the caller must discard what out
  * received. SG_EINTEGRITY: no or bad MDC; SG_ELIMIT: out refused more
  * data; SG_ENOKEY: addr has no secret key that opens it.
  */
 int sg_openpgp_session_key_as(const struct sg_keystore *ks, const char *addr,
-			      const void *data, size_t len,
-			      struct sg_writer *out, char **session_key,
-			      struct sg_err *err);
+			      struct sg_reader *in, struct sg_writer *out,
+			      char **session_key, struct sg_err *err);
 
 /* Step 2 above; when the message is also signed and sig is not NULL, the
  * signature's result goes to sig. */
 int sg_openpgp_decrypt_with(const struct sg_keystore *ks,
-			    const char *session_key, const void *data,
-			    size_t len, struct sg_writer *out,
+			    const char *session_key, struct sg_reader *in,
+			    struct sg_writer *out,
 			    struct sg_openpgp_decrypted *info,
 			    struct sg_sig *sig, struct sg_err *err);
 

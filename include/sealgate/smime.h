@@ -95,17 +95,19 @@ bool sg_smime_looks_like(const void *data, size_t len);
 
 struct sg_smime_decrypted {
 	const char *cipher;     /* short name, e.g. "id-aes256-GCM" */
-	const char *integrity;  /* "aead" (GCM) or "none" (CBC) */
+	bool aead;              /* AES-GCM: integrity protected; CBC: none */
 	char fpr[SG_FPR_MAX];   /* the certificate whose key decrypted */
 };
 
-/* Decrypts an enveloped or authEnveloped CMS object (DER) to out. The
- * content encryption must be AES-GCM or AES-CBC (3DES only with
- * allow_3des), checked before decrypting (SG_ECIPHER otherwise); every one
- * of the n envelope recipients must have a certificate with private key
- * that the object is addressed to (SG_ENOKEY otherwise). On failure the
- * caller must discard what out received. */
-int sg_smime_decrypt(const struct sg_keystore *ks, const void *der, size_t len,
+/* Decrypts an enveloped or authEnveloped CMS object (DER or BER, read
+ * from der, e.g. a spool) to out; its encrypted content is read from der
+ * as it is decrypted, never held. The content encryption must be AES-GCM or
+ * AES-CBC (3DES only with allow_3des), checked before decrypting
+ * (SG_ECIPHER otherwise); every one of the n envelope recipients must
+ * have a certificate with private key that the object is addressed to
+ * (SG_ENOKEY otherwise). On failure the caller must discard what out
+ * received. SG_EIO when der cannot be read. */
+int sg_smime_decrypt(const struct sg_keystore *ks, const struct sg_source *der,
 		     const char *const *rcpts, size_t n, bool allow_3des,
 		     struct sg_writer *out, struct sg_smime_decrypted *info,
 		     struct sg_err *err);

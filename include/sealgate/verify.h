@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "sealgate/io.h"
 #include "sealgate/openpgp.h"
 
 enum sg_sig_status {
@@ -34,17 +35,25 @@ void sg_sig_init(struct sg_sig *sig);
 void sg_sig_clear(struct sg_sig *sig);
 const char *sg_sig_status_name(enum sg_sig_status s);
 
-/* OpenPGP detached signature sig over data, with keys from the keystore. */
-int sg_openpgp_verify(const struct sg_keystore *ks, const void *data,
-		      size_t len, const void *sig, size_t sig_len,
-		      struct sg_sig *out, struct sg_err *err);
+/* OpenPGP detached signature sig over what data delivers, with keys from
+ * the keystore. */
+int sg_openpgp_verify(const struct sg_keystore *ks, struct sg_reader *data,
+		      const void *sig, size_t sig_len, struct sg_sig *out,
+		      struct sg_err *err);
 
-/* S/MIME signature (DER CMS signed-data). Detached when data is not NULL;
- * opaque otherwise, and then the signed content goes to content. The chain
- * is checked against the keystore's anchors. */
+/* S/MIME detached signature (DER CMS signed-data) over what data
+ * delivers. The chain is checked against the keystore's anchors. */
 int sg_smime_verify(const struct sg_keystore *ks, const void *der,
-		    size_t der_len, const void *data, size_t len,
-		    struct sg_writer *content, struct sg_sig *out,
+		    size_t der_len, struct sg_reader *data, struct sg_sig *out,
 		    struct sg_err *err);
+
+/* S/MIME opaque signed-data: the DER read from der (e.g. a spool), whose
+ * signed content is read from there while it is verified (never held)
+ * and goes to content (when not NULL; discard it unless the signature
+ * holds). */
+int sg_smime_verify_opaque(const struct sg_keystore *ks,
+			   const struct sg_source *der,
+			   struct sg_writer *content, struct sg_sig *out,
+			   struct sg_err *err);
 
 #endif

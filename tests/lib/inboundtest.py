@@ -24,6 +24,7 @@ ciphertext with one flipped byte or cut short. The tests then check what
 import base64
 import os
 import subprocess
+import sys
 import time
 
 import sgtest
@@ -463,6 +464,56 @@ def run_measured(argv, timeout=120):
         err.seek(0)
         return (proc.returncode, out.read(), err.read().decode("utf-8", "replace"),
                 usage.ru_maxrss, elapsed)
+
+
+# Runs argv[2:] from a fresh, small interpreter and writes the peak RSS
+# (KiB) of that process and the children it waited for to argv[1]: a
+# child forked (or vforked) from a test process that holds a large
+# message would count that process's memory (Linux keeps the high-water
+# mark across exec).
+_PEAK_RSS_RUNNER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_pid, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def process_peak_rss(gw, msg, rcpts, sender=CAROL, timeout=600):
+    """process() for large messages, with the message read from a file:
+    (returncode, output bytes or None, stderr text, peak RSS of sealgate
+    in KiB)."""
+    import tempfile
+    inp = os.path.join(gw.dir, "large-in.eml")
+    outp = os.path.join(gw.dir, "large-out.eml")
+    rssf = os.path.join(gw.dir, "large.rss")
+    with open(inp, "wb") as f:
+        f.write(msg)
+    argv = [sys.executable, "-c", _PEAK_RSS_RUNNER, rssf, gw.bin, "process", "-c", gw.policy,
+            "--from", sender, "--client-ip", sgtest.OUTSIDE_IP, "-i", inp, "-o", outp]
+    for r in rcpts:
+        argv += ["--to", r]
+    try:
+        with tempfile.TemporaryFile() as err:
+            rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, timeout=timeout, check=False).returncode
+            err.seek(0)
+            err_text = err.read().decode("utf-8", "replace")
+        with open(rssf) as f:
+            rss = int(f.read())
+        out = None
+        if os.path.exists(outp):
+            with open(outp, "rb") as f:
+                out = f.read() or None
+    finally:
+        for path in (inp, outp, rssf):
+            if os.path.exists(path):
+                os.unlink(path)
+    return rc, out, err_text, rss
 
 
 # --------------------------------------------------------------------------

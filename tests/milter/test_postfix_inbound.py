@@ -28,8 +28,12 @@ GnuPG home or by `openssl cms -encrypt`.
      Date hours away or none (date-mismatch, no-date), and signer-mismatch
      when the From display name shows another address, also RFC 2047
      encoded.
+  h) Messages of 8 MiB, PGP/MIME and S/MIME (AES-GCM), arrive decrypted:
+     the milter spools them to files, sealgate decrypts them from there
+     into its plaintext file and replaces the body from a file.
 """
 
+import base64
 import os
 import time
 import unittest
@@ -45,6 +49,17 @@ from inboundtest import ALICE, BOB, CAROL, InboundCase, alternative_entity, cms_
 from miltertest import strip_added_received, with_diagnostics
 
 STATE = {}
+
+
+def large_entity(marker, size):
+    """multipart/mixed of about size bytes: the marker in a text part, a
+    base64 attachment of random bytes."""
+    b64 = base64.encodebytes(os.urandom(size * 57 // 78)).replace(b"\n", b"\r\n")
+    return (b"Content-Type: multipart/mixed; boundary=\"big\"\r\n\r\n"
+            b"--big\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+            + marker.encode() + b"\r\n--big\r\n"
+            b"Content-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 + b"--big--\r\n")
 
 BINARY = miltertest.require_tools()
 
@@ -131,6 +146,23 @@ class PostfixInbound(miltertest.MilterTestCase, InboundCase):
                 self.assertEqual(dec, [verifytest.NOT_ENCRYPTED])
                 if name == "no Date":
                     self.assertEqual(sgtest.field_values(got, "Date"), [])
+
+    @with_diagnostics
+    def test_h_large_messages_decrypted(self):
+        entity = large_entity(self.marker, 6 * 1024 * 1024)
+        for name, msg, status in (
+                ("openpgp", pgp_mime_message(gpg_encrypt(
+                    self.ids, entity, [ALICE], extra=["--compress-algo", "none"])),
+                 "yes; method=openpgp; integrity=mdc"),
+                ("smime", smime_message(cms_encrypt(
+                    entity, [self.ids.smime[ALICE].cert], "aes-256-gcm")),
+                 "yes; method=smime; integrity=aead")):
+            with self.subTest(name):
+                self.pf.sink.clear()
+                self.assertGreater(len(msg), 8 * 1024 * 1024)
+                got = self.deliver(msg)
+                self.check_decrypted(got, msg, entity, status)
+        self.assert_log_clean()
 
     @with_diagnostics
     def test_a_openpgp_decrypted(self):

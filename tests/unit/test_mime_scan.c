@@ -95,7 +95,7 @@ test_depth(void **state)
 	(void)state;
 	assert_int_equal(prescan(s), 0);
 	m = g_mime_stream_mem_new_with_buffer(s->str, s->len);
-	assert_int_equal(sg_mime_inspect(m, &info, &err), 0);
+	assert_int_equal(sg_mime_inspect(m, &info, NULL, &err), 0);
 	assert_int_equal(info.depth, SG_MIME_MAX_DEPTH);
 	g_object_unref(m);
 	g_string_free(s, TRUE);

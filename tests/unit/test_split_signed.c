@@ -145,6 +145,48 @@ unmark(const char *text, long off[4])
 	return out;
 }
 
+/* sg_split_signed on len bytes of data that follow a header of pad
+ * bytes in one stream: the offsets are counted from the body's start. */
+static bool
+split(const guint8 *data, size_t len, size_t pad, const char *boundary,
+      struct sg_signed_parts *out)
+{
+	GByteArray *all = g_byte_array_sized_new((guint)(pad + len));
+	GMimeStream *s, *body;
+	bool ok;
+
+	for (size_t i = 0; i < pad; i++)
+		g_byte_array_append(all, (const guint8 *)"H", 1);
+	g_byte_array_append(all, data, (guint)len);
+	s = g_mime_stream_mem_new_with_byte_array(all);
+	body = g_mime_stream_substream(s, (gint64)pad, (gint64)(pad + len));
+	ok = sg_split_signed(body, boundary, out);
+	g_object_unref(body);
+	g_object_unref(s);
+	return ok;
+}
+
+static void
+check_case(size_t i, size_t pad)
+{
+	long off[4];
+	GByteArray *body = unmark(cases[i].text, off);
+	struct sg_signed_parts parts = { -1, -1, -1, -1 };
+	bool ok;
+
+	ok = split(body->data, body->len, pad, cases[i].boundary, &parts);
+	if (ok != cases[i].ok)
+		fail_msg("%s: split %d, want %d", cases[i].name, ok, cases[i].ok);
+	if (ok && (parts.p1 != off[0] || parts.l1 != off[1] - off[0] ||
+	    parts.p2 != off[2] || parts.l2 != off[3] - off[2]))
+		fail_msg("%s: signed part [%ld, +%ld), signature [%ld, +%ld); "
+		    "want [%ld, +%ld), [%ld, +%ld)", cases[i].name,
+		    (long)parts.p1, (long)parts.l1, (long)parts.p2,
+		    (long)parts.l2, off[0], off[1] - off[0], off[2],
+		    off[3] - off[2]);
+	g_byte_array_free(body, TRUE);
+}
+
 static void
 test_split_cases(void **state)
 {
@@ -152,30 +194,13 @@ test_split_cases(void **state)
 	/* RFC 2046's longest boundary. */
 	assert_int_equal(strlen(cases[15].boundary), 70);
 	for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
-		long off[4];
-		GByteArray *body = unmark(cases[i].text, off);
-		const guint8 *p1 = NULL, *p2 = NULL;
-		size_t l1 = 0, l2 = 0;
-		bool ok;
-
-		ok = sg_split_signed(body->data, body->len, cases[i].boundary,
-		    &p1, &l1, &p2, &l2);
-		if (ok != cases[i].ok)
-			fail_msg("%s: split %d, want %d", cases[i].name, ok,
-			    cases[i].ok);
-		if (ok && (p1 - body->data != off[0] ||
-		    (long)l1 != off[1] - off[0] || p2 - body->data != off[2] ||
-		    (long)l2 != off[3] - off[2]))
-			fail_msg("%s: signed part [%ld, +%zu), signature [%ld, "
-			    "+%zu); want [%ld, +%ld), [%ld, +%ld)", cases[i].name,
-			    (long)(p1 - body->data), l1, (long)(p2 - body->data),
-			    l2, off[0], off[1] - off[0], off[2], off[3] - off[2]);
-		g_byte_array_free(body, TRUE);
+		check_case(i, 0);
+		check_case(i, 7);
 	}
 }
 
 /* The splitter reads no byte outside the body: each case cut at every
- * length, copied into a buffer of exactly that size. */
+ * length, the parts inside what is left. */
 static void
 test_split_truncated(void **state)
 {
@@ -185,21 +210,44 @@ test_split_truncated(void **state)
 		GByteArray *body = unmark(cases[i].text, off);
 
 		for (guint n = 0; n <= body->len; n++) {
-			guint8 *copy = g_malloc(n ? n : 1);
-			const guint8 *p1, *p2;
-			size_t l1, l2;
+			struct sg_signed_parts parts;
 
-			if (n > 0)
-				memcpy(copy, body->data, n);
-			if (sg_split_signed(copy, n, cases[i].boundary, &p1, &l1,
-			    &p2, &l2)) {
-				assert_true(p1 >= copy && p1 + l1 <= copy + n);
-				assert_true(p2 >= copy && p2 + l2 <= copy + n);
-				assert_true(p1 + l1 <= p2);
+			if (split(body->data, n, 3, cases[i].boundary, &parts)) {
+				assert_true(parts.p1 >= 0 && parts.l1 >= 0 &&
+				    parts.p1 + parts.l1 <= (gint64)n);
+				assert_true(parts.p2 >= 0 && parts.l2 >= 0 &&
+				    parts.p2 + parts.l2 <= (gint64)n);
+				assert_true(parts.p1 + parts.l1 <= parts.p2);
 			}
-			g_free(copy);
 		}
 		g_byte_array_free(body, TRUE);
+	}
+}
+
+/* The body is read in pieces of 64 KiB: delimiter lines, their CRLF and
+ * an ambiguous CR split across two pieces change nothing. */
+static void
+test_split_across_reads(void **state)
+{
+	(void)state;
+	for (size_t shift = 65536 - 12; shift <= 65536 + 2; shift++) {
+		GString *t = g_string_new("--b\r\n");
+		struct sg_signed_parts parts;
+		size_t p1 = t->len, e1;
+
+		while (t->len < shift)
+			g_string_append_c(t, 'x');
+		e1 = t->len;
+		g_string_append(t, "\r\n--b\r\nSIG\r\n--b--\r\n");
+		assert_true(split((const guint8 *)t->str, t->len, 0, "b", &parts));
+		assert_int_equal(parts.p1, p1);
+		assert_int_equal(parts.l1, e1 - p1);
+		assert_int_equal(parts.p2, e1 + 7);
+		assert_int_equal(parts.l2, 5);
+		g_string_truncate(t, e1);
+		g_string_append(t, "\r\n--b\rshown\r\nSIG\r\n--b--\r\n");
+		assert_false(split((const guint8 *)t->str, t->len, 0, "b", &parts));
+		g_string_free(t, TRUE);
 	}
 }
 
@@ -209,6 +257,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_split_cases),
 		cmocka_unit_test(test_split_truncated),
+		cmocka_unit_test(test_split_across_reads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
