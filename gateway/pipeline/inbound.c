@@ -37,6 +37,7 @@ struct plain {
 	size_t max;
 	bool overflow;
 	bool io_error;
+	struct sg_progress *progress;   /* told of what is written */
 };
 
 static int
@@ -45,6 +46,7 @@ plain_write(void *ctx, const void *data, size_t len)
 	struct plain *p = ctx;
 	int rc;
 
+	sg_progress_add(p->progress, len);
 	if (p->n + len > p->max) {
 		p->overflow = true;
 		return SG_ELIMIT;
@@ -863,7 +865,8 @@ verify_message(const struct sg_msg *msg, const struct sg_policy *pol,
 
 int
 sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
-	       const struct sg_keystore *ks, struct sg_result *res)
+	       const struct sg_keystore *ks, struct sg_progress *progress,
+	       struct sg_result *res)
 {
 	struct decryption d = { .status = SG_DEC_NO, .reason = SG_DEC_NOT_ENCRYPTED,
 	    .method = SG_NO_METHOD, .sig_method = SG_NO_METHOD };
@@ -878,6 +881,7 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 	strip_forged(msg, HDR_SIGNATURE, &res->edits);
 	sg_sig_init(&d.sig);
 	d.plain.max = (size_t)pol->inbound.max_decrypted_size;
+	d.plain.progress = progress;
 
 	/* The one parse of the message; its parts stay in the spool. */
 	s = sg_spool_stream(msg->spool, 0, -1);

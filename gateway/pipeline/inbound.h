@@ -6,12 +6,15 @@
 #include "sealgate/msg.h"
 #include "sealgate/pipeline.h"
 #include "sealgate/policy.h"
+#include "sealgate/progress.h"
 
 /* For a transaction whose recipients are all internal: removes forged
  * status headers, decrypts when the policy and the keys allow, and adds
- * X-Sealgate-Decrypted and X-Sealgate-Signature. */
+ * X-Sealgate-Decrypted and X-Sealgate-Signature. progress (may be NULL)
+ * is told of the plaintext as it is decrypted. */
 int sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
-		   const struct sg_keystore *ks, struct sg_result *res);
+		   const struct sg_keystore *ks, struct sg_progress *progress,
+		   struct sg_result *res);
 
 #include <glib.h>
 #include <gmime/gmime.h>

@@ -146,7 +146,7 @@ sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 	case SG_CLASS_PASS:
 	case SG_CLASS_INTERNAL:
 		if (all_internal(msg, pol))
-			return sg_inbound_run(msg, pol, ks, res);
+			return sg_inbound_run(msg, pol, ks, progress, res);
 		sg_result_reason(res, "not outbound");
 		return SG_OK;
 	default:

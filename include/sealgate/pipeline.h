@@ -78,8 +78,8 @@ int sg_pipeline_init(struct sg_err *err);
 
 /* Runs the message through the policy. Always leaves a verdict in res; a
  * negative return means an internal error, and res then says tempfail.
- * progress (may be NULL) is told of the work during encryption and
- * signing. */
+ * progress (may be NULL) is told of the work during encryption, signing
+ * and decryption. */
 int sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		    const struct sg_keystore *ks, struct sg_progress *progress,
 		    struct sg_result *res);

@@ -1,6 +1,6 @@
 /* Progress during long work. The pipeline reports the bytes it reads and
- * writes while it encrypts or signs (inbound decryption does not report
- * yet); the front end's function
+ * writes while it encrypts or signs, and the plaintext it writes while it
+ * decrypts; the front end's function
  * is called whenever SG_PROGRESS_BYTES more have passed or
  * SG_PROGRESS_MS have elapsed since the last call (checked at each
  * report), so the milter can tell the MTA that the work goes on
