@@ -428,6 +428,67 @@ sg_keyindex_pgp_decrypts(const struct sg_keyindex *idx, const char *addr)
 	return false;
 }
 
+/* When k stops serving, 0: never. Its primary key's expiry, or earlier
+ * when every usable subkey it has for encryption or signing expires
+ * before that. */
+static long
+pgp_key_ends(const struct pgp_key *k, time_t now)
+{
+	long end = k->expires, last = -1;
+
+	for (guint i = 0; i < k->nsub; i++) {
+		const struct pgp_subkey *s = &k->sub[i];
+
+		if (!(s->can_encrypt || s->can_sign) || !sub_usable(s, now))
+			continue;
+		if (s->expires == 0)
+			return end;
+		if (s->expires > last)
+			last = s->expires;
+	}
+	return last > 0 && (end == 0 || last < end) ? last : end;
+}
+
+/* Certificates of stack valid at now that expire by until. */
+static unsigned
+certs_expiring(STACK_OF(X509) *certs, time_t now, time_t until)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < sk_X509_num(certs); i++) {
+		const X509 *x = sk_X509_value(certs, i);
+
+		if (ASN1_TIME_cmp_time_t(X509_get0_notBefore(x), now) <= 0 &&
+		    ASN1_TIME_cmp_time_t(X509_get0_notAfter(x), now) > 0 &&
+		    ASN1_TIME_cmp_time_t(X509_get0_notAfter(x), until) <= 0)
+			n++;
+	}
+	return n;
+}
+
+void
+sg_keystore_expiring(const struct sg_keystore *ks, time_t now, time_t until,
+		     struct sg_expiring *out)
+{
+	const struct sg_keyindex *idx = ks->index;
+
+	memset(out, 0, sizeof(*out));
+	if (idx == NULL)
+		return;
+	for (guint i = 0; i < idx->keys->len; i++) {
+		const struct pgp_key *k = g_ptr_array_index(idx->keys, i);
+		long end;
+
+		if (!key_usable(k, now))
+			continue;
+		end = pgp_key_ends(k, now);
+		if (end != 0 && end > now && end <= until)
+			out->openpgp++;
+	}
+	out->smime = certs_expiring(idx->certs, now, until);
+	out->anchors = certs_expiring(idx->anchors, now, until);
+}
+
 /* ---- S/MIME ---- */
 
 static void

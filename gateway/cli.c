@@ -364,6 +364,29 @@ sg_cli_open(int argc, char **argv, int flags, struct sg_cli *cli)
 	return rc;
 }
 
+/* What sg_escape writes as \uHHHH: it could hide or reorder text. */
+static bool
+invisible(gunichar c)
+{
+	GUnicodeType t = g_unichar_type(c);
+
+	return t == G_UNICODE_FORMAT || t == G_UNICODE_LINE_SEPARATOR ||
+	    t == G_UNICODE_PARAGRAPH_SEPARATOR;
+}
+
+/* c as \uHHHH, a surrogate pair above U+FFFF. */
+static void
+json_escape(GString *out, gunichar c)
+{
+	if (c > 0xffff) {
+		c -= 0x10000;
+		g_string_append_printf(out, "\\u%04x\\u%04x",
+		    0xd800 + (unsigned)(c >> 10), 0xdc00 + (unsigned)(c & 0x3ff));
+	} else {
+		g_string_append_printf(out, "\\u%04x", (unsigned)c);
+	}
+}
+
 void
 sg_json_string(GString *out, const char *s)
 {
@@ -383,8 +406,8 @@ sg_json_string(GString *out, const char *s)
 		}
 		if (c == '"' || c == '\\')
 			g_string_append_printf(out, "\\%c", (char)c);
-		else if (g_unichar_iscntrl(c))  /* C0, DEL, C1 */
-			g_string_append_printf(out, "\\u%04x", (unsigned)c);
+		else if (g_unichar_iscntrl(c) || invisible(c))
+			json_escape(out, c);
 		else
 			g_string_append_len(out, p, g_utf8_next_char(p) - p);
 		p = g_utf8_next_char(p);

@@ -30,13 +30,40 @@ syslog_level(enum sg_log_level level)
 	}
 }
 
+/* The line as it is, with the destination's prefix. */
+static void
+emit(enum sg_log_level level, const char *qid, const char *msg)
+{
+	char stamp[32];
+	struct tm tm;
+	time_t now;
+
+	if (log_stderr) {
+		now = time(NULL);
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		if (qid != NULL)
+			fprintf(stderr, "%s sealgate: %s: %s\n", stamp, qid, msg);
+		else
+			fprintf(stderr, "%s sealgate: %s\n", stamp, msg);
+	} else if (qid != NULL) {
+		syslog(syslog_level(level), "%s: %s", qid, msg);
+	} else {
+		syslog(syslog_level(level), "%s", msg);
+	}
+}
+
+void
+sg_log_line(enum sg_log_level level, const char *line)
+{
+	emit(level, NULL, line);
+}
+
 void
 sg_log(enum sg_log_level level, const char *qid, const char *fmt, ...)
 {
 	va_list ap;
-	char *raw, *msg, stamp[32];
-	struct tm tm;
-	time_t now;
+	char *raw, *msg;
 
 	va_start(ap, fmt);
 	raw = g_strdup_vprintf(fmt, ap);
@@ -45,14 +72,6 @@ sg_log(enum sg_log_level level, const char *qid, const char *fmt, ...)
 	 * value contained. */
 	msg = sg_escape(raw);
 	g_free(raw);
-	if (log_stderr) {
-		now = time(NULL);
-		localtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-		fprintf(stderr, "%s sealgate: %s: %s\n", stamp,
-		    qid != NULL ? qid : "-", msg);
-	} else {
-		syslog(syslog_level(level), "%s: %s", qid != NULL ? qid : "-", msg);
-	}
+	emit(level, qid != NULL ? qid : "-", msg);
 	g_free(msg);
 }

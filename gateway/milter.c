@@ -41,6 +41,8 @@ struct conn {
 	struct timespec start;      /* MAIL FROM */
 	struct timespec cb_start;   /* entry of the callback that runs */
 	long long busy_ns;          /* in this message's callbacks so far */
+	bool in_flight;             /* counted in the metrics' gauge */
+	bool data;                  /* the message's data has begun */
 };
 
 static struct sg_policy *
@@ -65,6 +67,10 @@ message_end(struct conn *c)
 	c->pol = NULL;
 	c->cls = SG_CLASS_NONE;
 	c->busy_ns = 0;
+	c->data = false;
+	if (c->in_flight)
+		sg_metrics_in_flight(-1);
+	c->in_flight = false;
 }
 
 static const char *
@@ -85,10 +91,12 @@ set_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *text)
 	g_free(clean);
 }
 
-/* The one place internal failures turn into an answer. */
+/* The one place internal failures turn into an answer; cause is a fixed
+ * word for the metrics. */
 static sfsistat
-tempfail(SMFICTX *ctx, struct conn *c, const char *why)
+tempfail(SMFICTX *ctx, struct conn *c, const char *cause, const char *why)
 {
+	sg_metrics_refusal(SG_VERDICT_TEMPFAIL, cause, c != NULL && c->data);
 	sg_log(SG_LOG_ERR, qid(c), "temporary failure: %s", why);
 	set_reply(ctx, "451", "4.3.0", "sealgate: temporary failure, try again later");
 	return SMFIS_TEMPFAIL;
@@ -118,7 +126,7 @@ cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 	if (smfi_setpriv(ctx, c) != MI_SUCCESS) {
 		g_free(c->client_ip);
 		g_free(c);
-		return tempfail(ctx, NULL, "smfi_setpriv failed");
+		return tempfail(ctx, NULL, "milter", "smfi_setpriv failed");
 	}
 	return SMFIS_CONTINUE;
 }
@@ -145,6 +153,7 @@ bad_address(SMFICTX *ctx, struct conn *c, const char *xcode, const char *what,
 	    err->msg);
 
 	set_reply(ctx, "553", xcode, text);
+	sg_metrics_refusal(SG_VERDICT_REJECT, "address", false);
 	sg_log(SG_LOG_INFO, qid(c), "verdict=reject reason=\"%s\"", text);
 	g_free(text);
 	return SMFIS_REJECT;
@@ -159,16 +168,16 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	char *from = NULL;
 
 	if (c == NULL)
-		return tempfail(ctx, NULL, "no connection context");
+		return tempfail(ctx, NULL, "milter", "no connection context");
 	message_end(c);
 	clock_gettime(CLOCK_MONOTONIC, &c->start);
 	c->pol = policy_snapshot();
 	if (sg_msg_new(c->pol->gateway.spool_dir, &c->msg) < 0)
-		return tempfail(ctx, c, "cannot create message state");
+		return tempfail(ctx, c, "spool", "cannot create message state");
 	refresh_queue_id(ctx, c);
 	c->ks = sg_keysnap_get(c->pol);
 	if (c->ks == NULL)
-		return tempfail(ctx, c, "no keystore snapshot");
+		return tempfail(ctx, c, "keystore", "no keystore snapshot");
 	if (argv[0] == NULL)
 		sg_err_set(&err, SG_EINVAL, "missing");
 	if (argv[0] == NULL || sg_addr_canon(argv[0], &from, &err) < 0)
@@ -178,6 +187,8 @@ cb_envfrom(SMFICTX *ctx, char **argv)
 	c->msg->client_ip = g_strdup(c->client_ip);
 	auth = smfi_getsymval(ctx, "{auth_authen}");
 	c->msg->auth_user = auth != NULL && *auth ? g_strdup(auth) : NULL;
+	sg_metrics_in_flight(1);
+	c->in_flight = true;
 	return SMFIS_CONTINUE;
 }
 
@@ -191,7 +202,7 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 	sfsistat st = SMFIS_CONTINUE;
 
 	if (c == NULL || c->msg == NULL)
-		return tempfail(ctx, c, "RCPT without MAIL");
+		return tempfail(ctx, c, "milter", "RCPT without MAIL");
 	refresh_queue_id(ctx, c); /* Postfix assigns it at the first RCPT */
 	if (argv[0] == NULL || sg_addr_canon_rcpt(argv[0], &rcpt, &err) < 0) {
 		if (err.msg[0] == '\0')
@@ -200,7 +211,8 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 	}
 	if (sg_pipeline_classify(c->pol, c->ks, c->msg, rcpt, &cls,
 	    fpr, NULL) < 0) {
-		st = tempfail(ctx, c, "recipient classification failed");
+		st = tempfail(ctx, c, "classification",
+		    "recipient classification failed");
 	} else if (c->cls != SG_CLASS_NONE && cls != c->cls) {
 		/* DESIGN.md §4 rule 6: the sending MTA retries it alone. */
 		text = g_strdup_printf("<%s> needs a different treatment (%s); "
@@ -211,10 +223,12 @@ cb_envrcpt(SMFICTX *ctx, char **argv)
 		    "transaction class is %s", rcpt, sg_class_name(cls),
 		    sg_class_name(c->cls));
 		g_free(text);
+		sg_metrics_deferred("mixed-classes");
 		st = SMFIS_TEMPFAIL;
 	} else if (sg_msg_add_rcpt(c->msg, rcpt, cls,
 	    sg_class_method(cls) >= 0 ? fpr : NULL) < 0) {
 		set_reply(ctx, "452", "4.5.3", "too many recipients");
+		sg_metrics_deferred("too-many-recipients");
 		st = SMFIS_TEMPFAIL;
 	} else {
 		c->cls = cls;
@@ -227,8 +241,12 @@ static sfsistat
 cb_data(SMFICTX *ctx)
 {
 	/* Registered so that the MTA does not wait on Nagle's algorithm
-	 * between RCPT and the header (DESIGN.md §5). */
-	(void)ctx;
+	 * between RCPT and the header (DESIGN.md §5); marks where a refusal
+	 * starts to count as a message's. */
+	struct conn *c = conn_of(ctx);
+
+	if (c != NULL)
+		c->data = true;
 	return SMFIS_CONTINUE;
 }
 
@@ -240,7 +258,7 @@ spool_failed(SMFICTX *ctx, struct conn *c, const char *what, int rc)
 	int e = sg_spool_error(c->msg->spool);
 	char *why = g_strdup_printf("cannot spool %s in %s: %s", what,
 	    c->pol->gateway.spool_dir, e != 0 ? g_strerror(e) : sg_strerror(rc));
-	sfsistat st = tempfail(ctx, c, why);
+	sfsistat st = tempfail(ctx, c, "spool", why);
 
 	g_free(why);
 	return st;
@@ -253,7 +271,8 @@ cb_header(SMFICTX *ctx, char *name, char *value)
 	int rc;
 
 	if (c == NULL || c->msg == NULL)
-		return tempfail(ctx, c, "header without MAIL");
+		return tempfail(ctx, c, "milter", "header without MAIL");
+	c->data = true;
 	rc = sg_msg_add_header(c->msg, name, value);
 	if (rc < 0 && rc != SG_ELIMIT) /* a limit is judged at end of message */
 		return spool_failed(ctx, c, "header", rc);
@@ -267,7 +286,7 @@ cb_eoh(SMFICTX *ctx)
 	int rc;
 
 	if (c == NULL || c->msg == NULL)
-		return tempfail(ctx, c, "header without MAIL");
+		return tempfail(ctx, c, "milter", "header without MAIL");
 	refresh_queue_id(ctx, c);
 	rc = sg_msg_end_headers(c->msg);
 	if (rc < 0)
@@ -283,7 +302,7 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 	int rc;
 
 	if (c == NULL || c->msg == NULL)
-		return tempfail(ctx, c, "body without MAIL");
+		return tempfail(ctx, c, "milter", "body without MAIL");
 	if ((long long)(sg_spool_size(c->msg->spool) + len) >
 	    c->pol->gateway.max_message_size) {
 		text = g_strdup_printf("message size exceeds the limit of %lld "
@@ -291,6 +310,7 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 		set_reply(ctx, "552", "5.3.4", text);
 		sg_log(SG_LOG_INFO, qid(c), "from=<%s> verdict=reject "
 		    "reason=\"message too large\"", c->msg->mail_from);
+		sg_metrics_refusal(SG_VERDICT_REJECT, "size", true);
 		g_free(text);
 		message_end(c);
 		return SMFIS_REJECT;
@@ -353,11 +373,10 @@ ns_since(const struct timespec *start)
 	    (now.tv_nsec - start->tv_nsec);
 }
 
-/* time: since MAIL FROM; busy: spent in this message's callbacks, the
- * delay sealgate adds to the transaction (the MTA waits for each answer).
- * Called from the end-of-message callback, which is still running. */
+/* The key=value form of the line per message. */
 static void
-log_summary(struct conn *c, const struct sg_result *res)
+log_text(struct conn *c, const struct sg_result *res, double ms,
+	 double busy_ms)
 {
 	GString *keys = g_string_new(NULL);
 	/* S/MIME encryption: the content encryption and why. */
@@ -375,10 +394,80 @@ log_summary(struct conn *c, const struct sg_result *res)
 	    sg_verdict_name(res->verdict), res->rule ? res->rule : "-",
 	    res->action,
 	    res->method ? res->method : "-", keys->len ? keys->str : "-", cipher,
-	    res->reason ? res->reason : "", ns_since(&c->start) / 1e6,
-	    (c->busy_ns + ns_since(&c->cb_start)) / 1e6);
+	    res->reason ? res->reason : "", ms, busy_ms);
 	g_string_free(keys, TRUE);
 	g_free(cipher);
+}
+
+static void
+json_member(GString *out, const char *name, const char *value)
+{
+	g_string_append_printf(out, ",\"%s\":", name);
+	sg_json_string(out, value);
+}
+
+/* The JSON form (gateway.log_format: json): one object per line. */
+static void
+log_json(struct conn *c, const struct sg_result *res, double ms,
+	 double busy_ms)
+{
+	GString *out = g_string_new("{\"ts\":");
+	GDateTime *now = g_date_time_new_now_utc();
+	char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S.%fZ");
+
+	sg_json_string(out, ts);
+	json_member(out, "queue_id", qid(c));
+	json_member(out, "direction", res->direction);
+	json_member(out, "from", c->msg->mail_from);
+	json_member(out, "class", sg_class_name(c->cls));
+	json_member(out, "rule", res->rule);
+	json_member(out, "action", res->action);
+	json_member(out, "method", res->method);
+	json_member(out, "outcome", sg_verdict_name(res->verdict));
+	json_member(out, "cause", res->cause);
+	g_string_append(out, ",\"recipients\":[");
+	for (guint i = 0; i < c->msg->rcpts->len; i++) {
+		const struct sg_rcpt *r = g_ptr_array_index(c->msg->rcpts, i);
+
+		g_string_append(out, i ? ",{\"address\":" : "{\"address\":");
+		sg_json_string(out, r->addr);
+		json_member(out, "class", sg_class_name(r->cls));
+		json_member(out, "key", r->key_fpr);
+		g_string_append_c(out, '}');
+	}
+	g_string_append(out, "],\"keys\":[");
+	for (guint i = 0; i < res->fprs->len; i++) {
+		if (i > 0)
+			g_string_append_c(out, ',');
+		sg_json_string(out, g_ptr_array_index(res->fprs, i));
+	}
+	g_string_append_c(out, ']');
+	json_member(out, "cipher", res->cipher);
+	json_member(out, "decryption", res->decryption);
+	json_member(out, "decryption_reason", res->decryption_reason);
+	json_member(out, "signature", res->signature);
+	json_member(out, "reason", res->reason);
+	g_string_append_printf(out, ",\"ms\":%.3f,\"busy_ms\":%.3f}", ms,
+	    busy_ms);
+	sg_log_line(SG_LOG_INFO, out->str);
+	g_string_free(out, TRUE);
+	g_free(ts);
+	g_date_time_unref(now);
+}
+
+/* The line per message. time (ms): since MAIL FROM; busy: spent in this
+ * message's callbacks, the delay sealgate adds to the transaction (the
+ * MTA waits for each answer). Called from the end-of-message callback,
+ * which is still running. */
+static void
+log_summary(struct conn *c, const struct sg_result *res, long long busy_ns)
+{
+	double ms = ns_since(&c->start) / 1e6, busy_ms = busy_ns / 1e6;
+
+	if (c->pol->gateway.log_format == SG_LOG_FORMAT_JSON)
+		log_json(c, res, ms, busy_ms);
+	else
+		log_text(c, res, ms, busy_ms);
 	/* Inbound: what a valid S/MIME signature announced. A failure to
 	 * record it changes nothing for the message. */
 	if (res->caps_recorded != NULL)
@@ -402,11 +491,13 @@ cb_eom(SMFICTX *ctx)
 	struct conn *c = conn_of(ctx);
 	struct sg_progress progress;
 	struct sg_result res;
+	long long busy;
 	sfsistat st;
 	int rc;
 
 	if (c == NULL || c->msg == NULL)
-		return tempfail(ctx, c, "end of message without MAIL");
+		return tempfail(ctx, c, "milter",
+		    "end of message without MAIL");
 	refresh_queue_id(ctx, c);
 	if (!c->msg->in_body && (rc = sg_msg_end_headers(c->msg)) < 0)
 		return spool_failed(ctx, c, "header", rc);
@@ -436,7 +527,9 @@ cb_eom(SMFICTX *ctx)
 		st = SMFIS_TEMPFAIL;
 		break;
 	}
-	log_summary(c, &res);
+	busy = c->busy_ns + ns_since(&c->cb_start);
+	log_summary(c, &res, busy);
+	sg_metrics_message(&res, busy);
 	sg_result_clear(&res);
 	message_end(c);
 	return st;
@@ -569,6 +662,8 @@ note_start_keys(const struct sg_policy *old, const struct sg_policy *pol)
 		    pol->gateway.socket_group) == 0 },
 		{ "user", g_strcmp0(old->gateway.user, pol->gateway.user) == 0 },
 		{ "group", g_strcmp0(old->gateway.group, pol->gateway.group) == 0 },
+		{ "metrics", g_strcmp0(old->gateway.metrics,
+		    pol->gateway.metrics) == 0 },
 	};
 
 	for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
@@ -597,6 +692,7 @@ reload_thread(void *arg)
 				    (char *)g_ptr_array_index(errors, i));
 			sg_log(SG_LOG_ERR, NULL, "reload of %s failed; the "
 			    "previous policy stays in force", current.path);
+			sg_metrics_reload(false);
 		} else {
 			pthread_mutex_lock(&current.lock);
 			old = current.pol;
@@ -605,6 +701,7 @@ reload_thread(void *arg)
 			note_start_keys(old, pol);
 			sg_policy_unref(old);
 			sg_log(SG_LOG_INFO, NULL, "policy %s reloaded", current.path);
+			sg_metrics_reload(true);
 		}
 		g_ptr_array_free(errors, TRUE);
 		pol = policy_snapshot();
@@ -612,6 +709,22 @@ reload_thread(void *arg)
 		sg_policy_unref(pol);
 	}
 	return NULL;
+}
+
+/* The metrics' gauges at a scrape: from the keystore snapshot in force
+ * for the current policy. */
+static void
+metrics_gauges(struct sg_metrics_gauges *g)
+{
+	struct sg_policy *pol = policy_snapshot();
+	struct sg_keystore *ks = sg_keysnap_get(pol);
+	time_t now = time(NULL);
+
+	g->snapshot = ks != NULL;
+	if (ks != NULL)
+		sg_keystore_expiring(ks, now, now + 30 * 86400, &g->expiring);
+	sg_keystore_free(ks);
+	sg_policy_unref(pol);
 }
 
 static sigset_t reload_set;
@@ -786,7 +899,8 @@ sg_cmd_milter(int argc, char **argv)
 	if (swept > 0)
 		sg_log(SG_LOG_WARNING, NULL, "removed %u throwaway GnuPG home(s) "
 		    "left in %s by a process that died", swept, g_get_tmp_dir());
-	if (!sg_keysnap_start(current.pol) || !start_reload_thread()) {
+	if (!sg_keysnap_start(current.pol) || !start_reload_thread() ||
+	    !sg_metrics_start(current.pol->gateway.metrics, metrics_gauges)) {
 		remove_socket(sock);
 		goto fail;
 	}
@@ -796,8 +910,12 @@ sg_cmd_milter(int argc, char **argv)
 		    "gateway.user to the keystore's owner");
 	sg_log(SG_LOG_INFO, NULL, "listening on %s, policy %s, user %s, "
 	    "group %s", sock, current.path, privs.user, privs.group);
+	if (current.pol->gateway.metrics != NULL)
+		sg_log(SG_LOG_INFO, NULL, "metrics at http://%s/metrics",
+		    current.pol->gateway.metrics);
 	sg_privs_clear(&privs);
 	rc = smfi_main();
+	sg_metrics_stop();
 	sg_log(SG_LOG_INFO, NULL, "stopped");
 	return rc == MI_SUCCESS ? 0 : SG_EXIT_USAGE;
 fail:

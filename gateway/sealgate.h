@@ -8,6 +8,7 @@
 
 #include "msgfile.h"
 #include "sealgate/keystore.h"
+#include "sealgate/pipeline.h"
 #include "sealgate/policy.h"
 
 /* Exit codes of `sealgate process` (DESIGN.md §3). */
@@ -162,7 +163,9 @@ char *sg_escape(const char *s);
 void sg_tprintf(FILE *fp, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Appends s as a JSON string (NULL: null). */
+/* Appends s as a JSON string (NULL: null); control characters, bytes
+ * that are not UTF-8 (as U+FFFD) and the invisible characters sg_escape
+ * escapes are written as \uHHHH, so the text is one safe line. */
 void sg_json_string(GString *out, const char *s);
 
 /* Checks the OpenSSL release in use against the security floor (README,
@@ -180,5 +183,32 @@ enum sg_log_level { SG_LOG_ERR, SG_LOG_WARNING, SG_LOG_INFO, SG_LOG_DEBUG };
 void sg_log_open(bool to_stderr);
 void sg_log(enum sg_log_level level, const char *qid, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* A line as it is (no queue id, no escaping): for a JSON object that
+ * sg_json_string made safe. */
+void sg_log_line(enum sg_log_level level, const char *line);
+
+/* The milter's metrics (gateway/metrics.c), served at gateway.metrics.
+ * Every function does nothing while the endpoint is off. */
+struct sg_metrics_gauges {
+	struct sg_expiring expiring;    /* within 30 days */
+	bool snapshot;                  /* a keystore snapshot is in force */
+};
+typedef void (*sg_metrics_gauges_fn)(struct sg_metrics_gauges *g);
+
+/* Starts the endpoint at listen ("HOST:PORT", NULL: off) in a thread of
+ * its own; gauges is called at each scrape. False (said on stderr) when
+ * it cannot listen. */
+bool sg_metrics_start(const char *listen, sg_metrics_gauges_fn gauges);
+void sg_metrics_stop(void);
+/* A message's verdict at its end; busy_ns: time in its callbacks. */
+void sg_metrics_message(const struct sg_result *res, long long busy_ns);
+/* A refusal by the milter itself (cause: a fixed word); message: it ends
+ * a message whose data had begun (else a recipient or a MAIL FROM). */
+void sg_metrics_refusal(enum sg_verdict v, const char *cause, bool message);
+/* A recipient deferred to a transaction of its own. */
+void sg_metrics_deferred(const char *cause);
+void sg_metrics_reload(bool ok);
+/* Messages between MAIL FROM and their end: +1, -1. */
+void sg_metrics_in_flight(int delta);
 
 #endif

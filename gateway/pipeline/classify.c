@@ -180,7 +180,8 @@ sg_classify_transaction(struct sg_msg *msg, const struct sg_policy *pol,
 		}
 	}
 	if (others != NULL) {
-		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "452", "4.5.3",
+		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "mixed-classes", "452",
+		    "4.5.3",
 		    "recipient %s; deliver %s in a separate transaction",
 		    others->str, n_others > 1 ? "each" : "it");
 		sg_result_reason(res, "mixed recipient classes");

@@ -939,6 +939,10 @@ sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 		goto out;
 	}
 status:
+	res->decryption = status_words[d.status];
+	res->decryption_reason = reason_words[d.reason];
+	if (pol->inbound.verify)
+		res->signature = sg_sig_status_name(d.sig.status);
 	sg_inbound_record_caps(ks, &d.sig, d.sig_method, res);
 	add_status(&d, res);
 	if (pol->inbound.verify)

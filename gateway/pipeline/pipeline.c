@@ -50,8 +50,8 @@ inspect_message(struct sg_msg *msg, struct sg_result *res,
 	rc = sg_mime_inspect(stream, &info, &parsed, &err);
 	g_object_unref(stream);
 	if (rc == SG_EMALFORMED || rc == SG_ELIMIT) {
-		sg_result_reply(res, SG_VERDICT_REJECT, "554", "5.6.0",
-		    "malformed MIME message (%s); it was not sent", err.msg);
+		sg_result_reply(res, SG_VERDICT_REJECT, "malformed", "554",
+		    "5.6.0", "malformed MIME message (%s); it was not sent", err.msg);
 		sg_result_reason(res, "malformed: %s", err.msg);
 		return SG_OK;
 	}
@@ -116,6 +116,20 @@ all_internal(const struct sg_msg *msg, const struct sg_policy *pol)
 	return true;
 }
 
+/* The direction of the transaction, for the log and the metrics. */
+static const char *
+direction_of(const struct sg_msg *msg, const struct sg_policy *pol)
+{
+	bool internal;
+
+	if (msg->rcpts->len == 0)
+		return "unknown";
+	internal = all_internal(msg, pol);
+	if (sg_pipeline_outbound(pol, msg))
+		return internal ? "internal" : "outbound";
+	return internal ? "inbound" : "other";
+}
+
 int
 sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 		const struct sg_keystore *ks, struct sg_progress *progress,
@@ -124,14 +138,15 @@ sg_pipeline_run(struct sg_msg *msg, const struct sg_policy *pol,
 	enum sg_class cls = SG_CLASS_PASS;
 	int rc;
 
+	res->direction = direction_of(msg, pol);
 	if (msg->limit_error) {
-		sg_result_reply(res, SG_VERDICT_REJECT, "552", "5.3.4",
+		sg_result_reply(res, SG_VERDICT_REJECT, "limit", "552", "5.3.4",
 		    "message refused: %s", msg->limit_what);
 		sg_result_reason(res, "%s", msg->limit_what);
 		return SG_OK;
 	}
 	if ((long long)sg_spool_size(msg->spool) > pol->gateway.max_message_size) {
-		sg_result_reply(res, SG_VERDICT_REJECT, "552", "5.3.4",
+		sg_result_reply(res, SG_VERDICT_REJECT, "size", "552", "5.3.4",
 		    "message size exceeds the limit of %lld bytes",
 		    pol->gateway.max_message_size);
 		sg_result_reason(res, "message too large");

@@ -302,16 +302,19 @@ refuse_one(const struct sg_plan *plan, int m, struct sg_result *res)
 	    g_strdup_printf(" (sender <%s> may not sign: %s)",
 	    plan->sender, plan->signers.why[0]) : g_strdup("");
 	if (m == SG_MISSING_REJECT)
-		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
+		sg_result_reply(res, SG_VERDICT_REJECT, "missing-key", "550",
+		    "5.7.1",
 		    "%s required by rule \"%s\"; no usable %s for: %s%s",
 		    sign ? "signing" : "encryption", rule, what,
 		    plan->missing[m]->str, denied);
 	else
-		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.7.1",
+		sg_result_reply(res, SG_VERDICT_TEMPFAIL, "missing-key", "451",
+		    "4.7.1",
 		    "%s required by rule \"%s\"; no usable %s for: %s%s; "
 		    "try again later", sign ? "signing" : "encryption", rule, what,
 		    plan->missing[m]->str, denied);
 	sg_result_reason(res, "no usable %s (rule %s)%s", what, rule, denied);
+	res->rule = plan->missing_rule[m];
 	g_free(denied);
 	return true;
 }
@@ -326,8 +329,8 @@ sg_plan_refusal(const struct sg_plan *plan, struct sg_result *res)
 	if (plan->conflict) {
 		/* Rules that pick methods some recipients (or the sender)
 		 * have no key for; never fall back to less protection. */
-		sg_result_reply(res, SG_VERDICT_REJECT, "550", "5.7.1",
-		    "the policy asks for different protection for the "
+		sg_result_reply(res, SG_VERDICT_REJECT, "conflict", "550",
+		    "5.7.1", "the policy asks for different protection for the "
 		    "recipients of this message; send to them separately");
 		sg_result_reason(res, "conflicting outcomes in one transaction");
 		return true;

@@ -11,6 +11,7 @@ sg_result_init(struct sg_result *res)
 	memset(res, 0, sizeof(*res));
 	res->verdict = SG_VERDICT_ACCEPT;
 	res->action = "pass";
+	res->direction = "unknown";
 	res->fprs = g_ptr_array_new_with_free_func(g_free);
 	sg_edits_init(&res->edits);
 }
@@ -42,12 +43,13 @@ sg_verdict_name(enum sg_verdict v)
 }
 
 void
-sg_result_reply(struct sg_result *res, enum sg_verdict v, const char *rcode,
-		const char *xcode, const char *fmt, ...)
+sg_result_reply(struct sg_result *res, enum sg_verdict v, const char *cause,
+		const char *rcode, const char *xcode, const char *fmt, ...)
 {
 	va_list ap;
 
 	res->verdict = v;
+	res->cause = cause;
 	res->action = sg_verdict_name(v);
 	g_strlcpy(res->rcode, rcode, sizeof(res->rcode));
 	g_strlcpy(res->xcode, xcode, sizeof(res->xcode));
@@ -75,7 +77,7 @@ int
 sg_result_internal(struct sg_result *res, int rc, const char *what,
 		   const struct sg_err *err)
 {
-	sg_result_reply(res, SG_VERDICT_TEMPFAIL, "451", "4.3.0",
+	sg_result_reply(res, SG_VERDICT_TEMPFAIL, what, "451", "4.3.0",
 	    "sealgate: temporary failure, try again later");
 	sg_result_reason(res, "%s: %s", what, err != NULL && *err->msg ? err->msg
 	    : sg_strerror(rc));

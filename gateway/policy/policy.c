@@ -54,6 +54,7 @@ type_name(enum key_type t)
 	case KT_USER:		return "a user name";
 	case KT_GROUP:		return "a group name";
 	case KT_MODE:		return "a file mode";
+	case KT_LISTEN:		return "an address and port";
 	default:		return "a string";
 	}
 }
@@ -176,6 +177,8 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 	   const char *text, yaml_mark_t mark)
 {
 	const struct enum_value *ev;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
 	GError *gerr = NULL;
 	long long size;
 	char *end, *names;
@@ -210,6 +213,16 @@ set_scalar(struct loader *ld, const struct key *k, void *base,
 		return set_account(ld, k, base, text, mark);
 	case KT_MODE:
 		return set_mode(ld, k, base, text, mark);
+	case KT_LISTEN:
+		if (!sg_policy_parse_listen(text, &ss, &sslen)) {
+			report(ld, mark, "\"%s\": invalid address \"%s\" (expected "
+			    "IPV4:PORT or [IPV6]:PORT, such as 127.0.0.1:9108)",
+			    k->name, text);
+			return false;
+		}
+		g_free(*(char **)field(base, k));
+		*(char **)field(base, k) = g_strdup(text);
+		return true;
 	case KT_STRING:
 	case KT_PATH:
 		if (*text == '\0') {
@@ -587,6 +600,7 @@ policy_free(struct sg_policy *pol)
 	g_array_free(pol->gateway.trusted_networks, TRUE);
 	g_array_free(pol->gateway.signing_networks, TRUE);
 	g_free(pol->gateway.sender_logins);
+	g_free(pol->gateway.metrics);
 	sg_logins_free(pol->logins);
 	g_ptr_array_free(pol->internal_domains, TRUE);
 	g_ptr_array_free(pol->rules, TRUE);

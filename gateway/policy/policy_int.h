@@ -29,6 +29,7 @@ enum key_type {
 	KT_USER,     /* name of a user of this system */
 	KT_GROUP,    /* name of a group of this system */
 	KT_MODE,     /* permissions in octal, none for others (int) */
+	KT_LISTEN,   /* HOST:PORT to listen on (string, literal address) */
 };
 
 struct enum_value {

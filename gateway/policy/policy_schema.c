@@ -37,6 +37,12 @@ const struct enum_value sg_cipher_values[] = {
 	{ NULL, 0 },
 };
 
+static const struct enum_value log_format_values[] = {
+	{ "text", SG_LOG_FORMAT_TEXT },
+	{ "json", SG_LOG_FORMAT_JSON },
+	{ NULL, 0 },
+};
+
 const struct enum_value sg_transport_values[] = {
 	{ "rsa-pkcs1", SG_KT_RSA_PKCS1 },
 	{ "rsa-oaep", SG_KT_RSA_OAEP },
@@ -88,6 +94,14 @@ static const struct key gateway_keys[] = {
 	  POL(gateway.allow_vulnerable_openssl), NULL, NULL, "false", false,
 	  "run on an OpenSSL release with known flaws in CMS/PKCS#7 "
 	  "(README, \"Security floor\"); only until the upgrade" },
+	{ "metrics", KT_LISTEN, POL(gateway.metrics), NULL, NULL, NULL, false,
+	  "serve counters in the OpenMetrics text format at "
+	  "http://HOST:PORT/metrics, e.g. 127.0.0.1:9108 ([::1]:9108 for "
+	  "IPv6); literal addresses only; no message content, addresses or "
+	  "key material; default: off" },
+	{ "log_format", KT_ENUM, POL(gateway.log_format), NULL, log_format_values,
+	  "text", false, "the milter's line per message: text (key=value) or "
+	  "json (one JSON object per line); other lines stay text" },
 	END,
 };
 
@@ -371,6 +385,7 @@ type_label(enum key_type t)
 	case KT_USER:		return "user";
 	case KT_GROUP:		return "group";
 	case KT_MODE:		return "mode";
+	case KT_LISTEN:		return "address";
 	default:		return "string";
 	}
 }

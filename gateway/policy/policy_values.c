@@ -232,6 +232,55 @@ out:
 }
 
 bool
+sg_policy_parse_listen(const char *text, struct sockaddr_storage *ss,
+		       socklen_t *len)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	const char *colon, *close;
+	char host[INET6_ADDRSTRLEN], *end;
+	bool v6 = text[0] == '[';
+	size_t hlen;
+	long port;
+
+	memset(ss, 0, sizeof(*ss));
+	if (v6) {
+		close = strchr(text, ']');
+		if (close == NULL || close[1] != ':')
+			return false;
+		colon = close + 1;
+		text++;
+		hlen = (size_t)(close - text);
+	} else {
+		colon = strchr(text, ':');
+		if (colon == NULL || strchr(colon + 1, ':') != NULL)
+			return false;
+		hlen = (size_t)(colon - text);
+	}
+	if (hlen == 0 || hlen >= sizeof(host) || !g_ascii_isdigit(colon[1]))
+		return false;
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || errno != 0 || port < 1 || port > 65535)
+		return false;
+	memcpy(host, text, hlen);
+	host[hlen] = '\0';
+	if (!v6 && inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		in->sin_port = htons((uint16_t)port);
+		*len = sizeof(*in);
+		return true;
+	}
+	if (v6 && inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		return true;
+	}
+	return false;
+}
+
+bool
 sg_policy_is_internal(const struct sg_policy *pol, const char *addr)
 {
 	const char *domain = strrchr(addr, '@');

@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "sealgate/error.h"
 
@@ -94,6 +95,20 @@ typedef char *(*sg_addr_key_fn)(const char *addr);
  */
 int sg_keystore_snapshot(const char *dir, sg_addr_key_fn addr_key,
 			 struct sg_err *err, struct sg_keystore **out);
+
+/* What a snapshot holds that is usable now and stops being usable by
+ * until: OpenPGP keys (sg_keystore_expiring counts a key when its primary
+ * key expires, or every subkey it has for encryption or signing), S/MIME
+ * certificates and trust anchors. All 0 for a keystore that is not a
+ * snapshot. */
+struct sg_expiring {
+	unsigned openpgp;
+	unsigned smime;
+	unsigned anchors;
+};
+
+void sg_keystore_expiring(const struct sg_keystore *ks, time_t now,
+			  time_t until, struct sg_expiring *out);
 
 /* The keystore's generation as one stat() of its generation file. */
 void sg_keystore_generation(const char *dir, struct sg_keystore_gen *out);

@@ -26,6 +26,14 @@ struct sg_result {
 	const char *action;     /* what was done: "pass", "encrypt", ... */
 	const char *method;     /* "openpgp" or NULL */
 	const char *rule;       /* the deciding rule (policy's storage) */
+	const char *direction;  /* "outbound", "internal" (a trusted sender to
+				 * internal recipients only), "inbound",
+				 * "other" (neither: passed on), "unknown" */
+	const char *cause;      /* reject/tempfail: why, in a fixed word
+				 * (metrics label) */
+	const char *decryption; /* inbound: "yes", "no", "failed"; else NULL */
+	const char *decryption_reason; /* ... its reason word, or NULL */
+	const char *signature;  /* inbound, verified: sg_sig_status_name */
 	char *reason;           /* why, for the log (never message content) */
 	GPtrArray *fprs;        /* char *: keys used */
 	const char *cipher;     /* S/MIME encryption: the content encryption */
@@ -40,10 +48,12 @@ void sg_result_init(struct sg_result *res);
 void sg_result_clear(struct sg_result *res);
 const char *sg_verdict_name(enum sg_verdict v);
 
-/* Sets a reject/tempfail verdict with its SMTP reply. */
+/* Sets a reject/tempfail verdict with its SMTP reply; cause is a fixed
+ * word (a static string) saying why, for the metrics. */
 void sg_result_reply(struct sg_result *res, enum sg_verdict v,
-		     const char *rcode, const char *xcode, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
+		     const char *cause, const char *rcode, const char *xcode,
+		     const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
 
 /* True when the transaction is outbound: the envelope sender's domain is
  * internal and the client is trusted (SMTP AUTH, or an address in

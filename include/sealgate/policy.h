@@ -8,12 +8,19 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include <glib.h>
 
 #include "sealgate/error.h"
 
 #define SG_DEFAULT_CONFIG "/etc/sealgate/policy.yaml"
+
+/* gateway.log_format: the form of the milter's line per message. */
+enum sg_log_format {
+	SG_LOG_FORMAT_TEXT = 0,
+	SG_LOG_FORMAT_JSON,
+};
 
 enum sg_action {
 	SG_ACTION_NONE = 0,
@@ -112,6 +119,9 @@ struct sg_policy {
 		GArray *signing_networks;   /* struct sg_cidr: sign without login */
 		char *sender_logins;        /* absolute path, NULL: none */
 		bool allow_vulnerable_openssl; /* run below the floor */
+		char *metrics;          /* "HOST:PORT" of the metrics endpoint;
+					 * NULL: off */
+		int log_format;         /* enum sg_log_format */
 	} gateway;
 	struct sg_logins *logins;    /* gateway.sender_logins read, or NULL */
 	GPtrArray *internal_domains; /* char *, lower case; ".d": subdomains */
@@ -168,6 +178,12 @@ bool sg_policy_allows_method(const struct sg_methods *m, enum sg_method method);
 
 /* True when ip (text form) is in gateway.trusted_networks. */
 bool sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip);
+
+/* An address to listen on, "IPV4:PORT" or "[IPV6]:PORT" (literal
+ * addresses only: nothing is looked up), into ss; false when the text is
+ * not one. */
+bool sg_policy_parse_listen(const char *text, struct sockaddr_storage *ss,
+			    socklen_t *len);
 
 /* True when ip (text form, may be NULL) is in one of nets (struct sg_cidr). */
 bool sg_policy_ip_in(const GArray *nets, const char *ip);
