@@ -110,14 +110,20 @@ count(struct family *f, ...)
 	(*n)++;
 }
 
-/* Counts a refusal (with m.lock held). */
+/* Counts a refusal (with m.lock held). The cause as a label value:
+ * lower case, blanks as '-' ("MIME parser" -> "mime-parser"). */
 static void
 count_refusal(enum sg_verdict v, const char *rule, const char *cause)
 {
+	char word[64];
+
+	g_strlcpy(word, cause != NULL ? cause : "", sizeof(word));
+	for (char *p = word; *p; p++)
+		*p = *p == ' ' ? '-' : g_ascii_tolower(*p);
 	if (v == SG_VERDICT_REJECT)
-		count(&m.rejects, "rule", rule, "cause", cause, NULL);
+		count(&m.rejects, "rule", rule, "cause", word, NULL);
 	else if (v == SG_VERDICT_TEMPFAIL)
-		count(&m.tempfails, "cause", cause, NULL);
+		count(&m.tempfails, "cause", word, NULL);
 }
 
 void

@@ -510,6 +510,8 @@ cb_eom(SMFICTX *ctx)
 		st = apply_edits(ctx, &res.edits) ? SMFIS_ACCEPT : SMFIS_TEMPFAIL;
 		if (st == SMFIS_TEMPFAIL) {
 			res.verdict = SG_VERDICT_TEMPFAIL;
+			res.action = sg_verdict_name(res.verdict);
+			res.cause = "edit";
 			g_free(res.reason);
 			res.reason = g_strdup("the MTA refused an edit");
 			set_reply(ctx, "451", "4.3.0",
