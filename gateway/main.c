@@ -80,6 +80,13 @@ main(int argc, char **argv)
 		return SG_EXIT_USAGE;
 	}
 	verb = argv[1];
+	/* Every verb that reads mail or keys: a core file or another
+	 * process of the user (ptrace, /proc/PID/mem) could hold plaintext
+	 * or secret key material. */
+	if ((strcmp(verb, "milter") == 0 || strcmp(verb, "process") == 0 ||
+	    strcmp(verb, "policy") == 0 || strcmp(verb, "keys") == 0) &&
+	    !sg_privs_no_core_dumps())
+		return SG_EXIT_USAGE;
 	if (strcmp(verb, "milter") == 0)
 		return sg_cmd_milter(argc - 1, argv + 1);
 	if (strcmp(verb, "process") == 0)

@@ -450,6 +450,38 @@ class RootInTheGatewaysKeystore(unittest.TestCase):
         self.assertIn(self.marker.encode(), got)
         self.assertEqual(self.root_files(), [])
 
+    def test_k_process_not_dumpable(self):
+        # `process` holds plaintext too: while it waits for its message it
+        # is not dumpable and may not write a core file, as the milter.
+        p = subprocess.Popen([BINARY, "process", "-c", self.gw.policy, "--from", CAROL,
+                              "--to", ALICE, "--client-ip", "192.0.2.1"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, preexec_fn=no_core_limit,
+                             **as_nobody())
+        try:
+            # It reads its message after the policy and the keystore:
+            # wait until it blocks on the read of standard input.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and p.poll() is None:
+                try:
+                    with open("/proc/%d/wchan" % p.pid) as f:
+                        wchan = f.read()
+                    with open("/proc/%d/syscall" % p.pid) as f:
+                        syscall = f.read().split()
+                except OSError:
+                    wchan, syscall = "", []
+                if syscall[:2] == ["0", "0x0"] or wchan.endswith("pipe_read"):
+                    break
+                time.sleep(0.05)
+            self.assertIsNone(p.poll(), "process ended before it read its message")
+            for name in ("status", "mem"):
+                self.assertEqual(os.stat("/proc/%d/%s" % (p.pid, name)).st_uid, 0,
+                                 "/proc/PID/%s: process is dumpable" % name)
+            self.assertEqual(core_limit(p.pid), ("0", "0"))
+        finally:
+            out, err = p.communicate(b"", timeout=120)
+        self.assertIn(p.returncode, (0, 2, 3), err)
+
     def test_k_secret_export_as_root_refused(self):
         rc, out, err = self.sealgate("keys", "-c", self.gw.policy, "export", ALICE,
                                      "--secret")
