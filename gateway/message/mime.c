@@ -360,6 +360,11 @@ encode_7bit(GMimeObject *obj, unsigned depth)
 		GMimePart *part = GMIME_PART(obj);
 		GMimeContentEncoding enc = g_mime_part_get_content_encoding(part);
 
+		/* No content at all (GMime's parser can leave it out; the
+		 * fuzz input nested-part-without-content.eml): nothing to
+		 * encode, and GMime would complain. */
+		if (g_mime_part_get_content(part) == NULL)
+			return;
 		if (enc == GMIME_CONTENT_ENCODING_BASE64 ||
 		    enc == GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE ||
 		    enc == GMIME_CONTENT_ENCODING_UUENCODE)
