@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -406,14 +407,47 @@ json_member(GString *out, const char *name, const char *value)
 	sg_json_string(out, value);
 }
 
+/*
+ * A sender chooses how many recipients a message has (up to
+ * SG_MAX_RECIPIENTS): listed in full, 1,000 of them made a line of 60 KB,
+ * which syslog daemons cut (rsyslog at 8 KB by default) and journald
+ * splits (LineMax, 48 KB), leaving a line that is not JSON. The lists keep
+ * to these sizes in bytes; the rest is counted in *_omitted.
+ */
+#define JSON_RCPTS_MAX 4096
+#define JSON_KEYS_MAX 2048
+
+/* Appends item (a JSON value) to the list being written in out when it
+ * fits in max bytes with what *used counts, and empties item; false when
+ * it did not fit. After one that did not fit, none does. */
+static bool
+json_list_item(GString *out, GString *item, size_t *used, size_t max)
+{
+	bool fits = *used != SIZE_MAX && *used + item->len + 1 <= max;
+
+	if (fits) {
+		if (*used > 0)
+			g_string_append_c(out, ',');
+		g_string_append_len(out, item->str, item->len);
+		*used += item->len + 1;
+	} else {
+		*used = SIZE_MAX;
+	}
+	g_string_truncate(item, 0);
+	return fits;
+}
+
 /* The JSON form (gateway.log_format: json): one object per line. */
 static void
 log_json(struct conn *c, const struct sg_result *res, double ms,
 	 double busy_ms)
 {
-	GString *out = g_string_new("{\"ts\":");
+	GString *out = g_string_new("{\"ts\":"), *item = g_string_new(NULL);
 	GDateTime *now = g_date_time_new_now_utc();
 	char *ts = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S.%fZ");
+	char num[G_ASCII_DTOSTR_BUF_SIZE];
+	size_t used = 0;
+	unsigned omitted = 0;
 
 	sg_json_string(out, ts);
 	json_member(out, "queue_id", qid(c));
@@ -429,28 +463,37 @@ log_json(struct conn *c, const struct sg_result *res, double ms,
 	for (guint i = 0; i < c->msg->rcpts->len; i++) {
 		const struct sg_rcpt *r = g_ptr_array_index(c->msg->rcpts, i);
 
-		g_string_append(out, i ? ",{\"address\":" : "{\"address\":");
-		sg_json_string(out, r->addr);
-		json_member(out, "class", sg_class_name(r->cls));
-		json_member(out, "key", r->key_fpr);
-		g_string_append_c(out, '}');
+		g_string_append(item, "{\"address\":");
+		sg_json_string(item, r->addr);
+		json_member(item, "class", sg_class_name(r->cls));
+		json_member(item, "key", r->key_fpr);
+		g_string_append_c(item, '}');
+		omitted += !json_list_item(out, item, &used, JSON_RCPTS_MAX);
 	}
-	g_string_append(out, "],\"keys\":[");
+	g_string_append_printf(out, "],\"recipients_omitted\":%u,\"keys\":[",
+	    omitted);
+	used = omitted = 0;
 	for (guint i = 0; i < res->fprs->len; i++) {
-		if (i > 0)
-			g_string_append_c(out, ',');
-		sg_json_string(out, g_ptr_array_index(res->fprs, i));
+		sg_json_string(item, g_ptr_array_index(res->fprs, i));
+		omitted += !json_list_item(out, item, &used, JSON_KEYS_MAX);
 	}
-	g_string_append_c(out, ']');
+	g_string_append_printf(out, "],\"keys_omitted\":%u", omitted);
 	json_member(out, "cipher", res->cipher);
 	json_member(out, "decryption", res->decryption);
 	json_member(out, "decryption_reason", res->decryption_reason);
 	json_member(out, "signature", res->signature);
 	json_member(out, "reason", res->reason);
-	g_string_append_printf(out, ",\"ms\":%.3f,\"busy_ms\":%.3f}", ms,
-	    busy_ms);
+	/* Not printf's %f: under a locale with a decimal comma (setlocale
+	 * in main) it would write 1,234, which is not JSON. */
+	g_string_append(out, ",\"ms\":");
+	g_string_append(out, g_ascii_formatd(num, sizeof(num), "%.3f", ms));
+	g_string_append(out, ",\"busy_ms\":");
+	g_string_append(out, g_ascii_formatd(num, sizeof(num), "%.3f",
+	    busy_ms));
+	g_string_append_c(out, '}');
 	sg_log_line(SG_LOG_INFO, out->str);
 	g_string_free(out, TRUE);
+	g_string_free(item, TRUE);
 	g_free(ts);
 	g_date_time_unref(now);
 }
