@@ -4,13 +4,16 @@
  * message content or key material. The milter's threads count under one
  * short lock per message. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -289,6 +292,19 @@ reply(struct MHD_Connection *conn, unsigned status, const char *type,
 	return ret;
 }
 
+/* Whether the request announces a body (a length other than 0, or
+ * chunks). */
+static bool
+has_body(struct MHD_Connection *conn)
+{
+	const char *len = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	return MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL ||
+	    (len != NULL && strcmp(len, "0") != 0);
+}
+
 static enum MHD_Result
 serve(void *cls, struct MHD_Connection *conn, const char *url,
       const char *method, const char *version, const char *upload,
@@ -302,8 +318,21 @@ serve(void *cls, struct MHD_Connection *conn, const char *url,
 	(void)cls;
 	(void)version;
 	(void)upload;
-	/* The first call only announces the request; a body (none is
-	 * wanted) arrives in the calls after it and is dropped. */
+	/* A refusal is answered at the first call, before any body is read:
+	 * libmicrohttpd then closes the connection instead of reading a body
+	 * of any length for nothing. */
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
+	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, text,
+		    "only GET\n", 9, "GET, HEAD");
+	if (strcmp(url, "/metrics") != 0)
+		return reply(conn, MHD_HTTP_NOT_FOUND, text,
+		    "not found; the metrics are at /metrics\n", 39, NULL);
+	if (has_body(conn))
+		return reply(conn, MHD_HTTP_BAD_REQUEST, text,
+		    "a request for the metrics has no body\n", 38, NULL);
+	/* Answered at the second call, when the request is complete, so
+	 * that the connection stays open for the scraper's next one. */
 	if (*state == NULL) {
 		*state = &seen;
 		return MHD_YES;
@@ -312,13 +341,6 @@ serve(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_len = 0;
 		return MHD_YES;
 	}
-	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 &&
-	    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, text,
-		    "only GET\n", 9, "GET, HEAD");
-	if (strcmp(url, "/metrics") != 0)
-		return reply(conn, MHD_HTTP_NOT_FOUND, text,
-		    "not found; the metrics are at /metrics\n", 39, NULL);
 	body = render();
 	ret = reply(conn, MHD_HTTP_OK,
 	    "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -327,15 +349,80 @@ serve(void *cls, struct MHD_Connection *conn, const char *url,
 	return ret;
 }
 
+/*
+ * libmicrohttpd has a line to say about every connection it refuses or
+ * cuts off (over the connection limits, a malformed request), and any
+ * local user can open connections by the thousand: at most LOG_BURST of
+ * its lines per LOG_WINDOW seconds; the next line after a window says how
+ * many were left out.
+ */
+#define LOG_BURST 10
+#define LOG_WINDOW 10
+
+static struct {
+	pthread_mutex_t lock;
+	time_t start;           /* of the window (CLOCK_MONOTONIC seconds) */
+	unsigned lines;         /* logged in the window */
+	unsigned dropped;       /* left out since the last line logged */
+} mlog = { PTHREAD_MUTEX_INITIALIZER, 0, 0, 0 };
+
 static void
 mhd_log(void *cls, const char *fmt, va_list ap)
 {
-	char *text = g_strdup_vprintf(fmt, ap);
+	struct timespec now;
+	unsigned dropped = 0;
+	bool say;
+	char *text;
 
 	(void)cls;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&mlog.lock);
+	if (mlog.lines == 0 || now.tv_sec - mlog.start >= LOG_WINDOW) {
+		mlog.start = now.tv_sec;
+		mlog.lines = 0;
+	}
+	say = mlog.lines < LOG_BURST;
+	if (say) {
+		mlog.lines++;
+		dropped = mlog.dropped;
+		mlog.dropped = 0;
+	} else {
+		mlog.dropped++;
+	}
+	pthread_mutex_unlock(&mlog.lock);
+	if (!say)
+		return;
+	if (dropped > 0)
+		sg_log(SG_LOG_WARNING, NULL, "metrics: %u line(s) of the HTTP "
+		    "server left out (at most %d per %d seconds)", dropped,
+		    LOG_BURST, LOG_WINDOW);
+	text = g_strdup_vprintf(fmt, ap);
 	g_strchomp(text);
 	sg_log(SG_LOG_WARNING, NULL, "metrics: %s", text);
 	g_free(text);
+}
+
+/* A listening socket on ss, -1 with errno set. Opened here rather than by
+ * libmicrohttpd, which would only log why it failed. */
+static int
+listen_on(const struct sockaddr_storage *ss, socklen_t len)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int on = 1, e;
+
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	    (ss->ss_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6,
+	    IPV6_V6ONLY, &on, sizeof(on)) < 0) ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0 ||
+	    listen(fd, 16) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 bool
@@ -343,6 +430,8 @@ sg_metrics_start(const char *listen, sg_metrics_gauges_fn gauges)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
+	unsigned port;
+	int fd, e;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
 	    MHD_USE_ERROR_LOG;
 
@@ -359,13 +448,26 @@ sg_metrics_start(const char *listen, sg_metrics_gauges_fn gauges)
 		    g_str_equal, g_free, g_free);
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	fd = listen_on(&ss, len);
+	if (fd < 0) {
+		e = errno;
+		port = ntohs(ss.ss_family == AF_INET6 ?
+		    ((struct sockaddr_in6 *)&ss)->sin6_port :
+		    ((struct sockaddr_in *)&ss)->sin_port);
+		sg_tprintf(stderr, "sealgate: gateway.metrics: cannot listen on "
+		    "%s: %s%s\n", listen, g_strerror(e),
+		    e == EACCES && port < 1024 ? " (the endpoint opens "
+		    "after the milter gave up its privileges: use a port above "
+		    "1023)" : "");
+		return false;
+	}
 	m.gauges = gauges;
 	m.on = true;
 	/* Few connections, short ones, small requests: a scraper, not a
 	 * web server. */
 	m.daemon = MHD_start_daemon(flags, 0, NULL, NULL, serve, NULL,
 	    MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_CONNECTION_LIMIT, 8U,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, 4U,
 	    MHD_OPTION_CONNECTION_TIMEOUT, 10U,
@@ -373,8 +475,8 @@ sg_metrics_start(const char *listen, sg_metrics_gauges_fn gauges)
 	    MHD_OPTION_END);
 	if (m.daemon == NULL) {
 		m.on = false;
-		sg_tprintf(stderr, "sealgate: gateway.metrics: cannot listen on "
-		    "%s (in use, or not an address of this host)\n", listen);
+		sg_tprintf(stderr, "sealgate: gateway.metrics: cannot start the "
+		    "HTTP server on %s\n", listen);
 		return false;
 	}
 	return true;

@@ -944,8 +944,11 @@ sg_cmd_milter(int argc, char **argv)
 	if (swept > 0)
 		sg_log(SG_LOG_WARNING, NULL, "removed %u throwaway GnuPG home(s) "
 		    "left in %s by a process that died", swept, g_get_tmp_dir());
-	if (!sg_keysnap_start(current.pol) || !start_reload_thread() ||
-	    !sg_metrics_start(current.pol->gateway.metrics, metrics_gauges)) {
+	/* The metrics before the reload thread: it counts reloads, and
+	 * nothing else may run while the endpoint starts. */
+	if (!sg_keysnap_start(current.pol) ||
+	    !sg_metrics_start(current.pol->gateway.metrics, metrics_gauges) ||
+	    !start_reload_thread()) {
 		remove_socket(sock);
 		goto fail;
 	}
