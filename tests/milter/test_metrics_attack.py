@@ -51,12 +51,10 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import unittest
 
