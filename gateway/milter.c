@@ -374,7 +374,29 @@ ns_since(const struct timespec *start)
 	    (now.tv_nsec - start->tv_nsec);
 }
 
-/* The key=value form of the line per message. */
+/* A value of the key=value line with the characters of special (and the
+ * backslash, to keep it unambiguous) as \xHH: an address's quoted local
+ * part may hold blanks, quotes and '>' that would end its field and start
+ * a forged one. (transfer full) */
+static char *
+text_value(const char *s, const char *special)
+{
+	GString *out = g_string_new(NULL);
+
+	for (const char *p = s != NULL ? s : ""; *p; p++) {
+		if (*p == '\\' || strchr(special, *p) != NULL)
+			g_string_append_printf(out, "\\x%02x", (guchar)*p);
+		else
+			g_string_append_c(out, *p);
+	}
+	return g_string_free(out, FALSE);
+}
+
+/* The key=value form of the line per message. The keys used are listed
+ * up to TEXT_KEYS_MAX bytes, then counted: a sender chooses how many
+ * recipients (and keys) a message has. */
+#define TEXT_KEYS_MAX 2048
+
 static void
 log_text(struct conn *c, const struct sg_result *res, double ms,
 	 double busy_ms)
@@ -384,20 +406,31 @@ log_text(struct conn *c, const struct sg_result *res, double ms,
 	char *cipher = res->cipher == NULL ? g_strdup("") :
 	    g_strdup_printf(" cipher=\"%s (%s)\"", res->cipher,
 	    res->cipher_why ? res->cipher_why : "");
+	char *from = text_value(c->msg->mail_from, " \t\"<>=");
+	char *reason = text_value(res->reason, "\"");
+	char t[G_ASCII_DTOSTR_BUF_SIZE], b[G_ASCII_DTOSTR_BUF_SIZE];
+	guint i;
 
-	for (guint i = 0; i < res->fprs->len; i++)
+	for (i = 0; i < res->fprs->len && keys->len < TEXT_KEYS_MAX; i++)
 		g_string_append_printf(keys, "%s%s", i ? "," : "",
 		    (char *)g_ptr_array_index(res->fprs, i));
+	if (i < res->fprs->len)
+		g_string_append_printf(keys, ",+%u", res->fprs->len - i);
+	/* Not printf's %f, which follows the locale (1,234). */
+	g_ascii_formatd(t, sizeof(t), "%.3f", ms);
+	g_ascii_formatd(b, sizeof(b), "%.3f", busy_ms);
 	sg_log(SG_LOG_INFO, qid(c), "from=<%s> rcpts=%u class=%s verdict=%s "
-	    "rule=%s action=%s method=%s keys=%s%s reason=\"%s\" time=%.3fms "
-	    "busy=%.3fms",
-	    c->msg->mail_from, c->msg->rcpts->len, sg_class_name(c->cls),
+	    "rule=%s action=%s method=%s keys=%s%s reason=\"%s\" time=%sms "
+	    "busy=%sms",
+	    from, c->msg->rcpts->len, sg_class_name(c->cls),
 	    sg_verdict_name(res->verdict), res->rule ? res->rule : "-",
 	    res->action,
 	    res->method ? res->method : "-", keys->len ? keys->str : "-", cipher,
-	    res->reason ? res->reason : "", ms, busy_ms);
+	    reason, t, b);
 	g_string_free(keys, TRUE);
 	g_free(cipher);
+	g_free(from);
+	g_free(reason);
 }
 
 static void

@@ -103,8 +103,9 @@ class Milter:
     """`sealgate milter -f` on a unix socket with the endpoint on a free
     port (another one when it is taken meanwhile)."""
 
-    def __init__(self, tmp, rule=TAG_RULE, env=None, gateway_extra=""):
+    def __init__(self, tmp, rule=TAG_RULE, env=None, gateway_extra="", log_format="json"):
         self.tmp = tmp
+        self.log_format = log_format
         os.makedirs(tmp, exist_ok=True)
         self.sock = os.path.join(tmp, "m.sock")
         self.policy = os.path.join(tmp, "policy.yaml")
@@ -122,8 +123,8 @@ class Milter:
             f.write('version: 1\ngateway:\n  socket: "unix:%s"\n'
                     '  keystore: "store"\n  spool_dir: "spool"\n'
                     '  max_message_size: 100000\n'
-                    '  metrics: "127.0.0.1:%d"\n  log_format: json\n%s'
-                    % (self.sock, port, self.gateway_extra))
+                    '  metrics: "127.0.0.1:%d"\n  log_format: %s\n%s'
+                    % (self.sock, port, self.log_format, self.gateway_extra))
             f.write(RULES % json.dumps(self.rule))
 
     def start(self):
@@ -511,6 +512,59 @@ class Locale(unittest.TestCase):
             self.assertIsInstance(obj["ms"], float)
             self.assertIsInstance(obj["busy_ms"], float)
             self.assertLess(obj["busy_ms"], 10000)
+        finally:
+            self.assertEqual(milter.stop(), 0)
+
+
+class TextLine(unittest.TestCase):
+    """The key=value line (log_format: text) under the same sender and
+    locale: a quoted local part cannot end its field and forge another,
+    and the times keep their decimal point."""
+
+    def test_forged_fields_and_decimal_comma(self):
+        sgtest.require_binary()
+        tmp = sgtest.tmpdir("sgmt")
+        locales = os.path.join(tmp, "locales")
+        os.mkdir(locales)
+        subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8",
+                        os.path.join(locales, "de_DE.UTF-8")], capture_output=True)
+        env = dict(os.environ, LOCPATH=locales, LC_ALL="de_DE.UTF-8")
+        milter = Milter(os.path.join(tmp, "m"), env=env, log_format="text").start()
+        forged = '"a> verdict=accept rule=x reason=\\"y\\" \\\\"@example.com'
+        try:
+            # Refused by the [secure] rule (no key): the forged fields
+            # would say accept.
+            headers, body = message(subject="[secure] figures")
+            self.assertEqual(send(milter, forged, ["carol@nokey.example"], headers, body,
+                                  b"TXT1"), "reply")
+            headers, body = message()
+            self.assertEqual(send(milter, "alice@example.com", ["carol@partner.example"],
+                                  headers, body, b"TXT2"), "accept")
+            lines = {}
+            for line in milter.log_text().splitlines():
+                for q in ("TXT1", "TXT2"):
+                    if " sealgate: %s: from=" % q in line:
+                        lines.setdefault(q, []).append(line.split(": ", 2)[2])
+            self.assertEqual(sorted(lines), ["TXT1", "TXT2"], milter.log_text())
+            one = lines["TXT1"]
+            self.assertEqual(len(one), 1, one)
+            line = one[0]
+            # Every field appears once, and the verdict is the real one.
+            for key in ("from", "verdict", "rule", "reason", "time", "busy"):
+                self.assertEqual(len(re.findall(r"(?:^| )%s=" % key, line)), 1,
+                                 "%s= in %r" % (key, line))
+            self.assertIn(" verdict=reject ", line)
+            self.assertIn(" rule=%s " % TAG_RULE, line)
+            self.assertNotIn("verdict=accept", line)
+            # The sender is there in full, its specials as \xHH (doubled
+            # by the log's escaping of backslashes).
+            m = re.match(r"from=<([^ >]*)> ", line)
+            self.assertIsNotNone(m, line)
+            unescaped = re.sub(r"\\\\x([0-9a-f]{2})",
+                               lambda g: chr(int(g.group(1), 16)), m.group(1))
+            self.assertEqual(unescaped, forged)
+            for q in ("TXT1", "TXT2"):
+                self.assertRegex(lines[q][0], r" time=\d+\.\d{3}ms busy=\d+\.\d{3}ms$")
         finally:
             self.assertEqual(milter.stop(), 0)
 
