@@ -213,6 +213,17 @@ render_family(GString *out, const struct family *f)
 	g_free(keys);
 }
 
+/* A bucket's bound as OpenMetrics wants "le" values (its section
+ * "Canonical Numbers"): %g, and ".0" when that shows neither a decimal
+ * point nor an exponent ("1.0", not "1"). */
+static void
+canonical_number(char *buf, size_t len, double v)
+{
+	g_ascii_formatd(buf, len, "%g", v);
+	if (strpbrk(buf, ".e") == NULL)
+		g_strlcat(buf, ".0", len);
+}
+
 /* The whole exposition. (transfer full) */
 static GString *
 render(void)
@@ -234,7 +245,7 @@ render(void)
 	for (size_t b = 0; b <= NBOUNDS; b++) {
 		cum += m.buckets[b];
 		if (b < NBOUNDS)
-			g_ascii_formatd(num, sizeof(num), "%g", bounds[b]);
+			canonical_number(num, sizeof(num), bounds[b]);
 		g_string_append_printf(out, "sealgate_message_seconds_bucket"
 		    "{le=\"%s\"} %" G_GUINT64_FORMAT "\n",
 		    b < NBOUNDS ? num : "+Inf", cum);
