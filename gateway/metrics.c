@@ -147,15 +147,11 @@ sg_metrics_message(const struct sg_result *res, long long busy_ns)
 }
 
 void
-sg_metrics_refusal(enum sg_verdict v, const char *cause, bool message)
+sg_metrics_refusal(enum sg_verdict v, const char *cause)
 {
 	if (!m.on)
 		return;
 	pthread_mutex_lock(&m.lock);
-	if (message)
-		count(&m.messages, "direction", "unknown", "action",
-		    sg_verdict_name(v), "method", NULL, "outcome",
-		    sg_verdict_name(v), NULL);
 	count_refusal(v, NULL, cause);
 	pthread_mutex_unlock(&m.lock);
 }
