@@ -42,13 +42,15 @@ malformed one fails the test.
      character or bytes that are not UTF-8 in an address are refused at
      RCPT (553) and the log stays one line per entry.
   4) Endpoint robustness: 404, 405 (with Allow), HEAD; a request header
-     over 16 KiB gets 431 and mail keeps flowing; 20 idle connections
-     (from 20 loopback addresses) do not stop mail, and the endpoint
-     answers once they are closed; SIGUSR1 reloads are counted (ok and
-     failed); [::1]:PORT serves over IPv6 (skipped, and the file reported
-     skipped, without IPv6 loopback); a metrics port in use stops the
-     start with a clear message on stderr and no milter socket left;
-     without gateway.metrics the milter listens on its milter socket only.
+     over 16 KiB gets 431 (a URL 414), one log line each, and mail keeps
+     flowing; 20 idle connections (from 20 loopback addresses) do not
+     stop mail, and the endpoint answers once they are closed; SIGUSR1
+     reloads are counted (ok and failed), and one that drops
+     gateway.metrics leaves the endpoint until a restart; [::1]:PORT
+     serves over IPv6 (skipped, and the file reported skipped, without
+     IPv6 loopback); a metrics port in use stops the start with a clear
+     message on stderr and no milter socket left; without gateway.metrics
+     the milter listens on its milter socket only.
   5) A refusal during DATA that the milter makes itself (its spool
      directory gone) is counted as a message, in the histogram too.
 """
