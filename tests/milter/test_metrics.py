@@ -342,7 +342,7 @@ def delta(after, before, name, *keys):
 
 
 def http_get(port, path="/metrics", method="GET", host="127.0.0.1", headers=None,
-         timeout=10):
+             timeout=10):
     """(status, {lower-case header: value}, body bytes)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -373,6 +373,7 @@ class Smtp:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
         self.file = self.sock.makefile("rb")
         self.greeting = self.reply()
+        self.tail = b""
 
     def reply(self):
         lines = []
@@ -390,13 +391,15 @@ class Smtp:
         return self.reply()
 
     def send_data(self, data):
-        """Message bytes (dot-stuffed here, CRLF line ends) without the end."""
+        """Message bytes (dot-stuffed here, CRLF line ends), whole lines,
+        without the end."""
         data = re.sub(rb"(?<!\r)\n", b"\r\n", data)
         data = re.sub(rb"(?m)^\.", b"..", data)
         self.sock.sendall(data)
+        self.tail = data[-2:]
 
     def end_data(self):
-        self.sock.sendall(b"\r\n.\r\n")
+        self.sock.sendall((b"" if self.tail == b"\r\n" else b"\r\n") + b".\r\n")
         return self.reply()
 
     def close(self):
