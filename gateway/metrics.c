@@ -156,15 +156,11 @@ sg_metrics_message(const struct sg_result *res, long long busy_ns)
 }
 
 void
-sg_metrics_refusal(enum sg_verdict v, const char *cause, bool message)
+sg_metrics_refusal(enum sg_verdict v, const char *cause)
 {
 	if (!m.on)
 		return;
 	pthread_mutex_lock(&m.lock);
-	if (message)
-		count(&m.messages, "direction", "unknown", "action",
-		    sg_verdict_name(v), "method", NULL, "outcome",
-		    sg_verdict_name(v), NULL);
 	count_refusal(v, NULL, cause);
 	pthread_mutex_unlock(&m.lock);
 }
@@ -222,6 +218,17 @@ render_family(GString *out, const struct family *f)
 	g_free(keys);
 }
 
+/* A bucket's bound as OpenMetrics wants "le" values (its section
+ * "Canonical Numbers"): %g, and ".0" when that shows neither a decimal
+ * point nor an exponent ("1.0", not "1"). */
+static void
+canonical_number(char *buf, size_t len, double v)
+{
+	g_ascii_formatd(buf, len, "%g", v);
+	if (strpbrk(buf, ".e") == NULL)
+		g_strlcat(buf, ".0", len);
+}
+
 /* The whole exposition. (transfer full) */
 static GString *
 render(void)
@@ -243,7 +250,7 @@ render(void)
 	for (size_t b = 0; b <= NBOUNDS; b++) {
 		cum += m.buckets[b];
 		if (b < NBOUNDS)
-			g_ascii_formatd(num, sizeof(num), "%g", bounds[b]);
+			canonical_number(num, sizeof(num), bounds[b]);
 		g_string_append_printf(out, "sealgate_message_seconds_bucket"
 		    "{le=\"%s\"} %" G_GUINT64_FORMAT "\n",
 		    b < NBOUNDS ? num : "+Inf", cum);

@@ -92,14 +92,20 @@ set_reply(SMFICTX *ctx, const char *rcode, const char *xcode, const char *text)
 	g_free(clean);
 }
 
+static void message_refused(struct conn *c, enum sg_verdict v,
+			    const char *cause, const char *reason);
+
 /* The one place internal failures turn into an answer; cause is a fixed
  * word for the metrics. */
 static sfsistat
 tempfail(SMFICTX *ctx, struct conn *c, const char *cause, const char *why)
 {
-	sg_metrics_refusal(SG_VERDICT_TEMPFAIL, cause, c != NULL && c->data);
 	sg_log(SG_LOG_ERR, qid(c), "temporary failure: %s", why);
 	set_reply(ctx, "451", "4.3.0", "sealgate: temporary failure, try again later");
+	if (c != NULL && c->data && c->msg != NULL)
+		message_refused(c, SG_VERDICT_TEMPFAIL, cause, why);
+	else
+		sg_metrics_refusal(SG_VERDICT_TEMPFAIL, cause);
 	return SMFIS_TEMPFAIL;
 }
 
@@ -154,7 +160,7 @@ bad_address(SMFICTX *ctx, struct conn *c, const char *xcode, const char *what,
 	    err->msg);
 
 	set_reply(ctx, "553", xcode, text);
-	sg_metrics_refusal(SG_VERDICT_REJECT, "address", false);
+	sg_metrics_refusal(SG_VERDICT_REJECT, "address");
 	sg_log(SG_LOG_INFO, qid(c), "verdict=reject reason=\"%s\"", text);
 	g_free(text);
 	return SMFIS_REJECT;
@@ -309,9 +315,7 @@ cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 		text = g_strdup_printf("message size exceeds the limit of %lld "
 		    "bytes", c->pol->gateway.max_message_size);
 		set_reply(ctx, "552", "5.3.4", text);
-		sg_log(SG_LOG_INFO, qid(c), "from=<%s> verdict=reject "
-		    "reason=\"message too large\"", c->msg->mail_from);
-		sg_metrics_refusal(SG_VERDICT_REJECT, "size", true);
+		message_refused(c, SG_VERDICT_REJECT, "size", "message too large");
 		g_free(text);
 		message_end(c);
 		return SMFIS_REJECT;
@@ -552,6 +556,26 @@ log_summary(struct conn *c, const struct sg_result *res, long long busy_ns)
 	if (res->caps_error != NULL)
 		sg_log(SG_LOG_WARNING, qid(c), "S/MIME capabilities not "
 		    "recorded: %s", res->caps_error);
+}
+
+/* A message the milter refuses itself after its data began (too large, a
+ * spool that fails): its line and its counts, as for the verdict at the
+ * end of a message. */
+static void
+message_refused(struct conn *c, enum sg_verdict v, const char *cause,
+		const char *reason)
+{
+	long long busy = c->busy_ns + ns_since(&c->cb_start);
+	struct sg_result res;
+
+	sg_result_init(&res);
+	res.verdict = v;
+	res.action = sg_verdict_name(v);
+	res.cause = cause;
+	res.reason = g_strdup(reason);
+	log_summary(c, &res, busy);
+	sg_metrics_message(&res, busy);
+	sg_result_clear(&res);
 }
 
 /* Long work goes on: the MTA restarts its timeout. */

@@ -202,9 +202,10 @@ bool sg_metrics_start(const char *listen, sg_metrics_gauges_fn gauges);
 void sg_metrics_stop(void);
 /* A message's verdict at its end; busy_ns: time in its callbacks. */
 void sg_metrics_message(const struct sg_result *res, long long busy_ns);
-/* A refusal by the milter itself (cause: a fixed word); message: it ends
- * a message whose data had begun (else a recipient or a MAIL FROM). */
-void sg_metrics_refusal(enum sg_verdict v, const char *cause, bool message);
+/* A refusal by the milter itself of a MAIL FROM or a recipient (cause: a
+ * fixed word); a message refused once its data began counts through
+ * sg_metrics_message. */
+void sg_metrics_refusal(enum sg_verdict v, const char *cause);
 /* A recipient deferred to a transaction of its own. */
 void sg_metrics_deferred(const char *cause);
 void sg_metrics_reload(bool ok);

@@ -283,6 +283,44 @@ class PolicyCheck(unittest.TestCase):
                       'of seconds, or with s, m, h or d; more than 0, at most 366d)',
                       self.check(path).stderr)
 
+    def test_metrics_and_log_format(self):
+        base = sgtest.policy_yaml()
+        anchor = '  spool_dir: "spool"\n'
+        for key, value in (("metrics", '"127.0.0.1:9108"'), ("metrics", '"[::1]:9108"'),
+                           ("metrics", '"127.0.0.1:65535"'), ("log_format", "text"),
+                           ("log_format", "json")):
+            with self.subTest(value=value):
+                path = self.write("ok-%s-%d" % (key, abs(hash(value))),
+                                  base.replace(anchor, anchor + "  %s: %s\n" % (key, value)))
+                cp = self.check(path)
+                self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+
+        def invalid(value):
+            return ('"metrics": invalid address "%s" (expected IPV4:PORT or [IPV6]:PORT, '
+                    'such as 127.0.0.1:9108)' % value)
+
+        for key, value, message in (
+                ("metrics", '"localhost:9108"', invalid("localhost:9108")),
+                ("metrics", '"127.0.0.1"', invalid("127.0.0.1")),
+                ("metrics", '"127.0.0.1:0"', invalid("127.0.0.1:0")),
+                ("metrics", '"127.0.0.1:70000"', invalid("127.0.0.1:70000")),
+                ("metrics", '"127.0.0.1:+9108"', invalid("127.0.0.1:+9108")),
+                ("metrics", '"127.0.0.1:9108 "', invalid("127.0.0.1:9108 ")),
+                ("metrics", '"[::1]9108"', invalid("[::1]9108")),
+                ("metrics", '"::1:9108"', invalid("::1:9108")),
+                ("metrics", '"[127.0.0.1]:9108"', invalid("[127.0.0.1]:9108")),
+                ("metrics", '""', invalid("")),
+                ("metrics", "[a]", '"metrics" must be an address and port'),
+                ("log_format", "xml", 'unknown log_format "xml" (expected one of: text, json)')):
+            with self.subTest(value=value):
+                text = base.replace(anchor, anchor + "  %s: %s\n" % (key, value))
+                path = self.write("bad-%s-%d" % (key, abs(hash(value))), text)
+                cp = self.check(path)
+                self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+                self.assertNotIn("OK", cp.stdout)
+                line, col = pos(text, "%s: %s" % (key, value), value)
+                self.assertEqual(cp.stderr, "%s:%d:%d: %s\n" % (path, line, col, message))
+
     def test_process_refuses_invalid_policy(self):
         inp = os.path.join(self.tmp, "in.eml")
         outp = os.path.join(self.tmp, "out.eml")
