@@ -187,6 +187,18 @@ void sg_log(enum sg_log_level level, const char *qid, const char *fmt, ...)
  * sg_json_string made safe. */
 void sg_log_line(enum sg_log_level level, const char *line);
 
+/* The milter's line per message (gateway/msglog.c): key=value pairs or,
+ * with SG_LOG_FORMAT_JSON, one JSON object. */
+struct sg_msglog {
+	const char *qid;
+	const struct sg_msg *msg;
+	int cls;                /* enum sg_class of the transaction */
+	int format;             /* enum sg_log_format */
+	double ms;              /* since MAIL FROM */
+	double busy_ms;         /* in the message's callbacks */
+};
+void sg_msglog_write(const struct sg_msglog *l, const struct sg_result *res);
+
 /* The milter's metrics (gateway/metrics.c), served at gateway.metrics.
  * Every function does nothing while the endpoint is off. */
 struct sg_metrics_gauges {
