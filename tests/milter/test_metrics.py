@@ -116,7 +116,8 @@ inbound: { decrypt: true, verify: true }
 """
 
 JSON_FIELDS = ["ts", "queue_id", "direction", "from", "class", "rule", "action", "method",
-               "outcome", "cause", "recipients", "keys", "cipher", "decryption",
+               "outcome", "cause", "recipients", "recipients_omitted", "keys",
+               "keys_omitted", "cipher", "decryption",
                "decryption_reason", "signature", "reason", "ms", "busy_ms"]
 LOG_LINE_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d sealgate: (.*)$")
 COUNTERS = ("sealgate_messages", "sealgate_rejects", "sealgate_tempfails",
@@ -1282,8 +1283,8 @@ class MetricsCase(miltertest.MilterTestCase):
                             + sgtest.milter_user_args(), timeout=60)
         err = cp.stderr.decode("utf-8", "replace")
         self.assertNotEqual(cp.returncode, 0, err)
-        self.assertIn("sealgate: gateway.metrics: cannot listen on 127.0.0.1:%d (in use, or "
-                      "not an address of this host)\n" % port, err)
+        self.assertIn("sealgate: gateway.metrics: cannot listen on 127.0.0.1:%d: "
+                      "Address already in use\n" % port, err)
         self.assertFalse(os.path.lexists(sock), "milter socket left behind")
 
     @with_diagnostics
