@@ -657,17 +657,37 @@ reload_thread(void *arg)
 }
 
 /* The metrics' gauges at a scrape: from the keystore snapshot in force
- * for the current policy. */
+ * for the current policy. Counting walks every key of the snapshot, so
+ * the count is kept for that snapshot (its generation) for up to a minute:
+ * scrapers in a loop cannot take the CPU from mail. */
 static void
 metrics_gauges(struct sg_metrics_gauges *g)
 {
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static struct {
+		const struct sg_keystore *ks;
+		struct sg_keystore_gen gen;
+		time_t at;
+		struct sg_expiring expiring;
+	} cache;
 	struct sg_policy *pol = policy_snapshot();
 	struct sg_keystore *ks = sg_keysnap_get(pol);
 	time_t now = time(NULL);
 
 	g->snapshot = ks != NULL;
-	if (ks != NULL)
-		sg_keystore_expiring(ks, now, now + 30 * 86400, &g->expiring);
+	if (ks != NULL) {
+		pthread_mutex_lock(&lock);
+		if (cache.ks != ks || !sg_keystore_gen_equal(&cache.gen, &ks->gen) ||
+		    now < cache.at || now - cache.at >= 60) {
+			sg_keystore_expiring(ks, now, now + 30 * 86400,
+			    &cache.expiring);
+			cache.ks = ks;
+			cache.gen = ks->gen;
+			cache.at = now;
+		}
+		g->expiring = cache.expiring;
+		pthread_mutex_unlock(&lock);
+	}
 	sg_keystore_free(ks);
 	sg_policy_unref(pol);
 }
