@@ -165,24 +165,27 @@ sg_metrics_refusal(enum sg_verdict v, const char *cause)
 	pthread_mutex_unlock(&m.lock);
 }
 
-void
-sg_metrics_deferred(const char *cause)
+/* One to a family of one label. */
+static void
+count_one(struct family *f, const char *label, const char *value)
 {
 	if (!m.on)
 		return;
 	pthread_mutex_lock(&m.lock);
-	count(&m.deferred, "cause", cause, NULL);
+	count(f, label, value, NULL);
 	pthread_mutex_unlock(&m.lock);
+}
+
+void
+sg_metrics_deferred(const char *cause)
+{
+	count_one(&m.deferred, "cause", cause);
 }
 
 void
 sg_metrics_reload(bool ok)
 {
-	if (!m.on)
-		return;
-	pthread_mutex_lock(&m.lock);
-	count(&m.reloads, "result", ok ? "ok" : "failed", NULL);
-	pthread_mutex_unlock(&m.lock);
+	count_one(&m.reloads, "result", ok ? "ok" : "failed");
 }
 
 void

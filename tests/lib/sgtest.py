@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unittest
 
 SKIP = 77                      # ctest SKIP_RETURN_CODE
 CMD_TIMEOUT = 120              # seconds; no single command of a test may hang
@@ -64,6 +65,19 @@ def skip_file(reason):
     """Skip a whole test file: print why and exit with ctest's skip code."""
     print("SKIP: %s" % reason, flush=True)
     sys.exit(SKIP)
+
+
+def main_with_skips(skipped):
+    """unittest.main for a file some of whose cases may find that they
+    cannot run here (their reasons in the list skipped): a failure fails
+    the file, else any such case makes the whole file skipped, never
+    passed."""
+    prog = unittest.main(exit=False, verbosity=2)
+    if not prog.result.wasSuccessful():
+        sys.exit(1)
+    if skipped:
+        skip_file("; ".join(sorted(set(skipped))))
+    sys.exit(0)
 
 
 def require_binary():

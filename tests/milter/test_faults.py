@@ -60,7 +60,6 @@ import re
 import signal
 import stat
 import subprocess
-import sys
 import time
 import unittest
 
@@ -659,14 +658,5 @@ class E_PolicyDeleted(FaultCase):
             self.milter.log_since(mark))
 
 
-def main():
-    prog = unittest.main(exit=False, verbosity=2)
-    if not prog.result.wasSuccessful():
-        sys.exit(1)
-    if SKIPPED:
-        sgtest.skip_file("; ".join(sorted(set(SKIPPED))))
-    sys.exit(0)
-
-
 if __name__ == "__main__":
-    main()
+    sgtest.main_with_skips(SKIPPED)

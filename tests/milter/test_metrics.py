@@ -64,7 +64,6 @@ import os
 import re
 import signal
 import socket
-import sys
 import threading
 import time
 import unittest
@@ -1332,14 +1331,5 @@ class MetricsCase(miltertest.MilterTestCase):
         self.assertRegex(objs[0]["reason"], r"^cannot spool body in ")
 
 
-def main():
-    prog = unittest.main(exit=False, verbosity=2)
-    if not prog.result.wasSuccessful():
-        sys.exit(1)
-    if SKIPPED:
-        sgtest.skip_file("; ".join(sorted(set(SKIPPED))))
-    sys.exit(0)
-
-
 if __name__ == "__main__":
-    main()
+    sgtest.main_with_skips(SKIPPED)
