@@ -33,10 +33,9 @@ sg_pgp_fail(struct sg_err *err, const char *what, gpgme_error_t gerr)
 int
 sg_openpgp_init(struct sg_err *err)
 {
+	const char *engine = getenv("SEALGATE_OPENPGP_ENGINE");
 	gpgme_engine_info_t info;
 	gpgme_error_t gerr;
-
-	const char *engine = getenv("SEALGATE_OPENPGP_ENGINE");
 
 	rnp_off = engine != NULL && strcmp(engine, "gpg") == 0;
 	gpgme_version_str = gpgme_check_version(NULL);

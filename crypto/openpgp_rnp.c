@@ -615,6 +615,22 @@ run(struct rnp_slot *s, const struct plan *p, struct sg_reader *in,
 	return SG_OK;
 }
 
+/* Whether the keystore's keyring can be read now. The keys loaded into
+ * rnp are those of the snapshot; a keystore that cannot be read any more
+ * (its mode changed, its disk failed) must fail as it does with gpg. */
+static bool
+keyring_readable(const struct sg_keystore *ks)
+{
+	char *path = g_build_filename(ks->gnupg_home, "pubring.kbx", NULL);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	g_free(path);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
 int
 sg_pgp_rnp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		   size_t nfprs, struct sg_reader *in, struct sg_writer *out,
@@ -630,6 +646,9 @@ sg_pgp_rnp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 
 	if (ks->index == NULL || nfprs == 0)
 		return sg_err_set(why, SG_ENOKEY, "not a keystore snapshot");
+	if (!keyring_readable(ks))
+		return sg_err_set(why, SG_ENOKEY, "the keystore's keyring cannot "
+		    "be read");
 	r = sg_keyindex_rnp(ks->index);
 	s = slot_take(r, err);
 	if (s == NULL)

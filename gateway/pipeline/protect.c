@@ -227,18 +227,16 @@ encrypt_openpgp(struct job *j, struct sg_reader *in)
 	if (rc == 0)
 		rc = sg_spool_puts(j->body, tail);
 	if (rc == 0) {
+		bool fell_back = info.fallback[0] != '\0';
+
 		j->ctype = sg_mime_pgp_encrypted_type(boundary);
-		sg_result_reason(j->res, "%u recipient(s)%s%s, %s%s%s%s",
+		sg_result_reason(j->res, "%u recipient(s)%s%s, %s%s%s%s%s%s",
 		    j->msg->rcpts->len, j->plan->sign ? ", signed" : "",
 		    (flags & SG_PGP_HIDE_RECIPIENTS) ? ", key ids hidden" : "",
-		    info.engine, info.fallback[0] ? " (rnp not used: " : "",
-		    info.fallback, info.fallback[0] ? ")" : "");
-		if (info.cipher != NULL) {
-			j->res->cipher = info.cipher;
-			g_free(j->res->cipher_why);
-			j->res->cipher_why = g_strdup("the recipients' "
-			    "preferences");
-		}
+		    info.engine, info.cipher ? ", " : "",
+		    info.cipher ? info.cipher : "",
+		    fell_back ? " (rnp not used: " : "", info.fallback,
+		    fell_back ? ")" : "");
 	}
 	g_free(head);
 	g_free(tail);
