@@ -225,9 +225,9 @@ prefs_clear(struct prefs *p)
  * The algorithm list of the hashed subpacket of type in rnp's JSON dump
  * of one signature (rnp_signature_packet_to_json): an object of the
  * "subpackets" array with "type":TYPE, "hashed":true and "algorithms":
- * [N, ...]. Such an object holds no other object. *found false when the
+ * [N, ...]. Such an object holds no other object. *out NULL when the
  * signature has no such subpacket; SG_EMALFORMED when the dump is not as
- * expected (the caller then does not use rnp).
+ * expected (the caller then does not use rnp). (transfer full)
  */
 static int
 json_prefs(const char *json, int type, GByteArray **out)
@@ -262,7 +262,7 @@ json_prefs(const char *json, int type, GByteArray **out)
 				a++;
 			if (*a == ']')
 				break;
-			if (!g_ascii_isdigit(*a) || a >= end) {
+			if (a >= end || !g_ascii_isdigit(*a)) {
 				g_byte_array_free(list, TRUE);
 				return SG_EMALFORMED;
 			}
