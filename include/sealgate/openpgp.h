@@ -47,7 +47,7 @@ enum {
 struct sg_openpgp_enc {
 	const char *engine;     /* "rnp" (in process) or "gpg" */
 	const char *cipher;     /* with rnp: its cipher, else NULL */
-	char fallback[256];     /* why gpg encrypted what rnp could have, "" */
+	char fallback[256];     /* why rnp was tried and not used, else "" */
 };
 
 /* Encrypts everything in to the keys with the given fingerprints, writing
