@@ -20,7 +20,7 @@ PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest strace p
 # not only installed when missing (README, "Security floor").
 CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \
        gpgsm gpg-agent gpgconf dirmngr libgmime-3.0-0 libgmime-3.0-dev \
-       libmilter1.0.1 libmilter-dev libyaml-0-2 libyaml-dev
+       libmilter1.0.1 libmilter-dev libyaml-0-2 libyaml-dev librnp0 librnp-dev
 # make fuzz: clang and its libFuzzer.
 FUZZ_PKGS = clang libclang-rt-14-dev
 

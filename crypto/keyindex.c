@@ -17,6 +17,7 @@ struct pgp_subkey {
 	bool can_encrypt, can_sign, revoked, expired, disabled, invalid;
 	bool secret;            /* its secret part is in the keystore */
 	char grip[41];          /* keygrip, "" when unknown */
+	char fpr[SG_FPR_MAX];   /* "" when unknown */
 	long expires;           /* 0: never */
 	long created;
 };
@@ -46,6 +47,7 @@ struct sg_keyindex {
 	GHashTable *smime;              /* address -> GArray of int */
 	GHashTable *smime_keys;         /* FPR of smime/keys/FPR.pem */
 	GHashTable *deactivated;        /* addresses */
+	struct sg_pgp_rnp *rnp;         /* in-process encryption state */
 };
 
 static void
@@ -73,6 +75,7 @@ sg_keyindex_free(struct sg_keyindex *idx)
 	g_hash_table_destroy(idx->smime);
 	g_hash_table_destroy(idx->smime_keys);
 	g_hash_table_destroy(idx->deactivated);
+	sg_pgp_rnp_free(idx->rnp);
 	sk_X509_pop_free(idx->certs, X509_free);
 	sk_X509_pop_free(idx->anchors, X509_free);
 	g_free(idx);
@@ -93,6 +96,7 @@ keyindex_new(sg_addr_key_fn addr_key)
 	    g_free, NULL);
 	idx->deactivated = g_hash_table_new_full(g_str_hash, g_str_equal,
 	    g_free, NULL);
+	idx->rnp = sg_pgp_rnp_new();
 	return idx;
 }
 
@@ -155,6 +159,8 @@ pgp_key_new(const struct sg_keystore *ks, gpgme_key_t key)
 		s->created = sk->timestamp;
 		if (sk->keygrip != NULL)
 			g_strlcpy(s->grip, sk->keygrip, sizeof(s->grip));
+		if (sk->fpr != NULL)
+			g_strlcpy(s->fpr, sk->fpr, sizeof(s->fpr));
 	}
 	return k;
 }
@@ -401,6 +407,38 @@ sg_keyindex_find_pgp(const struct sg_keyindex *idx, const char *addr,
 		    "(expired, revoked or cannot sign)");
 	return sg_err_set(err, SG_ENOKEY, "%s", seen == 0 ? "no OpenPGP key"
 	    : "no usable OpenPGP key (expired, revoked or cannot encrypt)");
+}
+
+int
+sg_keyindex_pgp_encryption_subkey(const struct sg_keyindex *idx,
+				  const char *fpr, char sub[SG_FPR_MAX])
+{
+	time_t now = time(NULL);
+
+	for (guint i = 0; i < idx->keys->len; i++) {
+		const struct pgp_key *k = g_ptr_array_index(idx->keys, i);
+		long best = 0;
+
+		if (g_ascii_strcasecmp(k->fpr, fpr) != 0)
+			continue;
+		if (!key_usable(k, now) || k->shared || !k->can_encrypt)
+			return SG_ENOKEY;
+		/* The same choice as best_encryption_subkey: the newest. */
+		for (guint j = 0; j < k->nsub; j++)
+			if (k->sub[j].can_encrypt && sub_usable(&k->sub[j], now) &&
+			    k->sub[j].created > best && k->sub[j].fpr[0] != '\0') {
+				best = k->sub[j].created;
+				g_strlcpy(sub, k->sub[j].fpr, SG_FPR_MAX);
+			}
+		return best > 0 ? SG_OK : SG_ENOKEY;
+	}
+	return SG_ENOKEY;
+}
+
+struct sg_pgp_rnp *
+sg_keyindex_rnp(const struct sg_keyindex *idx)
+{
+	return idx->rnp;
 }
 
 bool

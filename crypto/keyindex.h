@@ -19,6 +19,16 @@
 int sg_keyindex_find_pgp(const struct sg_keyindex *idx, const char *addr,
 			 bool sign, char fpr[SG_FPR_MAX], struct sg_err *err);
 
+/* The fingerprint of the encryption subkey of the key fpr (a primary
+ * key's fingerprint, as sg_keyindex_find_pgp gives it) that gpg takes:
+ * the newest usable one. SG_ENOKEY when the key has none. */
+int sg_keyindex_pgp_encryption_subkey(const struct sg_keyindex *idx,
+				      const char *fpr, char sub[SG_FPR_MAX]);
+
+/* The snapshot's state for in-process encryption (openpgp_rnp.c); it is
+ * safe for threads. (transfer none) */
+struct sg_pgp_rnp *sg_keyindex_rnp(const struct sg_keyindex *idx);
+
 /* Whether addr has, by the snapshot, a key with the secret part of an
  * encryption subkey, by the rules of sg_openpgp_decryption_subkeys
  * (expired and revoked keys included). */

@@ -18,6 +18,9 @@ static char engine_version_str[64] = "unknown";
 static GMutex home_lock;
 static char *default_home;
 
+/* SEALGATE_OPENPGP_ENGINE=gpg at start-up: no encryption with rnp. */
+static bool rnp_off;
+
 int
 sg_pgp_fail(struct sg_err *err, const char *what, gpgme_error_t gerr)
 {
@@ -30,9 +33,11 @@ sg_pgp_fail(struct sg_err *err, const char *what, gpgme_error_t gerr)
 int
 sg_openpgp_init(struct sg_err *err)
 {
+	const char *engine = getenv("SEALGATE_OPENPGP_ENGINE");
 	gpgme_engine_info_t info;
 	gpgme_error_t gerr;
 
+	rnp_off = engine != NULL && strcmp(engine, "gpg") == 0;
 	gpgme_version_str = gpgme_check_version(NULL);
 	if (gpgme_version_str == NULL)
 		return sg_err_set(err, SG_ECRYPTO, "GPGME initialisation failed");
@@ -266,7 +271,7 @@ int
 sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		   size_t nfprs, const char *signer, int flags,
 		   struct sg_reader *in, struct sg_writer *out,
-		   struct sg_err *err)
+		   struct sg_openpgp_enc *info, struct sg_err *err)
 {
 	struct gpgme_data_cbs in_cbs = { .read = sg_pgp_cb_read };
 	struct gpgme_data_cbs out_cbs = { .write = sg_pgp_cb_write };
@@ -276,9 +281,29 @@ sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 	gpgme_encrypt_result_t res;
 	gpgme_encrypt_flags_t eflags;
 	gpgme_error_t gerr;
+	struct sg_openpgp_enc unused;
 	int rc;
 
+	if (info == NULL)
+		info = &unused;
+	memset(info, 0, sizeof(*info));
+	info->engine = "gpg";
 	rc = recipient_string(fprs, nfprs, &recipients, err);
+	/* rnp 0.16 cannot hide key ids (throw-keyids) nor sign here. */
+	if (rc == 0 && !rnp_off && signer == NULL &&
+	    !(flags & SG_PGP_HIDE_RECIPIENTS) && ks->index != NULL) {
+		struct sg_err why = { 0 };
+
+		rc = sg_pgp_rnp_encrypt(ks, fprs, nfprs, in, out, &info->cipher,
+		    &why, err);
+		if (rc == 0)
+			info->engine = "rnp";
+		if (rc != SG_ENOKEY)
+			goto out;
+		/* Nothing was written: gpg encrypts instead. */
+		g_strlcpy(info->fallback, why.msg, sizeof(info->fallback));
+		rc = SG_OK;
+	}
 	if (rc == 0)
 		rc = sg_pgp_ctx(ks, &ctx, err);
 	if (rc < 0)

@@ -87,4 +87,25 @@ struct sg_sig;
 void sg_openpgp_sig_result(gpgme_ctx_t ctx, gpgme_signature_t s,
 			   struct sg_sig *out);
 
+/* In-process encryption with librnp (openpgp_rnp.c): a snapshot's keys
+ * loaded into rnp contexts, one context per encryption at a time. */
+struct sg_pgp_rnp;
+struct sg_pgp_rnp *sg_pgp_rnp_new(void);
+void sg_pgp_rnp_free(struct sg_pgp_rnp *r);
+
+/* Encrypts (no signature, key ids shown) in to the subkeys the snapshot
+ * ks chose for the keys fprs, as gpg would (see openpgp_rnp.c). Returns
+ * SG_ENOKEY, with the reason in why and nothing written, when rnp cannot
+ * be used for one of the keys: the caller encrypts with gpg instead. Any
+ * other failure is final (err). cipher receives the cipher's name. */
+int sg_pgp_rnp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
+		       size_t nfprs, struct sg_reader *in, struct sg_writer *out,
+		       const char **cipher, struct sg_err *why,
+		       struct sg_err *err);
+
+/* GnuPG 2.2's choice of a cipher (type 0) or a compression (type 1) from
+ * the recipients' preference lists (NULL: the key states none), -1 when
+ * there is none. */
+int sg_pgp_select_algo(const GByteArray *const *lists, size_t n, int type);
+
 #endif

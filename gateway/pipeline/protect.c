@@ -206,6 +206,7 @@ static int
 encrypt_openpgp(struct job *j, struct sg_reader *in)
 {
 	struct sg_writer out = { body_write, j };
+	struct sg_openpgp_enc info;
 	char boundary[64], *head, *tail;
 	int rc, flags = 0;
 
@@ -222,14 +223,20 @@ encrypt_openpgp(struct job *j, struct sg_reader *in)
 		rc = sg_openpgp_encrypt(j->ks,
 		    (const char *const *)j->res->fprs->pdata, j->res->fprs->len,
 		    j->plan->sign ? j->plan->signer_fpr : NULL, flags, in, &out,
-		    &j->err);
+		    &info, &j->err);
 	if (rc == 0)
 		rc = sg_spool_puts(j->body, tail);
 	if (rc == 0) {
+		bool fell_back = info.fallback[0] != '\0';
+
 		j->ctype = sg_mime_pgp_encrypted_type(boundary);
-		sg_result_reason(j->res, "%u recipient(s)%s%s", j->msg->rcpts->len,
-		    j->plan->sign ? ", signed" : "",
-		    (flags & SG_PGP_HIDE_RECIPIENTS) ? ", key ids hidden" : "");
+		sg_result_reason(j->res, "%u recipient(s)%s%s, %s%s%s%s%s%s",
+		    j->msg->rcpts->len, j->plan->sign ? ", signed" : "",
+		    (flags & SG_PGP_HIDE_RECIPIENTS) ? ", key ids hidden" : "",
+		    info.engine, info.cipher ? ", " : "",
+		    info.cipher ? info.cipher : "",
+		    fell_back ? " (rnp not used: " : "", info.fallback,
+		    fell_back ? ")" : "");
 	}
 	g_free(head);
 	g_free(tail);

@@ -43,13 +43,24 @@ enum {
 	SG_PGP_HIDE_RECIPIENTS = 1 << 0, /* throw-keyids: anonymous recipients */
 };
 
+/* How sg_openpgp_encrypt encrypted, for the log. */
+struct sg_openpgp_enc {
+	const char *engine;     /* "rnp" (in process) or "gpg" */
+	const char *cipher;     /* with rnp: its cipher, else NULL */
+	char fallback[256];     /* why rnp was tried and not used, else "" */
+};
+
 /* Encrypts everything in to the keys with the given fingerprints, writing
  * ASCII armor to out. With a signer (fingerprint of a secret key), signs
- * and encrypts in one OpenPGP message (RFC 3156 §6.2). */
+ * and encrypts in one OpenPGP message (RFC 3156 §6.2). Encryption alone
+ * to a snapshot's keys, key ids shown, runs in process (librnp) unless
+ * rnp cannot use a key exactly as gpg would, or SEALGATE_OPENPGP_ENGINE
+ * was "gpg" at sg_openpgp_init; everything else runs gpg. info (may be
+ * NULL) says which. */
 int sg_openpgp_encrypt(const struct sg_keystore *ks, const char *const *fprs,
 		       size_t nfprs, const char *signer, int flags,
 		       struct sg_reader *in, struct sg_writer *out,
-		       struct sg_err *err);
+		       struct sg_openpgp_enc *info, struct sg_err *err);
 
 /* Finds the best usable signing key (a secret key) for addr. SG_ENOKEY
  * when there is none. ks must be a snapshot, as above. */
