@@ -563,12 +563,21 @@ cb_read(void *app_ctx, void *buf, size_t len, size_t *nread)
 	return r->read(r->ctx, buf, len, nread) == 0;
 }
 
+/* The output and whether a write to it failed: rnp 0.16 drops the
+ * output after a refused write and still reports success. */
+struct sink {
+	struct sg_writer *w;
+	bool failed;
+};
+
 static bool
 cb_write(void *app_ctx, const void *buf, size_t len)
 {
-	struct sg_writer *w = app_ctx;
+	struct sink *k = app_ctx;
 
-	return w->write(w->ctx, buf, len) == 0;
+	if (!k->failed && k->w->write(k->w->ctx, buf, len) < 0)
+		k->failed = true;
+	return !k->failed;
 }
 
 struct plan {
@@ -584,11 +593,12 @@ run(struct rnp_slot *s, const struct plan *p, struct sg_reader *in,
 	rnp_input_t input = NULL;
 	rnp_output_t output = NULL;
 	rnp_op_encrypt_t op = NULL;
+	struct sink sink = { out, false };
 	rnp_result_t ret;
 
 	ret = rnp_input_from_callback(&input, cb_read, NULL, in);
 	if (ret == RNP_SUCCESS)
-		ret = rnp_output_to_callback(&output, cb_write, NULL, out);
+		ret = rnp_output_to_callback(&output, cb_write, NULL, &sink);
 	if (ret == RNP_SUCCESS)
 		ret = rnp_op_encrypt_create(&op, s->ffi, input, output);
 	for (size_t i = 0; i < p->n && ret == RNP_SUCCESS; i++)
@@ -609,6 +619,9 @@ run(struct rnp_slot *s, const struct plan *p, struct sg_reader *in,
 	rnp_op_encrypt_destroy(op);
 	rnp_output_destroy(output);
 	rnp_input_destroy(input);
+	if (ret == RNP_SUCCESS && sink.failed)
+		return sg_err_set(err, SG_EIO, "encryption failed: its output "
+		    "was refused");
 	if (ret != RNP_SUCCESS)
 		return sg_err_set(err, SG_ECRYPTO, "encryption failed (rnp error "
 		    "0x%x)", (unsigned)ret);
