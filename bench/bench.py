@@ -604,9 +604,14 @@ def send(pf, sc, count, sessions, timeout, reuse=False):
     wrong = [r for r in rows if (r[0], r[1], r[2]) !=
              ("accept",) + sc.expect]
     if len(rows) != count or wrong:
+        # The lines themselves say why (reason="...").
+        lines = [l for l in postfix.read_log(d.log_path, log_off).splitlines()
+                 if SUMMARY_RE.search(l) and "action=%s method=%s " % sc.expect
+                 not in l]
         raise BenchError("%s: the milter logged %d messages (of %d), %d not "
-                         "%s: %r" % (sc.title, len(rows), count, len(wrong),
-                                     "accept %s %s" % sc.expect, wrong[:3]))
+                         "%s: %r\n%s" % (sc.title, len(rows), count, len(wrong),
+                                         "accept %s %s" % sc.expect, wrong[:3],
+                                         "\n".join(lines[:3])))
     return elapsed, cpu, [r[3] for r in rows], others
 
 
