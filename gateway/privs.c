@@ -24,48 +24,8 @@
 #include "sealgate/spool.h"
 #include "sealgate.h"
 
-/* getpwnam_r and friends: the buffer grows until the entry fits. */
+/* getgrgid_r: the buffer grows until the entry (with its members) fits. */
 #define ENTRY_MAX (1024 * 1024)
-
-static bool
-lookup_user(const char *name, uid_t *uid, gid_t *gid)
-{
-	struct passwd pw, *found = NULL;
-	char *buf = NULL;
-	size_t len = 4096;
-	int rc;
-
-	do {
-		buf = g_realloc(buf, len);
-		rc = getpwnam_r(name, &pw, buf, len, &found);
-		len *= 2;
-	} while (rc == ERANGE && len <= ENTRY_MAX);
-	if (rc == 0 && found != NULL) {
-		*uid = pw.pw_uid;
-		*gid = pw.pw_gid;
-	}
-	g_free(buf);
-	return rc == 0 && found != NULL;
-}
-
-static bool
-lookup_group(const char *name, gid_t *gid)
-{
-	struct group gr, *found = NULL;
-	char *buf = NULL;
-	size_t len = 4096;
-	int rc;
-
-	do {
-		buf = g_realloc(buf, len);
-		rc = getgrnam_r(name, &gr, buf, len, &found);
-		len *= 2;
-	} while (rc == ERANGE && len <= ENTRY_MAX);
-	if (rc == 0 && found != NULL)
-		*gid = gr.gr_gid;
-	g_free(buf);
-	return rc == 0 && found != NULL;
-}
 
 /* The name of a user or group, or its number. (transfer full) */
 static char *
@@ -156,12 +116,12 @@ sg_privs_plan(const struct sg_policy *pol, const char *user_opt,
 		    "handle mail as root (not recommended)\n");
 		return false;
 	}
-	if (user != NULL && !lookup_user(user, &out->uid, &out->gid)) {
+	if (user != NULL && !sg_policy_lookup_user(user, &out->uid, &out->gid)) {
 		sg_tprintf(stderr, "sealgate: %s: unknown user \"%s\"\n",
 		    user_opt != NULL ? "-u" : "gateway.user", user);
 		return false;
 	}
-	if (group != NULL && !lookup_group(group, &out->gid)) {
+	if (group != NULL && !sg_policy_lookup_group(group, &out->gid)) {
 		sg_tprintf(stderr, "sealgate: gateway.group: unknown group \"%s\"\n",
 		    group);
 		return false;
@@ -182,7 +142,8 @@ sg_privs_plan(const struct sg_policy *pol, const char *user_opt,
 		return false;
 	}
 	if (pol->gateway.socket_group != NULL &&
-	    !lookup_group(pol->gateway.socket_group, &out->socket_gid)) {
+	    !sg_policy_lookup_group(pol->gateway.socket_group,
+	    &out->socket_gid)) {
 		sg_tprintf(stderr, "sealgate: gateway.socket_group: unknown group "
 		    "\"%s\"\n", pol->gateway.socket_group);
 		return false;

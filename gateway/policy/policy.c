@@ -131,7 +131,8 @@ set_account(struct loader *ld, const struct key *k, void *base,
 		report(ld, mark, "\"%s\" must not be empty", k->name);
 		return false;
 	}
-	if (user ? !sg_policy_user_exists(text) : !sg_policy_group_exists(text)) {
+	if (user ? !sg_policy_lookup_user(text, NULL, NULL) :
+	    !sg_policy_lookup_group(text, NULL)) {
 		report(ld, mark, "\"%s\": unknown %s \"%s\"", k->name,
 		    user ? "user" : "group", text);
 		return false;

@@ -99,9 +99,6 @@ bool sg_policy_parse_cidr(const char *text, struct sg_cidr *out);
  * -1 when the text is not that. Special bits (4000, 2000, 1000) are
  * returned as written, for the caller to refuse. */
 int sg_policy_parse_mode(const char *s, int *out);
-/* Whether the system knows a user or group of that name. */
-bool sg_policy_user_exists(const char *name);
-bool sg_policy_group_exists(const char *name);
 
 void sg_policy_load_rule(struct loader *ld, int id, unsigned index);
 

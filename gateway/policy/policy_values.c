@@ -81,8 +81,12 @@ sg_policy_parse_mode(const char *s, int *out)
 	return 0;
 }
 
+/* getpwnam_r and getgrnam_r: the buffer grows until the entry fits (a
+ * group lists its members: it may need a large one). */
+#define ENTRY_MAX (1024 * 1024)
+
 bool
-sg_policy_user_exists(const char *name)
+sg_policy_lookup_user(const char *name, uid_t *uid, gid_t *gid)
 {
 	struct passwd pw, *found = NULL;
 	char *buf = NULL;
@@ -93,25 +97,30 @@ sg_policy_user_exists(const char *name)
 		buf = g_realloc(buf, len);
 		rc = getpwnam_r(name, &pw, buf, len, &found);
 		len *= 2;
-	} while (rc == ERANGE && len <= 1024 * 1024);
+	} while (rc == ERANGE && len <= ENTRY_MAX);
+	if (rc == 0 && found != NULL && uid != NULL)
+		*uid = pw.pw_uid;
+	if (rc == 0 && found != NULL && gid != NULL)
+		*gid = pw.pw_gid;
 	g_free(buf);
 	return rc == 0 && found != NULL;
 }
 
 bool
-sg_policy_group_exists(const char *name)
+sg_policy_lookup_group(const char *name, gid_t *gid)
 {
 	struct group gr, *found = NULL;
 	char *buf = NULL;
 	size_t len = 4096;
 	int rc;
 
-	/* A group lists its members: it may need a large buffer. */
 	do {
 		buf = g_realloc(buf, len);
 		rc = getgrnam_r(name, &gr, buf, len, &found);
 		len *= 2;
-	} while (rc == ERANGE && len <= 1024 * 1024);
+	} while (rc == ERANGE && len <= ENTRY_MAX);
+	if (rc == 0 && found != NULL && gid != NULL)
+		*gid = gr.gr_gid;
 	g_free(buf);
 	return rc == 0 && found != NULL;
 }

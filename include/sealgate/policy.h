@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <glib.h>
 
@@ -178,6 +179,11 @@ bool sg_policy_allows_method(const struct sg_methods *m, enum sg_method method);
 
 /* True when ip (text form) is in gateway.trusted_networks. */
 bool sg_policy_trusted_ip(const struct sg_policy *pol, const char *ip);
+
+/* Whether the system knows a user (group) of that name; its ids go to
+ * uid and gid when not NULL. */
+bool sg_policy_lookup_user(const char *name, uid_t *uid, gid_t *gid);
+bool sg_policy_lookup_group(const char *name, gid_t *gid);
 
 /* An address to listen on, "IPV4:PORT" or "[IPV6]:PORT" (literal
  * addresses only: nothing is looked up), into ss; false when the text is
