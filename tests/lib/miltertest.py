@@ -59,15 +59,17 @@ def set_up_gateway(state, prefix, policy=None, check=()):
     return state
 
 
-def start_milter_and_postfix(state, binary, extra_main=None):
+def start_milter_and_postfix(state, binary, extra_main=None, unix=True):
     """Start `sealgate milter` with the gateway's policy (log in
     tmp/sealgate.log) and a private Postfix that calls it; adds milter and
-    pf to state."""
+    pf to state. The milter listens on a unix socket in tmp, as production
+    is advised to, or (unix=False) on 127.0.0.1."""
     gw = state["gw"]
     milter = postfix.MilterProcess(
         lambda spec: [binary, "milter", "-c", gw.policy, "-s", spec, "-f"] +
         sgtest.milter_user_args(),
-        os.path.join(state["tmp"], "sealgate.log"))
+        os.path.join(state["tmp"], "sealgate.log"),
+        unix=os.path.join(state["tmp"], "milter.sock") if unix else None)
     milter.start()
     state["milter"] = milter
     state["pf"] = postfix.PrivatePostfix(milter.postfix_spec, extra_main=extra_main)

@@ -169,23 +169,61 @@ def tcp_listening(port, host="127.0.0.1"):
     return False
 
 
+def unix_listening(path):
+    """Whether a socket listens at path, from /proc/net/unix (without
+    connecting, which a milter would take for an MTA)."""
+    try:
+        with open("/proc/net/unix") as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                # Flags 00010000: accepting connections.
+                if len(cols) >= 8 and cols[7] == path and \
+                        int(cols[3], 16) & 0x10000:
+                    return True
+    except OSError:
+        pass
+    return False
+
+
 class MilterProcess:
-    """A milter program run in the foreground, listening on 127.0.0.1:port.
+    """A milter program run in the foreground, listening on 127.0.0.1:port,
+    or on the unix socket at path unix (production's choice).
 
     argv_fn(spec) returns the command line for the libmilter socket spec
-    "inet:PORT@127.0.0.1". stderr and stdout go to log_path.
-    postfix_spec is what Postfix needs: "inet:127.0.0.1:PORT".
+    "inet:PORT@127.0.0.1" (or "unix:PATH"). stderr and stdout go to
+    log_path. postfix_spec is what Postfix needs: "inet:127.0.0.1:PORT"
+    (or "unix:PATH"). A unix socket is given to Postfix's group once it
+    listens; its directory must let the postfix user through.
     """
 
-    def __init__(self, argv_fn, log_path, port=None, env=None):
+    def __init__(self, argv_fn, log_path, port=None, env=None, unix=None):
         self.argv_fn = argv_fn
         self.log_path = log_path
-        self.port = port or free_port()
         self.env = env
         self.proc = None
-        self.spec = "inet:%d@127.0.0.1" % self.port
-        self.postfix_spec = "inet:127.0.0.1:%d" % self.port
+        self.unix = unix
+        if unix is not None:
+            self.port = None
+            self.spec = self.postfix_spec = "unix:" + unix
+        else:
+            self.port = port or free_port()
+            self.spec = "inet:%d@127.0.0.1" % self.port
+            self.postfix_spec = "inet:127.0.0.1:%d" % self.port
         self._stopped_at = None
+
+    def listening(self):
+        if self.unix is None:
+            return tcp_listening(self.port)
+        return unix_listening(self.unix)
+
+    def _ready(self):
+        """Listening, and (a unix socket) writable by Postfix's group."""
+        if not self.listening():
+            return False
+        if self.unix is not None:
+            os.chown(self.unix, -1, pwd.getpwnam(POSTFIX_USER).pw_gid)
+        return True
 
     def start(self, timeout=15, attempts=3):
         """Start and wait until it listens. A libmilter program needs a
@@ -214,7 +252,7 @@ class MilterProcess:
             while time.monotonic() < end:
                 if self.proc.poll() is not None:
                     break
-                if tcp_listening(self.port):
+                if self._ready():
                     return
                 time.sleep(0.1)
             if self.proc.poll() is None:
@@ -255,7 +293,7 @@ class MilterProcess:
 
     def _wait_unbound(self, timeout):
         end = time.monotonic() + timeout
-        while tcp_listening(self.port) and time.monotonic() < end:
+        while self.listening() and time.monotonic() < end:
             time.sleep(0.1)
 
     def log_text(self):

@@ -122,7 +122,8 @@ def setUpModule():
         lambda spec: [SETPRIV, "--inh-caps=" + DAC_CAPS, "--bounding-set=" + DAC_CAPS,
                       "--", BINARY, "milter", "-c", gw.policy, "-s", spec, "-f"]
         + sgtest.milter_user_args(),
-        os.path.join(tmp, "sealgate.log"), env=dict(os.environ, TMPDIR=mtmp))
+        os.path.join(tmp, "sealgate.log"), env=dict(os.environ, TMPDIR=mtmp),
+        unix=os.path.join(tmp, "milter.sock"))
     milter.start()
     STATE["milter"] = milter
     STATE["pf"] = postfix.PrivatePostfix(
