@@ -1,33 +1,39 @@
 """The milter protocol as sealgate negotiates it, seen from the MTA's side
 (tests/lib/milterclient.py), on a unix socket and on 127.0.0.1.
 
-On a unix socket sealgate asks the MTA not to wait for an answer to
-connect, DATA, each header field, the end of the header and each body
-chunk (SMFIP_NR_*): the MTA sends them back to back. It answers MAIL, RCPT
-and the end of the message. A refusal found where no answer is given (a
-message over gateway.max_message_size, a spool that fails) is given at the
-end of the message, and belongs to that message only: the next message of
-the connection, after an abort or after the refusal, is judged afresh.
-Over TCP every step is answered (an MTA's small packets sent back to back
-would wait on Nagle's algorithm), and a message too large is refused at
-the body chunk that crosses the limit.
+On a unix socket sealgate asks the MTA not to wait for an answer to DATA,
+each header field and the end of the header (SMFIP_NR_DATA, _HDR, _EOH):
+the MTA sends them back to back. Connect, MAIL, RCPT, each body chunk and
+the end of the message are answered. A spool that fails while the header
+is read is refused at the end of the message (451 4.3.0), and that
+refusal belongs to its message only: the next message of the connection,
+after an abort or after the refusal, is judged afresh. Over TCP every
+step is answered (an MTA's small packets sent back to back would wait on
+Nagle's algorithm), so there the refusal comes at the header field.
 
-Checked here:
+Checked here (the milters run as root without the capabilities that
+ignore file modes, so that a spool directory without write permission
+stops them):
   - what each socket negotiates, offering everything Postfix offers;
-  - a message pipelined in full over the unix socket gets exactly two
-    answers before the end of the message (MAIL, RCPT); its replacement
-    body is OpenPGP that carol's gpg decrypts to the original; over TCP
-    every step is answered;
+  - a message pipelined in full over the unix socket gets exactly four
+    answers before the end of the message (connect, MAIL, RCPT, the body
+    chunk); its replacement body is OpenPGP that carol's gpg decrypts to
+    the original; over TCP every step is answered; also when the MTA
+    sends the last body bytes with the end of the message;
   - an MTA that offers no step without answer (protocol flags 0) is
     answered at every step on the unix socket too (libmilter answers
     for sealgate);
-  - too large on the unix socket: no answer to the body, 552 5.3.4 at its
-    end; the next message on the same connection is accepted and
-    encrypted, also after an abort in the middle of a refused message;
-  - too large over TCP: 552 5.3.4 at the body chunk;
+  - too large (gateway.max_message_size), on either socket: 552 5.3.4 at
+    the body chunk that crosses the limit; the next message on the same
+    connection is accepted and encrypted;
+  - the spool fails in the header (fields over its memory bound, spool
+    directory not writable): on the unix socket no answer until the end
+    of the message, then 451 4.3.0, and the next message of the
+    connection is accepted; also when the MTA aborts the refused message;
+    over TCP 451 at the field where it failed;
   - through a real Postfix on the unix socket: the large message is
-    refused at the end of DATA and nothing reaches smtp-sink; the next
-    message of the same SMTP session arrives encrypted.
+    refused and nothing reaches smtp-sink; the next message of the same
+    SMTP session arrives encrypted.
 """
 import os
 import re
@@ -44,10 +50,14 @@ LIMIT = 100000          # gateway.max_message_size
 CHUNK = milterclient.CHUNK
 
 SMFIF_ACTIONS = 0x01 | 0x02 | 0x10          # ADDHDRS, CHGBODY, CHGHDRS
-SMFIP_NR = {"connect": 0x1000, "data": 0x10000, "header": 0x80,
-            "eoh": 0x40000, "body": 0x80000}
-SMFIP_NR_MAIL_RCPT = 0x4000 | 0x8000
+SPOOL_MEMORY = 1024 * 1024                  # the spool's memory bound
+DAC_CAPS = "-dac_override,-dac_read_search"
+SMFIP_NR = {"data": 0x10000, "header": 0x80, "eoh": 0x40000}
 NR_ALL = sum(SMFIP_NR.values())
+# Never asked for: no answer to connect, HELO, MAIL, RCPT, unknown
+# commands, body chunks; SMFIS_SKIP, rejected recipients, leading spaces.
+NOT_ASKED = 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x20000 | 0x80000 | \
+    0x400 | 0x800 | 0x100000
 POSTFIX_OFFER = 0x1FFFFF       # every protocol flag of version 6
 
 POLICY = """\
@@ -67,6 +77,7 @@ STATE = {}
 def setUpModule():
     sgtest.require_binary()
     sgtest.require_program("gpg")
+    setpriv = sgtest.require_program("setpriv")
     tmp = sgtest.tmpdir("sgproto")
     os.chmod(tmp, 0o755)            # the postfix user reaches the socket
     carol, _fpr = sgtest.new_key_home(tmp, sgtest.CAROL)
@@ -76,8 +87,10 @@ def setUpModule():
     gw.check_policy()
     gw.import_keys_checked(sgtest.export_public_key(tmp, carol, sgtest.CAROL))
     STATE.update(tmp=tmp, carol=carol, gw=gw)
-    argv = lambda spec: [gw.bin, "milter", "-c", gw.policy, "-s", spec,  # noqa: E731
-                         "-f"] + sgtest.milter_user_args()
+    argv = lambda spec: [setpriv, "--inh-caps=" + DAC_CAPS,  # noqa: E731
+                         "--bounding-set=" + DAC_CAPS, "--", gw.bin, "milter",
+                         "-c", gw.policy, "-s", spec, "-f"] + \
+        sgtest.milter_user_args()
     for name, unix in (("unix", os.path.join(tmp, "milter.sock")),
                        ("tcp", None)):
         m = postfix.MilterProcess(argv, os.path.join(tmp, name + ".log"),
@@ -99,10 +112,18 @@ def address(name):
     return m.unix if m.unix is not None else ("127.0.0.1", m.port)
 
 
-def message(body_size=2000, rcpt=sgtest.CAROL):
+def message(body_size=2000, rcpt=sgtest.CAROL, extra_fields=()):
     line = (sgtest.MARKER + " quarterly figures, confidential\r\n").encode()
     body = line * (body_size // len(line) + 1)
-    return sgtest.make_message(sgtest.std_headers(to="<%s>" % rcpt), body)
+    return sgtest.make_message(sgtest.std_headers(to="<%s>" % rcpt) +
+                               list(extra_fields), body)
+
+
+def big_header_message():
+    """A message whose header alone is over the spool's memory bound."""
+    value = "x" * 60000
+    n = SPOOL_MEMORY // len(value) + 2
+    return message(extra_fields=[("X-Filler-%d" % i, value) for i in range(n)]), n
 
 
 def negotiate(conn, offer):
@@ -121,9 +142,10 @@ def open_session(name, offer=POSTFIX_OFFER):
     return conn, actions, steps
 
 
-def send_transaction(conn, msg, rcpt=sgtest.CAROL, end=True):
+def send_transaction(conn, msg, rcpt=sgtest.CAROL, end=True, body_in_end=False):
     """MAIL, RCPT, DATA, the header fields, end of header, the body and
-    (end) end of message, sent back to back without reading an answer."""
+    (end) end of message, sent back to back without reading an answer.
+    body_in_end: the last body chunk goes with the end of message."""
     conn.send(b"M", _z("<%s>" % sgtest.SENDER), ("i", "PROTO1"))
     conn.send(b"R", _z("<%s>" % rcpt))
     conn.send(b"T")
@@ -131,11 +153,13 @@ def send_transaction(conn, msg, rcpt=sgtest.CAROL, end=True):
     for name, value in fields:
         conn.send(b"L", _z(name, value))
     conn.send(b"N")
-    for off in range(0, len(body), CHUNK):
-        conn.send(b"B", body[off:off + CHUNK])
+    chunks = [body[off:off + CHUNK] for off in range(0, len(body), CHUNK)]
+    last = chunks.pop() if body_in_end else b""
+    for chunk in chunks:
+        conn.send(b"B", chunk)
     if end:
-        conn.send(b"E")
-    return len(fields), (len(body) + CHUNK - 1) // CHUNK
+        conn.send(b"E", last)
+    return len(fields), len(chunks)
 
 
 def answers(conn):
@@ -172,19 +196,21 @@ class Protocol(unittest.TestCase):
                 conn.close()
                 self.assertEqual(actions, SMFIF_ACTIONS)
                 self.assertEqual(steps & NR_ALL, want, hex(steps))
-                # MAIL and RCPT are always answered.
-                self.assertEqual(steps & SMFIP_NR_MAIL_RCPT, 0, hex(steps))
+                self.assertEqual(steps & NOT_ASKED, 0, hex(steps))
 
-    def test_b_unix_answers_mail_rcpt_and_end_only(self):
-        conn, _a, _s = open_session("unix")
-        try:
-            send_transaction(conn, message())
-            continues, code, data, mods = answers(conn)
-        finally:
-            conn.close()
-        self.assertEqual(continues, 2)
-        self.assertEqual(code, b"a", data)
-        self.assert_encrypted_for_carol(mods)
+    def test_b_unix_answers_connect_envelope_body_and_end(self):
+        for body_in_end in (False, True):
+            with self.subTest(body_in_end=body_in_end):
+                conn, _a, _s = open_session("unix")
+                try:
+                    _fields, chunks = send_transaction(conn, message(),
+                                                       body_in_end=body_in_end)
+                    continues, code, data, mods = answers(conn)
+                finally:
+                    conn.close()
+                self.assertEqual(continues, 3 + chunks)
+                self.assertEqual(code, b"a", data)
+                self.assert_encrypted_for_carol(mods)
 
     def test_c_tcp_answers_every_step(self):
         conn, _a, _s = open_session("tcp")
@@ -205,48 +231,87 @@ class Protocol(unittest.TestCase):
         self.assertEqual(answer, "accept")
         self.assert_encrypted_for_carol(mods)
 
-    def test_e_unix_too_large_refused_at_end_then_next_message(self):
-        conn, _a, _s = open_session("unix")
-        try:
-            send_transaction(conn, message(LIMIT + 3 * CHUNK))
-            continues, code, data, mods = answers(conn)
-            self.assertEqual(continues, 2)
-            self.assertEqual(code, b"y")
-            self.assertRegex(data.decode(), r"^552 5\.3\.4 .*limit of %d" % LIMIT)
-            self.assertEqual(mods, [])
-            # The next message of the connection is its own.
-            send_transaction(conn, message())
-            continues, code, data, mods = answers(conn)
-            self.assertEqual((continues, code), (2, b"a"), data)
-            self.assert_encrypted_for_carol(mods)
-        finally:
-            conn.close()
+    def test_e_too_large_refused_at_body_then_next_message(self):
+        for name in ("unix", "tcp"):
+            with self.subTest(socket=name):
+                conn, _a, steps = open_session(name)
+                try:
+                    fields, _chunks = send_transaction(
+                        conn, message(LIMIT + 3 * CHUNK), end=False)
+                    continues, code, data, mods = answers(conn)
+                    self.assertEqual(code, b"y")
+                    self.assertRegex(data.decode(),
+                                     r"^552 5\.3\.4 .*limit of %d" % LIMIT)
+                    self.assertEqual(mods, [])
+                    # Refused at the second chunk, the one over the limit.
+                    header_steps = 0 if steps & NR_ALL else 1 + fields + 1
+                    self.assertEqual(continues, 3 + header_steps + 1)
+                    # The next message of the connection is its own.
+                    conn.send(b"A")
+                    send_transaction(conn, message())
+                    continues, code, data, mods = answers(conn)
+                    self.assertEqual(code, b"a", data)
+                    self.assert_encrypted_for_carol(mods)
+                finally:
+                    conn.close()
 
-    def test_f_unix_abort_after_refusal_found(self):
-        conn, _a, _s = open_session("unix")
+    def spool_fails(self, name, abort):
+        """A message whose header overflows the spool's memory into a
+        directory the milter may not write; then (abort: after an abort
+        instead of its end) a small message on the same connection."""
+        spool = os.path.join(STATE["gw"].dir, "spool")
+        big, _n = big_header_message()
+        second = None
+        conn, _a, _s = open_session(name)
         try:
-            # Over the limit, then the MTA gives up on the message.
-            send_transaction(conn, message(LIMIT + 2 * CHUNK), end=False)
-            conn.send(b"A")
-            send_transaction(conn, message())
-            continues, code, data, mods = answers(conn)
-            self.assertEqual((continues, code), (4, b"a"), data)
-            self.assert_encrypted_for_carol(mods)
+            os.chmod(spool, 0o500)
+            try:
+                fields, chunks = send_transaction(conn, big, end=not abort)
+                if abort:
+                    conn.send(b"A")
+                    send_transaction(conn, message())
+                first = answers(conn)
+            finally:
+                os.chmod(spool, 0o700)
+            if not abort:
+                send_transaction(conn, message())
+                second = answers(conn)
         finally:
             conn.close()
+        return fields, chunks, first, second
 
-    def test_g_tcp_too_large_refused_at_body(self):
-        conn, _a, _s = open_session("tcp")
-        try:
-            fields, _chunks = send_transaction(conn, message(LIMIT + 3 * CHUNK),
-                                               end=False)
-            continues, code, data, _mods = answers(conn)
-        finally:
-            conn.close()
-        self.assertEqual(code, b"y")
-        self.assertRegex(data.decode(), r"^552 5\.3\.4 ")
-        # Refused at the chunk that crossed the limit, the second.
-        self.assertEqual(continues, 4 + fields + 1 + 1)
+    def test_f_unix_spool_fails_in_header_refused_at_end(self):
+        fields, chunks, first, second = self.spool_fails("unix", abort=False)
+        continues, code, data, mods = first
+        self.assertEqual((code, mods), (b"y", []))
+        self.assertRegex(data.decode(), r"^451 4\.3\.0 ")
+        # No answer to the fields, the end of header; the body is answered.
+        self.assertEqual(continues, 3 + chunks)
+        continues, code, data, mods = second
+        self.assertEqual(code, b"a", data)
+        self.assert_encrypted_for_carol(mods)
+        log = STATE["unix"].log_text()
+        self.assertRegex(log, r"cannot spool header in \S+: Permission denied")
+
+    def test_g_unix_spool_fails_then_abort(self):
+        _fields, chunks, first, _second = self.spool_fails("unix", abort=True)
+        continues, code, data, mods = first
+        # The refused message ended with an abort: the next one is judged
+        # on its own (connect, 2 x (MAIL, RCPT), the chunks of both).
+        self.assertEqual(code, b"a", data)
+        self.assertEqual(continues, 1 + 2 + chunks + 2 + 1)
+        self.assert_encrypted_for_carol(mods)
+
+    def test_h_tcp_spool_fails_at_the_field(self):
+        fields, _chunks, first, second = self.spool_fails("tcp", abort=False)
+        continues, code, data, mods = first
+        self.assertEqual((code, mods), (b"y", []))
+        self.assertRegex(data.decode(), r"^451 4\.3\.0 ")
+        self.assertGreater(fields, SPOOL_MEMORY // 60000)
+        # connect, MAIL, RCPT, DATA and the fields that fit in memory
+        self.assertLess(continues, 4 + fields)
+        self.assertGreaterEqual(continues, 4 + SPOOL_MEMORY // 60000 - 1)
+        self.assertEqual(second[1], b"a", second[2])
 
 
 class ThroughPostfix(unittest.TestCase):
@@ -275,6 +340,19 @@ class ThroughPostfix(unittest.TestCase):
         self.assertEqual(len(self.pf.sink_messages()), 1)
         self.assertNotIn(sgtest.MARKER.encode(), bytes(got[0]))
         sgtest.assert_decrypts_to_original(self, STATE["carol"], small, bytes(got[0]))
+
+
+class ZStop(unittest.TestCase):
+    """Last: the milters stop on SIGTERM, and in a sanitizer build their
+    logs hold no report (a use after free, a leak, undefined behaviour)."""
+
+    def test_no_sanitizer_report(self):
+        for name in ("unix", "tcp"):
+            m = STATE[name]
+            m.stop()
+            log = m.log_text()
+            for word in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+                self.assertNotIn(word, log, "%s milter: %s" % (name, log[-3000:]))
 
 
 if __name__ == "__main__":
