@@ -31,6 +31,9 @@ stops them):
     of the message, then 451 4.3.0, and the next message of the
     connection is accepted; also when the MTA aborts the refused message;
     over TCP 451 at the field where it failed;
+  - a refusal whose text would be too long for libmilter (a missing-key
+    refusal naming 40 recipients) keeps its code and the start of its
+    text, cut with "...";
   - through a real Postfix on the unix socket: the large message is
     refused and nothing reaches smtp-sink; the next message of the same
     SMTP session arrives encrypted.
@@ -66,6 +69,11 @@ gateway: {{ keystore: "store", spool_dir: "spool", max_message_size: {limit} }}
 internal_domains: [example.com]
 outbound:
   default: {{ action: encrypt-if-key }}
+  rules:
+    - name: mandatory
+      when: {{ recipient_domain: [nokey.example] }}
+      action: encrypt
+      on_missing_key: reject
 """.format(limit=LIMIT)
 
 PGP_RE = re.compile(rb"-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----",
@@ -147,7 +155,8 @@ def send_transaction(conn, msg, rcpt=sgtest.CAROL, end=True, body_in_end=False):
     (end) end of message, sent back to back without reading an answer.
     body_in_end: the last body chunk goes with the end of message."""
     conn.send(b"M", _z("<%s>" % sgtest.SENDER), ("i", "PROTO1"))
-    conn.send(b"R", _z("<%s>" % rcpt))
+    for r in [rcpt] if isinstance(rcpt, str) else rcpt:
+        conn.send(b"R", _z("<%s>" % r))
     conn.send(b"T")
     fields, body = milterclient.split_message(msg)
     for name, value in fields:
@@ -254,6 +263,26 @@ class Protocol(unittest.TestCase):
                     self.assert_encrypted_for_carol(mods)
                 finally:
                     conn.close()
+
+    def test_i_long_refusal_text_cut(self):
+        # The missing-key refusal names every recipient without a key: 40
+        # of 60 characters make a text libmilter would not take (over 980
+        # bytes), which used to leave the MTA a bare "5.7.1 Command
+        # rejected" without the reason.
+        rcpts = ["%s-%02d@nokey.example" % ("r" * 44, i) for i in range(40)]
+        conn, _a, _s = open_session("unix")
+        try:
+            send_transaction(conn, message(rcpt=rcpts[0]), rcpt=rcpts)
+            continues, code, data, mods = answers(conn)
+        finally:
+            conn.close()
+        self.assertEqual((continues, code), (3 + len(rcpts), b"y"))
+        self.assertEqual([m for m in mods if m[0] != b"p"], [])
+        text = data.rstrip(b"\0").decode()
+        self.assertRegex(text, r'^550 5\.7\.1 encryption required by rule '
+                         r'"mandatory"; no usable .* for: ' + re.escape(rcpts[0]))
+        self.assertTrue(text.endswith("..."), text)
+        self.assertLessEqual(len(text), 980)
 
     def spool_fails(self, name, abort):
         """A message whose header overflows the spool's memory into a
