@@ -45,6 +45,7 @@ struct sg_keyindex {
 	GHashTable *pgp;                /* address -> GArray of pgp_match */
 	STACK_OF(X509) *certs, *anchors;
 	GHashTable *smime;              /* address -> GArray of int */
+	GHashTable *cert_fpr;           /* fingerprint -> X509 in certs */
 	GHashTable *smime_keys;         /* FPR of smime/keys/FPR.pem */
 	GHashTable *deactivated;        /* addresses */
 	struct sg_pgp_rnp *rnp;         /* in-process encryption state */
@@ -73,6 +74,8 @@ sg_keyindex_free(struct sg_keyindex *idx)
 	g_ptr_array_free(idx->keys, TRUE);
 	g_hash_table_destroy(idx->pgp);
 	g_hash_table_destroy(idx->smime);
+	if (idx->cert_fpr != NULL)
+		g_hash_table_destroy(idx->cert_fpr);
 	g_hash_table_destroy(idx->smime_keys);
 	g_hash_table_destroy(idx->deactivated);
 	sg_pgp_rnp_free(idx->rnp);
@@ -532,9 +535,18 @@ sg_keystore_expiring(const struct sg_keystore *ks, time_t now, time_t until,
 static void
 index_certs(struct sg_keyindex *idx)
 {
+	char fpr[SG_FPR_MAX];
+
+	idx->cert_fpr = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+	    NULL);
 	for (int i = 0; i < sk_X509_num(idx->certs); i++) {
-		STACK_OF(OPENSSL_STRING) *emails =
-		    X509_get1_email(sk_X509_value(idx->certs, i));
+		X509 *cert = sk_X509_value(idx->certs, i);
+		STACK_OF(OPENSSL_STRING) *emails = X509_get1_email(cert);
+
+		/* By what the certificate is, not by its file's name. */
+		sg_x509_fpr(cert, fpr);
+		if (fpr[0] != '\0')
+			g_hash_table_insert(idx->cert_fpr, g_strdup(fpr), cert);
 
 		for (int e = 0; e < sk_OPENSSL_STRING_num(emails); e++) {
 			GArray *a = slot(idx->smime,
@@ -629,6 +641,17 @@ sg_keyindex_certs(const struct sg_keyindex *idx, const char *sub)
 	if (strcmp(sub, "anchors") == 0)
 		return X509_chain_up_ref(idx->anchors);
 	return NULL;
+}
+
+X509 *
+sg_keyindex_cert(const struct sg_keyindex *idx, const char *fpr)
+{
+	X509 *cert = idx->cert_fpr != NULL ?
+	    g_hash_table_lookup(idx->cert_fpr, fpr) : NULL;
+
+	if (cert != NULL)
+		X509_up_ref(cert);
+	return cert;
 }
 
 const GArray *

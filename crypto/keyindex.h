@@ -39,6 +39,11 @@ bool sg_keyindex_pgp_decrypts(const struct sg_keyindex *idx, const char *addr);
 STACK_OF(X509) *sg_keyindex_certs(const struct sg_keyindex *idx,
 				  const char *sub);
 
+/* The snapshot's certificate of smime/certs whose SHA-256 fingerprint is
+ * fpr (upper-case hex), a new reference; NULL when it has none.
+ * (transfer full) */
+X509 *sg_keyindex_cert(const struct sg_keyindex *idx, const char *fpr);
+
 /* Positions in the "certs" stack of the certificates naming addr, in
  * order; NULL when none does. (transfer none) */
 const GArray *sg_keyindex_cert_candidates(const struct sg_keyindex *idx,

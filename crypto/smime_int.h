@@ -23,7 +23,8 @@ bool sg_x509_has_email(X509 *cert, const char *addr);
 /* Upper-case hex SHA-256 of the certificate's DER. */
 void sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX]);
 
-/* Reads smime/SUB/FPR.pem. (transfer full) */
+/* The certificate FPR of smime/SUB: a snapshot's own (certs), else
+ * smime/SUB/FPR.pem. (transfer full) */
 X509 *sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
 			 const char *fpr);
 

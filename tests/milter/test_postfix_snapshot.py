@@ -23,6 +23,11 @@ The milter is traced with `strace -f -e trace=execve` while messages pass:
      does not parse) after carol's key is imported defers mail (4xx), and
      the log says why; once the store is repaired the next messages to
      carol arrive encrypted, with no signal and no further change.
+  5) S/MIME encryption uses the certificate the snapshot judged: with
+     frank's certificate file overwritten in place by mallory's (no
+     keystore change recorded, so the snapshot stays), mail to frank is
+     still encrypted to frank's certificate, which his key decrypts and
+     mallory's does not.
 """
 
 import os
@@ -35,6 +40,7 @@ import unittest
 import inboundtest
 import miltertest
 import sgtest
+import smimetest
 from inboundtest import ALICE, CAROL
 from miltertest import make_msg, marker, strip_added_received, top_content_type, \
     with_diagnostics
@@ -46,6 +52,7 @@ sgtest.require_program("swaks")
 sgtest.require_program("strace")
 
 NOKEY = "zoe@nokey.example"
+FRANK = "frank@smime.example"
 INTERNAL = "bob@example.com"
 LIST = "team@lists.example"
 
@@ -61,6 +68,11 @@ outbound:
       when: { recipient_domain: [lists.example] }
       action: sign
       methods: [openpgp]
+    - name: smime-partners
+      when: { recipient_domain: [smime.example] }
+      action: encrypt
+      methods: [smime]
+      on_missing_key: reject
 """
 
 
@@ -192,6 +204,39 @@ class PostfixSnapshot(miltertest.MilterTestCase):
             self.keys("reactivate", ALICE)
         _msg, delivered = self.send(LIST, marker())
         self.assert_signed(delivered)
+
+    @with_diagnostics
+    def test_5_smime_encrypts_to_the_certificate_the_snapshot_judged(self):
+        ca = smimetest.TestCA(os.path.join(self.state["tmp"], "ca5"))
+        frank = ca.issue("Frank Smime", [FRANK])
+        mallory = ca.issue("Mallory", [FRANK], basename="mallory")
+        self.keys("import", "--trust-anchor", ca.cert)
+        self.keys("import", frank.cert)
+        path = os.path.join(self.gw.keystore, "smime", "certs",
+                            smimetest.cert_fingerprint(frank.cert) + ".pem")
+        self.assertTrue(os.path.exists(path), path)
+
+        def sent_to_frank():
+            secret = marker()
+            msg, delivered = self.send(FRANK, secret)
+            self.assertNotIn(secret.encode(), delivered.raw)
+            der = smimetest.smime_der(self, msg, strip_added_received(bytes(delivered)),
+                                      "enveloped-data")
+            return secret, der
+
+        secret, der = sent_to_frank()       # the snapshot is built
+        rc, plain, err = smimetest.cms_decrypt(der, frank)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(secret.encode(), plain)
+        with open(mallory.cert, "rb") as src, open(path, "r+b") as dst:
+            dst.write(src.read())
+            dst.truncate()
+        secret, der = sent_to_frank()
+        rc, plain, err = smimetest.cms_decrypt(der, frank)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(secret.encode(), plain)
+        rc, plain, err = smimetest.cms_decrypt(der, mallory)
+        self.assertNotIn(secret.encode(), plain if rc == 0 else b"")
 
     @with_diagnostics
     def test_4_failed_build_defers_mail_until_repaired(self):
