@@ -97,6 +97,16 @@ bool sg_keysnap_start(const struct sg_policy *pol);
 struct sg_keystore *sg_keysnap_get(const struct sg_policy *pol);
 void sg_keysnap_reload(const struct sg_policy *pol);
 
+/* The milter's callbacks (gateway/milter.c), for its verb: policy_init
+ * gives the milter its first policy (a reference it keeps); policy returns a new reference to the one in force; swap puts
+ * pol in force and returns the previous one (for the caller to release);
+ * register tells libmilter of the socket and the callbacks, which answer
+ * as fits the socket's kind (unix or TCP). */
+void sg_milter_policy_init(struct sg_policy *pol);
+struct sg_policy *sg_milter_policy(void);
+struct sg_policy *sg_milter_policy_swap(struct sg_policy *pol);
+bool sg_milter_register(const char *sock);
+
 /* Whom `sealgate milter` runs as (gateway/privs.c); every function prints
  * what went wrong on stderr and returns false. */
 struct sg_privs {
