@@ -15,7 +15,8 @@ DESTDIR  ?=
 
 # Debian packages: build, run, test.
 PKGS = gcc make cmake pkg-config libcmocka-dev postfix swaks miltertest strace python3 \
-       systemd man-db libmicrohttpd-dev locales python3-prometheus-client
+       systemd man-db libmicrohttpd-dev libpsl-dev publicsuffix locales \
+       python3-prometheus-client
 # The crypto stack: always brought to Debian's current (security) version,
 # not only installed when missing (README, "Security floor").
 CRYPTO_PKGS = libssl3 libssl-dev openssl libgpgme11 libgpgme-dev gnupg gpg \

@@ -325,6 +325,14 @@ add_item(struct loader *ld, const struct key *k, void *base, const char *text,
 			    "glob", text, k->name);
 			return false;
 		}
+		if (k->own && sg_policy_public_suffix(item)) {
+			report(ld, mark, "\"%s\" in \"%s\" is a public suffix, "
+			    "under which anyone can register a domain: every "
+			    "address there would count as the organisation's",
+			    text, k->name);
+			g_free(item);
+			return false;
+		}
 		list = field(base, k);
 		if (*list == NULL)
 			*list = g_ptr_array_new_with_free_func(g_free);

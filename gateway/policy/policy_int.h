@@ -54,6 +54,8 @@ struct key {
 	bool required;
 	const char *help;
 	key_check check;             /* KT_ENUM: NULL or an extra check */
+	bool own;                    /* KT_DOMAINS: the organisation's own, so
+	                              * no public suffix (.co.uk) */
 };
 
 /* Parser state while one file is read. */
@@ -93,6 +95,13 @@ int sg_policy_parse_duration(const char *s, long long *out);
 /* A domain, or an address or domain glob, in the form envelope addresses
  * are compared in: lower case, A-labels. (transfer full) */
 char *sg_policy_domain_item(const char *text);
+/* Whether a domain item (as sg_policy_domain_item returns it) names a
+ * public suffix of the Public Suffix List (wildcard rules included): a
+ * subdomain item (".co.uk") one of either section, a domain one of the
+ * ICANN section (a private entry such as "github.io" is its owner's own
+ * domain too). The list installed with Debian's publicsuffix, or libpsl's
+ * own when it is newer or missing. */
+bool sg_policy_public_suffix(const char *item);
 char *sg_policy_glob_item(const char *text);
 bool sg_policy_parse_cidr(const char *text, struct sg_cidr *out);
 /* Permissions written like chmod's, three or four octal digits ("0660");

@@ -218,7 +218,8 @@ const struct key sg_policy_root_keys[] = {
 	{ "gateway", KT_MAP, 0, gateway_keys, NULL, NULL, true, "daemon settings" },
 	{ "internal_domains", KT_DOMAINS, POL(internal_domains), NULL, NULL, NULL,
 	  false, "mail domains of the organisation (\".example.com\": every "
-	  "subdomain, not example.com itself)" },
+	  "subdomain, not example.com itself; not a public suffix such as "
+	  "\".co.uk\")", NULL, true },
 	{ "outbound", KT_MAP, 0, outbound_keys, NULL, NULL, false,
 	  "mail from internal senders (trusted clients) to external recipients" },
 	{ "inbound", KT_MAP, 0, inbound_keys, NULL, NULL, false,

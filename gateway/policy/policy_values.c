@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <libpsl.h>
+
 #include "policy_int.h"
 
 /* Parses "123", "10K", "50M", "1G" into bytes. */
@@ -141,6 +143,13 @@ valid_domain(const char *d)
  * subdomains) keeps its dot. NULL when invalid, and for a subdomain
  * pattern of fewer than two labels (".com" would be every domain under a
  * top-level domain). */
+static gpointer
+load_psl(gpointer unused)
+{
+	(void)unused;
+	return psl_latest(NULL);
+}
+
 char *
 sg_policy_domain_item(const char *text)
 {
@@ -161,6 +170,23 @@ sg_policy_domain_item(const char *text)
 	item = g_strconcat(".", lower, NULL);
 	g_free(lower);
 	return item;
+}
+
+bool
+sg_policy_public_suffix(const char *item)
+{
+	static GOnce once = G_ONCE_INIT;
+	const psl_ctx_t *psl;
+
+	/* Loaded once; psl_latest falls back to the built-in list. */
+	psl = g_once(&once, load_psl, NULL);
+	if (psl == NULL)
+		psl = psl_builtin();
+	if (psl == NULL)
+		return false;
+	if (item[0] == '.')
+		return psl_is_public_suffix2(psl, item + 1, PSL_TYPE_ANY) != 0;
+	return psl_is_public_suffix2(psl, item, PSL_TYPE_ICANN) != 0;
 }
 
 bool

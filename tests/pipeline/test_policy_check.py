@@ -321,6 +321,33 @@ class PolicyCheck(unittest.TestCase):
                 line, col = pos(text, "%s: %s" % (key, value), value)
                 self.assertEqual(cp.stderr, "%s:%d:%d: %s\n" % (path, line, col, message))
 
+    def test_internal_domains_not_a_public_suffix(self):
+        # ".co.uk" would make every address of every domain registered
+        # under co.uk the organisation's own: its mail handled as
+        # internal. Refused where it stands, in any spelling; domains of
+        # the organisation under a public suffix are fine. An exact
+        # domain is refused when it is an ICANN suffix; a private entry
+        # ("github.io") is its owner's own domain too.
+        for value in ("example.com", ".example.co.uk", "example.co.uk",
+                      ".mail.example.com", "github.io", ".city.kawasaki.jp"):
+            with self.subTest(value=value):
+                path = self.write("psl-ok-%d" % abs(hash(value)),
+                                  sgtest.policy_yaml(internal_domains='"%s"' % value))
+                cp = self.check(path)
+                self.assertEqual(cp.returncode, 0, cp.stdout + cp.stderr)
+        for value in (".co.uk", ".CO.UK", "co.uk", "com", ".com.au", ".github.io",
+                      ".foo.kawasaki.jp", ".公司.cn", ".xn--55qx5d.cn"):
+            with self.subTest(value=value):
+                text = sgtest.policy_yaml(internal_domains='example.com, "%s"' % value)
+                path = self.write("psl-bad-%d" % abs(hash(value)), text)
+                cp = self.check(path)
+                self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+                line, col = pos(text, '"%s"' % value, '"%s"' % value)
+                self.assertEqual(cp.stderr, '%s:%d:%d: "%s" in "internal_domains" is a '
+                                 'public suffix, under which anyone can register a domain: '
+                                 "every address there would count as the organisation's\n"
+                                 % (path, line, col, value))
+
     def test_process_refuses_invalid_policy(self):
         inp = os.path.join(self.tmp, "in.eml")
         outp = os.path.join(self.tmp, "out.eml")
