@@ -28,6 +28,17 @@ void sg_x509_fpr(X509 *cert, char fpr[SG_FPR_MAX]);
 X509 *sg_smime_load_cert(const struct sg_keystore *ks, const char *sub,
 			 const char *fpr);
 
+/* The private key smime/keys/FPR.pem, NULL when it is missing or does not
+ * parse. (transfer full) */
+EVP_PKEY *sg_smime_load_key(const struct sg_keystore *ks, const char *fpr);
+
+/* Why cert cannot be encrypted to (key type and size, key usage, a chain
+ * to one of anchors through pool), in buf or a fixed text; NULL when it
+ * can. */
+const char *sg_smime_cert_unusable(const struct sg_keystore *ks, X509 *cert,
+				   STACK_OF(X509) *anchors,
+				   STACK_OF(X509) *pool, char *buf, size_t len);
+
 /* Whether smime/keys holds FPR.pem: for a snapshot, when it was built. */
 bool sg_smime_has_private_key(const struct sg_keystore *ks, const char *fpr);
 

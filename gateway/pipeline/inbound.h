@@ -19,6 +19,7 @@ int sg_inbound_run(struct sg_msg *msg, const struct sg_policy *pol,
 #include <glib.h>
 #include <gmime/gmime.h>
 
+#include "sealgate/mime.h"
 #include "sealgate/spool.h"
 #include "sealgate/verify.h"
 
@@ -135,5 +136,48 @@ void sg_inbound_record_caps(const struct sg_keystore *ks,
  * is then to be discarded). Negative when a spool fails. */
 int sg_inbound_signed_body(const struct sg_entity *e, const char *spool_dir,
 			   struct sg_spool *out, bool *covered, bool *base64);
+
+/* The plaintext, counted as it is decrypted against its bound and kept
+ * in canonical form (CRLF) in a secret spool; without a spool only
+ * counted. */
+struct plain {
+	struct sg_spool *spool;
+	size_t n;
+	size_t max;
+	bool overflow;
+	bool io_error;
+	struct sg_progress *progress;   /* told of what is written */
+};
+
+/* What was decrypted and verified, and how it went. */
+struct decryption {
+	int method;             /* SG_METHOD_*, SG_NO_METHOD */
+	enum sg_dec_integrity integrity;
+	enum sg_dec_status status;
+	enum sg_dec_reason reason;
+	struct plain plain;     /* the decrypted (or unwrapped) entity */
+	char *header;           /* its header block, once checked */
+	gint64 body_off;        /* where its body starts */
+	bool inline_text;       /* inline PGP: the plaintext is the text */
+	struct sg_sig sig;
+	int sig_method;         /* SG_METHOD_*, SG_NO_METHOD: not signed */
+	struct sg_spool *signed_body; /* integrity=signature: what is delivered */
+	bool signed_base64;      /* ... in base64 (opaque signed-data) */
+};
+
+/* Sets how a decryption went. */
+void sg_decryption_outcome(struct decryption *d, enum sg_dec_status status,
+			   enum sg_dec_reason reason);
+
+/* Decrypts a whole-message encryption of top into d->plain; d says how it
+ * went. A transient failure (described in err) is returned instead: the
+ * MTA then keeps the mail. */
+int sg_inbound_decrypt(const struct sg_msg *msg, const struct sg_policy *pol,
+		       const struct sg_keystore *ks, GMimeObject *top,
+		       enum sg_protection prot, struct decryption *d,
+		       struct sg_err *err);
+
+/* Wipes and frees a string that held decrypted text (NULL is fine). */
+void sg_inbound_free_secret(char *s);
 
 #endif
